@@ -1,0 +1,311 @@
+"""Broker fixtures for the real-client integration tests.
+
+The fixtures start a real broker process on a free loopback port with its own
+data directory, and can stop it (SIGTERM), kill it (SIGKILL) and restart it on
+the same port and data directory.
+
+Environment:
+
+* ``TRIBUTARY_BIN`` — the broker binary (default ``<repo>/target/release/tributary``).
+* ``TRIBUTARY_TEST_AGAINST=mosquitto`` — start ``mosquitto -c <generated conf>``
+  instead, so the test bodies can be checked against a known-good broker.
+  Tests that need tributary-only behaviour are skipped there with a reason
+  (``@pytest.mark.tributary_only("why")``).
+
+The broker's stderr goes to ``<tmp>/broker.log`` (appended across restarts) and
+is attached to the report of a failing test as a section "broker log".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+AGAINST = os.environ.get("TRIBUTARY_TEST_AGAINST", "tributary").strip().lower() or "tributary"
+if AGAINST not in ("tributary", "mosquitto"):
+    raise pytest.UsageError(f"TRIBUTARY_TEST_AGAINST must be tributary or mosquitto, not {AGAINST!r}")
+
+START_DEADLINE_S = 20.0
+STOP_DEADLINE_S = 20.0
+LOG_TAIL_BYTES = 64 * 1024
+
+# Brokers alive in this process, so a failing test's report can carry their logs.
+_LIVE_BROKERS: list["Broker"] = []
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (the kernel picked it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes.
+
+    Returns the truthy value; raises AssertionError naming `what` on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_toml(config: dict) -> str:
+    """Render a two-level dict (top-level keys and [tables]) as TOML."""
+    lines = []
+    for key, value in config.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in config.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            for k, v in value.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+class Broker:
+    """One broker under test: a process bound to 127.0.0.1:`port` with `data_dir`."""
+
+    def __init__(self, workdir: Path, config: dict | None = None):
+        self.kind = AGAINST
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / "broker.log"
+        self.config = config or {}
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._log_file = None
+
+    # -- command lines -------------------------------------------------------
+
+    def _tributary_cmd(self) -> list[str]:
+        binary = os.environ.get("TRIBUTARY_BIN") or str(REPO / "target" / "release" / "tributary")
+        if not Path(binary).exists():
+            pytest.fail(f"broker binary {binary} not found: run `cargo build --release -p tributary-cli` "
+                        f"or set TRIBUTARY_BIN", pytrace=False)
+        cmd = [binary, "serve", "--mqtt", f"{self.host}:{self.port}",
+               "--data-dir", str(self.data_dir), "--allow-anonymous"]
+        if self.config:
+            cfg = self.workdir / "tributary.toml"
+            cfg.write_text(render_toml(self.config))
+            cmd += ["--config", str(cfg)]
+        return cmd
+
+    def _mosquitto_cmd(self) -> list[str]:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            "max_queued_messages 0",
+            "set_tcp_nodelay true",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            # As root mosquitto would drop to user `mosquitto`, who cannot write the tmp dir.
+            "user root",
+        ]
+        limits = self.config.get("limits", {})
+        if "max_packet_size" in limits:
+            lines.append(f"max_packet_size {limits['max_packet_size']}")
+        if "max_connections" in limits:
+            lines.append(f"max_connections {limits['max_connections']}")
+        cfg = self.workdir / "mosquitto.conf"
+        cfg.write_text("\n".join(lines) + "\n")
+        return [binary, "-c", str(cfg)]
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> "Broker":
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        cmd = self._tributary_cmd() if self.kind == "tributary" else self._mosquitto_cmd()
+        self._log_file = open(self.log_path, "ab", buffering=0)
+        self._log_file.write(f"=== start #{self.starts + 1}: {' '.join(cmd)}\n".encode())
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
+                                     start_new_session=True)
+        self.starts += 1
+        if self not in _LIVE_BROKERS:
+            _LIVE_BROKERS.append(self)
+        self._wait_accepting()
+        return self
+
+    def _wait_accepting(self):
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"{self.kind} exited with status {rc} while starting:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.kind} did not accept on {self.host}:{self.port} "
+                                     f"within {START_DEADLINE_S}s:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _wait_exit(self, sig: int) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_DEADLINE_S)
+            raise AssertionError(f"{self.kind} did not exit within {STOP_DEADLINE_S}s of signal {sig}; "
+                                 f"killed it:\n{self.log_tail()}")
+        finally:
+            if self._log_file:
+                self._log_file.write(f"=== exited with {self.proc.returncode} after signal {sig}\n".encode())
+                self._log_file.close()
+                self._log_file = None
+        return rc
+
+    def stop(self) -> int:
+        """Graceful shutdown: SIGTERM, wait for the process to exit. Returns its exit status."""
+        return self._wait_exit(signal.SIGTERM)
+
+    def kill(self) -> int:
+        """SIGKILL: nothing gets flushed or closed by the broker."""
+        return self._wait_exit(signal.SIGKILL)
+
+    def restart(self, graceful: bool = True) -> "Broker":
+        """Stop (SIGTERM) or kill (SIGKILL), then start again on the same port and data dir."""
+        if self.running:
+            self.stop() if graceful else self.kill()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self):
+        """Teardown: stop whatever is still running, without asserting anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=STOP_DEADLINE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_DEADLINE_S)
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        if self in _LIVE_BROKERS:
+            _LIVE_BROKERS.remove(self)
+
+    def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return "(no broker log)"
+        if len(data) > limit:
+            data = b"... (log truncated) ...\n" + data[-limit:]
+        return data.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return f"<{self.kind} {self.host}:{self.port} data={self.data_dir}>"
+
+
+# -- fixtures ----------------------------------------------------------------
+
+
+def _broker_config(request) -> dict | None:
+    marker = request.node.get_closest_marker("broker_config")
+    return marker.args[0] if marker else None
+
+
+@pytest.fixture
+def broker(request, tmp_path):
+    """A fresh broker per test. `@pytest.mark.broker_config({...})` passes a config file."""
+    b = Broker(tmp_path, _broker_config(request))
+    try:
+        yield b.start()
+    finally:
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def module_broker(request, tmp_path_factory):
+    """One broker shared by a module's tests (the module sets `BROKER_CONFIG` if it needs one)."""
+    config = getattr(request.module, "BROKER_CONFIG", None)
+    b = Broker(tmp_path_factory.mktemp("broker"), config)
+    try:
+        yield b.start()
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def clients(broker):
+    """Factory of paho clients on `broker`, all closed at teardown: `clients(V5, clean=False, ...)`."""
+    from clients import Clients
+
+    factory = Clients(broker)
+    try:
+        yield factory
+    finally:
+        factory.close_all()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "broker_config(dict): TOML config for the test's broker")
+    config.addinivalue_line("markers", "tributary_only(reason): skipped when testing against mosquitto")
+    config.addinivalue_line("markers", "mosquitto_deviates(reason): mosquitto 2.0 is known not to do this; "
+                                       "skipped when testing against mosquitto")
+
+
+def pytest_report_header(config):
+    return f"broker under test: {AGAINST}"
+
+
+def pytest_runtest_setup(item):
+    if AGAINST == "mosquitto":
+        for name in ("tributary_only", "mosquitto_deviates"):
+            marker = item.get_closest_marker(name)
+            if marker:
+                reason = marker.args[0] if marker.args else name
+                pytest.skip(f"{name.replace('_', ' ')}: {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for b in list(_LIVE_BROKERS):
+            report.sections.append((f"broker log ({b!r})", b.log_tail()))
