@@ -2,13 +2,86 @@
 //! before it is acknowledged, and every consumer (routing to subscribers,
 //! later processing and storage) reads from here and commits its offset.
 //!
-//! API CONTRACT (the broker codes against exactly this; bodies are to be written):
+//! # Overview
+//!
+//! - [`Log`]: a cheap, cloneable handle. [`Log::append`] resolves with the
+//!   record's [`Offset`] once the record is fsync'd (group commit, see
+//!   `writer`); [`Log::read`] returns durable records from any kept offset;
+//!   [`Log::wait_beyond`] waits for new ones; [`Log::commit_offset`] records
+//!   a consumer's progress, which protects unread segments from retention.
+//! - [`Record`]: one received message with everything consumers need.
+//! - [`LogConfig`] (directory, segment size, retention) and [`LogTuning`]
+//!   (cache, batching, queue capacity).
+//!
+//! # On disk
+//!
+//! ```text
+//! <dir>/00000000000000000000.log   segment: frames with offsets 0..n
+//! <dir>/00000000000000004711.log   segment: frames from offset 4711 (the last one is active)
+//! <dir>/consumers.journal          committed consumer offsets (see `offsets`)
+//! ```
+//!
+//! The frame layout is documented in the `record` module, segment files in
+//! `segment`, recovery in `recovery`.
+//!
+//! # Invariants
+//!
+//! - Every record below [`Log::end_offset`] is fsync'd, and only those are
+//!   visible to readers; `append` resolves only after the fsync.
+//! - Offsets are dense: they increase by 1 from [`Log::start_offset`] to
+//!   `end_offset`, across segments.
+//! - A torn tail of the active segment is truncated on open; a record that
+//!   was reported durable is never dropped: damage in a sealed segment, or
+//!   more damage than one unsynced write can explain, fails the open with
+//!   [`Error::Corrupt`].
+//! - Retention deletes whole segments, oldest first, never the active one,
+//!   and never one holding an offset at or above the smallest committed
+//!   consumer offset.
+//! - A consumer's committed offset after a crash is one it committed
+//!   (possibly an older one), never an invented one.
+//!
+//! # Example
+//!
+//! ```
+//! # async fn demo() -> tributary_log::Result<()> {
+//! use tributary_log::{Log, LogConfig, Offset, Record};
+//!
+//! let dir = std::env::temp_dir().join("tributary-log-doc-example");
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! let log = Log::open(LogConfig::new(&dir))?;
+//! let record = Record { topic: "sensors/1/hr".into(), payload: "72".into(), ..Record::default() };
+//! let offset = log.append(record).await?; // durable now
+//! let records = log.read(offset, 10).await?;
+//! assert_eq!(records[0].1.topic, "sensors/1/hr");
+//! log.commit_offset("router", Offset(offset.0 + 1))?;
+//! log.close().await?;
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+mod config;
+mod offsets;
+mod record;
+mod recovery;
+mod segment;
+mod state;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{LogConfig, LogTuning};
+
+use offsets::{Consumers, Journal};
+use state::{Progress, ReadStep, Shared, State};
+use writer::{Cmd, Writer};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -19,15 +92,31 @@ pub enum Error {
     OffsetOutOfRange { requested: u64, start: u64 },
     /// The log is at `max_bytes` and retention may not delete the oldest
     /// segment because a consumer still needs it: appends are refused.
-    #[error("log is full ({bytes} bytes) and its oldest segment is still needed by consumer {consumer}")]
+    #[error(
+        "log is full ({bytes} bytes) and its oldest segment is still needed by consumer {consumer}"
+    )]
     Full { bytes: u64, consumer: String },
     /// The log was closed (shutdown) or its writer failed earlier.
     #[error("log is closed")]
     Closed,
+    /// Stored data that cannot have been written by a torn write: the
+    /// message names the file and byte position.
     #[error("corrupt log: {0}")]
     Corrupt(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 /// A position in the log; the first record has offset 0.
@@ -57,51 +146,251 @@ pub struct Record {
     pub device: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub dir: PathBuf,
-    pub segment_bytes: u64,
-    pub max_bytes: u64,
-    pub max_age: Option<Duration>,
+/// A handle to an open log; clones share it. The writer thread stops when
+/// the log is closed or the last handle is dropped.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
 }
 
-#[derive(Clone)]
-pub struct Log {}
+struct Inner {
+    shared: Arc<Shared>,
+    /// Requests to the writer thread; bounded (`LogTuning::queue_capacity`),
+    /// senders wait when it is full.
+    tx: mpsc::Sender<Cmd>,
+    /// Joined by tests that simulate a crash.
+    #[cfg_attr(not(test), allow(dead_code))]
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.shared.config.dir)
+            .field("start", &self.start_offset())
+            .field("end", &self.end_offset())
+            .finish()
+    }
+}
 
 impl Log {
-    pub fn open(_config: LogConfig) -> Result<Log> {
-        todo!()
+    /// Opens (creating, or recovering after a crash) the log in `config.dir`
+    /// with default tuning. Blocking: it scans every segment.
+    pub fn open(config: LogConfig) -> Result<Log> {
+        Log::open_with(config, LogTuning::default())
     }
+
+    /// [`Log::open`] with explicit tuning.
+    pub fn open_with(mut config: LogConfig, tuning: LogTuning) -> Result<Log> {
+        config.segment_bytes = config.segment_bytes.max(1);
+        let recovered = recovery::recover(&config.dir, &tuning)?;
+        let (journal, committed) = Journal::open(&config.dir)?;
+        let end = recovered
+            .segments
+            .last()
+            .expect("recovery returns the active segment")
+            .end;
+        let state = State {
+            segments: recovered.segments,
+            end,
+            cache: Default::default(),
+            cache_start: end,
+            cache_bytes: 0,
+        };
+        let (progress, _) = watch::channel(Progress { end, closed: false });
+        let (tx, rx) = mpsc::channel(tuning.queue_capacity.max(1));
+        let shared = Arc::new(Shared {
+            config,
+            tuning,
+            state: Mutex::new(state),
+            progress,
+            consumers: Mutex::new(Consumers {
+                committed,
+                dirty: Default::default(),
+            }),
+            closed: AtomicBool::new(false),
+        });
+        let writer = Writer::new(Arc::clone(&shared), rx, recovered.active_file, journal);
+        let thread = std::thread::Builder::new()
+            .name("tributary-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("spawn log writer thread", e))?;
+        Ok(Log {
+            inner: Arc::new(Inner {
+                shared,
+                tx,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
     /// Resolves once the record is durable (fsync'd, group commit).
-    pub async fn append(&self, _record: Record) -> Result<Offset> {
-        todo!()
+    ///
+    /// If the future is dropped before it resolves, the record may or may
+    /// not have been appended.
+    pub async fn append(&self, record: Record) -> Result<Offset> {
+        self.append_batch(vec![record]).await
     }
+
+    /// Appends `records` atomically with respect to `Error::Full` (all or
+    /// none are accepted) at dense offsets; resolves with the first offset
+    /// once all are durable.
+    pub async fn append_batch(&self, records: Vec<Record>) -> Result<Offset> {
+        if self.inner.shared.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let (reply, response) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Append { records, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        response.await.map_err(|_| Error::Closed)?
+    }
+
     /// Offset the next record will get; every record below is durable and readable.
     pub fn end_offset(&self) -> Offset {
-        todo!()
+        Offset(self.inner.shared.progress.borrow().end)
     }
+
+    /// The oldest offset still kept (retention deletes below it).
     pub fn start_offset(&self) -> Offset {
-        todo!()
+        Offset(self.inner.shared.state().start())
     }
-    /// Up to `max` durable records from `from`; empty when `from == end_offset()`.
-    pub async fn read(&self, _from: Offset, _max: usize) -> Result<Vec<(Offset, Arc<Record>)>> {
-        todo!()
+
+    /// Up to `max` durable records from `from`; empty when `from == end_offset()`
+    /// (or beyond it). Fewer are returned when reading from disk exceeds
+    /// `LogTuning::read_max_bytes`, but at least one when any exists.
+    /// `Error::OffsetOutOfRange` when `from` was deleted by retention.
+    pub async fn read(&self, from: Offset, max: usize) -> Result<Vec<(Offset, Arc<Record>)>> {
+        let shared = &self.inner.shared;
+        let read_max_bytes = shared.tuning.read_max_bytes;
+        let mut out: Vec<(Offset, Arc<Record>)> = Vec::new();
+        let mut disk_bytes = 0usize;
+        loop {
+            let next = from.0 + out.len() as u64;
+            let remaining = max - out.len();
+            let budget = read_max_bytes.saturating_sub(disk_bytes);
+            if budget == 0 {
+                break;
+            }
+            let step = shared
+                .state()
+                .plan_read(next, remaining, budget, out.is_empty())?;
+            match step {
+                ReadStep::Done => break,
+                ReadStep::Records(records) => {
+                    out.extend(records);
+                    break; // the cache reaches the end of the log
+                }
+                ReadStep::Disk(plan) => {
+                    let records = tokio::task::spawn_blocking(move || segment::read_frames(&plan))
+                        .await
+                        .map_err(|e| Error::io("read segment", std::io::Error::other(e)))??;
+                    if records.is_empty() {
+                        break;
+                    }
+                    disk_bytes += records
+                        .iter()
+                        .map(|(_, r)| record::frame_len(r))
+                        .sum::<usize>();
+                    out.extend(records);
+                }
+            }
+        }
+        Ok(out)
     }
+
     /// Resolves when `end_offset() > offset`, or when the log closes. Cancel-safe.
-    pub async fn wait_beyond(&self, _offset: Offset) {
-        todo!()
+    pub async fn wait_beyond(&self, offset: Offset) {
+        let mut progress = self.inner.shared.progress.subscribe();
+        let _ = progress.wait_for(|p| p.end > offset.0 || p.closed).await;
     }
-    pub fn commit_offset(&self, _consumer: &str, _next: Offset) -> Result<()> {
-        todo!()
+
+    /// Records that `consumer` has processed everything below `next`. Cheap
+    /// (in memory); persisted by the writer within
+    /// `LogTuning::offsets_flush_interval`, so after a crash the consumer
+    /// may see an older committed offset. Until its first commit a consumer
+    /// protects nothing from retention.
+    pub fn commit_offset(&self, consumer: &str, next: Offset) -> Result<()> {
+        if self.inner.shared.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        check_consumer_name(consumer)?;
+        let mut consumers = self.inner.shared.consumers();
+        match consumers.committed.get_mut(consumer) {
+            Some(committed) => *committed = next.0,
+            None => {
+                consumers.committed.insert(consumer.to_owned(), next.0);
+            }
+        }
+        match consumers.dirty.get_mut(consumer) {
+            Some(dirty) => *dirty = Some(next.0),
+            None => {
+                consumers.dirty.insert(consumer.to_owned(), Some(next.0));
+            }
+        }
+        Ok(())
     }
-    pub fn committed_offset(&self, _consumer: &str) -> Option<Offset> {
-        todo!()
+
+    /// The offset `consumer` committed last, `None` if it never did (or was removed).
+    pub fn committed_offset(&self, consumer: &str) -> Option<Offset> {
+        self.inner
+            .shared
+            .consumers()
+            .committed
+            .get(consumer)
+            .copied()
+            .map(Offset)
     }
-    pub fn remove_consumer(&self, _consumer: &str) -> Result<()> {
-        todo!()
+
+    /// Forgets `consumer` (e.g. its session ended), so it no longer holds
+    /// back retention.
+    pub fn remove_consumer(&self, consumer: &str) -> Result<()> {
+        if self.inner.shared.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        let mut consumers = self.inner.shared.consumers();
+        if consumers.committed.remove(consumer).is_some() {
+            consumers.dirty.insert(consumer.to_owned(), None);
+        } else {
+            consumers.dirty.remove(consumer);
+        }
+        Ok(())
     }
+
     /// Flushes offsets and stops the writer; later appends fail with `Closed`.
+    /// Appends queued before the close are completed first.
     pub async fn close(&self) -> Result<()> {
-        todo!()
+        let (reply, response) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Close { reply }).await.is_err() {
+            return Ok(()); // already closed
+        }
+        response.await.unwrap_or(Ok(()))
     }
+
+    /// Stops the writer as a crash would: nothing more is persisted (dirty
+    /// consumer offsets are lost), and the thread is gone when this returns.
+    #[cfg(test)]
+    pub(crate) async fn crash(self) {
+        let (reply, response) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Crash { reply }).await.is_ok() {
+            let _ = response.await;
+        }
+        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn check_consumer_name(consumer: &str) -> Result<()> {
+    if consumer.len() > offsets::MAX_NAME_LEN {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "consumer name longer than 64 KiB",
+        );
+        return Err(Error::io("commit consumer offset", e));
+    }
+    Ok(())
 }

@@ -1,0 +1,80 @@
+//! Configuration of the embedded log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the log lives and how much it may keep.
+///
+/// Size retention deletes whole segments, oldest first, and never the active
+/// one, so the log can exceed `max_bytes` by up to one segment; keep
+/// `max_bytes` at several times `segment_bytes`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Directory holding the segment files and the consumer journal;
+    /// created on open.
+    pub dir: PathBuf,
+    /// A segment is sealed and a new one started once it would grow past
+    /// this many bytes (a single larger record still gets a segment).
+    pub segment_bytes: u64,
+    /// Size retention: total bytes on disk above which the oldest segments
+    /// are deleted, and above which appends fail with `Error::Full` when a
+    /// consumer still needs the oldest segment.
+    pub max_bytes: u64,
+    /// Age retention: a sealed segment whose newest record was received
+    /// longer ago than this is deleted (consumers permitting).
+    pub max_age: Option<Duration>,
+}
+
+impl LogConfig {
+    /// A config with the defaults: 128 MiB segments, 10 GiB total, no age limit.
+    pub fn new(dir: impl Into<PathBuf>) -> LogConfig {
+        LogConfig {
+            dir: dir.into(),
+            segment_bytes: 128 * 1024 * 1024,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+            max_age: None,
+        }
+    }
+}
+
+/// Knobs that trade memory and latency for throughput; the defaults suit a
+/// broker doing 100k messages/s. Kept apart from [`LogConfig`] so the
+/// config the operator writes stays small.
+#[derive(Debug, Clone)]
+pub struct LogTuning {
+    /// Bytes of recent records kept in memory as `Arc<Record>` so readers
+    /// near the end never touch the disk.
+    pub cache_bytes: usize,
+    /// Capacity of the channel to the writer thread, in append requests.
+    /// When full, `append` waits (backpressure to the publisher).
+    pub queue_capacity: usize,
+    /// One write + fsync covers at most this many bytes of records (a single
+    /// larger record is written alone). Also bounds the torn tail that
+    /// recovery accepts without calling it corruption.
+    pub max_batch_bytes: usize,
+    /// Distance in bytes between entries of the in-memory sparse index of
+    /// each segment: a disk read scans at most this much before its offset.
+    pub index_interval_bytes: u64,
+    /// Maximum bytes one `read` call decodes from disk (at least one record
+    /// is always returned), so a slow consumer cannot pull gigabytes into memory.
+    pub read_max_bytes: usize,
+    /// Committed consumer offsets are persisted at most this often (and on
+    /// close, and before retention deletes anything).
+    pub offsets_flush_interval: Duration,
+    /// How often the writer runs age retention when idle.
+    pub retention_interval: Duration,
+}
+
+impl Default for LogTuning {
+    fn default() -> Self {
+        LogTuning {
+            cache_bytes: 64 * 1024 * 1024,
+            queue_capacity: 8192,
+            max_batch_bytes: 4 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            read_max_bytes: 4 * 1024 * 1024,
+            offsets_flush_interval: Duration::from_millis(50),
+            retention_interval: Duration::from_secs(1),
+        }
+    }
+}
