@@ -1,1 +1,42 @@
-fn main() {}
+//! `tributary`: the one binary. Glue only: parse the command line, compose
+//! the config, start the parts from the library crates.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// Tributary: personal data streams over MQTT onto a durable log.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the MQTT broker on the embedded log.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tributary: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

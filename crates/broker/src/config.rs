@@ -1,0 +1,110 @@
+//! Broker configuration: listeners and limits, with the defaults operators get
+//! when they set nothing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The `[mqtt]` table of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Address of the plain-TCP MQTT listener.
+    pub listen: SocketAddr,
+    /// Lets clients connect without credentials. Honoured only when `listen`
+    /// is a loopback address: it exists for trying Tributary out and for tests.
+    pub allow_anonymous: bool,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            allow_anonymous: false,
+        }
+    }
+}
+
+/// The `[limits]` table: every per-connection resource is bounded here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Connections beyond this are answered with CONNACK "server busy" and closed.
+    pub max_connections: usize,
+    /// Largest packet accepted (and, in 5.0, announced as Maximum Packet Size).
+    pub max_packet_size: usize,
+    /// Inbound QoS 1/2 publishes a client may have unacknowledged. 5.0 clients
+    /// are told in CONNACK and disconnected with 0x93 when they exceed it;
+    /// 3.1.1 clients are simply not read from until acknowledgements go out.
+    pub receive_maximum: u16,
+    /// Outbound QoS 1/2 messages awaiting the client's acknowledgement; the
+    /// smaller of this and a 5.0 client's Receive Maximum applies.
+    pub inflight: u16,
+    /// A connection that sends no CONNECT within this many milliseconds is closed.
+    pub connect_timeout_ms: u64,
+    /// Upper bound for a persistent session's expiry in seconds. 3.1.1
+    /// sessions without clean session expire after this long offline, and a
+    /// 5.0 client's larger Session Expiry Interval is lowered to it (and told so).
+    pub max_session_expiry_secs: u32,
+    /// Bytes of outgoing data buffered per connection before the broker
+    /// stops reading from that client and stops delivering to it.
+    pub max_write_buffer: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 10_000,
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 256,
+            inflight: 256,
+            connect_timeout_ms: 10_000,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            max_write_buffer: 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// Everything the broker needs besides the log.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    pub mqtt: MqttConfig,
+    pub limits: LimitsConfig,
+}
+
+impl BrokerConfig {
+    /// Checks values that would make the broker misbehave, with a message
+    /// naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        if !(16..=268_435_460).contains(&l.max_packet_size) {
+            return Err("limits.max_packet_size must be between 16 and 268435460 bytes".into());
+        }
+        if l.receive_maximum == 0 {
+            return Err("limits.receive_maximum must be at least 1".into());
+        }
+        if l.inflight == 0 {
+            return Err("limits.inflight must be at least 1".into());
+        }
+        if l.connect_timeout_ms == 0 {
+            return Err("limits.connect_timeout_ms must be at least 1".into());
+        }
+        if self.mqtt.allow_anonymous && !self.mqtt.listen.ip().is_loopback() {
+            return Err(format!(
+                "mqtt.allow_anonymous is honoured only on a loopback listener, not on {}",
+                self.mqtt.listen
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! `ExpectConnect`: the first packet of a connection, its answer, and taking
+//! over (or creating) the client's session.
+
+use std::time::Duration;
+
+use bytes::Buf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tributary_mqtt::{
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, Publish, ReasonCode,
+};
+
+use super::Connection;
+use crate::session::{ClientId, Held, OutboundState, SessionState};
+
+impl Connection {
+    /// Reads CONNECT (within `limits.connect_timeout_ms`), answers CONNACK and
+    /// returns the session this connection now holds, or `None` when the
+    /// connection was refused or closed.
+    pub(super) async fn handshake(&mut self) -> Option<Held> {
+        let timeout = self.broker.config.limits.connect_timeout();
+        let connect = match tokio::time::timeout(timeout, self.read_connect()).await {
+            Ok(Some(connect)) => connect,
+            Ok(None) => return None,
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "no CONNECT within the connect timeout");
+                return None;
+            }
+        };
+        self.version = connect.protocol;
+        match self.accept(connect).await {
+            Ok(held) => Some(held),
+            Err(reason) => {
+                self.send(&Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    reason,
+                    properties: Properties::default(),
+                }));
+                self.flush().await;
+                None
+            }
+        }
+    }
+
+    /// Reads until a whole first packet arrived; anything but a valid
+    /// CONNECT closes the connection (3.1.1 §3.1, 5.0 §3.1: the first packet
+    /// must be CONNECT).
+    async fn read_connect(&mut self) -> Option<Connect> {
+        let max = self.broker.config.limits.max_packet_size;
+        loop {
+            match tributary_mqtt::decode(&self.rbuf, ProtocolVersion::V5, max) {
+                Ok((Packet::Connect(connect), used)) => {
+                    self.rbuf.advance(used);
+                    return Some(connect);
+                }
+                Ok((other, _)) => {
+                    tracing::info!(peer = %self.peer, packet = packet_name(&other), "first packet is not CONNECT");
+                    return None;
+                }
+                Err(tributary_mqtt::Error::Incomplete { .. }) => {}
+                Err(tributary_mqtt::Error::UnsupportedProtocolVersion(level)) => {
+                    tracing::info!(peer = %self.peer, level, "unsupported protocol version");
+                    // 3.1.1 §3.1.2.2: CONNACK return code 0x01, in the 3.1.1 form
+                    // every version's client can read.
+                    let _ = self.writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                    return None;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, error = %e, "malformed CONNECT");
+                    return None;
+                }
+            }
+            match self.reader.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Checks CONNECT, takes the session and sends CONNACK.
+    async fn accept(&mut self, connect: Connect) -> Result<Held, ReasonCode> {
+        let broker = self.broker.clone();
+        let limits = &broker.config.limits;
+        if !broker.config.mqtt.allow_anonymous {
+            // Accounts arrive with authentication; until then only anonymous
+            // access on loopback exists, and it is off.
+            tracing::info!(peer = %self.peer, "refused: anonymous access is off (start with --allow-anonymous on a loopback listener)");
+            return Err(ReasonCode::NotAuthorized);
+        }
+        let v5 = connect.protocol == ProtocolVersion::V5;
+        let mut properties = Properties::default();
+        let client_id = if connect.client_id.is_empty() {
+            if !v5 && !connect.clean_start {
+                // 3.1.1 §3.1.3.1: a zero-length id needs a clean session.
+                tracing::info!(peer = %self.peer, "refused: empty client id without clean session");
+                return Err(ReasonCode::ClientIdentifierNotValid);
+            }
+            let assigned = format!("auto-{:032x}", broker.next_message_id().0);
+            if v5 {
+                properties.assigned_client_identifier = Some(assigned.clone());
+            }
+            assigned
+        } else {
+            connect.client_id.clone()
+        };
+        let client_id = ClientId(client_id);
+        let max_expiry = limits.max_session_expiry_secs;
+        let (persistent, expiry) = if v5 {
+            let requested = connect.properties.session_expiry_interval.unwrap_or(0);
+            if requested > max_expiry {
+                properties.session_expiry_interval = Some(max_expiry);
+            }
+            (requested > 0, requested.min(max_expiry))
+        } else {
+            (
+                !connect.clean_start,
+                if connect.clean_start { 0 } else { max_expiry },
+            )
+        };
+        if v5 {
+            if let Some(receive_maximum) = connect.properties.receive_maximum {
+                self.outbound_window = self.outbound_window.min(usize::from(receive_maximum));
+            }
+            if let Some(max) = connect.properties.maximum_packet_size {
+                self.client_max_packet = max as usize;
+            }
+            self.problem_information = connect.properties.request_problem_information != Some(0);
+            properties.receive_maximum = Some(limits.receive_maximum);
+            properties.maximum_packet_size =
+                Some(limits.max_packet_size.min(u32::MAX as usize) as u32);
+            properties.topic_alias_maximum = Some(0);
+            properties.retain_available = Some(1);
+            properties.wildcard_subscription_available = Some(1);
+            properties.subscription_identifier_available = Some(1);
+            properties.shared_subscription_available = Some(0);
+        }
+        self.client_id = client_id.clone();
+        self.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        self.will = connect.will;
+
+        let end = broker.log.end_offset();
+        let protocol = connect.protocol;
+        let mut held = broker
+            .sessions
+            .take(
+                &client_id,
+                self.id,
+                self.kick.clone(),
+                connect.clean_start,
+                || SessionState::new(client_id.clone(), protocol, end),
+            )
+            .await;
+        let state = &mut held.state;
+        state.protocol = protocol;
+        state.persistent = persistent;
+        state.expiry_secs = expiry;
+        state.disconnected_at = None;
+        if persistent {
+            if !held.resumed {
+                if let Err(e) = broker
+                    .log
+                    .commit_offset(&client_id.consumer_name(), state.read_pos)
+                {
+                    tracing::error!(client_id = %client_id, error = %e, "commit a new session's cursor");
+                    return Err(ReasonCode::ServerUnavailable);
+                }
+            }
+            self.save_session(state, true).await;
+        } else {
+            // A clean start may have discarded a persistent session.
+            self.forget_stored_session().await;
+        }
+        let resumed = held.resumed;
+        tracing::info!(client_id = %client_id, peer = %self.peer, protocol = protocol.level(), resumed, persistent, "connected");
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: resumed,
+            reason: ReasonCode::Success,
+            properties,
+        }));
+        if resumed {
+            self.resend_inflight(&mut held);
+        }
+        Ok(held)
+    }
+
+    /// Drops what disk holds of a session that is no longer persistent.
+    async fn forget_stored_session(&mut self) {
+        let file = self.broker.session_file.clone();
+        let id = self.client_id.clone();
+        let _ = tokio::task::spawn_blocking(move || file.update(&id, None)).await;
+        if let Err(e) = self
+            .broker
+            .log
+            .remove_consumer(&self.client_id.consumer_name())
+        {
+            tracing::error!(client_id = %self.client_id, error = %e, "remove a session cursor");
+        }
+    }
+
+    /// Resends unacknowledged outbound messages of a resumed session
+    /// (3.1.1 §4.4, 5.0 §4.4): PUBLISH with DUP, or PUBREL.
+    fn resend_inflight(&mut self, held: &mut Held) {
+        let pending: Vec<(u16, OutboundState, Publish)> = held
+            .state
+            .outbound
+            .iter()
+            .map(|(id, o)| (*id, o.state, o.publish.clone()))
+            .collect();
+        for (id, state, mut publish) in pending {
+            match state {
+                OutboundState::ExpectPubComp => {
+                    self.send(&Packet::PubRel(PubResp::success(id)));
+                }
+                OutboundState::ExpectPubAck | OutboundState::ExpectPubRec => {
+                    publish.dup = true;
+                    self.send(&Packet::Publish(publish));
+                }
+            }
+        }
+    }
+
+    /// Answers a connection over `limits.max_connections` once its CONNECT
+    /// arrives: CONNACK "server busy" (5.0) or "server unavailable" (3.1.1).
+    pub(super) async fn refuse_busy(&mut self) {
+        tracing::warn!(peer = %self.peer, "refused: limits.max_connections reached");
+        let timeout = self
+            .broker
+            .config
+            .limits
+            .connect_timeout()
+            .min(Duration::from_secs(5));
+        if let Ok(Some(connect)) = tokio::time::timeout(timeout, self.read_connect()).await {
+            self.version = connect.protocol;
+            self.send(&Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason: ReasonCode::ServerBusy,
+                properties: Properties::default(),
+            }));
+            self.flush().await;
+        }
+    }
+}
+
+/// The packet type's name, for log lines.
+pub(super) fn packet_name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect(_) => "DISCONNECT",
+        Packet::Auth(_) => "AUTH",
+    }
+}

@@ -1,0 +1,302 @@
+//! Packets from a connected client.
+
+use std::sync::Arc;
+
+use tributary_log::{Offset, Record};
+use tributary_mqtt::{
+    Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
+};
+
+use super::{connect::packet_name, Close, Connection, PendingAck};
+use crate::session::{Held, OutboundState, Subscription};
+
+impl Connection {
+    pub(super) async fn handle_packet(
+        &mut self,
+        held: &mut Held,
+        packet: Packet,
+    ) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(held, publish),
+            Packet::PubAck(ack) => {
+                if held
+                    .state
+                    .outbound
+                    .get(&ack.packet_id)
+                    .is_some_and(|o| o.state == OutboundState::ExpectPubAck)
+                {
+                    held.state.outbound.remove(&ack.packet_id);
+                }
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                let Some(out) = held.state.outbound.get_mut(&rec.packet_id) else {
+                    if self.version == ProtocolVersion::V5 {
+                        let mut rel = PubResp::success(rec.packet_id);
+                        rel.reason = ReasonCode::PacketIdentifierNotFound;
+                        self.send(&Packet::PubRel(rel));
+                    }
+                    return Ok(());
+                };
+                if rec.reason.is_error() {
+                    // 5.0 §4.3.3: an error PUBREC ends the flow.
+                    held.state.outbound.remove(&rec.packet_id);
+                } else {
+                    out.state = OutboundState::ExpectPubComp;
+                    self.send(&Packet::PubRel(PubResp::success(rec.packet_id)));
+                }
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                if held
+                    .state
+                    .outbound
+                    .get(&comp.packet_id)
+                    .is_some_and(|o| o.state == OutboundState::ExpectPubComp)
+                {
+                    held.state.outbound.remove(&comp.packet_id);
+                }
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let mut comp = PubResp::success(rel.packet_id);
+                if !held.state.inbound_qos2.remove(&rel.packet_id)
+                    && self.version == ProtocolVersion::V5
+                {
+                    comp.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(&Packet::PubComp(comp));
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => {
+                self.on_subscribe(held, subscribe).await;
+                Ok(())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(held, unsubscribe).await;
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => {
+                if self.version == ProtocolVersion::V5 {
+                    if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                        if held.state.expiry_secs == 0 && expiry > 0 {
+                            // 5.0 §3.14.2.2.2: a session that started with expiry 0
+                            // cannot be given one at DISCONNECT.
+                            return Err(Close::Violation(ReasonCode::ProtocolError));
+                        }
+                        held.state.expiry_secs =
+                            expiry.min(self.broker.config.limits.max_session_expiry_secs);
+                        held.state.persistent = held.state.expiry_secs > 0;
+                    }
+                }
+                let publish_will = disconnect.reason == ReasonCode::DisconnectWithWillMessage;
+                Err(Close::ClientDisconnect { publish_will })
+            }
+            Packet::Connect(_) => {
+                tracing::info!(client_id = %self.client_id, "second CONNECT");
+                Err(Close::Violation(ReasonCode::ProtocolError))
+            }
+            other => {
+                // CONNACK, SUBACK, UNSUBACK, PINGRESP go only to clients; AUTH
+                // needs an authentication method this broker does not offer.
+                tracing::info!(client_id = %self.client_id, packet = packet_name(&other), "unexpected packet from a client");
+                Err(Close::Violation(ReasonCode::ProtocolError))
+            }
+        }
+    }
+
+    fn on_publish(&mut self, held: &mut Held, publish: Publish) -> Result<(), Close> {
+        if publish.properties.topic_alias.is_some() {
+            // CONNACK announced Topic Alias Maximum 0 (5.0 §3.3.2.3.4).
+            return Err(Close::Violation(ReasonCode::TopicAliasInvalid));
+        }
+        if publish.qos != QoS::AtMostOnce {
+            let Some(packet_id) = publish.packet_id else {
+                return Err(Close::Violation(ReasonCode::ProtocolError));
+            };
+            if publish.qos == QoS::ExactlyOnce
+                && (held.state.inbound_qos2.contains(&packet_id) || self.is_pending(packet_id))
+            {
+                // A resend of a QoS 2 message already stored (or being stored):
+                // answer again, never append twice (5.0 §4.3.3).
+                if held.state.inbound_qos2.contains(&packet_id) {
+                    self.send(&Packet::PubRec(PubResp::success(packet_id)));
+                }
+                return Ok(());
+            }
+            self.unacked_inbound += 1;
+            if self.version == ProtocolVersion::V5
+                && self.unacked_inbound > usize::from(self.broker.config.limits.receive_maximum)
+            {
+                return Err(Close::Violation(ReasonCode::ReceiveMaximumExceeded));
+            }
+        }
+        let record = Record {
+            receive_time_ms: crate::persist::unix_ms(),
+            topic: publish.topic,
+            qos: publish.qos as u8,
+            retain: publish.retain,
+            properties: crate::wire::stored_properties(&publish.properties),
+            payload: publish.payload,
+            client_id: self.client_id.0.clone(),
+            message_id: self.broker.next_message_id(),
+            owner: String::new(),
+            device: String::new(),
+        };
+        let ack = PendingAck {
+            qos: publish.qos,
+            packet_id: publish.packet_id,
+            retain: publish.retain,
+        };
+        self.queued.push((record, ack));
+        Ok(())
+    }
+
+    /// True when a QoS 2 publish with this id is on its way into the log.
+    fn is_pending(&self, packet_id: u16) -> bool {
+        let pending =
+            |ack: &PendingAck| ack.qos == QoS::ExactlyOnce && ack.packet_id == Some(packet_id);
+        self.queued.iter().any(|(_, a)| pending(a))
+            || self
+                .appending
+                .as_ref()
+                .is_some_and(|(_, acks)| acks.iter().any(|(_, a)| pending(a)))
+    }
+
+    /// Answers the publishes of a finished append: PUBACK/PUBREC once
+    /// durable; when the log refused them, 5.0 clients get 0x97 Quota
+    /// exceeded and 3.1.1 clients are disconnected unacknowledged, so they
+    /// resend after reconnecting (DESIGN principle 1).
+    pub(super) fn appended(
+        &mut self,
+        held: &mut Held,
+        (result, acks): (
+            tributary_log::Result<Vec<Offset>>,
+            Vec<(Arc<Record>, PendingAck)>,
+        ),
+    ) -> Result<(), Close> {
+        let offsets = match result {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                tracing::warn!(client_id = %self.client_id, error = %e, count = acks.len(), "publishes not stored");
+                let reason = match e {
+                    tributary_log::Error::Full { .. } => ReasonCode::QuotaExceeded,
+                    _ => ReasonCode::UnspecifiedError,
+                };
+                if self.version == ProtocolVersion::V311 {
+                    return Err(Close::Violation(reason));
+                }
+                for (_, ack) in acks {
+                    self.answer(held, &ack, reason);
+                }
+                return Ok(());
+            }
+        };
+        for ((record, ack), offset) in acks.into_iter().zip(offsets) {
+            if ack.retain {
+                self.broker.retained.apply(offset, &record);
+            }
+            self.answer(held, &ack, ReasonCode::Success);
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, held: &mut Held, ack: &PendingAck, reason: ReasonCode) {
+        let Some(packet_id) = ack.packet_id else {
+            return;
+        };
+        let mut response = PubResp::success(packet_id);
+        response.reason = reason;
+        self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
+        match ack.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {
+                self.send(&Packet::PubAck(response));
+            }
+            QoS::ExactlyOnce => {
+                if !reason.is_error() {
+                    held.state.inbound_qos2.insert(packet_id);
+                }
+                self.send(&Packet::PubRec(response));
+            }
+        }
+    }
+
+    async fn on_subscribe(&mut self, held: &mut Held, subscribe: Subscribe) {
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let since = self.broker.log.end_offset();
+        let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained_for = Vec::new();
+        for sub in subscribe.subscriptions {
+            let reason = if !tributary_mqtt::topic::valid_topic_filter(&sub.filter) {
+                ReasonCode::TopicFilterInvalid
+            } else if sub.filter.starts_with("$share/") {
+                ReasonCode::SharedSubscriptionsNotSupported
+            } else {
+                let existed = held.state.subscriptions.contains_key(&sub.filter);
+                let send_retained = match sub.options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
+                if send_retained {
+                    retained_for.push((sub.filter.clone(), sub.options.qos as u8));
+                }
+                let entry = Subscription::new(sub.filter.clone(), sub.options, identifier, since);
+                held.state.subscriptions.insert(sub.filter, entry);
+                match sub.options.qos {
+                    QoS::AtMostOnce => ReasonCode::GRANTED_QOS0,
+                    QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                    QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+                }
+            };
+            if reason.is_error() {
+                tracing::info!(client_id = %self.client_id, ?reason, "subscription refused");
+            }
+            reasons.push(reason);
+        }
+        if held.state.persistent {
+            // Durable before the acknowledgement, like every other promise.
+            self.save_session(&held.state, true).await;
+        }
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }));
+        for (filter, qos) in retained_for {
+            for record in self.broker.retained.matching(&filter) {
+                self.send_retained(held, &record, qos, identifier);
+            }
+        }
+    }
+
+    async fn on_unsubscribe(&mut self, held: &mut Held, unsubscribe: Unsubscribe) {
+        let reasons = unsubscribe
+            .filters
+            .iter()
+            .map(|f| match held.state.subscriptions.remove(f) {
+                Some(_) => ReasonCode::Success,
+                None => ReasonCode::NoSubscriptionExisted,
+            })
+            .collect();
+        if held.state.persistent {
+            // Durable before the acknowledgement, like every other promise.
+            self.save_session(&held.state, true).await;
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            properties: Properties::default(),
+            reasons,
+        }));
+    }
+}

@@ -1,0 +1,417 @@
+//! One client connection: the handshake (`ExpectConnect`), then the
+//! connected loop that reads packets, appends publishes to the log, answers
+//! acknowledgements once the log made them durable, and delivers matching
+//! log records to the client.
+//!
+//! Everything a connection does happens in its one task, in one `select!`
+//! loop; the read and write buffers live in the struct, so every branch is
+//! cancel-safe. Backpressure: the task stops reading from the client while
+//! its write buffer is over `limits.max_write_buffer` or (3.1.1) while
+//! `limits.receive_maximum` publishes await their acknowledgement, and stops
+//! delivering while the outbound window (`limits.inflight`) is full.
+
+mod connect;
+mod inbound;
+mod outbound;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tributary_log::{Offset, Record};
+use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
+
+use crate::server::Broker;
+use crate::session::{ClientId, Held};
+
+/// How long a closing connection may take to flush what it still has to say.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the connected loop ended; decides the will and the last word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// The client sent DISCONNECT (0x04 in 5.0 asks for the will anyway).
+    ClientDisconnect { publish_will: bool },
+    /// The socket closed or failed without DISCONNECT.
+    Lost,
+    /// The client broke the protocol; 5.0 clients get DISCONNECT with this reason.
+    Violation(ReasonCode),
+    /// Another connection took over the session.
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+}
+
+impl Close {
+    fn publishes_will(self) -> bool {
+        match self {
+            Close::ClientDisconnect { publish_will } => publish_will,
+            Close::Lost | Close::Violation(_) | Close::TakenOver => true,
+            Close::Shutdown => false,
+        }
+    }
+
+    /// The DISCONNECT a 5.0 client is sent, if any.
+    fn reason(self) -> Option<ReasonCode> {
+        match self {
+            Close::Violation(r) => Some(r),
+            Close::TakenOver => Some(ReasonCode::SessionTakenOver),
+            Close::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Close::ClientDisconnect { .. } | Close::Lost => None,
+        }
+    }
+}
+
+/// A publish that is being made durable, with what to answer once it is.
+#[derive(Debug)]
+struct PendingAck {
+    qos: QoS,
+    packet_id: Option<PacketId>,
+    retain: bool,
+}
+
+type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset>>> + Send>>;
+
+pub(crate) struct Connection {
+    broker: Arc<Broker>,
+    id: u64,
+    peer: SocketAddr,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Cancelled at broker shutdown.
+    stop: CancellationToken,
+    /// Cancelled when another connection takes the session over.
+    kick: CancellationToken,
+    version: ProtocolVersion,
+    client_id: ClientId,
+    keep_alive: Duration,
+    will: Option<tributary_mqtt::Will>,
+    /// Publishes waiting for the append in flight to finish, in arrival order.
+    queued: Vec<(Record, PendingAck)>,
+    /// The append in flight (at most one, so the log sees a client's
+    /// publishes in order) and the acknowledgements that wait for it.
+    appending: Option<(AppendFuture, Vec<(Arc<Record>, PendingAck)>)>,
+    /// QoS 1/2 publishes received and not yet answered with PUBACK/PUBREC.
+    unacked_inbound: usize,
+    /// Smaller of `limits.inflight` and the client's 5.0 Receive Maximum.
+    outbound_window: usize,
+    /// The client's 5.0 Maximum Packet Size (outgoing packets above it are not sent).
+    client_max_packet: usize,
+    /// Whether the client asked for reason strings and user properties (5.0).
+    problem_information: bool,
+    /// The cursor last committed to the log, to commit only on change.
+    committed: Option<Offset>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        id: u64,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: CancellationToken,
+    ) -> Self {
+        let (reader, writer) = stream.into_split();
+        let outbound_window = usize::from(broker.config.limits.inflight);
+        Connection {
+            broker,
+            id,
+            peer,
+            reader,
+            writer,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::new(),
+            stop,
+            kick: CancellationToken::new(),
+            version: ProtocolVersion::V311,
+            client_id: ClientId(String::new()),
+            keep_alive: Duration::ZERO,
+            will: None,
+            queued: Vec::new(),
+            appending: None,
+            unacked_inbound: 0,
+            outbound_window,
+            client_max_packet: usize::MAX,
+            problem_information: true,
+            committed: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let Some(permit) = self
+            .broker
+            .connection_permits
+            .clone()
+            .try_acquire_owned()
+            .ok()
+        else {
+            self.refuse_busy().await;
+            return;
+        };
+        let Some(mut held) = self.handshake().await else {
+            return;
+        };
+        let close = self.serve(&mut held).await;
+        self.finish(held, close).await;
+        drop(permit);
+    }
+
+    /// The connected loop. Returns why it ended.
+    async fn serve(&mut self, held: &mut Held) -> Close {
+        let limits = self.broker.config.limits.clone();
+        let mut keep_alive_deadline = self.next_keep_alive_deadline();
+        loop {
+            if let Err(close) = self.flush_progress(held) {
+                return close;
+            }
+            let can_read = self.wbuf.len() < limits.max_write_buffer
+                && (self.version == ProtocolVersion::V5
+                    || self.unacked_inbound < usize::from(limits.receive_maximum));
+            let can_deliver = held.state.outbound.len() < self.outbound_window
+                && self.wbuf.len() < limits.max_write_buffer
+                && !held.state.subscriptions.is_empty();
+            let read_pos = held.state.read_pos;
+            let log = self.broker.log.clone();
+            tokio::select! {
+                () = self.stop.cancelled() => return Close::Shutdown,
+                () = self.kick.cancelled() => return Close::TakenOver,
+                () = sleep_until_opt(keep_alive_deadline) => {
+                    tracing::info!(client_id = %self.client_id, peer = %self.peer, "keep-alive timeout");
+                    return Close::Violation(ReasonCode::KeepAliveTimeout);
+                }
+                written = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
+                    Ok(n) => self.wbuf.advance(n),
+                    Err(_) => return Close::Lost,
+                },
+                read = self.reader.read_buf(&mut self.rbuf), if can_read => match read {
+                    Ok(0) | Err(_) => return Close::Lost,
+                    Ok(_) => {
+                        keep_alive_deadline = self.next_keep_alive_deadline();
+                        if let Err(close) = self.handle_input(held).await {
+                            return close;
+                        }
+                    }
+                },
+                done = poll_append(&mut self.appending) => {
+                    if let Err(close) = self.appended(held, done) {
+                        return close;
+                    }
+                }
+                () = log.wait_beyond(read_pos), if can_deliver => {
+                    if let Err(close) = self.deliver(held).await {
+                        return close;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_keep_alive_deadline(&self) -> Option<Instant> {
+        // 1.5 × keep-alive (3.1.1 §3.1.2.10, 5.0 §3.1.2.10); 0 means none.
+        (!self.keep_alive.is_zero()).then(|| Instant::now() + self.keep_alive * 3 / 2)
+    }
+
+    /// Decodes and handles every complete packet in the read buffer.
+    async fn handle_input(&mut self, held: &mut Held) -> Result<(), Close> {
+        let max = self.broker.config.limits.max_packet_size;
+        loop {
+            match tributary_mqtt::decode(&self.rbuf, self.version, max) {
+                Ok((packet, used)) => {
+                    self.rbuf.advance(used);
+                    self.handle_packet(held, packet).await?;
+                }
+                Err(tributary_mqtt::Error::Incomplete { .. }) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(client_id = %self.client_id, peer = %self.peer, error = %e, "protocol violation");
+                    return Err(Close::Violation(ReasonCode::from(&e)));
+                }
+            }
+        }
+    }
+
+    /// Starts the next append when none is in flight, and commits the
+    /// session cursor when it moved.
+    fn flush_progress(&mut self, held: &mut Held) -> Result<(), Close> {
+        if self.appending.is_none() && !self.queued.is_empty() {
+            let batch = std::mem::take(&mut self.queued);
+            let mut records = Vec::with_capacity(batch.len());
+            let mut acks = Vec::with_capacity(batch.len());
+            for (record, ack) in batch {
+                let record = Arc::new(record);
+                records.push(record.clone());
+                acks.push((record, ack));
+            }
+            let log = self.broker.log.clone();
+            let future: AppendFuture =
+                Box::pin(async move { append_in_order(&log, records).await });
+            self.appending = Some((future, acks));
+        }
+        if held.state.persistent {
+            let cursor = held.state.cursor();
+            if self.committed != Some(cursor) {
+                if let Err(e) = self
+                    .broker
+                    .log
+                    .commit_offset(&self.client_id.consumer_name(), cursor)
+                {
+                    tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
+                }
+                self.committed = Some(cursor);
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `packet` to the write buffer. Packets above the client's
+    /// Maximum Packet Size are dropped (5.0 §3.1.2.11.4) and `false` returned.
+    fn send(&mut self, packet: &Packet) -> bool {
+        let start = self.wbuf.len();
+        if let Err(e) = tributary_mqtt::encode(packet, self.version, &mut self.wbuf) {
+            tracing::error!(client_id = %self.client_id, error = %e, "encode an outgoing packet");
+            self.wbuf.truncate(start);
+            return false;
+        }
+        if self.wbuf.len() - start > self.client_max_packet {
+            self.wbuf.truncate(start);
+            return false;
+        }
+        true
+    }
+
+    /// Writes out the write buffer, bounded in time.
+    async fn flush(&mut self) {
+        let write = self.writer.write_all(&self.wbuf);
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, write).await;
+        self.wbuf.clear();
+    }
+
+    /// Ends the connection: finishes appends in flight, sends the last word,
+    /// publishes the will, and hands the session back to the registry.
+    async fn finish(mut self, mut held: Held, close: Close) {
+        // Publishes already received are still made durable and, where the
+        // socket allows, acknowledged: the client may not resend them.
+        while self.appending.is_some() || !self.queued.is_empty() {
+            let _ = self.flush_progress(&mut held);
+            let done = poll_append(&mut self.appending).await;
+            let _ = self.appended(&mut held, done);
+        }
+        if let (ProtocolVersion::V5, Some(reason)) = (self.version, close.reason()) {
+            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.flush().await;
+        let _ = self.writer.shutdown().await;
+        if close.publishes_will() {
+            self.publish_will().await;
+        }
+        let state = &mut held.state;
+        state.disconnected_at = Some(std::time::Instant::now());
+        if state.persistent {
+            let cursor = state.cursor();
+            if let Err(e) = self
+                .broker
+                .log
+                .commit_offset(&self.client_id.consumer_name(), cursor)
+            {
+                tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
+            }
+            self.save_session(state, false).await;
+        }
+        self.broker
+            .sessions
+            .release(&self.client_id, self.id, state.persistent);
+        tracing::debug!(client_id = %self.client_id, peer = %self.peer, ?close, "connection closed");
+    }
+
+    /// Appends the will message (if the client set one) to the log.
+    async fn publish_will(&mut self) {
+        let Some(will) = self.will.take() else { return };
+        let record = Record {
+            receive_time_ms: crate::persist::unix_ms(),
+            topic: will.topic,
+            qos: will.qos as u8,
+            retain: will.retain,
+            properties: crate::wire::stored_properties(&will.properties),
+            payload: will.payload,
+            client_id: self.client_id.0.clone(),
+            message_id: self.broker.next_message_id(),
+            owner: String::new(),
+            device: String::new(),
+        };
+        let record = Arc::new(record);
+        match append_in_order(&self.broker.log, vec![record.clone()]).await {
+            Ok(offsets) => {
+                if record.retain {
+                    if let Some(offset) = offsets.first() {
+                        self.broker.retained.apply(*offset, &record);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(client_id = %self.client_id, error = %e, "append the will message")
+            }
+        }
+    }
+
+    /// Writes the session's subscriptions and expiry to the session file.
+    /// (Takes `&mut self` only so the connection future needs no `Sync`.)
+    async fn save_session(&mut self, state: &crate::session::SessionState, connected: bool) {
+        let stored = crate::persist::StoredSession::of(state, connected);
+        let file = self.broker.session_file.clone();
+        let id = self.client_id.clone();
+        match tokio::task::spawn_blocking(move || file.update(&id, Some(stored))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(client_id = %self.client_id, error = %e, "write sessions.json")
+            }
+            Err(e) => {
+                tracing::error!(client_id = %self.client_id, error = %e, "write sessions.json")
+            }
+        }
+    }
+}
+
+/// Appends records so the log keeps their order, resolving when all are durable.
+async fn append_in_order(
+    log: &tributary_log::Log,
+    records: Vec<Arc<Record>>,
+) -> tributary_log::Result<Vec<Offset>> {
+    let count = records.len() as u64;
+    let records: Vec<Record> = records.iter().map(|r| Record::clone(r)).collect();
+    let first = log.append_batch(records).await?;
+    // The log gives a batch dense offsets from the first.
+    Ok((first.0..first.0 + count).map(Offset).collect())
+}
+
+/// Resolves with the result of the append in flight; pending forever when none is.
+async fn poll_append(
+    appending: &mut Option<(AppendFuture, Vec<(Arc<Record>, PendingAck)>)>,
+) -> (
+    tributary_log::Result<Vec<Offset>>,
+    Vec<(Arc<Record>, PendingAck)>,
+) {
+    match appending {
+        Some((future, _)) => {
+            let result = future.await;
+            let (_, acks) = appending.take().expect("append in flight");
+            (result, acks)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,30 @@
+//! Errors of the broker's own operation (not of clients: a misbehaving client
+//! is answered on its connection and never becomes an `Error` here).
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Log {
+        context: &'static str,
+        source: tributary_log::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str, source: std::io::Error) -> Self {
+        Error::Io { context, source }
+    }
+
+    pub(crate) fn log(context: &'static str, source: tributary_log::Error) -> Self {
+        Error::Log { context, source }
+    }
+}

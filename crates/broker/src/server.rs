@@ -1,0 +1,282 @@
+//! The broker: shared state, the accept loop, and the background tasks
+//! (retained consumer, session expiry), with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary_log::{Log, MessageId, Offset};
+
+use crate::config::BrokerConfig;
+use crate::connection::Connection;
+use crate::persist::SessionFile;
+use crate::retained::{Retained, RetainedSnapshot};
+use crate::session::Registry;
+use crate::{Error, Result};
+
+/// The log consumer that keeps the retained snapshot.
+const RETAINED_CONSUMER: &str = "retained";
+/// How often the retained snapshot is rewritten when it changed.
+const RETAINED_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
+/// How often offline sessions are checked for expiry.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long connections get to finish after shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Records read from the log per batch by background consumers.
+const READ_BATCH: usize = 1024;
+
+/// State shared by every connection of one broker.
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) log: Log,
+    pub(crate) sessions: Registry,
+    pub(crate) session_file: Arc<SessionFile>,
+    pub(crate) retained: Arc<Retained>,
+    retained_snapshot: Arc<RetainedSnapshot>,
+    /// Where the retained map stood at the last snapshot load or replay.
+    retained_applied: AtomicU64,
+    message_ids: MessageIds,
+    next_connection: AtomicU64,
+    /// One permit per open connection (`limits.max_connections`).
+    pub(crate) connection_permits: Arc<Semaphore>,
+}
+
+impl Broker {
+    /// Loads persistent sessions and retained messages from `data_dir` and the log.
+    pub async fn open(config: BrokerConfig, log: Log, data_dir: &Path) -> Result<Arc<Broker>> {
+        config.validate().map_err(Error::Config)?;
+        let session_file = Arc::new(SessionFile::new(data_dir));
+        let sessions = Registry::default();
+        let stored = session_file
+            .load()
+            .map_err(|e| Error::io("load sessions.json", e))?;
+        let restored = stored.len();
+        for session in stored {
+            let name = session.client_id.consumer_name();
+            let cursor = log
+                .committed_offset(&name)
+                .unwrap_or(log.start_offset())
+                .max(log.start_offset());
+            sessions.restore(session.restore(cursor));
+        }
+        let retained_snapshot = Arc::new(RetainedSnapshot::new(data_dir));
+        let (retained, applied) = retained_snapshot
+            .load()
+            .map_err(|e| Error::io("load retained.snapshot", e))?;
+        let broker = Broker {
+            connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            config,
+            log,
+            sessions,
+            session_file,
+            retained: Arc::new(retained),
+            retained_snapshot,
+            retained_applied: AtomicU64::new(applied.0),
+            message_ids: MessageIds::new(),
+            next_connection: AtomicU64::new(1),
+        };
+        let applied = broker.replay_retained(applied).await?;
+        broker.retained_applied.store(applied.0, Ordering::Relaxed);
+        tracing::info!(
+            sessions = restored,
+            retained = broker.retained.len(),
+            "broker state loaded"
+        );
+        Ok(Arc::new(broker))
+    }
+
+    /// Applies retained records from `from` to the log end; returns the end.
+    async fn replay_retained(&self, from: Offset) -> Result<Offset> {
+        let mut pos = from.max(self.log.start_offset());
+        loop {
+            let batch = self
+                .log
+                .read(pos, READ_BATCH)
+                .await
+                .map_err(|e| Error::log("replay retained messages", e))?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(pos);
+            };
+            pos = Offset(last.0 + 1);
+            for (offset, record) in &batch {
+                if record.retain {
+                    self.retained.apply(*offset, record);
+                }
+            }
+        }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub(crate) fn next_message_id(&self) -> MessageId {
+        self.message_ids.next()
+    }
+
+    /// Serves MQTT on `listener` until `shutdown` resolves, then closes every
+    /// connection (5.0 clients get DISCONNECT 0x8B), saves state and closes the log.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(self.clone().retained_consumer(stop.clone()));
+        tasks.spawn(self.clone().expire_sessions(stop.clone()));
+        let connections = TaskTracker::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.clone().spawn_connection(&connections, stream, peer, stop.child_token()),
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!("shutting down: closing connections");
+        drop(listener);
+        stop.cancel();
+        connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period; closing the log anyway");
+        }
+        tasks.close();
+        tasks.wait().await;
+        self.log
+            .close()
+            .await
+            .map_err(|e| Error::log("close the log", e))?;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+
+    fn spawn_connection(
+        self: Arc<Self>,
+        tracker: &TaskTracker,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        stop: CancellationToken,
+    ) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "set TCP_NODELAY");
+        }
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        tracker.spawn(async move {
+            let conn = Connection::new(self, id, stream, peer, stop);
+            conn.run().await;
+        });
+    }
+
+    /// Follows the log, applying retained records, and snapshots the map so
+    /// a restart replays only what came after.
+    async fn retained_consumer(self: Arc<Self>, stop: CancellationToken) {
+        let mut pos =
+            Offset(self.retained_applied.load(Ordering::Relaxed)).max(self.log.end_offset());
+        let mut saved = Offset(self.retained_applied.load(Ordering::Relaxed));
+        let mut last_save = Instant::now();
+        loop {
+            let stopping = tokio::select! {
+                () = stop.cancelled() => true,
+                () = self.log.wait_beyond(pos) => false,
+                () = tokio::time::sleep(RETAINED_SNAPSHOT_EVERY) => false,
+            };
+            match self.log.read(pos, READ_BATCH).await {
+                Ok(batch) => {
+                    for (offset, record) in &batch {
+                        if record.retain {
+                            self.retained.apply(*offset, record);
+                        }
+                        pos = Offset(offset.0 + 1);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "read the log for retained messages"),
+            }
+            if pos != saved && (stopping || last_save.elapsed() >= RETAINED_SNAPSHOT_EVERY) {
+                let (retained, snapshot, at) =
+                    (self.retained.clone(), self.retained_snapshot.clone(), pos);
+                match tokio::task::spawn_blocking(move || snapshot.save(&retained, at))
+                    .await
+                    .map_err(std::io::Error::other)
+                {
+                    Ok(Ok(())) => {
+                        saved = at;
+                        last_save = Instant::now();
+                        if let Err(e) = self.log.commit_offset(RETAINED_CONSUMER, at) {
+                            tracing::error!(error = %e, "commit the retained consumer offset");
+                        }
+                    }
+                    Ok(Err(e)) | Err(e) => tracing::error!(error = %e, "save retained.snapshot"),
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Drops offline sessions whose expiry interval has passed.
+    async fn expire_sessions(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(EXPIRY_CHECK_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for client_id in self.sessions.expire(Instant::now()) {
+                tracing::info!(client_id = %client_id, "session expired");
+                let file = self.session_file.clone();
+                let id = client_id.clone();
+                let saved = tokio::task::spawn_blocking(move || file.update(&id, None)).await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    tracing::error!(client_id = %client_id, "remove an expired session from sessions.json");
+                }
+                if let Err(e) = self.log.remove_consumer(&client_id.consumer_name()) {
+                    tracing::error!(client_id = %client_id, error = %e, "remove an expired session's cursor");
+                }
+            }
+        }
+    }
+}
+
+/// Message ids unique across restarts: the start time in the high 64 bits,
+/// a counter in the low 64.
+struct MessageIds {
+    epoch: u64,
+    counter: AtomicU64,
+}
+
+impl MessageIds {
+    fn new() -> Self {
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        MessageIds {
+            epoch,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> MessageId {
+        MessageId(
+            (u128::from(self.epoch) << 64)
+                | u128::from(self.counter.fetch_add(1, Ordering::Relaxed)),
+        )
+    }
+}

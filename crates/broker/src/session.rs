@@ -1,0 +1,307 @@
+//! Sessions: what the broker remembers about a client id between and during
+//! connections, and the registry that hands a session to exactly one
+//! connection at a time.
+//!
+//! A session's queue of undelivered messages is not a copy: it is the log
+//! itself, from the session's cursor on. The connection that owns a session
+//! reads the log from `read_pos`, delivers what matches the subscriptions, and
+//! commits the cursor (the lowest offset not yet fully acknowledged) as the
+//! log consumer `session/{client id}`. A persistent session therefore keeps
+//! its queue across disconnects and broker restarts for free, and log
+//! retention keeps every segment that some session still needs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
+use tributary_log::Offset;
+use tributary_mqtt::{PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+
+/// A client identifier as the session registry keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientId(pub String);
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ClientId {
+    /// The log consumer name under which the session's cursor is committed.
+    pub fn consumer_name(&self) -> String {
+        format!("session/{}", self.0)
+    }
+}
+
+/// One subscription of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub filter: String,
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// 5.0 subscription identifier, sent back with each matching message.
+    pub identifier: Option<u32>,
+    /// The log end offset when the subscription was made: records before it
+    /// were published before the subscription existed and are not delivered.
+    pub since: u64,
+}
+
+impl Subscription {
+    pub fn new(
+        filter: String,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        since: Offset,
+    ) -> Self {
+        Subscription {
+            filter,
+            qos: options.qos as u8,
+            no_local: options.no_local,
+            retain_as_published: options.retain_as_published,
+            identifier,
+            since: since.0,
+        }
+    }
+}
+
+/// Where an outbound QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundState {
+    /// QoS 1 sent, waiting for PUBACK.
+    ExpectPubAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    ExpectPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    ExpectPubComp,
+}
+
+/// An outbound message not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// The log offset it came from; `None` for retained messages sent on
+    /// subscribe, which do not hold the session cursor back.
+    pub offset: Option<Offset>,
+    pub state: OutboundState,
+    /// Kept to resend (with DUP) when the client reconnects.
+    pub publish: Publish,
+}
+
+/// Session state, owned by at most one connection at a time.
+#[derive(Debug)]
+pub struct SessionState {
+    pub client_id: ClientId,
+    pub protocol: ProtocolVersion,
+    /// True when the session outlives its connection.
+    pub persistent: bool,
+    /// Seconds the session survives offline (5.0 Session Expiry Interval).
+    pub expiry_secs: u32,
+    pub subscriptions: BTreeMap<String, Subscription>,
+    /// Next log offset to examine for delivery.
+    pub read_pos: Offset,
+    /// Outbound QoS 1/2 messages by packet id.
+    pub outbound: BTreeMap<PacketId, Outbound>,
+    /// Inbound QoS 2 packet ids that were made durable and answered with
+    /// PUBREC, waiting for PUBREL; a repeated PUBLISH with one of them is a
+    /// resend and is not appended again.
+    pub inbound_qos2: HashSet<PacketId>,
+    next_packet_id: PacketId,
+    /// When the last connection ended, for expiry while offline.
+    pub disconnected_at: Option<Instant>,
+}
+
+impl SessionState {
+    pub fn new(client_id: ClientId, protocol: ProtocolVersion, read_pos: Offset) -> Self {
+        SessionState {
+            client_id,
+            protocol,
+            persistent: false,
+            expiry_secs: 0,
+            subscriptions: BTreeMap::new(),
+            read_pos,
+            outbound: BTreeMap::new(),
+            inbound_qos2: HashSet::new(),
+            next_packet_id: 1,
+            disconnected_at: None,
+        }
+    }
+
+    /// A free packet id for an outbound message, `None` when all 65,535 are in use.
+    pub fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        for _ in 0..u16::MAX {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.outbound.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// The lowest log offset this session has not fully acknowledged: what it
+    /// commits, and where it resumes after a broker restart.
+    pub fn cursor(&self) -> Offset {
+        self.outbound
+            .values()
+            .filter_map(|o| o.offset)
+            .min()
+            .unwrap_or(self.read_pos)
+            .min(self.read_pos)
+    }
+
+    /// The granted QoS and the subscriptions that match a record, or `None`.
+    /// Overlapping subscriptions deliver once at the highest QoS (and carry
+    /// every matching subscription identifier).
+    pub fn route(&self, offset: Offset, topic: &str, publisher: &str) -> Option<Route> {
+        let mut route: Option<Route> = None;
+        for sub in self.subscriptions.values() {
+            if offset.0 < sub.since || !tributary_mqtt::topic::matches(&sub.filter, topic) {
+                continue;
+            }
+            if sub.no_local && publisher == self.client_id.0 {
+                continue;
+            }
+            let r = route.get_or_insert(Route {
+                qos: 0,
+                retain_as_published: false,
+                identifiers: Vec::new(),
+            });
+            r.qos = r.qos.max(sub.qos);
+            r.retain_as_published |= sub.retain_as_published;
+            if let Some(id) = sub.identifier {
+                r.identifiers.push(id);
+            }
+        }
+        route
+    }
+}
+
+/// How a record is delivered to one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Highest QoS granted by a matching subscription (capped by the message's QoS later).
+    pub qos: u8,
+    pub retain_as_published: bool,
+    pub identifiers: Vec<u32>,
+}
+
+impl Route {
+    pub fn qos_for(&self, published: u8) -> QoS {
+        QoS::from_u8(self.qos.min(published)).unwrap_or(QoS::AtMostOnce)
+    }
+}
+
+/// A session in the registry: its state, and the connection holding it.
+struct Entry {
+    /// `None` until the first connection for the client id sets it up.
+    state: SharedSession,
+    /// Cancelled to make the connection holding the session let go of it.
+    holder: Option<(u64, CancellationToken)>,
+}
+
+type SharedSession = Arc<tokio::sync::Mutex<Option<SessionState>>>;
+
+/// All sessions by client id. A new connection for a client id takes the
+/// session over: the previous connection is told to close and the new one
+/// waits for it to release the state.
+#[derive(Default)]
+pub struct Registry {
+    entries: Mutex<HashMap<ClientId, Entry>>,
+}
+
+/// A session held by one connection; dropping it releases the session.
+pub struct Held {
+    pub state: OwnedMappedMutexGuard<Option<SessionState>, SessionState>,
+    /// Whether an existing session was resumed (CONNACK Session Present).
+    pub resumed: bool,
+}
+
+impl Registry {
+    /// Takes the session of `client_id` for connection `conn`, creating one
+    /// with `fresh` when there is none or `clean_start` asks to discard it.
+    /// `kick` is cancelled when a later connection takes the session over.
+    pub async fn take(
+        &self,
+        client_id: &ClientId,
+        conn: u64,
+        kick: CancellationToken,
+        clean_start: bool,
+        fresh: impl FnOnce() -> SessionState,
+    ) -> Held {
+        let state = {
+            let mut entries = self.entries.lock().expect("registry lock poisoned");
+            let entry = entries.entry(client_id.clone()).or_insert_with(|| Entry {
+                state: Arc::new(tokio::sync::Mutex::new(None)),
+                holder: None,
+            });
+            if let Some((_, previous)) = entry.holder.replace((conn, kick)) {
+                previous.cancel();
+            }
+            entry.state.clone()
+        };
+        let mut guard: OwnedMutexGuard<Option<SessionState>> = state.lock_owned().await;
+        let resumed = !clean_start && guard.as_ref().is_some_and(|s| s.persistent);
+        if !resumed {
+            *guard = Some(fresh());
+        }
+        let state =
+            OwnedMutexGuard::map(guard, |s| s.as_mut().expect("session state was just set"));
+        Held { state, resumed }
+    }
+
+    /// Called by a connection when it ends: drops a non-persistent session
+    /// unless another connection has taken it over meanwhile.
+    pub fn release(&self, client_id: &ClientId, conn: u64, persistent: bool) {
+        let mut entries = self.entries.lock().expect("registry lock poisoned");
+        if let Some(entry) = entries.get_mut(client_id) {
+            if entry.holder.as_ref().is_some_and(|(c, _)| *c == conn) {
+                entry.holder = None;
+                if !persistent {
+                    entries.remove(client_id);
+                }
+            }
+        }
+    }
+
+    /// Puts a persistent session loaded from disk into the registry.
+    pub fn restore(&self, state: SessionState) {
+        let mut entries = self.entries.lock().expect("registry lock poisoned");
+        entries.insert(
+            state.client_id.clone(),
+            Entry {
+                state: Arc::new(tokio::sync::Mutex::new(Some(state))),
+                holder: None,
+            },
+        );
+    }
+
+    /// Removes offline sessions whose expiry has passed and returns their ids.
+    pub fn expire(&self, now: Instant) -> Vec<ClientId> {
+        let mut entries = self.entries.lock().expect("registry lock poisoned");
+        let mut expired = Vec::new();
+        entries.retain(|id, entry| {
+            if entry.holder.is_some() {
+                return true;
+            }
+            let Ok(state) = entry.state.try_lock() else {
+                return true;
+            };
+            let Some(state) = state.as_ref() else {
+                return true;
+            };
+            let gone = match state.disconnected_at {
+                Some(at) => now.duration_since(at).as_secs() >= u64::from(state.expiry_secs),
+                None => false,
+            };
+            if gone {
+                expired.push(id.clone());
+            }
+            !gone
+        });
+        expired
+    }
+}

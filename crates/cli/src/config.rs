@@ -1,0 +1,115 @@
+//! The config file (TOML) and how flags and environment variables override it.
+//! Every key is documented in docs/configuration.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig};
+use tributary_log::LogConfig;
+
+/// The whole config file; every table and key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Directory for the log, sessions and retained messages.
+    pub data_dir: PathBuf,
+    pub mqtt: MqttConfig,
+    pub limits: LimitsConfig,
+    pub log: LogFileConfig,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            data_dir: PathBuf::from("./data"),
+            mqtt: MqttConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogFileConfig::default(),
+        }
+    }
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    /// A segment file is sealed when it reaches this size.
+    pub segment_bytes: u64,
+    /// Retention: the oldest segments are deleted above this total size,
+    /// unless a session still needs them; then publishes are refused.
+    pub max_bytes: u64,
+    /// Retention: segments older than this are deleted (sessions permitting);
+    /// 0 keeps them regardless of age.
+    pub max_age_secs: u64,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        let defaults = LogConfig::new("");
+        LogFileConfig {
+            segment_bytes: defaults.segment_bytes,
+            max_bytes: defaults.max_bytes,
+            max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads a config file; unknown keys are errors that name the key.
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parse config file {}", path.display()))
+    }
+
+    pub fn broker(&self) -> BrokerConfig {
+        BrokerConfig {
+            mqtt: self.mqtt.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        let mut config = LogConfig::new(self.data_dir.join("log"));
+        config.segment_bytes = self.log.segment_bytes;
+        config.max_bytes = self.log.max_bytes;
+        config.max_age =
+            (self.log.max_age_secs > 0).then(|| Duration::from_secs(self.log.max_age_secs));
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str("")?;
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.mqtt.listen.to_string(), "127.0.0.1:1883");
+        assert!(!config.mqtt.allow_anonymous);
+        assert_eq!(config.limits.max_packet_size, 1024 * 1024);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let err =
+            toml::from_str::<FileConfig>("[limits]\nmax_packets = 3\n").expect_err("unknown key");
+        assert!(err.to_string().contains("max_packets"), "{err}");
+    }
+
+    #[test]
+    fn docs_example_config_parses() -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/tributary.example.toml"
+        ))?;
+        let config: FileConfig = toml::from_str(&text)?;
+        config.broker().validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
