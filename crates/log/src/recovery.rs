@@ -13,7 +13,7 @@
 //!   cannot come from one torn write, so it is reported as corruption instead.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::segment::{self, Scan};
@@ -97,7 +97,7 @@ pub(crate) fn recover(dir: &Path, tuning: &LogTuning) -> Result<Recovered, Error
 
 fn truncate_torn_tail(
     file: &File,
-    path: &PathBuf,
+    path: &Path,
     scan: &Scan,
     tuning: &LogTuning,
 ) -> Result<(), Error> {

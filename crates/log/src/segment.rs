@@ -102,7 +102,7 @@ pub(crate) fn scan(file: &File, base: u64, index_interval: u64) -> io::Result<Sc
                         declared_len: Some(frame.frame_len),
                     });
                 }
-                if last_indexed.map_or(true, |p| pos - p >= index_interval) {
+                if !matches!(last_indexed, Some(p) if pos - p < index_interval) {
                     index.push((end, pos));
                     last_indexed = Some(pos);
                 }

@@ -292,3 +292,314 @@ async fn many_consumers_commit_and_journal_compacts() -> TestResult {
     log.close().await?;
     Ok(())
 }
+
+// ---- crash recovery ----
+
+#[tokio::test]
+async fn torn_tail_is_truncated_at_every_byte_position() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    append_n(&log, 0, 5, 30).await?;
+    log.close().await?;
+    let path = segment_files(dir.path()).pop().ok_or("no segment")?;
+    let full = std::fs::read(&path)?;
+    let last_len = record::frame_len(&record(4, 30));
+    let last_start = full.len() - last_len;
+    for cut in last_start..full.len() {
+        std::fs::write(&path, &full[..cut])?;
+        let log = Log::open(config(dir.path()))?;
+        assert_eq!(log.end_offset(), Offset(4), "cut at {cut}");
+        let all = read_all(&log, 0).await?;
+        assert_eq!(all.len(), 4);
+        for (offset, rec) in all {
+            assert_eq!(*rec, record(offset.0, 30));
+        }
+        assert_eq!(
+            std::fs::metadata(&path)?.len(),
+            last_start as u64,
+            "truncated at cut {cut}"
+        );
+        // The log goes on at the right offset.
+        assert_eq!(log.append(record(4, 30)).await?, Offset(4));
+        log.close().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn corrupt_crc_at_the_tail_is_truncated() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    append_n(&log, 0, 5, 30).await?;
+    log.close().await?;
+    let path = segment_files(dir.path()).pop().ok_or("no segment")?;
+    let mut bytes = std::fs::read(&path)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // payload byte of the last record
+    std::fs::write(&path, &bytes)?;
+    let log = Log::open(config(dir.path()))?;
+    assert_eq!(log.end_offset(), Offset(4));
+    assert_eq!(read_all(&log, 0).await?.len(), 4);
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_after_the_tail_is_truncated() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    append_n(&log, 0, 3, 30).await?;
+    log.close().await?;
+    let path = segment_files(dir.path()).pop().ok_or("no segment")?;
+    let mut bytes = std::fs::read(&path)?;
+    bytes.extend_from_slice(&[0xff; 100]);
+    std::fs::write(&path, &bytes)?;
+    let log = Log::open(config(dir.path()))?;
+    assert_eq!(log.end_offset(), Offset(3));
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn corruption_in_a_sealed_segment_fails_the_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(small_segments(dir.path(), 1024))?;
+    append_n(&log, 0, 30, 100).await?;
+    log.close().await?;
+    let files = segment_files(dir.path());
+    assert!(files.len() >= 3, "expected several segments, got {files:?}");
+    let mut bytes = std::fs::read(&files[0])?;
+    bytes[100] ^= 0x01;
+    std::fs::write(&files[0], &bytes)?;
+    match Log::open(small_segments(dir.path(), 1024)) {
+        Err(Error::Corrupt(what)) => {
+            assert!(what.contains("00000000000000000000.log"), "{what}");
+            assert!(what.contains("at byte 0"), "{what}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn corruption_far_before_the_end_of_the_active_segment_fails_the_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    append_n(&log, 0, 30, 100).await?;
+    log.close().await?;
+    let path = segment_files(dir.path()).pop().ok_or("no segment")?;
+    let mut bytes = std::fs::read(&path)?;
+    bytes[20] ^= 0x01;
+    std::fs::write(&path, &bytes)?;
+    let tuning = LogTuning {
+        max_batch_bytes: 1024,
+        ..LogTuning::default()
+    };
+    match Log::open_with(config(dir.path()), tuning) {
+        Err(Error::Corrupt(what)) => assert!(what.contains("at byte 0"), "{what}"),
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn crash_keeps_acknowledged_records_and_only_committed_offsets() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let tuning = LogTuning {
+        offsets_flush_interval: Duration::from_secs(3600),
+        ..LogTuning::default()
+    };
+    let log = Log::open_with(config(dir.path()), tuning.clone())?;
+    log.commit_offset("router", Offset(0))?;
+    log.close().await?;
+    let log = Log::open_with(config(dir.path()), tuning.clone())?;
+    append_n(&log, 0, 20, 50).await?;
+    log.commit_offset("router", Offset(15))?; // not yet persisted
+    log.crash().await;
+    let log = Log::open_with(config(dir.path()), tuning)?;
+    assert_eq!(log.end_offset(), Offset(20));
+    assert_eq!(log.committed_offset("router"), Some(Offset(0)));
+    log.close().await?;
+    Ok(())
+}
+
+// ---- segments, cache and disk ----
+
+#[tokio::test]
+async fn segments_roll_and_reads_cross_them_from_cache_and_disk_alike() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // A cache of a few records: most reads go to disk, the newest to the cache.
+    let tuning = LogTuning {
+        cache_bytes: 2000,
+        index_interval_bytes: 300,
+        ..LogTuning::default()
+    };
+    let log = Log::open_with(small_segments(dir.path(), 2048), tuning.clone())?;
+    for i in 0..200u64 {
+        log.append(record(i, (i as usize * 37) % 300)).await?;
+    }
+    assert!(segment_files(dir.path()).len() > 10);
+    let expected: Vec<Record> = (0..200u64)
+        .map(|i| record(i, (i as usize * 37) % 300))
+        .collect();
+    let mut from_everywhere = Vec::new();
+    for from in [0u64, 1, 17, 99, 150, 190, 199] {
+        let got = read_all(&log, from).await?;
+        assert_eq!(got.len() as u64, 200 - from);
+        for (offset, rec) in &got {
+            assert_eq!(**rec, expected[offset.0 as usize]);
+        }
+        from_everywhere.push(got);
+    }
+    // One read spanning disk and cache.
+    let span = log.read(Offset(180), 20).await?;
+    assert_eq!(span.len(), 20);
+    log.close().await?;
+
+    // Reopened, everything comes from disk (the cache starts empty).
+    let log = Log::open_with(small_segments(dir.path(), 2048), tuning)?;
+    for got in from_everywhere {
+        let from = got[0].0;
+        assert_eq!(read_all(&log, from.0).await?, got);
+    }
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_big_cache_serves_reads_equal_to_disk() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(small_segments(dir.path(), 4096))?;
+    append_n(&log, 0, 100, 80).await?;
+    let cached = read_all(&log, 0).await?;
+    log.close().await?;
+    let log = Log::open(small_segments(dir.path(), 4096))?;
+    assert_eq!(read_all(&log, 0).await?, cached);
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn read_limits_bytes_from_disk_but_returns_at_least_one() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let tuning = LogTuning {
+        cache_bytes: 0,
+        read_max_bytes: 1,
+        ..LogTuning::default()
+    };
+    let log = Log::open_with(config(dir.path()), tuning)?;
+    append_n(&log, 0, 10, 500).await?;
+    assert_eq!(log.read(Offset(3), 5).await?.len(), 1);
+    assert_eq!(read_all(&log, 0).await?.len(), 10);
+    log.close().await?;
+    Ok(())
+}
+
+// ---- retention ----
+
+fn total_segment_bytes(dir: &Path) -> u64 {
+    segment_files(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[tokio::test]
+async fn retention_by_size_deletes_the_oldest_segments() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        max_bytes: 8192,
+        ..small_segments(dir.path(), 2048)
+    };
+    let log = Log::open(config.clone())?;
+    append_n(&log, 0, 300, 100).await?;
+    let start = log.start_offset();
+    assert!(start.0 > 0, "nothing deleted");
+    assert!(total_segment_bytes(dir.path()) <= 8192 + 2048);
+    assert!(matches!(
+        log.read(Offset(0), 1).await,
+        Err(Error::OffsetOutOfRange { requested: 0, start: s }) if s == start.0
+    ));
+    let kept = read_all(&log, start.0).await?;
+    assert_eq!(kept.len() as u64, 300 - start.0);
+    log.close().await?;
+    let log = Log::open(config)?;
+    assert_eq!(log.start_offset(), start);
+    assert_eq!(log.end_offset(), Offset(300));
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lagging_consumer_protects_its_segments_and_fills_the_log() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        max_bytes: 8192,
+        ..small_segments(dir.path(), 2048)
+    };
+    let log = Log::open(config)?;
+    log.commit_offset("slow", Offset(0))?;
+    let mut appended = 0u64;
+    let full = loop {
+        match log.append(record(appended, 100)).await {
+            Ok(offset) => assert_eq!(offset, Offset(appended)),
+            Err(e) => break e,
+        }
+        appended += 1;
+        assert!(appended < 1000, "never full");
+    };
+    match full {
+        Error::Full { bytes, consumer } => {
+            assert_eq!(consumer, "slow");
+            assert!(bytes <= 8192 && bytes > 8192 - 2048, "{bytes}");
+        }
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert_eq!(log.start_offset(), Offset(0));
+    assert_eq!(read_all(&log, 0).await?.len() as u64, appended);
+    // The consumer catches up: its segments go, appends resume.
+    log.commit_offset("slow", Offset(appended))?;
+    assert_eq!(log.append(record(appended, 100)).await?, Offset(appended));
+    assert!(log.start_offset().0 > 0);
+    // A removed consumer protects nothing.
+    log.commit_offset("gone", log.start_offset())?;
+    log.remove_consumer("gone")?;
+    log.remove_consumer("slow")?;
+    for i in appended + 1..appended + 100 {
+        log.append(record(i, 100)).await?;
+    }
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn retention_by_age_deletes_old_sealed_segments_only() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        max_age: Some(Duration::from_secs(3600)),
+        ..small_segments(dir.path(), 1024)
+    };
+    let log = Log::open(config)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    // Old records (from 2023) fill several segments, then fresh ones.
+    append_n(&log, 0, 30, 100).await?;
+    log.commit_offset("reader", Offset(40))?;
+    for i in 30..60u64 {
+        log.append(Record {
+            receive_time_ms: now_ms,
+            ..record(i, 100)
+        })
+        .await?;
+    }
+    let start = log.start_offset().0;
+    assert!(
+        (25..=30).contains(&start),
+        "old segments kept or fresh deleted: start {start}"
+    );
+    // Fresh records stay; the consumer protects offsets from 40.
+    assert_eq!(read_all(&log, start).await?.len() as u64, 60 - start);
+    log.close().await?;
+    Ok(())
+}

@@ -291,7 +291,7 @@ impl Writer {
                 self.commit()?;
             }
             let pos = self.active_len + self.buf.len() as u64;
-            if self.last_indexed_pos.map_or(true, |p| pos - p >= interval) {
+            if !matches!(self.last_indexed_pos, Some(p) if pos - p < interval) {
                 self.pending_index.push((self.next_offset, pos));
                 self.last_indexed_pos = Some(pos);
             }
