@@ -48,7 +48,7 @@ const CLEAN_START: u8 = 0x02;
 const RESERVED: u8 = 0x01;
 
 /// CONNACK reason codes (5.0 §3.2.2.2).
-const CONNACK_REASONS: &[ReasonCode] = {
+pub(super) const CONNACK_REASONS: &[ReasonCode] = {
     use ReasonCode::*;
     &[
         Success,

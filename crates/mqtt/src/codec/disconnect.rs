@@ -26,7 +26,7 @@ use super::{read_reason, reason_byte};
 use crate::{Auth, Disconnect, ProtocolVersion, ReasonCode, Result};
 
 /// DISCONNECT reason codes (5.0 §3.14.2.1).
-const DISCONNECT_REASONS: &[ReasonCode] = {
+pub(super) const DISCONNECT_REASONS: &[ReasonCode] = {
     use ReasonCode::*;
     &[
         Success,
@@ -62,7 +62,7 @@ const DISCONNECT_REASONS: &[ReasonCode] = {
 };
 
 /// AUTH reason codes (5.0 §3.15.2.1).
-const AUTH_REASONS: &[ReasonCode] = &[
+pub(super) const AUTH_REASONS: &[ReasonCode] = &[
     ReasonCode::Success,
     ReasonCode::ContinueAuthentication,
     ReasonCode::ReAuthenticate,

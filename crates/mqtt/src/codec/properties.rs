@@ -154,7 +154,7 @@ impl Place {
         }
     }
 
-    fn allows(self, id: u8) -> bool {
+    pub(super) fn allows(self, id: u8) -> bool {
         id < 64 && self.allowed() & (1 << id) != 0
     }
 }

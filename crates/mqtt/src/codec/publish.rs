@@ -23,7 +23,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::primitives::{put_string, Reader};
+use super::primitives::{put_string, Reader, MAX_VARINT};
 use super::properties::{put_properties, read_properties, Place};
 use super::{put_packet_id, read_packet_id, read_reason, reason_byte};
 use crate::{Error, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, Result};
@@ -33,7 +33,7 @@ const RETAIN: u8 = 0x01;
 const QOS_SHIFT: u8 = 1;
 
 /// PUBACK and PUBREC reason codes (5.0 §3.4.2.1, §3.5.2.1).
-pub(crate) const PUBACK_REASONS: &[ReasonCode] = {
+pub(super) const PUBACK_REASONS: &[ReasonCode] = {
     use ReasonCode::*;
     &[
         Success,
@@ -49,7 +49,7 @@ pub(crate) const PUBACK_REASONS: &[ReasonCode] = {
 };
 
 /// PUBREL and PUBCOMP reason codes (5.0 §3.6.2.1, §3.7.2.1).
-pub(crate) const PUBREL_REASONS: &[ReasonCode] =
+pub(super) const PUBREL_REASONS: &[ReasonCode] =
     &[ReasonCode::Success, ReasonCode::PacketIdentifierNotFound];
 
 pub(crate) fn decode_publish(
@@ -118,6 +118,11 @@ pub(crate) fn encode_publish(
     }
     if version == ProtocolVersion::V5 {
         put_properties(out, &p.properties, Place::Publish)?;
+    }
+    // Checked before copying: a payload this large is most likely a bug, and
+    // copying it first would only double the memory it takes.
+    if out.len() + p.payload.len() > MAX_VARINT as usize {
+        return Err(Error::Encode("packet longer than 268,435,455 bytes"));
     }
     out.put_slice(&p.payload);
     let mut flags = (p.qos as u8) << QOS_SHIFT;

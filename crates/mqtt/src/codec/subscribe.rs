@@ -48,7 +48,7 @@ const RETAIN_AS_PUBLISHED: u8 = 0x08;
 const RETAIN_HANDLING_SHIFT: u8 = 4;
 
 /// SUBACK reason codes (5.0 §3.9.3).
-const SUBACK_REASONS: &[ReasonCode] = {
+pub(super) const SUBACK_REASONS: &[ReasonCode] = {
     use ReasonCode::*;
     &[
         Success,
@@ -67,7 +67,7 @@ const SUBACK_REASONS: &[ReasonCode] = {
 };
 
 /// UNSUBACK reason codes (5.0 §3.11.3).
-const UNSUBACK_REASONS: &[ReasonCode] = {
+pub(super) const UNSUBACK_REASONS: &[ReasonCode] = {
     use ReasonCode::*;
     &[
         Success,
