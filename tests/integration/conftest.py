@@ -282,6 +282,27 @@ def clients(broker):
         factory.close_all()
 
 
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figures(request):
+    """`figures("published=...")`: a line printed now and again in the run's closing summary."""
+
+    def record(line: str):
+        print(line, flush=True)
+        _FIGURES.append((request.node.nodeid, line))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for nodeid, line in _FIGURES:
+            terminalreporter.write_line(f"{nodeid}: {line}")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "broker_config(dict): TOML config for the test's broker")
     config.addinivalue_line("markers", "tributary_only(reason): skipped when testing against mosquitto")
