@@ -69,7 +69,9 @@ impl Subscription {
     }
 }
 
-/// Where an outbound QoS 1/2 message stands in its acknowledgement flow.
+/// Where an outbound QoS 1/2 message stands in its acknowledgement flow,
+/// named for the packet it waits for.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundState {
     /// QoS 1 sent, waiting for PUBACK.
@@ -303,5 +305,118 @@ impl Registry {
             !gone
         });
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_with(filters: &[(&str, u8, u64)]) -> SessionState {
+        let mut s = SessionState::new(ClientId("me".into()), ProtocolVersion::V5, Offset(0));
+        for (filter, qos, since) in filters {
+            let options = SubscriptionOptions {
+                qos: QoS::from_u8(*qos).expect("qos"),
+                ..Default::default()
+            };
+            s.subscriptions.insert(
+                filter.to_string(),
+                Subscription::new(filter.to_string(), options, None, Offset(*since)),
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn overlapping_subscriptions_route_once_at_the_highest_qos() {
+        let s = session_with(&[("a/#", 0, 0), ("a/+", 2, 0), ("b", 1, 0)]);
+        let route = s.route(Offset(3), "a/x", "other").expect("matches");
+        assert_eq!(route.qos, 2);
+        assert_eq!(route.qos_for(1), QoS::AtLeastOnce);
+        assert!(s.route(Offset(3), "c", "other").is_none());
+    }
+
+    #[test]
+    fn subscription_does_not_see_records_from_before_it() {
+        let s = session_with(&[("a", 1, 10)]);
+        assert!(s.route(Offset(9), "a", "other").is_none());
+        assert!(s.route(Offset(10), "a", "other").is_some());
+    }
+
+    #[test]
+    fn no_local_skips_own_messages() {
+        let mut s = session_with(&[("a", 1, 0)]);
+        s.subscriptions.get_mut("a").expect("sub").no_local = true;
+        assert!(s.route(Offset(1), "a", "me").is_none());
+        assert!(s.route(Offset(1), "a", "you").is_some());
+    }
+
+    #[test]
+    fn cursor_is_the_oldest_unacknowledged_offset() {
+        let mut s = session_with(&[]);
+        s.read_pos = Offset(50);
+        assert_eq!(s.cursor(), Offset(50));
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "a".into(),
+            packet_id: Some(1),
+            properties: Default::default(),
+            payload: Default::default(),
+        };
+        s.outbound.insert(
+            1,
+            Outbound {
+                offset: Some(Offset(42)),
+                state: OutboundState::ExpectPubAck,
+                publish: publish.clone(),
+            },
+        );
+        s.outbound.insert(
+            2,
+            Outbound {
+                offset: None,
+                state: OutboundState::ExpectPubAck,
+                publish,
+            },
+        );
+        assert_eq!(s.cursor(), Offset(42));
+    }
+
+    #[test]
+    fn packet_ids_skip_those_in_use_and_wrap_without_zero() {
+        let mut s = session_with(&[]);
+        s.next_packet_id = u16::MAX;
+        assert_eq!(s.allocate_packet_id(), Some(u16::MAX));
+        assert_eq!(s.allocate_packet_id(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn takeover_waits_for_the_old_holder_and_kicks_it() {
+        let registry = Arc::new(Registry::default());
+        let id = ClientId("c".into());
+        let first_kick = CancellationToken::new();
+        let mut first = registry
+            .take(&id, 1, first_kick.clone(), false, || session_with(&[]))
+            .await;
+        first.state.persistent = true;
+        let (r, id2) = (registry.clone(), id.clone());
+        let second = tokio::spawn(async move {
+            r.take(&id2, 2, CancellationToken::new(), false, || {
+                session_with(&[])
+            })
+            .await
+            .resumed
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), first_kick.cancelled())
+            .await
+            .expect("kicked");
+        registry.release(&id, 1, true);
+        drop(first);
+        assert!(
+            second.await.expect("join"),
+            "the persistent session is resumed by the new connection"
+        );
     }
 }

@@ -1,14 +1,12 @@
 //! Packets from a connected client.
 
-use std::sync::Arc;
-
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{
     Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
 
-use super::{connect::packet_name, Close, Connection, PendingAck};
+use super::{connect::packet_name, Acks, Close, Connection, PendingAck};
 use crate::session::{Held, OutboundState, Subscription};
 
 impl Connection {
@@ -165,7 +163,7 @@ impl Connection {
             || self
                 .appending
                 .as_ref()
-                .is_some_and(|(_, acks)| acks.iter().any(|(_, a)| pending(a)))
+                .is_some_and(|append| append.acks.iter().any(|(_, a)| pending(a)))
     }
 
     /// Answers the publishes of a finished append: PUBACK/PUBREC once
@@ -175,10 +173,7 @@ impl Connection {
     pub(super) fn appended(
         &mut self,
         held: &mut Held,
-        (result, acks): (
-            tributary_log::Result<Vec<Offset>>,
-            Vec<(Arc<Record>, PendingAck)>,
-        ),
+        (result, acks): (tributary_log::Result<Vec<Offset>>, Acks),
     ) -> Result<(), Close> {
         let offsets = match result {
             Ok(offsets) => offsets,

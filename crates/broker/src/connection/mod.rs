@@ -80,6 +80,15 @@ struct PendingAck {
 
 type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset>>> + Send>>;
 
+/// Publishes with the answers they are owed, in log order.
+type Acks = Vec<(Arc<Record>, PendingAck)>;
+
+/// The one append a connection has in flight.
+struct Append {
+    future: AppendFuture,
+    acks: Acks,
+}
+
 pub(crate) struct Connection {
     broker: Arc<Broker>,
     id: u64,
@@ -100,7 +109,7 @@ pub(crate) struct Connection {
     queued: Vec<(Record, PendingAck)>,
     /// The append in flight (at most one, so the log sees a client's
     /// publishes in order) and the acknowledgements that wait for it.
-    appending: Option<(AppendFuture, Vec<(Arc<Record>, PendingAck)>)>,
+    appending: Option<Append>,
     /// QoS 1/2 publishes received and not yet answered with PUBACK/PUBREC.
     unacked_inbound: usize,
     /// Smaller of `limits.inflight` and the client's 5.0 Receive Maximum.
@@ -254,7 +263,7 @@ impl Connection {
             let log = self.broker.log.clone();
             let future: AppendFuture =
                 Box::pin(async move { append_in_order(&log, records).await });
-            self.appending = Some((future, acks));
+            self.appending = Some(Append { future, acks });
         }
         if held.state.persistent {
             let cursor = held.state.cursor();
@@ -393,17 +402,12 @@ async fn append_in_order(
 }
 
 /// Resolves with the result of the append in flight; pending forever when none is.
-async fn poll_append(
-    appending: &mut Option<(AppendFuture, Vec<(Arc<Record>, PendingAck)>)>,
-) -> (
-    tributary_log::Result<Vec<Offset>>,
-    Vec<(Arc<Record>, PendingAck)>,
-) {
+async fn poll_append(appending: &mut Option<Append>) -> (tributary_log::Result<Vec<Offset>>, Acks) {
     match appending {
-        Some((future, _)) => {
-            let result = future.await;
-            let (_, acks) = appending.take().expect("append in flight");
-            (result, acks)
+        Some(append) => {
+            let result = (&mut append.future).await;
+            let append = appending.take().expect("append in flight");
+            (result, append.acks)
         }
         None => std::future::pending().await,
     }
