@@ -603,3 +603,266 @@ async fn retention_by_age_deletes_old_sealed_segments_only() -> TestResult {
     log.close().await?;
     Ok(())
 }
+
+// ---- model-based property test ----
+
+mod model {
+    //! Random operations against the log and against an in-memory model
+    //! (the records in offset order and the committed offsets); after each
+    //! operation the two must agree.
+
+    use std::collections::{HashMap, HashSet};
+    use std::io::Write;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::{read_all, record, segment_files};
+    use crate::record as codec;
+    use crate::{Log, LogConfig, LogTuning, Offset, Record};
+
+    #[derive(Debug, Clone)]
+    enum Torn {
+        /// The crash hit between writes.
+        Nothing,
+        /// Random bytes after the last frame.
+        Garbage(Vec<u8>),
+        /// The first `cut` bytes of a frame of this payload size.
+        PartialFrame { payload: usize, cut: Index },
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Concurrent single appends with these payload sizes.
+        Append(Vec<usize>),
+        AppendBatch(Vec<usize>),
+        Read {
+            from: Index,
+            max: usize,
+        },
+        Commit {
+            consumer: u8,
+            next: Index,
+        },
+        Remove {
+            consumer: u8,
+        },
+        Restart,
+        Crash(Torn),
+    }
+
+    fn torn() -> impl Strategy<Value = Torn> {
+        prop_oneof![
+            Just(Torn::Nothing),
+            prop::collection::vec(any::<u8>(), 1..200).prop_map(Torn::Garbage),
+            (0usize..300, any::<Index>())
+                .prop_map(|(payload, cut)| Torn::PartialFrame { payload, cut }),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let sizes = || prop::collection::vec(0usize..300, 1..8);
+        prop_oneof![
+            4 => sizes().prop_map(Op::Append),
+            2 => sizes().prop_map(Op::AppendBatch),
+            3 => (any::<Index>(), 1usize..20).prop_map(|(from, max)| Op::Read { from, max }),
+            3 => (0u8..3, any::<Index>()).prop_map(|(consumer, next)| Op::Commit { consumer, next }),
+            1 => (0u8..3).prop_map(|consumer| Op::Remove { consumer }),
+            1 => Just(Op::Restart),
+            1 => torn().prop_map(Op::Crash),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Model {
+        records: Vec<Record>,
+        committed: HashMap<String, u64>,
+        /// Every offset each consumer ever committed: after a crash the log
+        /// may show any of them (an older one), never another.
+        history: HashMap<String, HashSet<u64>>,
+        /// Consumers removed at some point: a later, lower commit may be
+        /// lost in a crash while an earlier, higher one survives.
+        removed: HashSet<String>,
+    }
+
+    /// Unique record ids across cases, so a misplaced record is noticed.
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+    fn fresh(payload: usize) -> Record {
+        record(NEXT_ID.fetch_add(1, Ordering::Relaxed), payload)
+    }
+
+    fn open(dir: &Path) -> Log {
+        let config = LogConfig {
+            dir: dir.to_owned(),
+            segment_bytes: 1024,
+            max_bytes: 1 << 30,
+            max_age: None,
+        };
+        let tuning = LogTuning {
+            cache_bytes: 4096,
+            index_interval_bytes: 256,
+            offsets_flush_interval: Duration::from_millis(2),
+            ..LogTuning::default()
+        };
+        Log::open_with(config, tuning).expect("open the log")
+    }
+
+    async fn check_all(log: &Log, model: &Model) {
+        assert_eq!(log.end_offset(), Offset(model.records.len() as u64));
+        let all = read_all(log, 0).await.expect("read everything");
+        assert_eq!(all.len(), model.records.len());
+        for (offset, rec) in all {
+            assert_eq!(
+                *rec, model.records[offset.0 as usize],
+                "record at {offset:?}"
+            );
+        }
+    }
+
+    async fn run(ops: Vec<Op>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut log = open(dir.path());
+        let mut model = Model::default();
+        for op in ops {
+            match op {
+                Op::Append(sizes) => {
+                    let records: Vec<Record> = sizes.into_iter().map(fresh).collect();
+                    let tasks: Vec<_> = records
+                        .iter()
+                        .cloned()
+                        .map(|r| {
+                            let log = log.clone();
+                            tokio::spawn(async move { log.append(r).await })
+                        })
+                        .collect();
+                    let mut placed = Vec::new();
+                    for (task, rec) in tasks.into_iter().zip(records) {
+                        let offset = task.await.expect("append task").expect("append");
+                        placed.push((offset, rec));
+                    }
+                    placed.sort_by_key(|(offset, _)| *offset);
+                    for (offset, rec) in placed {
+                        assert_eq!(offset, Offset(model.records.len() as u64), "offsets dense");
+                        model.records.push(rec);
+                    }
+                }
+                Op::AppendBatch(sizes) => {
+                    let records: Vec<Record> = sizes.into_iter().map(fresh).collect();
+                    let first = log
+                        .append_batch(records.clone())
+                        .await
+                        .expect("append batch");
+                    assert_eq!(first, Offset(model.records.len() as u64));
+                    model.records.extend(records);
+                }
+                Op::Read { from, max } => {
+                    let end = model.records.len();
+                    let from = from.index(end + 2);
+                    let got = log.read(Offset(from as u64), max).await.expect("read");
+                    let want = model
+                        .records
+                        .get(from..(from + max).min(end))
+                        .unwrap_or(&[]);
+                    assert_eq!(got.len(), want.len(), "read {max} from {from}");
+                    for ((offset, rec), (i, want)) in got.iter().zip(want.iter().enumerate()) {
+                        assert_eq!(*offset, Offset((from + i) as u64));
+                        assert_eq!(**rec, *want);
+                    }
+                }
+                Op::Commit { consumer, next } => {
+                    let name = format!("consumer-{consumer}");
+                    // Consumers move forward.
+                    let floor = model.committed.get(&name).copied().unwrap_or(0);
+                    let next = (next.index(model.records.len() + 1) as u64).max(floor);
+                    log.commit_offset(&name, Offset(next)).expect("commit");
+                    model.committed.insert(name.clone(), next);
+                    model.history.entry(name).or_default().insert(next);
+                }
+                Op::Remove { consumer } => {
+                    let name = format!("consumer-{consumer}");
+                    log.remove_consumer(&name).expect("remove");
+                    model.committed.remove(&name);
+                    model.removed.insert(name);
+                }
+                Op::Restart => {
+                    log.close().await.expect("close");
+                    drop(log);
+                    log = open(dir.path());
+                    check_all(&log, &model).await;
+                }
+                Op::Crash(torn) => {
+                    log.crash().await;
+                    let active = segment_files(dir.path()).pop().expect("a segment");
+                    let mut file = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&active)
+                        .expect("open segment");
+                    match torn {
+                        Torn::Nothing => {}
+                        Torn::Garbage(bytes) => file.write_all(&bytes).expect("write garbage"),
+                        Torn::PartialFrame { payload, cut } => {
+                            let mut frame = Vec::new();
+                            codec::encode(model.records.len() as u64, &fresh(payload), &mut frame);
+                            let cut = 1 + cut.index(frame.len() - 1);
+                            file.write_all(&frame[..cut]).expect("write partial frame");
+                        }
+                    }
+                    drop(file);
+                    log = open(dir.path());
+                    check_all(&log, &model).await;
+                    // Offsets: committed ones (possibly older), never invented.
+                    for c in 0..3u8 {
+                        let name = format!("consumer-{c}");
+                        let got = log.committed_offset(&name).map(|o| o.0);
+                        if let Some(got) = got {
+                            let history = model.history.get(&name);
+                            assert!(
+                                history.is_some_and(|h| h.contains(&got)),
+                                "{name} at {got} never committed"
+                            );
+                            if let (Some(want), false) =
+                                (model.committed.get(&name), model.removed.contains(&name))
+                            {
+                                assert!(got <= *want, "{name} at {got} beyond {want}");
+                            }
+                            model.committed.insert(name, got);
+                        } else {
+                            model.committed.remove(&name);
+                        }
+                    }
+                }
+            }
+            assert_eq!(log.end_offset(), Offset(model.records.len() as u64));
+            for c in 0..3u8 {
+                let name = format!("consumer-{c}");
+                assert_eq!(
+                    log.committed_offset(&name).map(|o| o.0),
+                    model.committed.get(&name).copied(),
+                    "{name}"
+                );
+            }
+        }
+        log.close().await.expect("close");
+        let log = open(dir.path());
+        check_all(&log, &model).await;
+        log.close().await.expect("close");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn log_agrees_with_model(ops in prop::collection::vec(op(), 1..40)) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("test runtime");
+            runtime.block_on(run(ops));
+        }
+    }
+}

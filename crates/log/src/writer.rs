@@ -77,7 +77,14 @@ pub(crate) struct Writer {
     journal: Journal,
     last_offsets_flush: Instant,
     last_retention: Instant,
+    /// When the last fsync'd batch was answered, and how many requests it
+    /// had: the linger heuristic expects as many again.
+    last_commit: Instant,
+    last_batch_requests: usize,
 }
+
+/// How often a lingering writer looks for more requests.
+const LINGER_POLL: Duration = Duration::from_micros(20);
 
 /// What ended the writer loop.
 enum Exit {
@@ -131,6 +138,8 @@ impl Writer {
             journal,
             last_offsets_flush: Instant::now(),
             last_retention: Instant::now(),
+            last_commit: Instant::now(),
+            last_batch_requests: 0,
         }
     }
 
@@ -217,7 +226,11 @@ impl Writer {
                 }
                 Err(_elapsed) => None,
             };
-            // Take every request already queued, up to one batch.
+            // Take every request already queued, up to one batch. When fewer
+            // requests came than in the last batch, the appenders answered by
+            // the last fsync are probably still on their way back: linger a
+            // moment for them rather than pay one fsync for a handful.
+            let mut requests = 0usize;
             while let Some(cmd) = next.take() {
                 match cmd {
                     Cmd::Append { records, reply } => self.append(records, reply)?,
@@ -228,10 +241,23 @@ impl Writer {
                     #[cfg(test)]
                     Cmd::Crash { reply } => return Ok(Exit::Crashed(reply)),
                 }
-                if self.buf.len() < tuning.max_batch_bytes {
-                    next = self.rx.try_recv().ok();
+                requests += 1;
+                while self.buf.len() < tuning.max_batch_bytes {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => next = Some(cmd),
+                        Err(_)
+                            if requests < self.last_batch_requests
+                                && self.last_commit.elapsed() < tuning.linger =>
+                        {
+                            std::thread::sleep(LINGER_POLL);
+                            continue;
+                        }
+                        Err(_) => {}
+                    }
+                    break;
                 }
             }
+            self.last_batch_requests = requests;
             self.commit()?;
             if self.last_offsets_flush.elapsed() >= tuning.offsets_flush_interval {
                 self.flush_offsets()?;
@@ -336,6 +362,7 @@ impl Writer {
             self.shared.progress.send_modify(|p| p.end = end);
         }
         self.pending_max_time = 0;
+        self.last_commit = Instant::now();
         let mut i = 0;
         while i < self.waiters.len() {
             if self.waiters[i].end <= end {
