@@ -29,6 +29,17 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def read_varint(data: bytes) -> tuple[int, int]:
+    """Decode a Variable Byte Integer at the start of `data`: (value, bytes used)."""
+    value, mult = 0, 1
+    for i, b in enumerate(data[:4]):
+        value += (b & 0x7F) * mult
+        mult *= 128
+        if not b & 0x80:
+            return value, i + 1
+    raise ValueError(f"bad variable byte integer in {data[:5].hex()}")
+
+
 def mqtt_str(s: str | bytes) -> bytes:
     """UTF-8 string (spec 1.5.3 / 1.5.4): 2-byte big-endian length, then the bytes as given."""
     b = s.encode() if isinstance(s, str) else s
@@ -200,15 +211,8 @@ class RawClient:
 def connack_properties(p: Packet) -> dict[int, object]:
     """Decode a v5 CONNACK's properties into {identifier: value} (only the types CONNACK uses)."""
     body = p.body
-    i = 2
-    length, mult = 0, 1
-    while True:
-        b = body[i]
-        i += 1
-        length += (b & 0x7F) * mult
-        mult *= 128
-        if not b & 0x80:
-            break
+    length, used = read_varint(body[2:])
+    i = 2 + used
     end = i + length
     props: dict[int, object] = {}
     byte_props = {0x24, 0x25, 0x28, 0x29, 0x2A, 0x01, 0x17, 0x19}
