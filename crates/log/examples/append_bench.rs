@@ -64,18 +64,21 @@ async fn run(
         latencies.extend(handle.await??);
     }
     let elapsed = started.elapsed();
+    let stats = log.stats();
     log.close().await?;
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let total = latencies.len();
     println!(
         "{tasks} tasks x {per_task} records of 100 bytes: {total} appends in {:.2} s = {:.0} appends/s; \
-         latency p50 {:?} p99 {:?} max {:?}",
+         latency p50 {:?} p99 {:?} max {:?}; {} fsyncs, {:.1} records per fsync",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
         latencies[total - 1],
+        stats.fsyncs,
+        stats.records_appended as f64 / stats.fsyncs.max(1) as f64,
     );
     Ok(())
 }

@@ -68,6 +68,10 @@ pub struct LogTuning {
     pub offsets_flush_interval: Duration,
     /// How often the writer runs age retention when idle.
     pub retention_interval: Duration,
+    /// How long `open` waits for the directory lock held by another log
+    /// (e.g. one whose last handle was just dropped and whose writer is
+    /// still finishing) before failing.
+    pub lock_wait: Duration,
 }
 
 impl Default for LogTuning {
@@ -77,10 +81,11 @@ impl Default for LogTuning {
             queue_capacity: 8192,
             max_batch_bytes: 4 * 1024 * 1024,
             linger: Duration::from_micros(300),
-            index_interval_bytes: 4096,
+            index_interval_bytes: 64 * 1024,
             read_max_bytes: 4 * 1024 * 1024,
             offsets_flush_interval: Duration::from_millis(50),
             retention_interval: Duration::from_secs(1),
+            lock_wait: Duration::from_secs(5),
         }
     }
 }

@@ -11,7 +11,7 @@
 //!   a consumer's progress, which protects unread segments from retention.
 //! - [`Record`]: one received message with everything consumers need.
 //! - [`LogConfig`] (directory, segment size, retention) and [`LogTuning`]
-//!   (cache, batching, queue capacity).
+//!   (cache, batching, queue capacity); [`LogStats`] for metrics.
 //!
 //! # On disk
 //!
@@ -19,6 +19,7 @@
 //! <dir>/00000000000000000000.log   segment: frames with offsets 0..n
 //! <dir>/00000000000000004711.log   segment: frames from offset 4711 (the last one is active)
 //! <dir>/consumers.journal          committed consumer offsets (see `offsets`)
+//! <dir>/lock                       flock'd while a `Log` has the directory open
 //! ```
 //!
 //! The frame layout is documented in the `record` module, segment files in
@@ -146,6 +147,26 @@ pub struct Record {
     pub device: String,
 }
 
+/// What [`Log::stats`] reports. Counters count since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogStats {
+    pub records_appended: u64,
+    /// Encoded bytes written to segments.
+    pub bytes_appended: u64,
+    /// Group commits: `records_appended / fsyncs` is the mean batch size.
+    pub fsyncs: u64,
+    /// Appends refused with `Error::Full`.
+    pub full_rejections: u64,
+    pub segments_deleted: u64,
+    /// Segments on disk, the active one included.
+    pub segments: usize,
+    /// Durable bytes in all segments.
+    pub disk_bytes: u64,
+    pub cached_records: usize,
+    /// Estimated memory of the record cache.
+    pub cached_bytes: usize,
+}
+
 /// A handle to an open log; clones share it. The writer thread stops when
 /// the log is closed or the last handle is dropped.
 #[derive(Clone)]
@@ -209,8 +230,15 @@ impl Log {
                 dirty: Default::default(),
             }),
             closed: AtomicBool::new(false),
+            counters: Default::default(),
         });
-        let writer = Writer::new(Arc::clone(&shared), rx, recovered.active_file, journal);
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            rx,
+            recovered.active_file,
+            journal,
+            recovered.lock,
+        );
         let thread = std::thread::Builder::new()
             .name("tributary-log-writer".into())
             .spawn(move || writer.run())
@@ -246,6 +274,24 @@ impl Log {
             .await
             .map_err(|_| Error::Closed)?;
         response.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Counters and sizes for metrics.
+    pub fn stats(&self) -> LogStats {
+        let shared = &self.inner.shared;
+        let c = &shared.counters;
+        let state = shared.state();
+        LogStats {
+            records_appended: c.records.load(Ordering::Relaxed),
+            bytes_appended: c.bytes.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            full_rejections: c.full_rejections.load(Ordering::Relaxed),
+            segments_deleted: c.segments_deleted.load(Ordering::Relaxed),
+            segments: state.segments.len(),
+            disk_bytes: state.segments.iter().map(|s| s.len).sum(),
+            cached_records: state.cache.len(),
+            cached_bytes: state.cache_bytes,
+        }
     }
 
     /// Offset the next record will get; every record below is durable and readable.

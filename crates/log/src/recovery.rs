@@ -13,8 +13,10 @@
 //!   cannot come from one torn write, so it is reported as corruption instead.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::segment::{self, Scan};
 use crate::state::SegmentView;
@@ -24,11 +26,14 @@ use crate::{Error, LogTuning};
 pub(crate) struct Recovered {
     pub segments: Vec<SegmentView>,
     pub active_file: File,
+    /// The exclusive lock on the directory, held for as long as the log is open.
+    pub lock: File,
 }
 
 pub(crate) fn recover(dir: &Path, tuning: &LogTuning) -> Result<Recovered, Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("create log directory {}", dir.display()), e))?;
+    let lock = lock_dir(dir, tuning.lock_wait)?;
     let mut bases = list_segments(dir)?;
     if bases.is_empty() {
         let (file, _) = segment::create(dir, 0)?;
@@ -92,7 +97,39 @@ pub(crate) fn recover(dir: &Path, tuning: &LogTuning) -> Result<Recovered, Error
     Ok(Recovered {
         segments,
         active_file,
+        lock,
     })
+}
+
+/// Takes an exclusive `flock` on `<dir>/lock`, so that two processes (or
+/// two `Log`s in one process) never write the same log: that would corrupt it.
+fn lock_dir(dir: &Path, wait: Duration) -> Result<File, Error> {
+    let path = dir.join("lock");
+    let context = || format!("lock log directory {}", dir.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(context(), e))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        // SAFETY: flock on a file descriptor we own, no memory involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(Error::io(context(), e));
+        }
+        if Instant::now() >= deadline {
+            let e = std::io::Error::new(e.kind(), "another log holds it");
+            return Err(Error::io(context(), e));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn truncate_torn_tail(

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -25,6 +25,17 @@ pub(crate) struct Shared {
     pub consumers: Mutex<Consumers>,
     /// Set once the writer stopped accepting appends (close or failure).
     pub closed: AtomicBool,
+    pub counters: Counters,
+}
+
+/// Monotonic counters, updated by the writer, read by [`crate::Log::stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub full_rejections: AtomicU64,
+    pub segments_deleted: AtomicU64,
 }
 
 impl Shared {

@@ -169,6 +169,30 @@ async fn append_read_and_reopen() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_directory_is_opened_by_one_log_at_a_time() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    let tuning = LogTuning {
+        lock_wait: Duration::from_millis(50),
+        ..LogTuning::default()
+    };
+    match Log::open_with(config(dir.path()), tuning.clone()) {
+        Err(Error::Io { context, .. }) => {
+            assert!(context.starts_with("lock log directory"), "{context}")
+        }
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+    log.close().await?;
+    // Closed: the directory is free at once.
+    let log = Log::open_with(config(dir.path()), tuning)?;
+    drop(log);
+    // Dropped: free once the writer has finished.
+    let log = Log::open(config(dir.path()))?;
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn wait_beyond_wakes_on_append_and_on_close() -> TestResult {
     let dir = tempfile::tempdir()?;
     let log = Log::open(config(dir.path()))?;
@@ -225,6 +249,12 @@ async fn group_commit_gives_concurrent_appends_dense_distinct_offsets() -> TestR
         }
     }
     assert_eq!(seen.len(), 32 * 50);
+    let stats = log.stats();
+    assert_eq!(stats.records_appended, 32 * 50);
+    assert!(
+        stats.fsyncs < stats.records_appended,
+        "no batching: {stats:?}"
+    );
     assert_eq!(log.end_offset(), Offset(32 * 50));
     assert!((0..32 * 50).all(|o| seen.contains(&Offset(o))));
     for (offset, rec) in read_all(&log, 0).await? {
@@ -515,6 +545,7 @@ async fn retention_by_size_deletes_the_oldest_segments() -> TestResult {
     append_n(&log, 0, 300, 100).await?;
     let start = log.start_offset();
     assert!(start.0 > 0, "nothing deleted");
+    assert!(log.stats().segments_deleted > 0);
     assert!(total_segment_bytes(dir.path()) <= 8192 + 2048);
     assert!(matches!(
         log.read(Offset(0), 1).await,
@@ -551,6 +582,7 @@ async fn a_lagging_consumer_protects_its_segments_and_fills_the_log() -> TestRes
     match full {
         Error::Full { bytes, consumer } => {
             assert_eq!(consumer, "slow");
+            assert_eq!(log.stats().full_rejections, 1);
             assert!(bytes <= 8192 && bytes > 8192 - 2048, "{bytes}");
         }
         other => panic!("expected Full, got {other:?}"),

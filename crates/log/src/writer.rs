@@ -75,6 +75,9 @@ pub(crate) struct Writer {
     next_offset: u64,
     waiters: Vec<Waiter>,
     journal: Journal,
+    /// The directory lock: released (dropped) before a close is answered,
+    /// so the log can be reopened at once.
+    lock: Option<File>,
     last_offsets_flush: Instant,
     last_retention: Instant,
     /// When the last fsync'd batch was answered, and how many requests it
@@ -100,6 +103,7 @@ impl Writer {
         rx: mpsc::Receiver<Cmd>,
         active: File,
         journal: Journal,
+        lock: File,
     ) -> Writer {
         let (active_path, active_len, sealed_bytes, next_offset, last_indexed_pos) = {
             let state = shared.state();
@@ -136,6 +140,7 @@ impl Writer {
             next_offset,
             waiters: Vec::new(),
             journal,
+            lock: Some(lock),
             last_offsets_flush: Instant::now(),
             last_retention: Instant::now(),
             last_commit: Instant::now(),
@@ -171,6 +176,7 @@ impl Writer {
             Exit::Closed(reply) => {
                 let result = self.flush_offsets();
                 self.shutdown();
+                self.lock = None;
                 let _ = reply.send(result);
             }
             Exit::Dropped => {
@@ -295,6 +301,10 @@ impl Writer {
         if let Err(e) = self.make_room(needed) {
             match e {
                 Error::Full { .. } => {
+                    self.shared
+                        .counters
+                        .full_rejections
+                        .fetch_add(1, Ordering::Relaxed);
                     let _ = reply.send(Err(e));
                     return Ok(());
                 }
@@ -344,6 +354,14 @@ impl Writer {
                 .write_all(&self.buf)
                 .and_then(|()| self.active.sync_data());
             write.map_err(|e| Error::io(context(), e))?;
+            let counters = &self.shared.counters;
+            counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+            counters
+                .records
+                .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
             self.active_len += self.buf.len() as u64;
             self.buf.clear();
         }
@@ -471,6 +489,10 @@ impl Writer {
                 .map_err(|e| Error::io(format!("delete segment {}", path.display()), e))?;
             tracing::info!(path = %path.display(), base, end, over_size, too_old, "retention deleted segment");
             self.sealed_bytes -= len;
+            self.shared
+                .counters
+                .segments_deleted
+                .fetch_add(1, Ordering::Relaxed);
             deleted = true;
         }
         if deleted {
