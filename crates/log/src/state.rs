@@ -186,8 +186,7 @@ impl State {
             let skip = (from - self.cache_start) as usize;
             let records = self
                 .cache
-                .iter()
-                .skip(skip)
+                .range(skip..)
                 .take(max)
                 .enumerate()
                 .map(|(i, r)| (Offset(from + i as u64), Arc::clone(r)))

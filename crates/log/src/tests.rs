@@ -264,6 +264,53 @@ async fn group_commit_gives_concurrent_appends_dense_distinct_offsets() -> TestR
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tailing_reader_sees_every_record_once_in_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let tuning = LogTuning {
+        cache_bytes: 4096,
+        ..LogTuning::default()
+    };
+    let log = Log::open_with(small_segments(dir.path(), 8192), tuning)?;
+    let total = 2000u64;
+    let reader = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut next = 0u64;
+            while next < total {
+                log.wait_beyond(Offset(next)).await;
+                for (offset, rec) in log.read(Offset(next), 100).await? {
+                    assert_eq!(offset, Offset(next));
+                    assert!(offset < log.end_offset());
+                    assert_eq!(rec.payload.len(), 20);
+                    next += 1;
+                }
+            }
+            Ok::<_, Error>(next)
+        }
+    });
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..total / 4 {
+                    log.append(record(w * total + i, 20)).await?;
+                }
+                Ok::<_, Error>(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), reader).await???,
+        total
+    );
+    log.close().await?;
+    Ok(())
+}
+
 // ---- consumer offsets ----
 
 #[tokio::test]
@@ -885,7 +932,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
         #[test]
         fn log_agrees_with_model(ops in prop::collection::vec(op(), 1..40)) {
