@@ -35,7 +35,9 @@ pub enum Error {
 
     // Our own fault when encoding.
     /// A field too long for its length prefix (strings over 65,535 bytes,
-    /// packets over 268,435,455 bytes).
+    /// packets over 268,435,455 bytes), or a packet the peer's decoder would
+    /// refuse (packet id 0, a property or reason code the packet type may not
+    /// carry, QoS > 0 without a packet id, …).
     #[error("cannot encode: {0}")]
     Encode(&'static str),
 }

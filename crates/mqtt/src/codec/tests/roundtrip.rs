@@ -458,8 +458,17 @@ fn round_trip(packet: &Packet, version: ProtocolVersion) -> Result<(), TestCaseE
     Ok(())
 }
 
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    // More cases than proptest's 256 by default; PROPTEST_CASES still wins
+    // for a long hunt.
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn v311_packets_round_trip(packet in packet(V311)) {
