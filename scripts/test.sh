@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, unit and doc tests, docs, the release build, the
+# real-client integration tests (pytest + paho-mqtt + mosquitto clients) and a fuzz smoke run.
+#
+# Works on a fresh Debian 12 machine as root: it installs what is missing (mosquitto and its
+# clients from apt, a Python venv at .venv with tests/requirements.txt), idempotently.
+#
+# Every step runs even when an earlier one failed (except the integration tests, which need the
+# release build); the script exits non-zero if any step failed and lists them at the end.
+#
+# Environment:
+#   TRIBUTARY_TEST_AGAINST=mosquitto  run the integration tests against mosquitto instead
+#   FUZZ_SECONDS=N                    length of the fuzz smoke run (default 30)
+#   PYTEST_ARGS="..."                 extra arguments for pytest (e.g. "-k acceptance")
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+started=$(date +%s)
+failed=()
+summary=()
+
+banner() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+# step NAME CMD...: run CMD with a banner, record pass/fail and its duration, never abort.
+# The command's exit status is left in $last_rc.
+last_rc=0
+step() {
+    local name="$1"
+    shift
+    banner "$name"
+    local t0 rc=0 dt
+    t0=$(date +%s)
+    "$@" || rc=$?
+    last_rc=$rc
+    dt=$(($(date +%s) - t0))
+    if [ "$rc" -eq 0 ]; then
+        summary+=("ok      ${dt}s  $name")
+    else
+        summary+=("FAILED  ${dt}s  $name (exit $rc)")
+        failed+=("$name")
+    fi
+    return 0
+}
+
+skip() {
+    banner "$1"
+    echo "skipped: $2"
+    summary+=("skipped      $1 ($2)")
+}
+
+# ---- prerequisites (quiet, idempotent) ---------------------------------------------------------
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+apt_install() {
+    if [ "$apt_updated" -eq 0 ]; then
+        apt-get update -qq
+        apt_updated=1
+    fi
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+banner "prerequisites"
+if ! command -v mosquitto_sub >/dev/null 2>&1; then
+    echo "installing mosquitto and mosquitto-clients"
+    apt_install mosquitto mosquitto-clients
+fi
+
+venv="$root/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv for ensurepip.
+        apt_install python3-venv
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+fi
+req_hash=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_hash" ]; then
+    echo "installing tests/requirements.txt into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    echo "$req_hash" >"$venv/.requirements.sha256"
+fi
+echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
+echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \
+    list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout) ' | tr -s ' ' | paste -sd, -)"
+
+# ---- Rust checks -------------------------------------------------------------------------------
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run" cargo nextest run --workspace
+else
+    step "cargo test (nextest not installed)" cargo test --workspace
+fi
+step "cargo test --doc" cargo test --doc --workspace
+step "cargo doc (warnings are errors)" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
+
+# ---- integration tests against the release binary ----------------------------------------------
+
+step "cargo build --release -p tributary-cli" cargo build --release -p tributary-cli
+if [ "$last_rc" -eq 0 ] || [ "${TRIBUTARY_TEST_AGAINST:-}" = "mosquitto" ]; then
+    # Each test is bounded by pytest-timeout (tests/integration/pytest.ini); pytest runs every
+    # test whatever fails before it, and exits non-zero if any failed.
+    # shellcheck disable=SC2086
+    step "integration tests (pytest, broker: ${TRIBUTARY_TEST_AGAINST:-tributary})" \
+        "$venv/bin/pytest" -q tests/integration ${PYTEST_ARGS:-}
+else
+    skip "integration tests (pytest)" "the release build failed"
+    failed+=("integration tests (not run: no release build)")
+fi
+
+# ---- fuzz smoke --------------------------------------------------------------------------------
+
+if [ -f scripts/fuzz-smoke.sh ]; then
+    step "fuzz smoke (${FUZZ_SECONDS:-30}s)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-30}"
+else
+    skip "fuzz smoke" "scripts/fuzz-smoke.sh does not exist"
+fi
+
+# ---- summary -----------------------------------------------------------------------------------
+
+elapsed=$(($(date +%s) - started))
+banner "summary"
+printf '%s\n' "${summary[@]}"
+printf 'total elapsed: %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+if [ "${#failed[@]}" -gt 0 ]; then
+    printf 'test.sh: %d step(s) failed: %s\n' "${#failed[@]}" "$(IFS=';'; echo "${failed[*]}")"
+    exit 1
+fi
+echo "test.sh: every step passed"
