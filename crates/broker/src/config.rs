@@ -50,6 +50,12 @@ pub struct LimitsConfig {
     /// Bytes of outgoing data buffered per connection before the broker
     /// stops reading from that client and stops delivering to it.
     pub max_write_buffer: usize,
+    /// Topic aliases a 5.0 client may set on its publishes (announced as
+    /// Topic Alias Maximum); 0 turns inbound aliases off.
+    pub topic_alias_maximum: u16,
+    /// Longest keep-alive granted in seconds; a 5.0 client asking for more
+    /// (or for none, 0) is told this value as Server Keep Alive. 0: no cap.
+    pub max_keep_alive_secs: u16,
 }
 
 impl Default for LimitsConfig {
@@ -62,6 +68,8 @@ impl Default for LimitsConfig {
             connect_timeout_ms: 10_000,
             max_session_expiry_secs: 7 * 24 * 3600,
             max_write_buffer: 1024 * 1024,
+            topic_alias_maximum: 64,
+            max_keep_alive_secs: 0,
         }
     }
 }

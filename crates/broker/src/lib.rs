@@ -30,6 +30,7 @@ mod persist;
 mod retained;
 mod server;
 mod session;
+mod shared;
 mod wire;
 
 pub use config::{BrokerConfig, LimitsConfig, MqttConfig};

@@ -18,7 +18,8 @@ use crate::config::BrokerConfig;
 use crate::connection::Connection;
 use crate::persist::SessionFile;
 use crate::retained::{Retained, RetainedSnapshot};
-use crate::session::Registry;
+use crate::session::{Registry, Subscription};
+use crate::shared::SharedGroups;
 use crate::{Error, Result};
 
 /// The log consumer that keeps the retained snapshot.
@@ -39,6 +40,7 @@ pub struct Broker {
     pub(crate) sessions: Registry,
     pub(crate) session_file: Arc<SessionFile>,
     pub(crate) retained: Arc<Retained>,
+    pub(crate) shared: SharedGroups,
     retained_snapshot: Arc<RetainedSnapshot>,
     /// Where the retained map stood at the last snapshot load or replay.
     retained_applied: AtomicU64,
@@ -58,7 +60,11 @@ impl Broker {
             .load()
             .map_err(|e| Error::io("load sessions.json", e))?;
         let restored = stored.len();
+        let shared = SharedGroups::new(log.clone());
         for session in stored {
+            for key in Subscription::shared_keys(&session.subscriptions) {
+                shared.hold(&key);
+            }
             let name = session.client_id.consumer_name();
             let cursor = log
                 .committed_offset(&name)
@@ -77,6 +83,7 @@ impl Broker {
             sessions,
             session_file,
             retained: Arc::new(retained),
+            shared,
             retained_snapshot,
             retained_applied: AtomicU64::new(applied.0),
             message_ids: MessageIds::new(),
@@ -239,7 +246,10 @@ impl Broker {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for client_id in self.sessions.expire(Instant::now()) {
+            for (client_id, shared) in self.sessions.expire(Instant::now()) {
+                for key in shared {
+                    self.shared.release(&key);
+                }
                 tracing::info!(client_id = %client_id, "session expired");
                 let file = self.session_file.clone();
                 let id = client_id.clone();

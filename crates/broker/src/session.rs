@@ -52,6 +52,22 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// True for `$share/{group}/{filter}` subscriptions.
+    pub fn is_shared(&self) -> bool {
+        self.filter.starts_with("$share/")
+    }
+
+    /// The shared filters among `subscriptions`.
+    pub fn shared_keys<'a>(
+        subscriptions: impl IntoIterator<Item = &'a Subscription>,
+    ) -> Vec<String> {
+        subscriptions
+            .into_iter()
+            .filter(|s| s.is_shared())
+            .map(|s| s.filter.clone())
+            .collect()
+    }
+
     pub fn new(
         filter: String,
         options: SubscriptionOptions,
@@ -91,6 +107,9 @@ pub struct Outbound {
     pub state: OutboundState,
     /// Kept to resend (with DUP) when the client reconnects.
     pub publish: Publish,
+    /// For a message of a shared subscription: the group and the offset to
+    /// acknowledge to it.
+    pub shared: Option<(Arc<str>, Offset)>,
 }
 
 /// Session state, owned by at most one connection at a time.
@@ -114,6 +133,9 @@ pub struct SessionState {
     next_packet_id: PacketId,
     /// When the last connection ended, for expiry while offline.
     pub disconnected_at: Option<Instant>,
+    /// Cancels a will waiting out its 5.0 Will Delay Interval: a new
+    /// connection for the client id arrived in time (5.0 §3.1.3.2.2).
+    pub pending_will: Option<CancellationToken>,
 }
 
 impl SessionState {
@@ -129,6 +151,7 @@ impl SessionState {
             inbound_qos2: HashSet::new(),
             next_packet_id: 1,
             disconnected_at: None,
+            pending_will: None,
         }
     }
 
@@ -161,6 +184,9 @@ impl SessionState {
     pub fn route(&self, offset: Offset, topic: &str, publisher: &str) -> Option<Route> {
         let mut route: Option<Route> = None;
         for sub in self.subscriptions.values() {
+            if sub.is_shared() {
+                continue; // delivered by the group's dispatcher
+            }
             if offset.0 < sub.since || !tributary_mqtt::topic::matches(&sub.filter, topic) {
                 continue;
             }
@@ -220,6 +246,9 @@ pub struct Held {
     pub state: OwnedMappedMutexGuard<Option<SessionState>, SessionState>,
     /// Whether an existing session was resumed (CONNACK Session Present).
     pub resumed: bool,
+    /// Shared subscriptions of a persistent session that a clean start
+    /// discarded; their groups must be released.
+    pub discarded_shared: Vec<String>,
 }
 
 impl Registry {
@@ -246,13 +275,24 @@ impl Registry {
             entry.state.clone()
         };
         let mut guard: OwnedMutexGuard<Option<SessionState>> = state.lock_owned().await;
+        if let Some(will) = guard.as_mut().and_then(|s| s.pending_will.take()) {
+            will.cancel();
+        }
         let resumed = !clean_start && guard.as_ref().is_some_and(|s| s.persistent);
+        let mut discarded_shared = Vec::new();
         if !resumed {
+            if let Some(old) = guard.take().filter(|s| s.persistent) {
+                discarded_shared = Subscription::shared_keys(old.subscriptions.values());
+            }
             *guard = Some(fresh());
         }
         let state =
             OwnedMutexGuard::map(guard, |s| s.as_mut().expect("session state was just set"));
-        Held { state, resumed }
+        Held {
+            state,
+            resumed,
+            discarded_shared,
+        }
     }
 
     /// Called by a connection when it ends: drops a non-persistent session
@@ -281,8 +321,9 @@ impl Registry {
         );
     }
 
-    /// Removes offline sessions whose expiry has passed and returns their ids.
-    pub fn expire(&self, now: Instant) -> Vec<ClientId> {
+    /// Removes offline sessions whose expiry has passed and returns their
+    /// ids with their shared subscriptions.
+    pub fn expire(&self, now: Instant) -> Vec<(ClientId, Vec<String>)> {
         let mut entries = self.entries.lock().expect("registry lock poisoned");
         let mut expired = Vec::new();
         entries.retain(|id, entry| {
@@ -300,7 +341,10 @@ impl Registry {
                 None => false,
             };
             if gone {
-                expired.push(id.clone());
+                expired.push((
+                    id.clone(),
+                    Subscription::shared_keys(state.subscriptions.values()),
+                ));
             }
             !gone
         });
@@ -371,6 +415,7 @@ mod tests {
                 offset: Some(Offset(42)),
                 state: OutboundState::ExpectPubAck,
                 publish: publish.clone(),
+                shared: None,
             },
         );
         s.outbound.insert(
@@ -379,6 +424,7 @@ mod tests {
                 offset: None,
                 state: OutboundState::ExpectPubAck,
                 publish,
+                shared: None,
             },
         );
         assert_eq!(s.cursor(), Offset(42));

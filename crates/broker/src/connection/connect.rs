@@ -10,7 +10,7 @@ use tributary_mqtt::{
 };
 
 use super::Connection;
-use crate::session::{ClientId, Held, OutboundState, SessionState};
+use crate::session::{ClientId, Held, OutboundState, SessionState, Subscription};
 
 impl Connection {
     /// Reads CONNECT (within `limits.connect_timeout_ms`), answers CONNACK and
@@ -127,14 +127,22 @@ impl Connection {
             properties.receive_maximum = Some(limits.receive_maximum);
             properties.maximum_packet_size =
                 Some(limits.max_packet_size.min(u32::MAX as usize) as u32);
-            properties.topic_alias_maximum = Some(0);
+            properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+            self.client_topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
             properties.retain_available = Some(1);
             properties.wildcard_subscription_available = Some(1);
             properties.subscription_identifier_available = Some(1);
-            properties.shared_subscription_available = Some(0);
+            properties.shared_subscription_available = Some(1);
         }
         self.client_id = client_id.clone();
-        self.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        let mut keep_alive = connect.keep_alive;
+        let max_keep_alive = limits.max_keep_alive_secs;
+        if v5 && max_keep_alive > 0 && (keep_alive == 0 || keep_alive > max_keep_alive) {
+            // 5.0 §3.2.2.3.14: the server may impose its own keep-alive.
+            keep_alive = max_keep_alive;
+            properties.server_keep_alive = Some(max_keep_alive);
+        }
+        self.keep_alive = Duration::from_secs(u64::from(keep_alive));
         self.will = connect.will;
 
         let end = broker.log.end_offset();
@@ -149,6 +157,9 @@ impl Connection {
                 || SessionState::new(client_id.clone(), protocol, end),
             )
             .await;
+        for key in std::mem::take(&mut held.discarded_shared) {
+            broker.shared.release(&key);
+        }
         let state = &mut held.state;
         state.protocol = protocol;
         state.persistent = persistent;
@@ -178,6 +189,9 @@ impl Connection {
         }));
         if resumed {
             self.resend_inflight(&mut held);
+        }
+        for key in Subscription::shared_keys(held.state.subscriptions.values()) {
+            broker.shared.join(&key, self.id, self.shared_tx.clone());
         }
         Ok(held)
     }

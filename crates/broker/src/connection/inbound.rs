@@ -18,14 +18,7 @@ impl Connection {
         match packet {
             Packet::Publish(publish) => self.on_publish(held, publish),
             Packet::PubAck(ack) => {
-                if held
-                    .state
-                    .outbound
-                    .get(&ack.packet_id)
-                    .is_some_and(|o| o.state == OutboundState::ExpectPubAck)
-                {
-                    held.state.outbound.remove(&ack.packet_id);
-                }
+                self.complete_outbound(held, ack.packet_id, OutboundState::ExpectPubAck);
                 Ok(())
             }
             Packet::PubRec(rec) => {
@@ -39,7 +32,7 @@ impl Connection {
                 };
                 if rec.reason.is_error() {
                     // 5.0 §4.3.3: an error PUBREC ends the flow.
-                    held.state.outbound.remove(&rec.packet_id);
+                    self.complete_outbound(held, rec.packet_id, OutboundState::ExpectPubRec);
                 } else {
                     out.state = OutboundState::ExpectPubComp;
                     self.send(&Packet::PubRel(PubResp::success(rec.packet_id)));
@@ -47,14 +40,7 @@ impl Connection {
                 Ok(())
             }
             Packet::PubComp(comp) => {
-                if held
-                    .state
-                    .outbound
-                    .get(&comp.packet_id)
-                    .is_some_and(|o| o.state == OutboundState::ExpectPubComp)
-                {
-                    held.state.outbound.remove(&comp.packet_id);
-                }
+                self.complete_outbound(held, comp.packet_id, OutboundState::ExpectPubComp);
                 Ok(())
             }
             Packet::PubRel(rel) => {
@@ -67,10 +53,7 @@ impl Connection {
                 self.send(&Packet::PubComp(comp));
                 Ok(())
             }
-            Packet::Subscribe(subscribe) => {
-                self.on_subscribe(held, subscribe).await;
-                Ok(())
-            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(held, subscribe).await,
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(held, unsubscribe).await;
                 Ok(())
@@ -85,7 +68,10 @@ impl Connection {
                         if held.state.expiry_secs == 0 && expiry > 0 {
                             // 5.0 §3.14.2.2.2: a session that started with expiry 0
                             // cannot be given one at DISCONNECT.
-                            return Err(Close::Violation(ReasonCode::ProtocolError));
+                            return Err(Close::Violation(
+                                ReasonCode::ProtocolError,
+                                "session expiry set at DISCONNECT after CONNECT set 0",
+                            ));
                         }
                         held.state.expiry_secs =
                             expiry.min(self.broker.config.limits.max_session_expiry_secs);
@@ -97,25 +83,53 @@ impl Connection {
             }
             Packet::Connect(_) => {
                 tracing::info!(client_id = %self.client_id, "second CONNECT");
-                Err(Close::Violation(ReasonCode::ProtocolError))
+                Err(Close::Violation(
+                    ReasonCode::ProtocolError,
+                    "second CONNECT",
+                ))
             }
             other => {
                 // CONNACK, SUBACK, UNSUBACK, PINGRESP go only to clients; AUTH
                 // needs an authentication method this broker does not offer.
                 tracing::info!(client_id = %self.client_id, packet = packet_name(&other), "unexpected packet from a client");
-                Err(Close::Violation(ReasonCode::ProtocolError))
+                Err(Close::Violation(
+                    ReasonCode::ProtocolError,
+                    "packet type not allowed from a client",
+                ))
             }
         }
     }
 
-    fn on_publish(&mut self, held: &mut Held, publish: Publish) -> Result<(), Close> {
-        if publish.properties.topic_alias.is_some() {
-            // CONNACK announced Topic Alias Maximum 0 (5.0 §3.3.2.3.4).
-            return Err(Close::Violation(ReasonCode::TopicAliasInvalid));
+    /// Ends an outbound flow that was waiting for `expected`; a message of
+    /// a shared subscription is acknowledged to its group.
+    fn complete_outbound(&mut self, held: &mut Held, packet_id: u16, expected: OutboundState) {
+        if held
+            .state
+            .outbound
+            .get(&packet_id)
+            .is_some_and(|o| o.state == expected)
+        {
+            if let Some((key, offset)) = held
+                .state
+                .outbound
+                .remove(&packet_id)
+                .and_then(|o| o.shared)
+            {
+                self.broker.shared.ack(&key, self.id, offset);
+            }
+        }
+    }
+
+    fn on_publish(&mut self, held: &mut Held, mut publish: Publish) -> Result<(), Close> {
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            self.resolve_topic_alias(alias, &mut publish.topic)?;
         }
         if publish.qos != QoS::AtMostOnce {
             let Some(packet_id) = publish.packet_id else {
-                return Err(Close::Violation(ReasonCode::ProtocolError));
+                return Err(Close::Violation(
+                    ReasonCode::ProtocolError,
+                    "QoS > 0 without packet id",
+                ));
             };
             if publish.qos == QoS::ExactlyOnce
                 && (held.state.inbound_qos2.contains(&packet_id) || self.is_pending(packet_id))
@@ -131,10 +145,24 @@ impl Connection {
             if self.version == ProtocolVersion::V5
                 && self.unacked_inbound > usize::from(self.broker.config.limits.receive_maximum)
             {
-                return Err(Close::Violation(ReasonCode::ReceiveMaximumExceeded));
+                return Err(Close::Violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "more unacknowledged publishes than Receive Maximum",
+                ));
             }
         }
-        let record = Record {
+        let mut refused = None;
+        if publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            // 5.0 §3.3.2.3.2: the server may check a payload declared UTF-8.
+            const TEXT: &str = "payload format indicator says UTF-8 but the payload is not";
+            if publish.qos == QoS::AtMostOnce {
+                return Err(Close::Violation(ReasonCode::PayloadFormatInvalid, TEXT));
+            }
+            refused = Some((ReasonCode::PayloadFormatInvalid, TEXT));
+        }
+        let record = refused.is_none().then(|| Record {
             receive_time_ms: crate::persist::unix_ms(),
             topic: publish.topic,
             qos: publish.qos as u8,
@@ -145,13 +173,39 @@ impl Connection {
             message_id: self.broker.next_message_id(),
             owner: String::new(),
             device: String::new(),
-        };
+        });
         let ack = PendingAck {
             qos: publish.qos,
             packet_id: publish.packet_id,
             retain: publish.retain,
+            refused,
         };
         self.queued.push((record, ack));
+        Ok(())
+    }
+
+    /// Applies a 5.0 topic alias (§3.3.2.3.4): a PUBLISH with a topic sets
+    /// the alias, one with an empty topic uses it.
+    fn resolve_topic_alias(&mut self, alias: u16, topic: &mut String) -> Result<(), Close> {
+        if alias == 0 || alias > self.broker.config.limits.topic_alias_maximum {
+            return Err(Close::Violation(
+                ReasonCode::TopicAliasInvalid,
+                "topic alias 0 or above Topic Alias Maximum",
+            ));
+        }
+        if topic.is_empty() {
+            match self.inbound_aliases.get(&alias) {
+                Some(known) => topic.clone_from(known),
+                None => {
+                    return Err(Close::Violation(
+                        ReasonCode::ProtocolError,
+                        "topic alias used before it was set",
+                    ))
+                }
+            }
+        } else {
+            self.inbound_aliases.insert(alias, topic.clone());
+        }
         Ok(())
     }
 
@@ -179,34 +233,57 @@ impl Connection {
             Ok(offsets) => offsets,
             Err(e) => {
                 tracing::warn!(client_id = %self.client_id, error = %e, count = acks.len(), "publishes not stored");
-                let reason = match e {
-                    tributary_log::Error::Full { .. } => ReasonCode::QuotaExceeded,
-                    _ => ReasonCode::UnspecifiedError,
+                let refusal = match e {
+                    tributary_log::Error::Full { .. } => {
+                        (ReasonCode::QuotaExceeded, "the log is full")
+                    }
+                    _ => (
+                        ReasonCode::UnspecifiedError,
+                        "the log cannot store the message",
+                    ),
                 };
                 if self.version == ProtocolVersion::V311 {
-                    return Err(Close::Violation(reason));
+                    return Err(Close::Violation(refusal.0, refusal.1));
                 }
                 for (_, ack) in acks {
-                    self.answer(held, &ack, reason);
+                    self.answer(held, &ack, ack.refused.unwrap_or(refusal));
                 }
                 return Ok(());
             }
         };
-        for ((record, ack), offset) in acks.into_iter().zip(offsets) {
-            if ack.retain {
-                self.broker.retained.apply(offset, &record);
+        let mut offsets = offsets.into_iter();
+        for (record, ack) in acks {
+            let stored = record.and_then(|r| offsets.next().map(|offset| (r, offset)));
+            match (stored, ack.refused) {
+                (Some((record, offset)), _) => {
+                    if ack.retain {
+                        self.broker.retained.apply(offset, &record);
+                    }
+                    self.answer(held, &ack, (ReasonCode::Success, ""));
+                }
+                (None, Some(refusal)) => self.answer(held, &ack, refusal),
+                (None, None) => {
+                    self.answer(held, &ack, (ReasonCode::UnspecifiedError, "not stored"))
+                }
             }
-            self.answer(held, &ack, ReasonCode::Success);
         }
         Ok(())
     }
 
-    fn answer(&mut self, held: &mut Held, ack: &PendingAck, reason: ReasonCode) {
+    fn answer(
+        &mut self,
+        held: &mut Held,
+        ack: &PendingAck,
+        (reason, text): (ReasonCode, &'static str),
+    ) {
         let Some(packet_id) = ack.packet_id else {
             return;
         };
         let mut response = PubResp::success(packet_id);
         response.reason = reason;
+        if reason.is_error() && self.problem_information {
+            response.properties.reason_string = Some(text.to_string());
+        }
         self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
         match ack.qos {
             QoS::AtMostOnce => {}
@@ -222,7 +299,7 @@ impl Connection {
         }
     }
 
-    async fn on_subscribe(&mut self, held: &mut Held, subscribe: Subscribe) {
+    async fn on_subscribe(&mut self, held: &mut Held, subscribe: Subscribe) -> Result<(), Close> {
         let identifier = subscribe
             .properties
             .subscription_identifiers
@@ -232,10 +309,16 @@ impl Connection {
         let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
         for sub in subscribe.subscriptions {
+            let shared = sub.filter.starts_with("$share/");
+            if shared && sub.options.no_local {
+                // 5.0 §3.8.3.1: No Local on a shared subscription is a protocol error.
+                return Err(Close::Violation(
+                    ReasonCode::ProtocolError,
+                    "No Local set on a shared subscription",
+                ));
+            }
             let reason = if !tributary_mqtt::topic::valid_topic_filter(&sub.filter) {
                 ReasonCode::TopicFilterInvalid
-            } else if sub.filter.starts_with("$share/") {
-                ReasonCode::SharedSubscriptionsNotSupported
             } else {
                 let existed = held.state.subscriptions.contains_key(&sub.filter);
                 let send_retained = match sub.options.retain_handling {
@@ -243,8 +326,15 @@ impl Connection {
                     1 => !existed,
                     _ => false,
                 };
-                if send_retained {
+                // Retained messages are not sent for shared subscriptions (5.0 §4.8.2).
+                if send_retained && !shared {
                     retained_for.push((sub.filter.clone(), sub.options.qos as u8));
+                }
+                if shared && !existed {
+                    self.broker.shared.hold(&sub.filter);
+                    self.broker
+                        .shared
+                        .join(&sub.filter, self.id, self.shared_tx.clone());
                 }
                 let entry = Subscription::new(sub.filter.clone(), sub.options, identifier, since);
                 held.state.subscriptions.insert(sub.filter, entry);
@@ -273,17 +363,23 @@ impl Connection {
                 self.send_retained(held, &record, qos, identifier);
             }
         }
+        Ok(())
     }
 
     async fn on_unsubscribe(&mut self, held: &mut Held, unsubscribe: Unsubscribe) {
-        let reasons = unsubscribe
-            .filters
-            .iter()
-            .map(|f| match held.state.subscriptions.remove(f) {
-                Some(_) => ReasonCode::Success,
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            reasons.push(match held.state.subscriptions.remove(filter) {
+                Some(sub) => {
+                    if sub.is_shared() {
+                        self.broker.shared.leave(filter, self.id);
+                        self.broker.shared.release(filter);
+                    }
+                    ReasonCode::Success
+                }
                 None => ReasonCode::NoSubscriptionExisted,
-            })
-            .collect();
+            });
+        }
         if held.state.persistent {
             // Durable before the acknowledgement, like every other promise.
             self.save_session(&held.state, true).await;

@@ -14,6 +14,7 @@ mod connect;
 mod inbound;
 mod outbound;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,13 +25,15 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 
 use crate::server::Broker;
-use crate::session::{ClientId, Held};
+use crate::session::{ClientId, Held, Subscription};
+use crate::shared::SharedDelivery;
 
 /// How long a closing connection may take to flush what it still has to say.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,8 +45,9 @@ enum Close {
     ClientDisconnect { publish_will: bool },
     /// The socket closed or failed without DISCONNECT.
     Lost,
-    /// The client broke the protocol; 5.0 clients get DISCONNECT with this reason.
-    Violation(ReasonCode),
+    /// The client broke the protocol; 5.0 clients get DISCONNECT with this
+    /// reason code and (unless they asked not to) this reason string.
+    Violation(ReasonCode, &'static str),
     /// Another connection took over the session.
     TakenOver,
     /// The broker is shutting down.
@@ -54,17 +58,23 @@ impl Close {
     fn publishes_will(self) -> bool {
         match self {
             Close::ClientDisconnect { publish_will } => publish_will,
-            Close::Lost | Close::Violation(_) | Close::TakenOver => true,
+            Close::Lost | Close::Violation(..) | Close::TakenOver => true,
             Close::Shutdown => false,
         }
     }
 
     /// The DISCONNECT a 5.0 client is sent, if any.
-    fn reason(self) -> Option<ReasonCode> {
+    fn reason(self) -> Option<(ReasonCode, &'static str)> {
         match self {
-            Close::Violation(r) => Some(r),
-            Close::TakenOver => Some(ReasonCode::SessionTakenOver),
-            Close::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Close::Violation(r, text) => Some((r, text)),
+            Close::TakenOver => Some((
+                ReasonCode::SessionTakenOver,
+                "another connection took over the session",
+            )),
+            Close::Shutdown => Some((
+                ReasonCode::ServerShuttingDown,
+                "the server is shutting down",
+            )),
             Close::ClientDisconnect { .. } | Close::Lost => None,
         }
     }
@@ -76,12 +86,16 @@ struct PendingAck {
     qos: QoS,
     packet_id: Option<PacketId>,
     retain: bool,
+    /// Set when the publish was refused before reaching the log; the answer
+    /// still waits its turn so acknowledgements keep the publishes' order.
+    refused: Option<(ReasonCode, &'static str)>,
 }
 
 type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset>>> + Send>>;
 
-/// Publishes with the answers they are owed, in log order.
-type Acks = Vec<(Arc<Record>, PendingAck)>;
+/// Publishes with the answers they are owed, in arrival order; `None` for
+/// a refused publish that was not appended.
+type Acks = Vec<(Option<Arc<Record>>, PendingAck)>;
 
 /// The one append a connection has in flight.
 struct Append {
@@ -106,7 +120,7 @@ pub(crate) struct Connection {
     keep_alive: Duration,
     will: Option<tributary_mqtt::Will>,
     /// Publishes waiting for the append in flight to finish, in arrival order.
-    queued: Vec<(Record, PendingAck)>,
+    queued: Vec<(Option<Record>, PendingAck)>,
     /// The append in flight (at most one, so the log sees a client's
     /// publishes in order) and the acknowledgements that wait for it.
     appending: Option<Append>,
@@ -120,6 +134,16 @@ pub(crate) struct Connection {
     problem_information: bool,
     /// The cursor last committed to the log, to commit only on change.
     committed: Option<Offset>,
+    /// Topic aliases the client set on its publishes (5.0).
+    inbound_aliases: HashMap<u16, String>,
+    /// Topic aliases this broker set on its publishes to the client (5.0),
+    /// at most the client's Topic Alias Maximum.
+    outbound_aliases: HashMap<String, u16>,
+    client_topic_alias_maximum: u16,
+    /// Messages of shared subscriptions handed to this connection by their
+    /// groups (bounded: a group moves on to another member when it is full).
+    shared_tx: mpsc::Sender<SharedDelivery>,
+    shared_rx: mpsc::Receiver<SharedDelivery>,
 }
 
 impl Connection {
@@ -132,6 +156,7 @@ impl Connection {
     ) -> Self {
         let (reader, writer) = stream.into_split();
         let outbound_window = usize::from(broker.config.limits.inflight);
+        let (shared_tx, shared_rx) = mpsc::channel(crate::shared::MEMBER_QUEUE);
         Connection {
             broker,
             id,
@@ -153,6 +178,11 @@ impl Connection {
             client_max_packet: usize::MAX,
             problem_information: true,
             committed: None,
+            inbound_aliases: HashMap::new(),
+            outbound_aliases: HashMap::new(),
+            client_topic_alias_maximum: 0,
+            shared_tx,
+            shared_rx,
         }
     }
 
@@ -186,9 +216,16 @@ impl Connection {
             let can_read = self.wbuf.len() < limits.max_write_buffer
                 && (self.version == ProtocolVersion::V5
                     || self.unacked_inbound < usize::from(limits.receive_maximum));
-            let can_deliver = held.state.outbound.len() < self.outbound_window
-                && self.wbuf.len() < limits.max_write_buffer
-                && !held.state.subscriptions.is_empty();
+            let has_room = held.state.outbound.len() < self.outbound_window
+                && self.wbuf.len() < limits.max_write_buffer;
+            let reads_log = held.state.subscriptions.values().any(|s| !s.is_shared());
+            if !reads_log {
+                // Nothing to deliver from the log: keep the cursor at the end
+                // so this session never holds log retention back.
+                held.state.read_pos = self.broker.log.end_offset();
+            }
+            let can_deliver = has_room && reads_log;
+            let can_take_shared = has_room;
             let read_pos = held.state.read_pos;
             let log = self.broker.log.clone();
             tokio::select! {
@@ -196,7 +233,7 @@ impl Connection {
                 () = self.kick.cancelled() => return Close::TakenOver,
                 () = sleep_until_opt(keep_alive_deadline) => {
                     tracing::info!(client_id = %self.client_id, peer = %self.peer, "keep-alive timeout");
-                    return Close::Violation(ReasonCode::KeepAliveTimeout);
+                    return Close::Violation(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive");
                 }
                 written = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
                     Ok(n) => self.wbuf.advance(n),
@@ -215,6 +252,9 @@ impl Connection {
                     if let Err(close) = self.appended(held, done) {
                         return close;
                     }
+                }
+                Some(delivery) = self.shared_rx.recv(), if can_take_shared => {
+                    self.send_shared(held, delivery);
                 }
                 () = log.wait_beyond(read_pos), if can_deliver => {
                     if let Err(close) = self.deliver(held).await {
@@ -242,7 +282,7 @@ impl Connection {
                 Err(tributary_mqtt::Error::Incomplete { .. }) => return Ok(()),
                 Err(e) => {
                     tracing::info!(client_id = %self.client_id, peer = %self.peer, error = %e, "protocol violation");
-                    return Err(Close::Violation(ReasonCode::from(&e)));
+                    return Err(Close::Violation(ReasonCode::from(&e), violation_text(&e)));
                 }
             }
         }
@@ -256,8 +296,8 @@ impl Connection {
             let mut records = Vec::with_capacity(batch.len());
             let mut acks = Vec::with_capacity(batch.len());
             for (record, ack) in batch {
-                let record = Arc::new(record);
-                records.push(record.clone());
+                let record = record.map(Arc::new);
+                records.extend(record.clone());
                 acks.push((record, ack));
             }
             let log = self.broker.log.clone();
@@ -314,15 +354,25 @@ impl Connection {
             let done = poll_append(&mut self.appending).await;
             let _ = self.appended(&mut held, done);
         }
-        if let (ProtocolVersion::V5, Some(reason)) = (self.version, close.reason()) {
-            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+        if let (ProtocolVersion::V5, Some((reason, text))) = (self.version, close.reason()) {
+            let mut disconnect = Disconnect::new(reason);
+            if self.problem_information {
+                disconnect.properties.reason_string = Some(text.to_string());
+            }
+            self.send(&Packet::Disconnect(disconnect));
         }
         self.flush().await;
         let _ = self.writer.shutdown().await;
-        if close.publishes_will() {
-            self.publish_will().await;
-        }
         let state = &mut held.state;
+        for key in Subscription::shared_keys(state.subscriptions.values()) {
+            self.broker.shared.leave(&key, self.id);
+            if !state.persistent {
+                self.broker.shared.release(&key);
+            }
+        }
+        if close.publishes_will() {
+            self.publish_will(state).await;
+        }
         state.disconnected_at = Some(std::time::Instant::now());
         if state.persistent {
             let cursor = state.cursor();
@@ -341,9 +391,17 @@ impl Connection {
         tracing::debug!(client_id = %self.client_id, peer = %self.peer, ?close, "connection closed");
     }
 
-    /// Appends the will message (if the client set one) to the log.
-    async fn publish_will(&mut self) {
+    /// Publishes the will message, if the client set one: at once, or after
+    /// its 5.0 Will Delay Interval (capped by the session expiry, 5.0
+    /// §3.1.3.2.2) unless a connection for the client id arrives first.
+    async fn publish_will(&mut self, state: &mut crate::session::SessionState) {
         let Some(will) = self.will.take() else { return };
+        let delay = will.properties.will_delay_interval.unwrap_or(0);
+        let delay = delay.min(if state.persistent {
+            state.expiry_secs
+        } else {
+            0
+        });
         let record = Record {
             receive_time_ms: crate::persist::unix_ms(),
             topic: will.topic,
@@ -356,19 +414,19 @@ impl Connection {
             owner: String::new(),
             device: String::new(),
         };
-        let record = Arc::new(record);
-        match append_in_order(&self.broker.log, vec![record.clone()]).await {
-            Ok(offsets) => {
-                if record.retain {
-                    if let Some(offset) = offsets.first() {
-                        self.broker.retained.apply(*offset, &record);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(client_id = %self.client_id, error = %e, "append the will message")
-            }
+        if delay == 0 {
+            append_will(&self.broker, record).await;
+            return;
         }
+        let cancel = CancellationToken::new();
+        state.pending_will = Some(cancel.clone());
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => append_will(&broker, record).await,
+            }
+        });
     }
 
     /// Writes the session's subscriptions and expiry to the session file.
@@ -389,12 +447,30 @@ impl Connection {
     }
 }
 
+/// Appends a will message to the log like any publish.
+async fn append_will(broker: &Broker, record: Record) {
+    let record = Arc::new(record);
+    match append_in_order(&broker.log, vec![record.clone()]).await {
+        Ok(offsets) => {
+            if let (true, Some(offset)) = (record.retain, offsets.first()) {
+                broker.retained.apply(*offset, &record);
+            }
+        }
+        Err(e) => {
+            tracing::error!(client_id = %record.client_id, error = %e, "append the will message")
+        }
+    }
+}
+
 /// Appends records so the log keeps their order, resolving when all are durable.
 async fn append_in_order(
     log: &tributary_log::Log,
     records: Vec<Arc<Record>>,
 ) -> tributary_log::Result<Vec<Offset>> {
     let count = records.len() as u64;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
     let records: Vec<Record> = records.iter().map(|r| Record::clone(r)).collect();
     let first = log.append_batch(records).await?;
     // The log gives a batch dense offsets from the first.
@@ -410,6 +486,18 @@ async fn poll_append(appending: &mut Option<Append>) -> (tributary_log::Result<V
             (result, append.acks)
         }
         None => std::future::pending().await,
+    }
+}
+
+/// The reason string for a decoding error (the spec's words where it has them).
+fn violation_text(error: &tributary_mqtt::Error) -> &'static str {
+    use tributary_mqtt::Error;
+    match error {
+        Error::Malformed(what) | Error::Protocol(what) | Error::Encode(what) => what,
+        Error::PacketTooLarge { .. } => "packet exceeds the maximum packet size",
+        Error::TopicNameInvalid => "topic name contains wildcards or is empty",
+        Error::UnsupportedProtocolVersion(_) => "unsupported protocol version",
+        Error::Incomplete { .. } => "incomplete packet",
     }
 }
 

@@ -7,6 +7,18 @@ use tributary_mqtt::{Packet, ProtocolVersion, Publish, QoS};
 
 use super::{Close, Connection};
 use crate::session::{Held, Outbound, OutboundState};
+use crate::shared::SharedDelivery;
+
+/// Where an outgoing message comes from, which decides what its
+/// acknowledgement releases.
+enum Origin {
+    /// The session's own reading of the log: holds the session cursor.
+    Log(Offset),
+    /// A retained message sent on subscribe: holds nothing.
+    Retained,
+    /// A shared subscription group's message: acknowledged to the group.
+    Shared(Arc<str>, Offset),
+}
 
 /// Records read from the log per delivery round.
 const DELIVERY_BATCH: usize = 256;
@@ -43,7 +55,14 @@ impl Connection {
                 break;
             }
             let retain = route.retain_as_published && record.retain;
-            self.send_record(held, Some(offset), &record, qos, retain, &route.identifiers);
+            self.send_record(
+                held,
+                Origin::Log(offset),
+                &record,
+                qos,
+                retain,
+                &route.identifiers,
+            );
             held.state.read_pos = Offset(offset.0 + 1);
         }
         Ok(())
@@ -59,33 +78,65 @@ impl Connection {
     ) {
         let qos = QoS::from_u8(granted.min(record.qos)).unwrap_or(QoS::AtMostOnce);
         let identifiers: Vec<u32> = identifier.into_iter().collect();
-        self.send_record(held, None, record, qos, true, &identifiers);
+        self.send_record(held, Origin::Retained, record, qos, true, &identifiers);
     }
 
+    /// Sends a message a shared subscription group handed to this connection.
+    pub(super) fn send_shared(&mut self, held: &mut Held, delivery: SharedDelivery) {
+        let Some(sub) = held.state.subscriptions.get(&*delivery.key) else {
+            // Unsubscribed meanwhile: the group takes it back via `leave`.
+            return;
+        };
+        let qos = QoS::from_u8(sub.qos.min(delivery.record.qos)).unwrap_or(QoS::AtMostOnce);
+        let identifiers: Vec<u32> = sub.identifier.into_iter().collect();
+        let origin = Origin::Shared(delivery.key.clone(), delivery.offset);
+        if !self.send_record(held, origin, &delivery.record, qos, false, &identifiers) {
+            // Sent at QoS 0, expired, or too large for the client: done with it.
+            self.broker
+                .shared
+                .ack(&delivery.key, self.id, delivery.offset);
+        }
+    }
+
+    /// Sends one record as PUBLISH, tracking it until acknowledged when
+    /// QoS > 0. Expired messages (5.0 Message Expiry Interval) are skipped;
+    /// the interval sent on is what remains (5.0 §3.3.2.3.3).
+    /// Returns true when the message now awaits the client's acknowledgement.
     fn send_record(
         &mut self,
         held: &mut Held,
-        offset: Option<Offset>,
+        origin: Origin,
         record: &Record,
         qos: QoS,
         retain: bool,
         identifiers: &[u32],
-    ) {
+    ) -> bool {
+        let mut properties = crate::wire::load_properties(&record.properties);
+        if let Some(expiry) = properties.message_expiry_interval {
+            let age_secs = crate::persist::unix_ms().saturating_sub(record.receive_time_ms) / 1000;
+            match u32::try_from(age_secs)
+                .ok()
+                .and_then(|age| expiry.checked_sub(age))
+            {
+                Some(remaining) if remaining > 0 => {
+                    properties.message_expiry_interval = Some(remaining)
+                }
+                _ => return false,
+            }
+        }
+        if self.version == ProtocolVersion::V311 {
+            properties = Default::default();
+        } else {
+            properties.subscription_identifiers = identifiers.to_vec();
+        }
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
             match held.state.allocate_packet_id() {
                 Some(id) => Some(id),
-                None => return,
+                None => return false,
             }
         };
-        let mut properties = match self.version {
-            ProtocolVersion::V5 => crate::wire::load_properties(&record.properties),
-            ProtocolVersion::V311 => Default::default(),
-        };
-        if self.version == ProtocolVersion::V5 {
-            properties.subscription_identifiers = identifiers.to_vec();
-        }
         let publish = Publish {
             dup: false,
             qos,
@@ -95,21 +146,58 @@ impl Connection {
             properties,
             payload: record.payload.clone(),
         };
-        let sent = self.send(&Packet::Publish(publish.clone()));
-        if let (true, Some(id)) = (sent, packet_id) {
-            let state = if qos == QoS::AtLeastOnce {
-                OutboundState::ExpectPubAck
-            } else {
-                OutboundState::ExpectPubRec
-            };
-            held.state.outbound.insert(
-                id,
-                Outbound {
-                    offset,
-                    state,
-                    publish,
-                },
-            );
+        let (wire, new_alias) = self.with_topic_alias(&publish);
+        let sent = self.send(&Packet::Publish(wire));
+        if !sent {
+            return false;
         }
+        if let Some(alias) = new_alias {
+            self.outbound_aliases.insert(publish.topic.clone(), alias);
+        }
+        let Some(id) = packet_id else { return false };
+        let state = if qos == QoS::AtLeastOnce {
+            OutboundState::ExpectPubAck
+        } else {
+            OutboundState::ExpectPubRec
+        };
+        let (offset, shared) = match origin {
+            Origin::Log(offset) => (Some(offset), None),
+            Origin::Retained => (None, None),
+            Origin::Shared(key, offset) => (None, Some((key, offset))),
+        };
+        // Kept with its full topic: aliases do not outlive the connection.
+        held.state.outbound.insert(
+            id,
+            Outbound {
+                offset,
+                state,
+                publish,
+                shared,
+            },
+        );
+        true
+    }
+
+    /// The PUBLISH as sent on this connection: with a topic alias when the
+    /// client accepts them (5.0 Topic Alias Maximum > 0). An alias already
+    /// set replaces the topic; a new one is set while aliases remain. Returns
+    /// the alias to remember once the packet was actually sent.
+    fn with_topic_alias(&self, publish: &Publish) -> (Publish, Option<u16>) {
+        let mut wire = publish.clone();
+        if self.client_topic_alias_maximum == 0 {
+            return (wire, None);
+        }
+        if let Some(alias) = self.outbound_aliases.get(&publish.topic) {
+            wire.properties.topic_alias = Some(*alias);
+            wire.topic.clear();
+            return (wire, None);
+        }
+        let used = self.outbound_aliases.len();
+        if used < usize::from(self.client_topic_alias_maximum) {
+            let alias = used as u16 + 1;
+            wire.properties.topic_alias = Some(alias);
+            return (wire, Some(alias));
+        }
+        (wire, None)
     }
 }
