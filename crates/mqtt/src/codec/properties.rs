@@ -12,7 +12,8 @@
 //! Decoding: an identifier the spec does not define is Malformed (its value
 //! cannot even be skipped); a defined property that this packet may not
 //! carry, a single-valued property given twice, or a value the spec forbids
-//! (0 for Receive Maximum, 2 for a 0-or-1 flag, …) is a Protocol error.
+//! (0 for Receive Maximum, 2 for a 0-or-1 flag, …), as is Authentication
+//! Data without an Authentication Method, is a Protocol error.
 //!
 //! Encoding writes properties in identifier order, user properties in their
 //! given order, and refuses a property the packet may not carry: sending it
@@ -250,6 +251,10 @@ pub(crate) fn read_properties(r: &mut Reader<'_>, place: Place) -> Result<Proper
             }
             _ => return Err(Error::Malformed("unknown property identifier")),
         }
+    }
+    if p.authentication_data.is_some() && p.authentication_method.is_none() {
+        // 5.0 §3.1.2.11.10, §3.2.2.3.18, §3.15.2.2.3.
+        return Err(Error::Protocol("authentication data without a method"));
     }
     Ok(p)
 }

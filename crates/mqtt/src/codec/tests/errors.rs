@@ -377,6 +377,12 @@ fn zero_or_one_property_with_2_is_protocol_error() {
 }
 
 #[test]
+fn authentication_data_without_method_is_protocol_error() {
+    // AUTH, continue authentication, with authentication data 01 only.
+    protocol(V5, &[0xF0, 0x06, 0x18, 0x04, 0x16, 0x00, 0x01, 0x01]);
+}
+
+#[test]
 fn receive_maximum_0_is_protocol_error() {
     protocol(V5, &[0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x00]);
 }

@@ -134,6 +134,11 @@ fn restrict(p: Properties, place: Place) -> Properties {
     if place == Place::Subscribe {
         subscription_identifiers.truncate(1);
     }
+    // Authentication data needs a method beside it.
+    let authentication_method = match (&p.authentication_method, &p.authentication_data) {
+        (None, Some(_)) => Some("SCRAM-SHA-1".to_owned()),
+        (method, _) => method.clone(),
+    };
     Properties {
         payload_format_indicator: keep(place, 0x01, p.payload_format_indicator),
         message_expiry_interval: keep(place, 0x02, p.message_expiry_interval),
@@ -144,7 +149,7 @@ fn restrict(p: Properties, place: Place) -> Properties {
         session_expiry_interval: keep(place, 0x11, p.session_expiry_interval),
         assigned_client_identifier: keep(place, 0x12, p.assigned_client_identifier),
         server_keep_alive: keep(place, 0x13, p.server_keep_alive),
-        authentication_method: keep(place, 0x15, p.authentication_method),
+        authentication_method: keep(place, 0x15, authentication_method),
         authentication_data: keep(place, 0x16, p.authentication_data),
         request_problem_information: keep(place, 0x17, p.request_problem_information),
         will_delay_interval: keep(place, 0x18, p.will_delay_interval),
