@@ -179,6 +179,7 @@ impl Connection {
             packet_id: publish.packet_id,
             retain: publish.retain,
             refused,
+            retained: None,
         };
         self.queued.push((record, ack));
         Ok(())
@@ -217,7 +218,7 @@ impl Connection {
             || self
                 .appending
                 .as_ref()
-                .is_some_and(|append| append.acks.iter().any(|(_, a)| pending(a)))
+                .is_some_and(|append| append.acks.iter().any(pending))
     }
 
     /// Answers the publishes of a finished append: PUBACK/PUBREC once
@@ -245,27 +246,26 @@ impl Connection {
                 if self.version == ProtocolVersion::V311 {
                     return Err(Close::Violation(refusal.0, refusal.1));
                 }
-                for (_, ack) in acks {
+                for ack in acks {
                     self.answer(held, &ack, ack.refused.unwrap_or(refusal));
                 }
                 return Ok(());
             }
         };
         let mut offsets = offsets.into_iter();
-        for (record, ack) in acks {
-            let stored = record.and_then(|r| offsets.next().map(|offset| (r, offset)));
-            match (stored, ack.refused) {
-                (Some((record, offset)), _) => {
-                    if ack.retain {
-                        self.broker.retained.apply(offset, &record);
-                    }
-                    self.answer(held, &ack, (ReasonCode::Success, ""));
-                }
-                (None, Some(refusal)) => self.answer(held, &ack, refusal),
-                (None, None) => {
-                    self.answer(held, &ack, (ReasonCode::UnspecifiedError, "not stored"))
-                }
+        for ack in acks {
+            if let Some(refusal) = ack.refused {
+                self.answer(held, &ack, refusal);
+                continue;
             }
+            let Some(offset) = offsets.next() else {
+                self.answer(held, &ack, (ReasonCode::UnspecifiedError, "not stored"));
+                continue;
+            };
+            if let Some(record) = &ack.retained {
+                self.broker.retained.apply(offset, record);
+            }
+            self.answer(held, &ack, (ReasonCode::Success, ""));
         }
         Ok(())
     }

@@ -89,13 +89,14 @@ struct PendingAck {
     /// Set when the publish was refused before reaching the log; the answer
     /// still waits its turn so acknowledgements keep the publishes' order.
     refused: Option<(ReasonCode, &'static str)>,
+    /// A copy of a retained publish, for the retained map once it is durable.
+    retained: Option<Arc<Record>>,
 }
 
 type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset>>> + Send>>;
 
-/// Publishes with the answers they are owed, in arrival order; `None` for
-/// a refused publish that was not appended.
-type Acks = Vec<(Option<Arc<Record>>, PendingAck)>;
+/// Publishes with the answers they are owed, in arrival order.
+type Acks = Vec<PendingAck>;
 
 /// The one append a connection has in flight.
 struct Append {
@@ -239,7 +240,7 @@ impl Connection {
                     Ok(n) => self.wbuf.advance(n),
                     Err(_) => return Close::Lost,
                 },
-                read = self.reader.read_buf(&mut self.rbuf), if can_read => match read {
+                read = read_some(&mut self.reader, &mut self.rbuf), if can_read => match read {
                     Ok(0) | Err(_) => return Close::Lost,
                     Ok(_) => {
                         keep_alive_deadline = self.next_keep_alive_deadline();
@@ -295,10 +296,14 @@ impl Connection {
             let batch = std::mem::take(&mut self.queued);
             let mut records = Vec::with_capacity(batch.len());
             let mut acks = Vec::with_capacity(batch.len());
-            for (record, ack) in batch {
-                let record = record.map(Arc::new);
-                records.extend(record.clone());
-                acks.push((record, ack));
+            for (record, mut ack) in batch {
+                if let Some(record) = record {
+                    if ack.retain {
+                        ack.retained = Some(Arc::new(record.clone()));
+                    }
+                    records.push(record);
+                }
+                acks.push(ack);
             }
             let log = self.broker.log.clone();
             let future: AppendFuture =
@@ -450,7 +455,7 @@ impl Connection {
 /// Appends a will message to the log like any publish.
 async fn append_will(broker: &Broker, record: Record) {
     let record = Arc::new(record);
-    match append_in_order(&broker.log, vec![record.clone()]).await {
+    match append_in_order(&broker.log, vec![Record::clone(&record)]).await {
         Ok(offsets) => {
             if let (true, Some(offset)) = (record.retain, offsets.first()) {
                 broker.retained.apply(*offset, &record);
@@ -465,16 +470,25 @@ async fn append_will(broker: &Broker, record: Record) {
 /// Appends records so the log keeps their order, resolving when all are durable.
 async fn append_in_order(
     log: &tributary_log::Log,
-    records: Vec<Arc<Record>>,
+    records: Vec<Record>,
 ) -> tributary_log::Result<Vec<Offset>> {
     let count = records.len() as u64;
     if records.is_empty() {
         return Ok(Vec::new());
     }
-    let records: Vec<Record> = records.iter().map(|r| Record::clone(r)).collect();
     let first = log.append_batch(records).await?;
     // The log gives a batch dense offsets from the first.
     Ok((first.0..first.0 + count).map(Offset).collect())
+}
+
+/// Reads what the socket has into `buf`, at least 64 KiB at a time so a
+/// busy publisher costs few system calls. Cancel-safe like `read_buf`.
+async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    const READ_CHUNK: usize = 64 * 1024;
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    reader.read_buf(buf).await
 }
 
 /// Resolves with the result of the append in flight; pending forever when none is.

@@ -146,14 +146,25 @@ impl Connection {
             properties,
             payload: record.payload.clone(),
         };
-        let (wire, new_alias) = self.with_topic_alias(&publish);
-        let sent = self.send(&Packet::Publish(wire));
-        if !sent {
-            return false;
-        }
-        if let Some(alias) = new_alias {
-            self.outbound_aliases.insert(publish.topic.clone(), alias);
-        }
+        let publish = if self.client_topic_alias_maximum == 0 {
+            let packet = Packet::Publish(publish);
+            if !self.send(&packet) {
+                return false;
+            }
+            let Packet::Publish(publish) = packet else {
+                unreachable!("built as PUBLISH above")
+            };
+            publish
+        } else {
+            let (wire, new_alias) = self.with_topic_alias(&publish);
+            if !self.send(&Packet::Publish(wire)) {
+                return false;
+            }
+            if let Some(alias) = new_alias {
+                self.outbound_aliases.insert(publish.topic.clone(), alias);
+            }
+            publish
+        };
         let Some(id) = packet_id else { return false };
         let state = if qos == QoS::AtLeastOnce {
             OutboundState::ExpectPubAck
@@ -184,9 +195,6 @@ impl Connection {
     /// the alias to remember once the packet was actually sent.
     fn with_topic_alias(&self, publish: &Publish) -> (Publish, Option<u16>) {
         let mut wire = publish.clone();
-        if self.client_topic_alias_maximum == 0 {
-            return (wire, None);
-        }
         if let Some(alias) = self.outbound_aliases.get(&publish.topic) {
             wire.properties.topic_alias = Some(*alias);
             wire.topic.clear();
