@@ -9,7 +9,15 @@
 //! then publishes the records (cache, segment view, end offset watch) and
 //! answers every request of the batch through its oneshot. The more
 //! appenders wait, the bigger the batch: throughput grows with concurrency
-//! while one fsync is paid per batch.
+//! while one fsync is paid per batch. Appenders answered by one fsync come
+//! back a moment later; so that they do not trickle into a small batch of
+//! their own, the writer lingers (`LogTuning::linger`, polling every
+//! 20 µs) while its batch has fewer requests than the previous one.
+//!
+//! A failed write or fsync stops the writer: the requests of the batch get
+//! the I/O error, later ones `Error::Closed`. After a failed fsync the state
+//! of the file is unknown, so carrying on could acknowledge lost data; the
+//! next open recovers from what is on disk.
 //!
 //! Retention runs after a segment roll, before an append that would exceed
 //! `max_bytes`, and every `LogTuning::retention_interval`. Dirty consumer
