@@ -28,6 +28,17 @@ def version_name(v: int) -> str:
     return "v5" if v == V5 else "v311"
 
 
+def make_properties(packet_type: int, values: dict | None) -> Properties | None:
+    """paho Properties for `packet_type` (PacketTypes.X) from {"PropertyName": value}; None if no values.
+    A list value for UserProperty adds every (key, value) pair, in order."""
+    if not values:
+        return None
+    props = Properties(packet_type)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
 def unique(prefix: str) -> str:
     """A topic or client id part unlikely to collide with anything else in the run."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -55,11 +66,14 @@ class _State:
     connack: ConnAck | None = None
     disconnected: bool = False
     disconnect_reason: int | None = None
+    disconnect_properties: object = None
     messages: list[Received] = field(default_factory=list)
     subacks: dict[int, list[int]] = field(default_factory=dict)
     unsubacks: set[int] = field(default_factory=set)
     # mid -> reason code (0 = success) of PUBACK/PUBCOMP (or "written" for QoS 0)
     acks: dict[int, int] = field(default_factory=dict)
+    # mid -> properties of the PUBACK/PUBCOMP (5.0; None when there were none)
+    ack_properties: dict[int, object] = field(default_factory=dict)
 
 
 class Client:
@@ -67,13 +81,16 @@ class Client:
 
     def __init__(self, broker, version: int = V5, client_id: str | None = None, *, clean: bool = True,
                  session_expiry: int | None = None, will: tuple | None = None, keepalive: int = 30,
-                 max_inflight: int | None = None, on_message=None):
+                 max_inflight: int | None = None, on_message=None, connect_properties: dict | None = None,
+                 will_properties: dict | None = None):
         self.broker = broker
         self.version = version
         self.client_id = unique("c") if client_id is None else client_id
         self.clean = clean
         self.session_expiry = session_expiry
         self.keepalive = keepalive
+        # Extra 5.0 CONNECT properties by paho name, e.g. {"TopicAliasMaximum": 10}.
+        self.connect_properties = dict(connect_properties or {})
         self.s = _State()
         self._user_on_message = on_message
         kwargs = dict(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
@@ -85,7 +102,8 @@ class Client:
             self.c.max_inflight_messages_set(max_inflight)
         if will:
             topic, payload, qos, retain = (tuple(will) + (0, False))[:4]
-            self.c.will_set(topic, payload, qos=qos, retain=retain)
+            self.c.will_set(topic, payload, qos=qos, retain=retain,
+                            properties=make_properties(PacketTypes.WILLMESSAGE, will_properties))
         self.c.on_connect = self._on_connect
         self.c.on_disconnect = self._on_disconnect
         self.c.on_message = self._on_message
@@ -104,6 +122,7 @@ class Client:
         with self.s.cond:
             self.s.disconnected = True
             self.s.disconnect_reason = reason_code.value if reason_code is not None else None
+            self.s.disconnect_properties = properties
             self.s.cond.notify_all()
 
     def _on_message(self, client, userdata, msg):
@@ -127,6 +146,7 @@ class Client:
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self.s.cond:
             self.s.acks[mid] = reason_code.value if reason_code is not None else 0
+            self.s.ack_properties[mid] = properties
             self.s.cond.notify_all()
 
     # -- waiting --------------------------------------------------------------
@@ -150,9 +170,11 @@ class Client:
         kwargs = {}
         if self.version == V5:
             kwargs["clean_start"] = self.clean
+            values = dict(self.connect_properties)
             if self.session_expiry is not None:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = self.session_expiry
+                values["SessionExpiryInterval"] = self.session_expiry
+            props = make_properties(PacketTypes.CONNECT, values)
+            if props is not None:
                 kwargs["properties"] = props
         self.c.connect(self.broker.host, self.broker.port, keepalive=self.keepalive, **kwargs)
         self.c.loop_start()
@@ -161,9 +183,10 @@ class Client:
             assert ack.reason_code == 0, f"{self.client_id}: CONNECT refused with 0x{ack.reason_code:02x}"
         return ack
 
-    def subscribe(self, filters, timeout: float = DEFAULT_TIMEOUT) -> list[int]:
-        """filters: [(filter, qos)]. Returns the SUBACK codes (granted QoS or failure code)."""
-        rc, mid = self.c.subscribe(list(filters))
+    def subscribe(self, filters, timeout: float = DEFAULT_TIMEOUT, properties: dict | None = None) -> list[int]:
+        """filters: [(filter, qos or paho SubscribeOptions)]; properties: 5.0 SUBSCRIBE properties by
+        name (e.g. {"SubscriptionIdentifier": 1}). Returns the SUBACK codes (granted QoS or failure code)."""
+        rc, mid = self.c.subscribe(list(filters), properties=make_properties(PacketTypes.SUBSCRIBE, properties))
         assert rc == mqtt.MQTT_ERR_SUCCESS, f"subscribe failed locally: {rc}"
         return self.wait(lambda s: s.subacks.get(mid), timeout, f"SUBACK for mid {mid}")
 
@@ -173,14 +196,24 @@ class Client:
         self.wait(lambda s: mid in s.unsubacks, timeout, f"UNSUBACK for mid {mid}")
 
     def publish(self, topic, payload, qos: int = 0, retain: bool = False, wait: bool = True,
-                timeout: float = DEFAULT_TIMEOUT) -> int:
-        """Publish; with wait, block until PUBACK/PUBCOMP (QoS>0) or sent (QoS 0). Returns the mid."""
-        info = self.c.publish(topic, payload, qos=qos, retain=retain)
+                timeout: float = DEFAULT_TIMEOUT, properties: dict | None = None) -> int:
+        """Publish; with wait, block until PUBACK/PUBCOMP (QoS>0) or sent (QoS 0). Returns the mid.
+        properties: 5.0 PUBLISH properties by paho name, e.g. {"MessageExpiryInterval": 60}."""
+        info = self.c.publish(topic, payload, qos=qos, retain=retain,
+                              properties=make_properties(PacketTypes.PUBLISH, properties))
         assert info.rc == mqtt.MQTT_ERR_SUCCESS, f"publish failed locally: {info.rc}"
         if wait:
             self.wait(lambda s: info.mid in s.acks, timeout, f"ack of mid {info.mid} on {topic}")
             assert self.s.acks[info.mid] < 0x80, f"publish to {topic} refused: 0x{self.s.acks[info.mid]:02x}"
         return info.mid
+
+    def publish_answer(self, topic, payload, qos: int = 1, properties: dict | None = None,
+                       timeout: float = DEFAULT_TIMEOUT) -> tuple[int, object]:
+        """Publish at QoS 1/2 and return the broker's answer, success or not: (reason code, properties)."""
+        mid = self.publish(topic, payload, qos=qos, wait=False, properties=properties)
+        self.wait(lambda s: mid in s.acks, timeout, f"ack of mid {mid} on {topic}")
+        with self.s.cond:
+            return self.s.acks[mid], self.s.ack_properties.get(mid)
 
     def messages(self, topic: str | None = None) -> list[Received]:
         with self.s.cond:
@@ -196,11 +229,15 @@ class Client:
         self.wait(lambda s: s.disconnected, timeout, "disconnect")
         return self.s.disconnect_reason
 
-    def disconnect(self, reason_code: int | None = None, timeout: float = DEFAULT_TIMEOUT):
-        """A clean DISCONNECT (v5: with `reason_code`, e.g. 0x04 to send the will anyway)."""
-        if reason_code is not None:
+    def disconnect(self, reason_code: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+                   properties: dict | None = None):
+        """A clean DISCONNECT (v5: with `reason_code`, e.g. 0x04 to send the will anyway, and
+        `properties` by name, e.g. {"SessionExpiryInterval": 0})."""
+        props = make_properties(PacketTypes.DISCONNECT, properties)
+        if reason_code is not None or props is not None:
             from paho.mqtt.reasoncodes import ReasonCode
-            self.c.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=reason_code))
+            self.c.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=reason_code or 0),
+                              properties=props)
         else:
             self.c.disconnect()
         try:

@@ -62,26 +62,139 @@ def connect(version: int = V5, client_id: str | bytes = "raw", *, flags: int = 0
 
 
 def publish(topic: str | bytes, payload: bytes = b"x", *, qos: int = 0, packet_id: int = 1, version: int = V5,
-            retain: bool = False, first_byte: int | None = None) -> bytes:
-    """PUBLISH: topic, packet id when QoS > 0, [props], payload. `first_byte` overrides type/flags."""
+            retain: bool = False, first_byte: int | None = None, props: bytes = b"") -> bytes:
+    """PUBLISH: topic, packet id when QoS > 0, [props], payload. `first_byte` overrides type/flags.
+
+    `props` are encoded 5.0 properties without their length (see `properties`)."""
     fb = first_byte if first_byte is not None else (PUBLISH << 4) | (qos << 1) | int(retain)
     body = mqtt_str(topic)
     if (fb >> 1) & 0x03:
         body += struct.pack("!H", packet_id)
     if version == V5:
-        body += b"\x00"  # property length 0
+        body += varint(len(props)) + props
     return packet(fb, body + payload)
 
 
 def subscribe(filters: list[tuple[str | bytes, int]], *, packet_id: int = 1, version: int = V5,
-              first_byte: int = 0x82) -> bytes:
-    """SUBSCRIBE (fixed-header flags MUST be 0b0010): packet id, [props], (filter, options)*."""
+              first_byte: int = 0x82, props: bytes = b"") -> bytes:
+    """SUBSCRIBE (fixed-header flags MUST be 0b0010): packet id, [props], (filter, options)*.
+
+    Options byte (5.0 §3.8.3.1): bits 0-1 QoS, bit 2 No Local, bit 3 Retain As Published,
+    bits 4-5 Retain Handling."""
     body = struct.pack("!H", packet_id)
     if version == V5:
-        body += b"\x00"
+        body += varint(len(props)) + props
     for f, opts in filters:
         body += mqtt_str(f) + bytes([opts])
     return packet(first_byte, body)
+
+
+def unsubscribe(filters: list[str | bytes], *, packet_id: int = 1, version: int = V5) -> bytes:
+    """UNSUBSCRIBE (fixed-header flags 0b0010): packet id, [props], filter*."""
+    body = struct.pack("!H", packet_id)
+    if version == V5:
+        body += b"\x00"
+    for f in filters:
+        body += mqtt_str(f)
+    return packet(0xA2, body)
+
+
+def ack(packet_type: int, packet_id: int, reason: int | None = None, props: bytes = b"") -> bytes:
+    """PUBACK/PUBREC/PUBREL/PUBCOMP: packet id, then (5.0) an optional reason code and properties.
+    PUBREL's fixed-header flags are 0b0010."""
+    body = struct.pack("!H", packet_id)
+    if reason is not None or props:
+        body += bytes([reason or 0])
+        if props:
+            body += varint(len(props)) + props
+    flags = 0x02 if packet_type == PUBREL else 0x00
+    return packet((packet_type << 4) | flags, body)
+
+
+def disconnect(reason: int | None = None, props: bytes = b"") -> bytes:
+    """DISCONNECT; 5.0 with an optional reason code and properties (none at all = 3.1.1 form / 0x00)."""
+    body = b""
+    if reason is not None or props:
+        body += bytes([reason or 0])
+        if props:
+            body += varint(len(props)) + props
+    return packet(DISCONNECT << 4, body)
+
+
+# -- 5.0 properties (§2.2.2.2): identifier -> type --------------------------------------------------
+
+PROP_BYTE = {0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A}
+PROP_U16 = {0x13, 0x21, 0x22, 0x23}
+PROP_U32 = {0x02, 0x11, 0x18, 0x27}
+PROP_VARINT = {0x0B}
+PROP_STR = {0x03, 0x08, 0x12, 0x15, 0x1A, 0x1C, 0x1F}
+PROP_BIN = {0x09, 0x16}
+PROP_PAIR = {0x26}
+# May appear more than once; decoded as lists.
+PROP_REPEATABLE = {0x0B, 0x26}
+
+
+def properties(*items: tuple[int, object]) -> bytes:
+    """Encode 5.0 properties (without the length prefix): properties((0x22, 10), (0x26, ("k", "v")))."""
+    out = b""
+    for pid, value in items:
+        out += bytes([pid])
+        if pid in PROP_BYTE:
+            out += bytes([value])
+        elif pid in PROP_U16:
+            out += struct.pack("!H", value)
+        elif pid in PROP_U32:
+            out += struct.pack("!I", value)
+        elif pid in PROP_VARINT:
+            out += varint(value)
+        elif pid in PROP_STR or pid in PROP_BIN:
+            out += mqtt_str(value)
+        elif pid in PROP_PAIR:
+            out += mqtt_str(value[0]) + mqtt_str(value[1])
+        else:
+            raise ValueError(f"unknown property 0x{pid:02x}")
+    return out
+
+
+def decode_properties(data: bytes) -> tuple[dict[int, object], int]:
+    """Decode a property length + properties at the start of `data`: ({id: value}, bytes used).
+
+    Strings and binary data stay bytes; user properties (0x26) are a list of (key, value) and
+    subscription identifiers (0x0B) a list of ints, in wire order."""
+    length, used = read_varint(data)
+    i, end = used, used + length
+    if end > len(data):
+        raise ValueError(f"property length {length} beyond the packet: {data.hex(' ')}")
+    props: dict[int, object] = {}
+    while i < end:
+        pid = data[i]
+        i += 1
+        if pid in PROP_BYTE:
+            value, i = data[i], i + 1
+        elif pid in PROP_U16:
+            value, i = struct.unpack("!H", data[i:i + 2])[0], i + 2
+        elif pid in PROP_U32:
+            value, i = struct.unpack("!I", data[i:i + 4])[0], i + 4
+        elif pid in PROP_VARINT:
+            value, n = read_varint(data[i:])
+            i += n
+        elif pid in PROP_STR or pid in PROP_BIN:
+            n = struct.unpack("!H", data[i:i + 2])[0]
+            value, i = data[i + 2:i + 2 + n], i + 2 + n
+        elif pid in PROP_PAIR:
+            n = struct.unpack("!H", data[i:i + 2])[0]
+            k = data[i + 2:i + 2 + n]
+            i += 2 + n
+            n = struct.unpack("!H", data[i:i + 2])[0]
+            value = (k, data[i + 2:i + 2 + n])
+            i += 2 + n
+        else:
+            raise ValueError(f"unknown property 0x{pid:02x} in {data.hex(' ')}")
+        if pid in PROP_REPEATABLE:
+            props.setdefault(pid, []).append(value)
+        else:
+            props[pid] = value
+    return props, end
 
 
 PINGREQ_BYTES = b"\xc0\x00"
@@ -246,3 +359,60 @@ def connack_properties(p: Packet) -> dict[int, object]:
         else:
             raise ValueError(f"unknown CONNACK property 0x{pid:02x} in {p!r}")
     return props
+
+
+# -- decoding what the broker sends (5.0 unless said otherwise) -------------------------------------
+
+
+@dataclass
+class Publish:
+    topic: bytes
+    packet_id: int | None
+    qos: int
+    retain: bool
+    dup: bool
+    properties: dict
+    payload: bytes
+
+
+def parse_publish(p: Packet, version: int = V5) -> Publish:
+    """A PUBLISH packet's fields (5.0 §3.3): topic, packet id when QoS > 0, properties, payload."""
+    assert p.type == PUBLISH, f"expected PUBLISH, got {p!r}"
+    qos = (p.first_byte >> 1) & 0x03
+    body = p.body
+    n = struct.unpack("!H", body[:2])[0]
+    topic = body[2:2 + n]
+    i = 2 + n
+    packet_id = None
+    if qos:
+        packet_id = struct.unpack("!H", body[i:i + 2])[0]
+        i += 2
+    props: dict = {}
+    if version == V5:
+        props, used = decode_properties(body[i:])
+        i += used
+    return Publish(topic, packet_id, qos, bool(p.first_byte & 0x01), bool(p.first_byte & 0x08), props, body[i:])
+
+
+def parse_ack(p: Packet) -> tuple[int, int, dict]:
+    """PUBACK/PUBREC/PUBREL/PUBCOMP (5.0 §3.4-3.7): (packet id, reason code, properties).
+    A remaining length of 2 means reason 0x00 and no properties."""
+    packet_id = struct.unpack("!H", p.body[:2])[0]
+    reason = p.body[2] if len(p.body) > 2 else 0
+    props = decode_properties(p.body[3:])[0] if len(p.body) > 3 else {}
+    return packet_id, reason, props
+
+
+def parse_suback(p: Packet, version: int = V5) -> tuple[int, list[int]]:
+    """SUBACK/UNSUBACK: (packet id, reason codes); 5.0 properties are skipped."""
+    packet_id = struct.unpack("!H", p.body[:2])[0]
+    i = 2
+    if version == V5:
+        i += decode_properties(p.body[2:])[1]
+    return packet_id, list(p.body[i:])
+
+
+def disconnect_properties(p: Packet) -> dict:
+    """A 5.0 DISCONNECT's properties ({} when it has none)."""
+    assert p.type == DISCONNECT, f"expected DISCONNECT, got {p!r}"
+    return decode_properties(p.body[1:])[0] if len(p.body) > 1 else {}
