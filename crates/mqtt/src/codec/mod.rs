@@ -146,11 +146,14 @@ fn check_fixed_header(kind: u8, flags: u8, version: ProtocolVersion) -> Result<(
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<()> {
     let mut body = BytesMut::new();
     let (kind, flags) = match packet {
-        Packet::Connect(c) => (CONNECT, connect::encode_connect(c, &mut body).map(|()| 0)?),
-        Packet::ConnAck(c) => (
-            CONNACK,
-            connect::encode_connack(c, version, &mut body).map(|()| 0)?,
-        ),
+        Packet::Connect(c) => {
+            connect::encode_connect(c, &mut body)?;
+            (CONNECT, 0)
+        }
+        Packet::ConnAck(c) => {
+            connect::encode_connack(c, version, &mut body)?;
+            (CONNACK, 0)
+        }
         Packet::Publish(p) => (PUBLISH, publish::encode_publish(p, version, &mut body)?),
         Packet::PubAck(p) => {
             publish::encode_pub_resp(p, version, PUBACK_REASONS, &mut body)?;
