@@ -1,6 +1,7 @@
 //! `tributary`: the one binary. Glue only: parse the command line, compose
 //! the config, start the parts from the library crates.
 
+mod bench;
 mod config;
 mod serve;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the MQTT broker on the embedded log.
     Serve(serve::ServeArgs),
+    /// Load an MQTT broker: publishers, subscribers or idle connections.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +34,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
