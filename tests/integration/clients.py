@@ -39,6 +39,25 @@ def make_properties(packet_type: int, values: dict | None) -> Properties | None:
     return props
 
 
+def let_time_pass(since: float, seconds: float):
+    """The condition is the clock: wait until `seconds` have passed since the monotonic time `since`."""
+    remaining = since + seconds - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def session_expired(broker, client_id: str, since: float, expiry: int):
+    """Wait until the broker has expired an offline session. Tributary logs "session expired" with the
+    client id (checked once per second); for mosquitto the clock is the only signal."""
+    if broker.kind == "tributary":
+        deadline = time.monotonic() + expiry + 5
+        while not any("session expired" in line and client_id in line for line in broker.log_tail().splitlines()):
+            assert time.monotonic() < deadline, f"session {client_id} not expired within {expiry + 5}s"
+            time.sleep(0.05)
+    else:
+        let_time_pass(since, expiry + 1.5)
+
+
 def unique(prefix: str) -> str:
     """A topic or client id part unlikely to collide with anything else in the run."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

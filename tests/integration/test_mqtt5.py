@@ -70,7 +70,7 @@ import pytest
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import mqttraw
-from clients import V5, V311, unique
+from clients import V5, V311, let_time_pass, session_expired, unique
 from conftest import Broker, wait_for
 from mqttraw import (CONNACK, DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, UNSUBACK,
                      Closed, RawClient, ack, connack_properties, connect, decode_properties,
@@ -165,13 +165,6 @@ def assert_no_packet(c: RawClient, window: float = 0.5):
     raise AssertionError(f"expected nothing within {window}s, got {p!r}")
 
 
-def let_time_pass(since: float, seconds: float):
-    """The condition is the clock: wait until `seconds` have passed since the monotonic time `since`."""
-    remaining = since + seconds - time.monotonic()
-    if remaining > 0:
-        time.sleep(remaining)
-
-
 def marker_is_first(publisher, subscriber, topic: str, already: int = 0):
     """Publish a marker to `topic` and assert it is the subscriber's next message on it (after the
     `already` earlier ones): whatever must not be delivered would have arrived before it."""
@@ -184,17 +177,6 @@ def marker_is_first(publisher, subscriber, topic: str, already: int = 0):
 def prop(m, name: str):
     """A paho message property, None when absent."""
     return getattr(m.properties, name, None) if m.properties is not None else None
-
-
-def session_expired(broker, client_id: str, since: float, expiry: int):
-    """Wait until the broker has expired an offline session. Tributary logs "session expired" with the
-    client id (checked once per second); for mosquitto the clock is the only signal."""
-    if broker.kind == "tributary":
-        wait_for(lambda: any("session expired" in line and client_id in line
-                             for line in broker.log_tail().splitlines()),
-                 timeout=expiry + 5, interval=0.05, what=f"session {client_id} expired")
-    else:
-        let_time_pass(since, expiry + 1.5)
 
 
 # -- CONNACK -----------------------------------------------------------------------------------------
