@@ -186,7 +186,7 @@ impl Broker {
         }
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         tracker.spawn(async move {
-            let conn = Connection::new(self, id, stream, peer, stop);
+            let conn = Box::new(Connection::new(self, id, stream, peer, stop));
             conn.run().await;
         });
     }

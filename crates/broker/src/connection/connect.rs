@@ -143,7 +143,7 @@ impl Connection {
             properties.server_keep_alive = Some(max_keep_alive);
         }
         self.keep_alive = Duration::from_secs(u64::from(keep_alive));
-        self.will = connect.will;
+        self.will = connect.will.map(Box::new);
 
         let end = broker.log.end_offset();
         let protocol = connect.protocol;
@@ -191,7 +191,8 @@ impl Connection {
             self.resend_inflight(&mut held);
         }
         for key in Subscription::shared_keys(held.state.subscriptions.values()) {
-            broker.shared.join(&key, self.id, self.shared_tx.clone());
+            let sender = self.shared_sender();
+            broker.shared.join(&key, self.id, sender);
         }
         Ok(held)
     }

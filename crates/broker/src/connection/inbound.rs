@@ -332,9 +332,8 @@ impl Connection {
                 }
                 if shared && !existed {
                     self.broker.shared.hold(&sub.filter);
-                    self.broker
-                        .shared
-                        .join(&sub.filter, self.id, self.shared_tx.clone());
+                    let sender = self.shared_sender();
+                    self.broker.shared.join(&sub.filter, self.id, sender);
                 }
                 let entry = Subscription::new(sub.filter.clone(), sub.options, identifier, since);
                 held.state.subscriptions.insert(sub.filter, entry);

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -34,6 +34,14 @@ use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonC
 use crate::server::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
+
+/// Buffer capacity kept by a connection whose buffer just emptied; larger
+/// buffers are freed so that idle connections stay small.
+const IDLE_BUFFER: usize = 4096;
+
+/// Read sizes of a quiet and of a busy client.
+const SMALL_READ: usize = 2048;
+const BIG_READ: usize = 64 * 1024;
 
 /// How long a closing connection may take to flush what it still has to say.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,7 +127,8 @@ pub(crate) struct Connection {
     version: ProtocolVersion,
     client_id: ClientId,
     keep_alive: Duration,
-    will: Option<tributary_mqtt::Will>,
+    /// Boxed: most clients set none, and an idle connection should be small.
+    will: Option<Box<tributary_mqtt::Will>>,
     /// Publishes waiting for the append in flight to finish, in arrival order.
     queued: Vec<(Option<Record>, PendingAck)>,
     /// The append in flight (at most one, so the log sees a client's
@@ -143,8 +152,11 @@ pub(crate) struct Connection {
     client_topic_alias_maximum: u16,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
-    shared_tx: mpsc::Sender<SharedDelivery>,
-    shared_rx: mpsc::Receiver<SharedDelivery>,
+    /// Room made in `rbuf` before each read: `SMALL_READ` or `BIG_READ`.
+    read_chunk: usize,
+    /// Created with the first shared subscription: an idle connection
+    /// should cost as little memory as possible.
+    shared: Option<(mpsc::Sender<SharedDelivery>, mpsc::Receiver<SharedDelivery>)>,
 }
 
 impl Connection {
@@ -157,14 +169,13 @@ impl Connection {
     ) -> Self {
         let (reader, writer) = stream.into_split();
         let outbound_window = usize::from(broker.config.limits.inflight);
-        let (shared_tx, shared_rx) = mpsc::channel(crate::shared::MEMBER_QUEUE);
         Connection {
             broker,
             id,
             peer,
             reader,
             writer,
-            rbuf: BytesMut::with_capacity(4096),
+            rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             stop,
             kick: CancellationToken::new(),
@@ -182,12 +193,14 @@ impl Connection {
             inbound_aliases: HashMap::new(),
             outbound_aliases: HashMap::new(),
             client_topic_alias_maximum: 0,
-            shared_tx,
-            shared_rx,
+            shared: None,
+            read_chunk: SMALL_READ,
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the connection to its end. Takes a box so the task's future
+    /// holds a pointer, not the whole connection twice.
+    pub(crate) async fn run(mut self: Box<Self>) {
         let Some(permit) = self
             .broker
             .connection_permits
@@ -195,14 +208,16 @@ impl Connection {
             .try_acquire_owned()
             .ok()
         else {
-            self.refuse_busy().await;
+            Box::pin(self.refuse_busy()).await;
             return;
         };
-        let Some(mut held) = self.handshake().await else {
+        // Boxed where a step is large and rare or short-lived, so that the task
+        // of an idle connection only keeps the small `serve` loop alive.
+        let Some(mut held) = Box::pin(self.handshake()).await else {
             return;
         };
         let close = self.serve(&mut held).await;
-        self.finish(held, close).await;
+        Box::pin(self.finish(held, close)).await;
         drop(permit);
     }
 
@@ -237,15 +252,28 @@ impl Connection {
                     return Close::Violation(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive");
                 }
                 written = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
-                    Ok(n) => self.wbuf.advance(n),
+                    Ok(n) => {
+                        self.wbuf.advance(n);
+                        if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_BUFFER {
+                            self.wbuf = BytesMut::new();
+                        }
+                    }
                     Err(_) => return Close::Lost,
                 },
-                read = read_some(&mut self.reader, &mut self.rbuf), if can_read => match read {
+                read = read_some(&mut self.reader, &mut self.rbuf, self.read_chunk), if can_read => match read {
                     Ok(0) | Err(_) => return Close::Lost,
-                    Ok(_) => {
+                    Ok(n) => {
+                        // A read that fills most of the room means a busy
+                        // client: read bigger chunks (fewer system calls);
+                        // a quiet one goes back to small reads.
+                        self.read_chunk = if n >= self.read_chunk / 2 { BIG_READ } else { SMALL_READ };
                         keep_alive_deadline = self.next_keep_alive_deadline();
-                        if let Err(close) = self.handle_input(held).await {
+                        if let Err(close) = Box::pin(self.handle_input(held)).await {
                             return close;
+                        }
+                        if self.rbuf.is_empty() && self.read_chunk == SMALL_READ {
+                            // Give the read buffer back while the client is quiet.
+                            self.rbuf = BytesMut::new();
                         }
                     }
                 },
@@ -254,11 +282,11 @@ impl Connection {
                         return close;
                     }
                 }
-                Some(delivery) = self.shared_rx.recv(), if can_take_shared => {
+                Some(delivery) = recv_shared(&mut self.shared), if can_take_shared => {
                     self.send_shared(held, delivery);
                 }
                 () = log.wait_beyond(read_pos), if can_deliver => {
-                    if let Err(close) = self.deliver(held).await {
+                    if let Err(close) = Box::pin(self.deliver(held)).await {
                         return close;
                     }
                 }
@@ -340,6 +368,14 @@ impl Connection {
             return false;
         }
         true
+    }
+
+    /// The sender shared subscription groups use to reach this connection.
+    fn shared_sender(&mut self) -> mpsc::Sender<SharedDelivery> {
+        self.shared
+            .get_or_insert_with(|| mpsc::channel(crate::shared::MEMBER_QUEUE))
+            .0
+            .clone()
     }
 
     /// Writes out the write buffer, bounded in time.
@@ -481,14 +517,34 @@ async fn append_in_order(
     Ok((first.0..first.0 + count).map(Offset).collect())
 }
 
-/// Reads what the socket has into `buf`, at least 64 KiB at a time so a
-/// busy publisher costs few system calls. Cancel-safe like `read_buf`.
-async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    const READ_CHUNK: usize = 64 * 1024;
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
+/// The next shared-subscription delivery; pending forever without any.
+async fn recv_shared(
+    shared: &mut Option<(mpsc::Sender<SharedDelivery>, mpsc::Receiver<SharedDelivery>)>,
+) -> Option<SharedDelivery> {
+    match shared {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
-    reader.read_buf(buf).await
+}
+
+/// Reads what the socket has into `buf`, with room for `chunk` bytes made
+/// only once the socket is readable, so an idle connection holds no read
+/// buffer. Cancel-safe: waiting for readiness consumes nothing.
+async fn read_some(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> std::io::Result<usize> {
+    loop {
+        reader.readable().await?;
+        if buf.capacity() - buf.len() < chunk / 2 {
+            buf.reserve(chunk);
+        }
+        match reader.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
 }
 
 /// Resolves with the result of the append in flight; pending forever when none is.
@@ -519,5 +575,52 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection task's future is what an idle connection costs; keep
+    /// it small (the memory bar is 2 KiB per idle connection in all).
+    #[test]
+    fn connection_future_stays_small() {
+        fn size_of_future<F: Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log =
+                tributary_log::Log::open(tributary_log::LogConfig::new(dir.path().join("log")))
+                    .expect("log");
+            let broker = Broker::open(crate::BrokerConfig::default(), log, dir.path())
+                .await
+                .expect("broker");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (server, peer) = listener.accept().await.expect("accept");
+            let conn = Box::new(Connection::new(
+                broker,
+                1,
+                server,
+                peer,
+                CancellationToken::new(),
+            ));
+            let future = conn.run();
+            let size = size_of_future(&future);
+            let connection = std::mem::size_of::<Connection>();
+            eprintln!("connection future: {size} bytes, Connection: {connection} bytes");
+            assert!(size <= 1280, "connection future is {size} bytes");
+            assert!(connection <= 512, "Connection is {connection} bytes");
+            drop(client);
+        });
     }
 }
