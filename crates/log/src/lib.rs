@@ -397,10 +397,10 @@ impl Log {
             return Err(Error::Closed);
         }
         let mut consumers = self.inner.shared.consumers();
+        // Removing an unknown (or already removed) consumer changes nothing,
+        // and must not cancel a removal that is still to be persisted.
         if consumers.committed.remove(consumer).is_some() {
             consumers.dirty.insert(consumer.to_owned(), None);
-        } else {
-            consumers.dirty.remove(consumer);
         }
         Ok(())
     }

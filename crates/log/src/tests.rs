@@ -340,6 +340,22 @@ async fn consumer_offsets_survive_reopen() -> TestResult {
 }
 
 #[tokio::test]
+async fn removing_a_consumer_twice_keeps_it_removed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    log.commit_offset("session/a", Offset(0))?;
+    log.close().await?;
+    let log = Log::open(config(dir.path()))?;
+    log.remove_consumer("session/a")?;
+    log.remove_consumer("session/a")?;
+    log.close().await?;
+    let log = Log::open(config(dir.path()))?;
+    assert_eq!(log.committed_offset("session/a"), None);
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn many_consumers_commit_and_journal_compacts() -> TestResult {
     let dir = tempfile::tempdir()?;
     let tuning = LogTuning {
