@@ -27,6 +27,9 @@ pub enum Error {
     /// A PUBLISH topic name with wildcards or other invalid content.
     #[error("invalid topic name")]
     TopicNameInvalid,
+    /// A PUBLISH with Topic Alias 0 (5.0 §3.3.2.3.4).
+    #[error("topic alias 0")]
+    TopicAliasInvalid,
 
     // Unsupported.
     /// CONNECT with a protocol name or level other than MQTT 3.1.1 or 5.0.
@@ -51,6 +54,7 @@ impl From<&Error> for ReasonCode {
             Error::Protocol(_) => ReasonCode::ProtocolError,
             Error::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
             Error::TopicNameInvalid => ReasonCode::TopicNameInvalid,
+            Error::TopicAliasInvalid => ReasonCode::TopicAliasInvalid,
             Error::UnsupportedProtocolVersion(_) => ReasonCode::UnsupportedProtocolVersion,
             Error::Encode(_) => ReasonCode::ImplementationSpecificError,
         }

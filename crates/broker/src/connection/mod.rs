@@ -566,6 +566,7 @@ fn violation_text(error: &tributary_mqtt::Error) -> &'static str {
         Error::Malformed(what) | Error::Protocol(what) | Error::Encode(what) => what,
         Error::PacketTooLarge { .. } => "packet exceeds the maximum packet size",
         Error::TopicNameInvalid => "topic name contains wildcards or is empty",
+        Error::TopicAliasInvalid => "topic alias 0",
         Error::UnsupportedProtocolVersion(_) => "unsupported protocol version",
         Error::Incomplete { .. } => "incomplete packet",
     }

@@ -229,7 +229,10 @@ pub(crate) fn read_properties(r: &mut Reader<'_>, place: Place) -> Result<Proper
             REASON_STRING => once(&mut p.reason_string, r.string()?)?,
             RECEIVE_MAXIMUM => once(&mut p.receive_maximum, non_zero(r.u16()?)?)?,
             TOPIC_ALIAS_MAXIMUM => once(&mut p.topic_alias_maximum, r.u16()?)?,
-            TOPIC_ALIAS => once(&mut p.topic_alias, non_zero(r.u16()?)?)?,
+            TOPIC_ALIAS => match r.u16()? {
+                0 => return Err(Error::TopicAliasInvalid),
+                alias => once(&mut p.topic_alias, alias)?,
+            },
             MAXIMUM_QOS => once(&mut p.maximum_qos, zero_or_one(r.u8()?)?)?,
             RETAIN_AVAILABLE => once(&mut p.retain_available, zero_or_one(r.u8()?)?)?,
             USER_PROPERTY => {

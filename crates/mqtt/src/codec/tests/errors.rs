@@ -293,9 +293,12 @@ fn publish_topic_with_nul_is_malformed() {
     malformed(V311, &[0x30, 0x05, 0x00, 0x03, b'a', 0x00, b'b']);
 }
 
+/// 5.0 §3.3.2.3.4: alias 0 is "Topic Alias invalid" (0x94), not a generic
+/// protocol error.
 #[test]
-fn publish_topic_alias_0_is_protocol_error() {
-    protocol(V5, &[0x30, 0x07, 0x00, 0x01, b'a', 0x03, 0x23, 0x00, 0x00]);
+fn publish_topic_alias_0_is_topic_alias_invalid() {
+    let bytes = [0x30, 0x07, 0x00, 0x01, b'a', 0x03, 0x23, 0x00, 0x00];
+    assert_eq!(decode(&bytes, V5, 1024), Err(Error::TopicAliasInvalid));
 }
 
 #[test]
