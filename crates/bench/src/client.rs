@@ -31,8 +31,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Session Expiry Interval a persistent 5.0 session asks for: long enough to
 /// come back in a later run, short enough not to leave sessions behind.
 pub const PERSISTENT_SESSION_EXPIRY_SECS: u32 = 3600;
-/// Bytes read per `read` call at most.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room a reader makes before each `read`: small at first so that thousands
+/// of idle connections stay cheap, doubling up to `READ_CHUNK_MAX` for busy
+/// ones.
+const READ_CHUNK_MIN: usize = 4 * 1024;
+const READ_CHUNK_MAX: usize = 64 * 1024;
 
 /// TCP or TLS, one type so the loops are written once.
 // The TLS stream is much larger than a TcpStream; boxed so a plain TCP
@@ -156,13 +159,14 @@ impl Connector {
         let (read_half, write_half) = tokio::io::split(stream);
         let mut reader = PacketReader {
             half: read_half,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
+            chunk: READ_CHUNK_MIN,
             version: self.protocol,
             max_packet: self.max_incoming,
         };
         let mut writer = PacketWriter {
             half: write_half,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             version: self.protocol,
             unflushed: false,
             last_write: Instant::now(),
@@ -250,6 +254,8 @@ impl Client {
 pub struct PacketReader {
     half: ReadHalf<Stream>,
     buf: BytesMut,
+    /// How much room the next `read` gets.
+    chunk: usize,
     version: ProtocolVersion,
     max_packet: usize,
 }
@@ -257,12 +263,18 @@ pub struct PacketReader {
 impl PacketReader {
     /// Reads once from the socket into the buffer. Cancel-safe.
     pub async fn fill(&mut self) -> Result<()> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
+            self.buf.reserve(self.chunk);
         }
+        let room = self.buf.capacity() - self.buf.len();
         match self.half.read_buf(&mut self.buf).await? {
             0 => Err(Error::Closed(None)),
-            _ => Ok(()),
+            n => {
+                if n == room {
+                    self.chunk = (self.chunk * 2).min(READ_CHUNK_MAX);
+                }
+                Ok(())
+            }
         }
     }
 

@@ -186,13 +186,13 @@ pub(crate) async fn publisher(
         client.disconnect(DISCONNECT_GRACE).await;
         return outcome;
     };
-    match publish_all(index, &config, &shared, &mut client, started, &mut outcome).await {
-        Ok(Finished::AllSent) => {
-            let now = shared.nanos_since_start(Instant::now());
-            shared.last_finish.fetch_max(now, Ordering::Relaxed);
-            shared.finished.fetch_add(1, Ordering::Relaxed);
-            client.disconnect(DISCONNECT_GRACE).await;
-        }
+    let result = publish_all(index, &config, &shared, &mut client, started, &mut outcome).await;
+    if !matches!(result, Ok(Finished::Stopped)) {
+        let now = shared.nanos_since_start(Instant::now());
+        shared.last_finish.fetch_max(now, Ordering::Relaxed);
+    }
+    match result {
+        Ok(Finished::AllSent) => client.disconnect(DISCONNECT_GRACE).await,
         Ok(Finished::Stopped) => client.disconnect(DISCONNECT_GRACE).await,
         Err(e) => shared.fail(&format!("publisher {client_id}"), &e),
     }

@@ -327,8 +327,8 @@ async fn run_conn(
     let mut connect_latency = Latency::new();
     if let Ok(mut tasks) = opener.await {
         while let Some(done) = tasks.join_next().await {
-            if let Ok(latency) = done {
-                connect_latency.merge(&latency);
+            if let Ok(Some(latency)) = done {
+                connect_latency.record(latency);
             }
         }
     }

@@ -41,10 +41,8 @@ pub(crate) struct Shared {
     pub connected: AtomicU64,
     /// Clients that failed to connect or lost their connection.
     pub failed: AtomicU64,
-    /// Publishers done with all their messages.
-    pub finished: AtomicU64,
-    /// Nanoseconds since `clock.start()` when the last publisher finished
-    /// (conn mode: when the last connection attempt ended).
+    /// Nanoseconds since `clock.start()` when the last publisher ended, done
+    /// or failed (conn mode: when the last connection attempt ended).
     pub last_finish: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
@@ -64,7 +62,6 @@ impl Shared {
             ready: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
             last_finish: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_bench::{BenchConfig, Mode, Stop};
+use tributary_bench::{BenchConfig, Mode, Stop, TlsConfig};
 use tributary_mqtt::{ProtocolVersion, QoS};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -22,13 +22,20 @@ impl Mosquitto {
     /// Starts `mosquitto -p PORT` on a free port and waits until it accepts
     /// connections; `None` when Mosquitto is not installed.
     fn start() -> Result<Option<Mosquitto>, Box<dyn std::error::Error>> {
-        let Some(binary) = find_mosquitto() else {
+        Mosquitto::start_with(|port| vec!["-p".into(), port.to_string()])
+    }
+
+    /// Starts Mosquitto with the arguments `args` makes for a free port.
+    fn start_with(
+        args: impl FnOnce(u16) -> Vec<String>,
+    ) -> Result<Option<Mosquitto>, Box<dyn std::error::Error>> {
+        let Some(binary) = find_program("mosquitto") else {
             eprintln!("skipped: mosquitto is not installed (apt-get install mosquitto)");
             return Ok(None);
         };
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(binary)
-            .args(["-p", &port.to_string()])
+            .args(args(port))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -62,11 +69,11 @@ impl Drop for Mosquitto {
     }
 }
 
-fn find_mosquitto() -> Option<PathBuf> {
+fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("mosquitto"))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
 
@@ -190,5 +197,107 @@ async fn refused_connections_are_counted_with_the_reason() -> TestResult {
     let (error, count) = report.errors.iter().next().ok_or("no error recorded")?;
     assert!(error.contains("connect to 127.0.0.1"), "{error}");
     assert_eq!(*count, 1, "each client id is its own message");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_ca_file_and_insecure() -> TestResult {
+    let Some(openssl) = find_program("openssl") else {
+        eprintln!("skipped: openssl is not installed to make test certificates");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let certs = dir.path();
+    // Arguments split at spaces: none of them contains one.
+    let openssl = |args: &str| -> TestResult {
+        let status = Command::new(&openssl)
+            .args(args.split_whitespace())
+            .current_dir(certs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("openssl {args} failed: {status}").into());
+        }
+        Ok(())
+    };
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca",
+    )?;
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost")?;
+    std::fs::write(certs.join("ext.cnf"), "subjectAltName=DNS:localhost\n")?;
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile ext.cnf",
+    )?;
+    // Mosquitto started as root reads its files as the mosquitto user.
+    make_readable(certs)?;
+
+    let conf = certs.join("mosquitto.conf");
+    let Some(broker) = Mosquitto::start_with(|port| {
+        let path = |f: &str| certs.join(f).display().to_string();
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            path("ca.pem"),
+            path("server.pem"),
+            path("server.key"),
+        );
+        // A failed write shows up as Mosquitto not listening.
+        let _ = std::fs::write(&conf, text).and_then(|()| make_readable(certs));
+        vec!["-c".into(), conf.display().to_string()]
+    })?
+    else {
+        return Ok(());
+    };
+
+    let verified = tributary_bench::run(BenchConfig {
+        host: "localhost".into(),
+        clients: 2,
+        messages: 100,
+        subscribers: 1,
+        protocol: ProtocolVersion::V5,
+        tls: Some(TlsConfig {
+            cafile: Some(certs.join("ca.pem")),
+            insecure: false,
+        }),
+        ..broker.config(Mode::Pub)
+    })
+    .await?;
+    println!("{verified}");
+    assert_eq!(
+        (verified.acknowledged, verified.received, verified.lost),
+        (200, 200, 0)
+    );
+    assert_eq!(verified.failed, 0, "{:?}", verified.errors);
+
+    // The certificate names localhost, not 127.0.0.1: only --insecure gets in.
+    let insecure = |insecure| BenchConfig {
+        host: "127.0.0.1".into(),
+        clients: 1,
+        messages: 10,
+        tls: Some(TlsConfig {
+            cafile: Some(certs.join("ca.pem")),
+            insecure,
+        }),
+        ..broker.config(Mode::Pub)
+    };
+    let refused = tributary_bench::run(insecure(false)).await?;
+    assert_eq!(refused.failed, 1);
+    assert!(
+        refused.errors.keys().any(|e| e.contains("TLS handshake")),
+        "{:?}",
+        refused.errors
+    );
+    let accepted = tributary_bench::run(insecure(true)).await?;
+    assert_eq!((accepted.acknowledged, accepted.failed), (10, 0));
+    Ok(())
+}
+
+fn make_readable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    for entry in std::fs::read_dir(dir)? {
+        std::fs::set_permissions(entry?.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
     Ok(())
 }
