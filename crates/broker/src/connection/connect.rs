@@ -190,6 +190,8 @@ impl Connection {
         if resumed {
             self.resend_inflight(&mut held);
         }
+        // QoS 2 flows awaiting PUBREL still use the client's quota.
+        self.unacked_inbound = held.state.inbound_qos2.len();
         for key in Subscription::shared_keys(held.state.subscriptions.values()) {
             let sender = self.shared_sender();
             broker.shared.join(&key, self.id, sender);

@@ -45,9 +45,9 @@ impl Connection {
             }
             Packet::PubRel(rel) => {
                 let mut comp = PubResp::success(rel.packet_id);
-                if !held.state.inbound_qos2.remove(&rel.packet_id)
-                    && self.version == ProtocolVersion::V5
-                {
+                if held.state.inbound_qos2.remove(&rel.packet_id) {
+                    self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
+                } else if self.version == ProtocolVersion::V5 {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
                 }
                 self.send(&Packet::PubComp(comp));
@@ -284,7 +284,11 @@ impl Connection {
         if reason.is_error() && self.problem_information {
             response.properties.reason_string = Some(text.to_string());
         }
-        self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
+        // The Receive Maximum quota comes back with PUBACK, or for QoS 2 with
+        // PUBCOMP (5.0 §4.9) unless an error PUBREC ends the flow now.
+        if ack.qos == QoS::AtLeastOnce || reason.is_error() {
+            self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
+        }
         match ack.qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {
