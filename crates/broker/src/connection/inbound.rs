@@ -339,6 +339,14 @@ impl Connection {
                     let sender = self.shared_sender();
                     self.broker.shared.join(&sub.filter, self.id, sender);
                 }
+                // Subscribing again replaces the options but must not
+                // interrupt the flow (3.1.1 §3.8.4, 5.0 §3.8.4): messages
+                // queued for the old subscription stay deliverable.
+                let since = held
+                    .state
+                    .subscriptions
+                    .get(&sub.filter)
+                    .map_or(since, |old| Offset(old.since));
                 let entry = Subscription::new(sub.filter.clone(), sub.options, identifier, since);
                 held.state.subscriptions.insert(sub.filter, entry);
                 match sub.options.qos {
