@@ -183,6 +183,9 @@ class Broker:
     def _wait_exit(self, sig: int) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
+            # Marked in the log so a shutdown the fixture did not ask for stands out.
+            if self._log_file:
+                self._log_file.write(f"=== fixture sends signal {int(sig)}\n".encode())
             self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=STOP_DEADLINE_S)
@@ -220,6 +223,8 @@ class Broker:
         """Teardown: stop whatever is still running, without asserting anything."""
         if self.proc is not None and self.proc.poll() is None:
             try:
+                if self._log_file:
+                    self._log_file.write(b"=== fixture teardown sends signal 15\n")
                 self.proc.send_signal(signal.SIGTERM)
                 self.proc.wait(timeout=STOP_DEADLINE_S)
             except subprocess.TimeoutExpired:
@@ -335,4 +340,5 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         for b in list(_LIVE_BROKERS):
-            report.sections.append((f"broker log ({b!r})", b.log_tail()))
+            state = "running" if b.running else f"exited with {b.proc.returncode if b.proc else None}"
+            report.sections.append((f"broker log ({b!r}, {state})", b.log_tail()))

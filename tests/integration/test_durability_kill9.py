@@ -158,11 +158,12 @@ def run_scenario(broker, figures, n_total: int, graceful: bool):
         ack = back.connect()
         # Without its session the broker has nothing queued for it: a short look is enough then.
         drain_deadline = min(deadline, time.monotonic() + (150 if ack.session_present else 5))
-        while time.monotonic() < drain_deadline:
+        while time.monotonic() < drain_deadline and not back.s.disconnected:
             with recv_lock:
                 if acked <= received:
                     break
             time.sleep(0.25)
+        cut_off = back.s.disconnected
         time.sleep(0.5)  # let a last burst of redeliveries land before counting duplicates
         drain_s = time.monotonic() - t1
         with recv_lock:
@@ -176,6 +177,8 @@ def run_scenario(broker, figures, n_total: int, graceful: bool):
                 f"received={len(got)} (total {total_received}) lost={len(lost)} "
                 f"duplicated={total_received - len(got)}; publish {publish_s:.1f}s, drain {drain_s:.1f}s, "
                 f"session_present={ack.session_present}")
+        assert not cut_off, (f"the subscriber's connection was closed during the drain (reason "
+                             f"{back.s.disconnect_reason}); broker running: {broker.running}")
         assert len(acked) == n_total, f"publisher got only {len(acked)} PUBACKs before the deadline"
         assert ack.session_present, "the subscriber's persistent session did not survive"
         assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:20]}"
