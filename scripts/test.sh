@@ -67,7 +67,19 @@ apt_install() {
 banner "prerequisites"
 if ! command -v mosquitto_sub >/dev/null 2>&1; then
     echo "installing mosquitto and mosquitto-clients"
+    # The tests start their own brokers on free ports, so keep the package from starting a system
+    # mosquitto on 127.0.0.1:1883: a policy-rc.d that answers 101 ("action forbidden") does that.
+    # An existing policy-rc.d is left as it is; ours is removed after the install.
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
     apt_install mosquitto mosquitto-clients
+    if [ "$made_policy" -eq 1 ]; then
+        rm -f /usr/sbin/policy-rc.d
+    fi
 fi
 
 venv="$root/.venv"
