@@ -110,6 +110,14 @@ impl SessionFile {
         Ok(sessions)
     }
 
+    /// True when the file holds a session for `client_id`.
+    pub fn contains(&self, client_id: &ClientId) -> bool {
+        self.index
+            .lock()
+            .expect("session index lock poisoned")
+            .contains_key(client_id)
+    }
+
     /// Records a session's new shape (or its removal, with `None`) and
     /// writes the file before returning.
     pub fn update(

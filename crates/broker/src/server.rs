@@ -46,6 +46,8 @@ pub struct Broker {
     retained_applied: AtomicU64,
     message_ids: MessageIds,
     next_connection: AtomicU64,
+    /// Cancelled when shutdown starts; every connection's token is a child.
+    pub(crate) shutdown: CancellationToken,
     /// One permit per open connection (`limits.max_connections`).
     pub(crate) connection_permits: Arc<Semaphore>,
 }
@@ -66,9 +68,14 @@ impl Broker {
                 shared.hold(&key);
             }
             let name = session.client_id.consumer_name();
+            // Without a committed cursor (a crash between the session file
+            // and the offsets journal) start at the oldest subscription: each
+            // subscription's `since` keeps older records out anyway.
+            let oldest_subscription = session.subscriptions.iter().map(|s| Offset(s.since)).min();
             let cursor = log
                 .committed_offset(&name)
-                .unwrap_or(log.start_offset())
+                .or(oldest_subscription)
+                .unwrap_or(log.end_offset())
                 .max(log.start_offset());
             sessions.restore(session.restore(cursor));
         }
@@ -88,6 +95,7 @@ impl Broker {
             retained_applied: AtomicU64::new(applied.0),
             message_ids: MessageIds::new(),
             next_connection: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
         };
         let applied = broker.replay_retained(applied).await?;
         broker.retained_applied.store(applied.0, Ordering::Relaxed);
@@ -135,7 +143,7 @@ impl Broker {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        let stop = CancellationToken::new();
+        let stop = self.shutdown.clone();
         let tasks = TaskTracker::new();
         tasks.spawn(self.clone().retained_consumer(stop.clone()));
         tasks.spawn(self.clone().expire_sessions(stop.clone()));

@@ -10,7 +10,7 @@
 //! its queue across disconnects and broker restarts for free, and log
 //! retention keeps every segment that some session still needs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +22,7 @@ use tributary_mqtt::{PacketId, ProtocolVersion, Publish, QoS, SubscriptionOption
 
 /// A client identifier as the session registry keys it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ClientId(pub String);
+pub struct ClientId(pub Arc<str>);
 
 impl std::fmt::Display for ClientId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,6 +31,15 @@ impl std::fmt::Display for ClientId {
 }
 
 impl ClientId {
+    /// One allocation shared by the connection, the registry and the session.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        ClientId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The log consumer name under which the session's cursor is committed.
     pub fn consumer_name(&self) -> String {
         format!("session/{}", self.0)
@@ -129,7 +138,7 @@ pub struct SessionState {
     /// Inbound QoS 2 packet ids that were made durable and answered with
     /// PUBREC, waiting for PUBREL; a repeated PUBLISH with one of them is a
     /// resend and is not appended again.
-    pub inbound_qos2: HashSet<PacketId>,
+    pub inbound_qos2: BTreeSet<PacketId>,
     next_packet_id: PacketId,
     /// When the last connection ended, for expiry while offline.
     pub disconnected_at: Option<Instant>,
@@ -148,7 +157,7 @@ impl SessionState {
             subscriptions: BTreeMap::new(),
             read_pos,
             outbound: BTreeMap::new(),
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: BTreeSet::new(),
             next_packet_id: 1,
             disconnected_at: None,
             pending_will: None,
@@ -165,6 +174,13 @@ impl SessionState {
             }
         }
         None
+    }
+
+    /// True when the session reads the log itself: it has a subscription
+    /// of its own (not shared) or log messages in flight.
+    pub fn reads_log(&self) -> bool {
+        self.subscriptions.values().any(|s| !s.is_shared())
+            || self.outbound.values().any(|o| o.offset.is_some())
     }
 
     /// The lowest log offset this session has not fully acknowledged: what it
@@ -190,7 +206,7 @@ impl SessionState {
             if offset.0 < sub.since || !tributary_mqtt::topic::matches(&sub.filter, topic) {
                 continue;
             }
-            if sub.no_local && publisher == self.client_id.0 {
+            if sub.no_local && publisher == self.client_id.as_str() {
                 continue;
             }
             let r = route.get_or_insert(Route {
@@ -357,7 +373,7 @@ mod tests {
     use super::*;
 
     fn session_with(filters: &[(&str, u8, u64)]) -> SessionState {
-        let mut s = SessionState::new(ClientId("me".into()), ProtocolVersion::V5, Offset(0));
+        let mut s = SessionState::new(ClientId::new("me"), ProtocolVersion::V5, Offset(0));
         for (filter, qos, since) in filters {
             let options = SubscriptionOptions {
                 qos: QoS::from_u8(*qos).expect("qos"),
@@ -441,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn takeover_waits_for_the_old_holder_and_kicks_it() {
         let registry = Arc::new(Registry::default());
-        let id = ClientId("c".into());
+        let id = ClientId::new("c");
         let first_kick = CancellationToken::new();
         let mut first = registry
             .take(&id, 1, first_kick.clone(), false, || session_with(&[]))

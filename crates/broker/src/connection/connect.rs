@@ -27,6 +27,10 @@ impl Connection {
             }
         };
         self.version = connect.protocol;
+        if self.rbuf.is_empty() {
+            // Most clients now go quiet: hold no read buffer while they do.
+            self.rbuf = bytes::BytesMut::new();
+        }
         match self.accept(connect).await {
             Ok(held) => Some(held),
             Err(reason) => {
@@ -102,7 +106,7 @@ impl Connection {
         } else {
             connect.client_id.clone()
         };
-        let client_id = ClientId(client_id);
+        let client_id = ClientId::new(client_id);
         let max_expiry = limits.max_session_expiry_secs;
         let (persistent, expiry) = if v5 {
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
@@ -152,7 +156,7 @@ impl Connection {
             .take(
                 &client_id,
                 self.id,
-                self.kick.clone(),
+                self.stop.clone(),
                 connect.clean_start,
                 || SessionState::new(client_id.clone(), protocol, end),
             )
@@ -166,15 +170,7 @@ impl Connection {
         state.expiry_secs = expiry;
         state.disconnected_at = None;
         if persistent {
-            if !held.resumed {
-                if let Err(e) = broker
-                    .log
-                    .commit_offset(&client_id.consumer_name(), state.read_pos)
-                {
-                    tracing::error!(client_id = %client_id, error = %e, "commit a new session's cursor");
-                    return Err(ReasonCode::ServerUnavailable);
-                }
-            }
+            self.committed = broker.log.committed_offset(&client_id.consumer_name());
             self.save_session(state, true).await;
         } else {
             // A clean start may have discarded a persistent session.
@@ -200,10 +196,18 @@ impl Connection {
     }
 
     /// Drops what disk holds of a session that is no longer persistent.
+    /// Cheap when there is nothing to forget (the common case of a
+    /// client that never had a persistent session): no disk, no thread.
     async fn forget_stored_session(&mut self) {
-        let file = self.broker.session_file.clone();
-        let id = self.client_id.clone();
-        let _ = tokio::task::spawn_blocking(move || file.update(&id, None)).await;
+        let consumer = self.client_id.consumer_name();
+        if self.broker.session_file.contains(&self.client_id) {
+            let file = self.broker.session_file.clone();
+            let id = self.client_id.clone();
+            let _ = tokio::task::spawn_blocking(move || file.update(&id, None)).await;
+        }
+        if self.broker.log.committed_offset(&consumer).is_none() {
+            return;
+        }
         if let Err(e) = self
             .broker
             .log

@@ -169,7 +169,7 @@ impl Connection {
             retain: publish.retain,
             properties: crate::wire::stored_properties(&publish.properties),
             payload: publish.payload,
-            client_id: self.client_id.0.clone(),
+            client_id: self.client_id.as_str().to_owned(),
             message_id: self.broker.next_message_id(),
             owner: String::new(),
             device: String::new(),
@@ -195,7 +195,7 @@ impl Connection {
             ));
         }
         if topic.is_empty() {
-            match self.inbound_aliases.get(&alias) {
+            match self.aliases.get_or_insert_default().inbound.get(&alias) {
                 Some(known) => topic.clone_from(known),
                 None => {
                     return Err(Close::Violation(
@@ -205,7 +205,10 @@ impl Connection {
                 }
             }
         } else {
-            self.inbound_aliases.insert(alias, topic.clone());
+            self.aliases
+                .get_or_insert_default()
+                .inbound
+                .insert(alias, topic.clone());
         }
         Ok(())
     }
@@ -310,6 +313,10 @@ impl Connection {
             .first()
             .copied();
         let since = self.broker.log.end_offset();
+        if !held.state.reads_log() {
+            // Nothing older can match a first subscription: start reading here.
+            held.state.read_pos = since;
+        }
         let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained_for = Vec::new();
         for sub in subscribe.subscriptions {

@@ -46,6 +46,16 @@ const BIG_READ: usize = 64 * 1024;
 /// How long a closing connection may take to flush what it still has to say.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Topic aliases of one connection (5.0 §3.3.2.3.4).
+#[derive(Default)]
+struct Aliases {
+    /// Set by the client on its publishes.
+    inbound: HashMap<u16, String>,
+    /// Set by the broker on its publishes to the client, at most the
+    /// client's Topic Alias Maximum.
+    outbound: HashMap<String, u16>,
+}
+
 /// Why the connected loop ended; decides the will and the last word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
@@ -120,10 +130,10 @@ pub(crate) struct Connection {
     writer: OwnedWriteHalf,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    /// Cancelled at broker shutdown.
+    /// Cancelled at broker shutdown (it is a child of the broker's token)
+    /// and when another connection takes the session over (the registry
+    /// holds a clone): one token, so an idle connection pays for one.
     stop: CancellationToken,
-    /// Cancelled when another connection takes the session over.
-    kick: CancellationToken,
     version: ProtocolVersion,
     client_id: ClientId,
     keep_alive: Duration,
@@ -144,14 +154,13 @@ pub(crate) struct Connection {
     problem_information: bool,
     /// The cursor last committed to the log, to commit only on change.
     committed: Option<Offset>,
-    /// Topic aliases the client set on its publishes (5.0).
-    inbound_aliases: HashMap<u16, String>,
-    /// Topic aliases this broker set on its publishes to the client (5.0),
-    /// at most the client's Topic Alias Maximum.
-    outbound_aliases: HashMap<String, u16>,
+    /// Topic aliases in both directions (5.0), allocated on first use.
+    aliases: Option<Box<Aliases>>,
     client_topic_alias_maximum: u16,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
+    /// When the client must have sent something by (1.5 × keep-alive).
+    keep_alive_deadline: Option<Instant>,
     /// Room made in `rbuf` before each read: `SMALL_READ` or `BIG_READ`.
     read_chunk: usize,
     /// Created with the first shared subscription: an idle connection
@@ -178,9 +187,8 @@ impl Connection {
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             stop,
-            kick: CancellationToken::new(),
             version: ProtocolVersion::V311,
-            client_id: ClientId(String::new()),
+            client_id: ClientId::new(""),
             keep_alive: Duration::ZERO,
             will: None,
             queued: Vec::new(),
@@ -190,11 +198,11 @@ impl Connection {
             client_max_packet: usize::MAX,
             problem_information: true,
             committed: None,
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
+            aliases: None,
             client_topic_alias_maximum: 0,
             shared: None,
             read_chunk: SMALL_READ,
+            keep_alive_deadline: None,
         }
     }
 
@@ -222,19 +230,79 @@ impl Connection {
     }
 
     /// The connected loop. Returns why it ended.
+    ///
+    /// An idle connection (nothing to write, store or deliver) waits in a
+    /// small `select!` for its socket, its keep-alive and its token; anything
+    /// else runs in the full loop, boxed, so the task of an idle connection
+    /// stays small (most connections are idle devices).
     async fn serve(&mut self, held: &mut Held) -> Close {
-        let limits = self.broker.config.limits.clone();
-        let mut keep_alive_deadline = self.next_keep_alive_deadline();
+        self.keep_alive_deadline = self.next_keep_alive_deadline();
         loop {
-            if let Err(close) = self.flush_progress(held) {
+            if self.is_idle(held) {
+                if self.wbuf.capacity() > 0 {
+                    self.wbuf = BytesMut::new();
+                }
+                tokio::select! {
+                    () = self.stop.cancelled() => return self.stop_reason(),
+                    () = sleep_until_opt(self.keep_alive_deadline) => return self.keep_alive_expired(),
+                    ready = self.reader.readable() => {
+                        if ready.is_err() {
+                            return Close::Lost;
+                        }
+                    }
+                }
+            }
+            if let Some(close) = Box::pin(self.serve_busy(held)).await {
                 return close;
             }
+        }
+    }
+
+    /// True when the connection waits only for its client: nothing to
+    /// write, no publish being stored, no log records or shared deliveries
+    /// to hand out.
+    fn is_idle(&self, held: &Held) -> bool {
+        self.wbuf.is_empty()
+            && self.appending.is_none()
+            && self.queued.is_empty()
+            && self.shared.is_none()
+            && !held.state.reads_log()
+    }
+
+    fn stop_reason(&self) -> Close {
+        if self.broker.shutdown.is_cancelled() {
+            Close::Shutdown
+        } else {
+            Close::TakenOver
+        }
+    }
+
+    fn keep_alive_expired(&self) -> Close {
+        tracing::info!(client_id = %self.client_id, peer = %self.peer, "keep-alive timeout");
+        Close::Violation(
+            ReasonCode::KeepAliveTimeout,
+            "no packet within 1.5 times the keep-alive",
+        )
+    }
+
+    /// The full loop; returns `None` when the connection became idle.
+    async fn serve_busy(&mut self, held: &mut Held) -> Option<Close> {
+        let limits = self.broker.config.limits.clone();
+        let mut first = true;
+        loop {
+            if let Err(close) = self.flush_progress(held) {
+                return Some(close);
+            }
+            if !first && self.is_idle(held) {
+                return None;
+            }
+            first = false;
             let can_read = self.wbuf.len() < limits.max_write_buffer
                 && (self.version == ProtocolVersion::V5
                     || self.unacked_inbound < usize::from(limits.receive_maximum));
             let has_room = held.state.outbound.len() < self.outbound_window
                 && self.wbuf.len() < limits.max_write_buffer;
-            let reads_log = held.state.subscriptions.values().any(|s| !s.is_shared());
+            let reads_log = held.state.reads_log();
             if !reads_log {
                 // Nothing to deliver from the log: keep the cursor at the end
                 // so this session never holds log retention back.
@@ -245,12 +313,8 @@ impl Connection {
             let read_pos = held.state.read_pos;
             let log = self.broker.log.clone();
             tokio::select! {
-                () = self.stop.cancelled() => return Close::Shutdown,
-                () = self.kick.cancelled() => return Close::TakenOver,
-                () = sleep_until_opt(keep_alive_deadline) => {
-                    tracing::info!(client_id = %self.client_id, peer = %self.peer, "keep-alive timeout");
-                    return Close::Violation(ReasonCode::KeepAliveTimeout, "no packet within 1.5 times the keep-alive");
-                }
+                () = self.stop.cancelled() => return Some(self.stop_reason()),
+                () = sleep_until_opt(self.keep_alive_deadline) => return Some(self.keep_alive_expired()),
                 written = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
                     Ok(n) => {
                         self.wbuf.advance(n);
@@ -258,18 +322,18 @@ impl Connection {
                             self.wbuf = BytesMut::new();
                         }
                     }
-                    Err(_) => return Close::Lost,
+                    Err(_) => return Some(Close::Lost),
                 },
                 read = read_some(&mut self.reader, &mut self.rbuf, self.read_chunk), if can_read => match read {
-                    Ok(0) | Err(_) => return Close::Lost,
+                    Ok(0) | Err(_) => return Some(Close::Lost),
                     Ok(n) => {
                         // A read that fills most of the room means a busy
                         // client: read bigger chunks (fewer system calls);
                         // a quiet one goes back to small reads.
                         self.read_chunk = if n >= self.read_chunk / 2 { BIG_READ } else { SMALL_READ };
-                        keep_alive_deadline = self.next_keep_alive_deadline();
+                        self.keep_alive_deadline = self.next_keep_alive_deadline();
                         if let Err(close) = Box::pin(self.handle_input(held)).await {
-                            return close;
+                            return Some(close);
                         }
                         if self.rbuf.is_empty() && self.read_chunk == SMALL_READ {
                             // Give the read buffer back while the client is quiet.
@@ -279,7 +343,7 @@ impl Connection {
                 },
                 done = poll_append(&mut self.appending) => {
                     if let Err(close) = self.appended(held, done) {
-                        return close;
+                        return Some(close);
                     }
                 }
                 Some(delivery) = recv_shared(&mut self.shared), if can_take_shared => {
@@ -287,7 +351,7 @@ impl Connection {
                 }
                 () = log.wait_beyond(read_pos), if can_deliver => {
                     if let Err(close) = Box::pin(self.deliver(held)).await {
-                        return close;
+                        return Some(close);
                     }
                 }
             }
@@ -339,19 +403,32 @@ impl Connection {
             self.appending = Some(Append { future, acks });
         }
         if held.state.persistent {
-            let cursor = held.state.cursor();
-            if self.committed != Some(cursor) {
-                if let Err(e) = self
-                    .broker
-                    .log
-                    .commit_offset(&self.client_id.consumer_name(), cursor)
-                {
-                    tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
-                }
-                self.committed = Some(cursor);
-            }
+            self.sync_cursor(&held.state);
         }
         Ok(())
+    }
+
+    /// Commits a persistent session's cursor when it moved. A session that
+    /// reads nothing from the log (no subscription of its own, nothing in
+    /// flight from it) keeps no cursor at all, so that a device that only
+    /// publishes never holds log retention back.
+    fn sync_cursor(&mut self, state: &crate::session::SessionState) {
+        let consumer = self.client_id.consumer_name();
+        if !state.reads_log() {
+            if self.committed.take().is_some() {
+                if let Err(e) = self.broker.log.remove_consumer(&consumer) {
+                    tracing::error!(client_id = %self.client_id, error = %e, "remove session cursor");
+                }
+            }
+            return;
+        }
+        let cursor = state.cursor();
+        if self.committed != Some(cursor) {
+            if let Err(e) = self.broker.log.commit_offset(&consumer, cursor) {
+                tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
+            }
+            self.committed = Some(cursor);
+        }
     }
 
     /// Appends `packet` to the write buffer. Packets above the client's
@@ -416,14 +493,7 @@ impl Connection {
         }
         state.disconnected_at = Some(std::time::Instant::now());
         if state.persistent {
-            let cursor = state.cursor();
-            if let Err(e) = self
-                .broker
-                .log
-                .commit_offset(&self.client_id.consumer_name(), cursor)
-            {
-                tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
-            }
+            self.sync_cursor(state);
             self.save_session(state, false).await;
         }
         self.broker
@@ -450,7 +520,7 @@ impl Connection {
             retain: will.retain,
             properties: crate::wire::stored_properties(&will.properties),
             payload: will.payload,
-            client_id: self.client_id.0.clone(),
+            client_id: self.client_id.as_str().to_owned(),
             message_id: self.broker.next_message_id(),
             owner: String::new(),
             device: String::new(),

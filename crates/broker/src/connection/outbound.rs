@@ -161,7 +161,10 @@ impl Connection {
                 return false;
             }
             if let Some(alias) = new_alias {
-                self.outbound_aliases.insert(publish.topic.clone(), alias);
+                self.aliases
+                    .get_or_insert_default()
+                    .outbound
+                    .insert(publish.topic.clone(), alias);
             }
             publish
         };
@@ -195,12 +198,13 @@ impl Connection {
     /// the alias to remember once the packet was actually sent.
     fn with_topic_alias(&self, publish: &Publish) -> (Publish, Option<u16>) {
         let mut wire = publish.clone();
-        if let Some(alias) = self.outbound_aliases.get(&publish.topic) {
+        let known = self.aliases.as_ref().map(|a| &a.outbound);
+        if let Some(alias) = known.and_then(|known| known.get(&publish.topic)) {
             wire.properties.topic_alias = Some(*alias);
             wire.topic.clear();
             return (wire, None);
         }
-        let used = self.outbound_aliases.len();
+        let used = known.map_or(0, |known| known.len());
         if used < usize::from(self.client_topic_alias_maximum) {
             let alias = used as u16 + 1;
             wire.properties.topic_alias = Some(alias);
