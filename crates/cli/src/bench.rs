@@ -110,7 +110,7 @@ pub struct BenchArgs {
     /// the same --client-id-prefix resumes it.
     #[arg(long, overrides_with = "clean_start")]
     persistent: bool,
-    /// Client ids are PREFIX + pub-N / sub-N / conn-N [default: tb<pid>-].
+    /// Client ids are PREFIX + pub-N / sub-N / conn-N (default `tb<pid>-`).
     #[arg(long, value_name = "PREFIX")]
     client_id_prefix: Option<String>,
     /// conn mode: new connections per second.

@@ -65,7 +65,7 @@ impl Connection {
                     tracing::info!(peer = %self.peer, level, "unsupported protocol version");
                     // 3.1.1 §3.1.2.2: CONNACK return code 0x01, in the 3.1.1 form
                     // every version's client can read.
-                    let _ = self.writer.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                    let _ = self.stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
                     return None;
                 }
                 Err(e) => {
@@ -73,7 +73,7 @@ impl Connection {
                     return None;
                 }
             }
-            match self.reader.read_buf(&mut self.rbuf).await {
+            match self.stream.read_buf(&mut self.rbuf).await {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }

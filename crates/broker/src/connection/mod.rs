@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -126,8 +125,9 @@ pub(crate) struct Connection {
     broker: Arc<Broker>,
     id: u64,
     peer: SocketAddr,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    /// Read and written through `&self` readiness calls, so the two
+    /// directions need no split (and no shared allocation).
+    stream: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Cancelled at broker shutdown (it is a child of the broker's token)
@@ -176,14 +176,12 @@ impl Connection {
         peer: SocketAddr,
         stop: CancellationToken,
     ) -> Self {
-        let (reader, writer) = stream.into_split();
         let outbound_window = usize::from(broker.config.limits.inflight);
         Connection {
             broker,
             id,
             peer,
-            reader,
-            writer,
+            stream,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             stop,
@@ -221,11 +219,13 @@ impl Connection {
         };
         // Boxed where a step is large and rare or short-lived, so that the task
         // of an idle connection only keeps the small `serve` loop alive.
-        let Some(mut held) = Box::pin(self.handshake()).await else {
+        let Some(held) = Box::pin(self.handshake()).await else {
             return;
         };
+        // Boxed too: what stays in the task is a handful of pointers.
+        let mut held = Box::new(held);
         let close = self.serve(&mut held).await;
-        Box::pin(self.finish(held, close)).await;
+        Box::pin(self.finish(*held, close)).await;
         drop(permit);
     }
 
@@ -245,7 +245,7 @@ impl Connection {
                 tokio::select! {
                     () = self.stop.cancelled() => return self.stop_reason(),
                     () = sleep_until_opt(self.keep_alive_deadline) => return self.keep_alive_expired(),
-                    ready = self.reader.readable() => {
+                    ready = self.stream.readable() => {
                         if ready.is_err() {
                             return Close::Lost;
                         }
@@ -315,7 +315,7 @@ impl Connection {
             tokio::select! {
                 () = self.stop.cancelled() => return Some(self.stop_reason()),
                 () = sleep_until_opt(self.keep_alive_deadline) => return Some(self.keep_alive_expired()),
-                written = self.writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
+                written = write_some(&self.stream, &self.wbuf), if !self.wbuf.is_empty() => match written {
                     Ok(n) => {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_BUFFER {
@@ -324,7 +324,7 @@ impl Connection {
                     }
                     Err(_) => return Some(Close::Lost),
                 },
-                read = read_some(&mut self.reader, &mut self.rbuf, self.read_chunk), if can_read => match read {
+                read = read_some(&self.stream, &mut self.rbuf, self.read_chunk), if can_read => match read {
                     Ok(0) | Err(_) => return Some(Close::Lost),
                     Ok(n) => {
                         // A read that fills most of the room means a busy
@@ -457,7 +457,7 @@ impl Connection {
 
     /// Writes out the write buffer, bounded in time.
     async fn flush(&mut self) {
-        let write = self.writer.write_all(&self.wbuf);
+        let write = write_all(&self.stream, &self.wbuf);
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, write).await;
         self.wbuf.clear();
     }
@@ -480,7 +480,7 @@ impl Connection {
             self.send(&Packet::Disconnect(disconnect));
         }
         self.flush().await;
-        let _ = self.writer.shutdown().await;
+        let _ = self.stream.shutdown().await;
         let state = &mut held.state;
         for key in Subscription::shared_keys(state.subscriptions.values()) {
             self.broker.shared.leave(&key, self.id);
@@ -601,7 +601,7 @@ async fn recv_shared(
 /// only once the socket is readable, so an idle connection holds no read
 /// buffer. Cancel-safe: waiting for readiness consumes nothing.
 async fn read_some(
-    reader: &mut OwnedReadHalf,
+    reader: &TcpStream,
     buf: &mut BytesMut,
     chunk: usize,
 ) -> std::io::Result<usize> {
@@ -615,6 +615,30 @@ async fn read_some(
             result => return result,
         }
     }
+}
+
+/// Writes some of `buf` once the socket is writable. Cancel-safe: nothing
+/// is written unless it resolves.
+async fn write_some(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// Writes all of `buf`.
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = write_some(stream, buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
 }
 
 /// Resolves with the result of the append in flight; pending forever when none is.

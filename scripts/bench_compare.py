@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Side-by-side broker benchmark: Tributary vs Mosquitto vs rumqttd, one run on one machine.
+
+Starts each broker fresh for every run, drives it with `tributary bench`, and prints the median of
+`--runs` runs per scenario as a Markdown table (and every raw JSON line on stderr). The scenarios
+are those of docs/benchmarks.md:
+
+  a  10 publishers x 1,000 x 100 B, QoS 1, one subscriber          -> msg/s end to end
+  b  4 publishers x 1,000,000 x 100 B, QoS 0, no subscriber         -> msg/s
+  c  4 publishers x 1,000,000 x 100 B, QoS 1, one subscriber        -> msg/s end to end, lost, peak RSS
+  d  1,000 idle connections                                         -> broker memory per connection
+  e  5,000 msg/s QoS 1 with a subscriber                            -> publish->PUBACK p50/p99
+
+Brokers: Tributary with its defaults (fsync'd group commit: acknowledged = durable); Mosquitto 2 from
+Debian with `max_queued_messages 0` and `set_tcp_nodelay true` (so it drops nothing); rumqttd from
+`cargo install rumqttd` with its generated default config (in memory only). A broker whose binary
+is missing is skipped with a note. Loopback only; every run bounded by the bench's time limit.
+
+    python3 scripts/bench_compare.py [--runs 3] [--scenarios abcde] [--scale 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class Broker:
+    def __init__(self, name: str, binary: str):
+        self.name, self.binary = name, binary
+        self.proc: subprocess.Popen | None = None
+        self.dir: tempfile.TemporaryDirectory | None = None
+        self.port = 0
+
+    def command(self, workdir: Path) -> list[str]:
+        if self.name == "tributary":
+            return [self.binary, "serve", "--mqtt", f"127.0.0.1:{self.port}", "--data-dir",
+                    str(workdir / "data"), "--allow-anonymous"]
+        if self.name == "mosquitto":
+            conf = workdir / "mosquitto.conf"
+            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                            "max_queued_messages 0\nset_tcp_nodelay true\n")
+            return [self.binary, "-c", str(conf)]
+        generated = subprocess.run([self.binary, "generate-config"], capture_output=True, text=True,
+                                   check=True).stdout
+        ports = iter(free_port() for _ in range(4))
+        conf = generated.replace('listen = "0.0.0.0:1883"', f'listen = "127.0.0.1:{self.port}"')
+        conf = conf.replace('listen = "0.0.0.0:1884"', f'listen = "127.0.0.1:{next(ports)}"')
+        conf = conf.replace('listen = "127.0.0.1:9042"', f'listen = "127.0.0.1:{next(ports)}"')
+        conf = conf.replace('listen = "0.0.0.0:8083"', f'listen = "127.0.0.1:{next(ports)}"')
+        conf = conf.replace('listen = "0.0.0.0:3030"', f'listen = "127.0.0.1:{next(ports)}"')
+        (workdir / "rumqttd.toml").write_text(conf)
+        return [self.binary, "-q", "-c", str(workdir / "rumqttd.toml")]
+
+    def start(self):
+        self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
+        workdir = Path(self.dir.name)
+        self.port = free_port()
+        log = open(workdir / "broker.log", "wb")
+        self.proc = subprocess.Popen(self.command(workdir), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {(workdir / 'broker.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    time.sleep(0.2)
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on {self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.dir:
+            self.dir.cleanup()
+
+
+def bench(args: list[str], port: int, time_limit: int = 240) -> dict:
+    cmd = [str(BENCH), "bench", *args, "--port", str(port), "--json", "--time-limit", str(time_limit)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=time_limit + 60)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
+    print(" ".join(cmd[1:]), "->", line, file=sys.stderr, flush=True)
+    return json.loads(line)
+
+
+def scaled(n: int) -> int:
+    return max(1, int(n * SCALE))
+
+
+def run_scenario(key: str, broker: Broker) -> dict:
+    broker.start()
+    try:
+        pid = broker.proc.pid
+        if key == "a":
+            r = bench(["pub", "--clients", "10", "--messages", str(scaled(1000)), "--size", "100", "--qos", "1",
+                       "--subscribers", "1"], broker.port)
+            return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost")}
+        if key == "b":
+            r = bench(["pub", "--clients", "4", "--messages", str(scaled(1_000_000)), "--size", "100", "--qos", "0"],
+                      broker.port)
+            return {"msg/s": r.get("msg_per_s")}
+        if key == "c":
+            r = bench(["pub", "--clients", "4", "--messages", str(scaled(1_000_000)), "--size", "100", "--qos", "1",
+                       "--subscribers", "1"], broker.port)
+            return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost"),
+                    "peak RSS MiB": round(rss_kib(pid, "VmHWM") / 1024, 1)}
+        if key == "d":
+            before = rss_kib(pid)
+            cmd = [str(BENCH), "bench", "conn", "--clients", "1000", "--connect-rate", "500", "--hold", "6",
+                   "--port", str(broker.port), "--json", "--time-limit", "60"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            time.sleep(5.0)  # 1,000 connections at 500/s take 2 s; then they sit idle
+            during = rss_kib(pid)
+            out, _ = proc.communicate(timeout=90)
+            r = json.loads(out.strip().splitlines()[-1])
+            print(" ".join(cmd[1:]), "->", out.strip(), file=sys.stderr, flush=True)
+            connected = r.get("connected") or 1000
+            return {"bytes/conn": round((during - before) * 1024 / connected), "connected": connected}
+        if key == "e":
+            r = bench(["pub", "--clients", "10", "--messages", str(scaled(2500)), "--size", "100", "--qos", "1",
+                       "--rate", "5000", "--subscribers", "1"], broker.port)
+            lat = r.get("ack_latency_ms") or {}
+            return {"ack p50 ms": lat.get("p50"), "ack p99 ms": lat.get("p99"), "lost": r.get("lost")}
+        raise ValueError(key)
+    finally:
+        broker.stop()
+
+
+def median(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+
+
+def main():
+    global BENCH, SCALE
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--scenarios", default="abcde")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts (quick trials)")
+    p.add_argument("--tributary", default=str(REPO / "target/release/tributary"))
+    p.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+    p.add_argument("--rumqttd", default=shutil.which("rumqttd") or "/opt/rumqttd/bin/rumqttd")
+    args = p.parse_args()
+    BENCH, SCALE = Path(args.tributary), args.scale
+    brokers = [Broker("tributary", args.tributary), Broker("mosquitto", args.mosquitto),
+               Broker("rumqttd", args.rumqttd)]
+    present = [b for b in brokers if Path(b.binary).exists()]
+    for b in brokers:
+        if b not in present:
+            print(f"note: {b.name} not found at {b.binary}; skipped", file=sys.stderr)
+    print(f"| scenario | broker | {'figures (median of %d runs)' % args.runs} |")
+    print("|---|---|---|")
+    for key in args.scenarios:
+        for b in present:
+            runs = [run_scenario(key, b) for _ in range(args.runs)]
+            figures = {k: median([r.get(k) for r in runs]) for k in runs[0]}
+            text = ", ".join(f"{k} {v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{k} {v}"
+                             for k, v in figures.items())
+            print(f"| {key} | {b.name} | {text} |", flush=True)
+
+
+BENCH = Path()
+SCALE = 1.0
+
+if __name__ == "__main__":
+    main()
