@@ -17,8 +17,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
-use tributary_log::Offset;
-use tributary_mqtt::{PacketId, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+use tributary_log::{Offset, Record};
+use tributary_mqtt::{PacketId, ProtocolVersion, QoS, SubscriptionOptions};
 
 /// A client identifier as the session registry keys it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,10 +115,20 @@ pub struct Outbound {
     pub offset: Option<Offset>,
     pub state: OutboundState,
     /// Kept to resend (with DUP) when the client reconnects.
-    pub publish: Publish,
+    pub message: OutboundMessage,
     /// For a message of a shared subscription: the group and the offset to
     /// acknowledge to it.
     pub shared: Option<(Arc<str>, Offset)>,
+}
+
+/// What an outbound message is, to send it again: the record (shared with
+/// the log's cache, not copied) and how it went out.
+#[derive(Debug, Clone)]
+pub struct OutboundMessage {
+    pub record: Arc<Record>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub identifiers: Vec<u32>,
 }
 
 /// Session state, owned by at most one connection at a time.
@@ -416,21 +426,22 @@ mod tests {
         let mut s = session_with(&[]);
         s.read_pos = Offset(50);
         assert_eq!(s.cursor(), Offset(50));
-        let publish = Publish {
-            dup: false,
+        let message = OutboundMessage {
+            record: Arc::new(Record {
+                topic: "a".into(),
+                qos: 1,
+                ..Record::default()
+            }),
             qos: QoS::AtLeastOnce,
             retain: false,
-            topic: "a".into(),
-            packet_id: Some(1),
-            properties: Default::default(),
-            payload: Default::default(),
+            identifiers: Vec::new(),
         };
         s.outbound.insert(
             1,
             Outbound {
                 offset: Some(Offset(42)),
                 state: OutboundState::ExpectPubAck,
-                publish: publish.clone(),
+                message: message.clone(),
                 shared: None,
             },
         );
@@ -439,7 +450,7 @@ mod tests {
             Outbound {
                 offset: None,
                 state: OutboundState::ExpectPubAck,
-                publish,
+                message,
                 shared: None,
             },
         );

@@ -120,6 +120,34 @@ impl Error {
     }
 }
 
+/// An append handed to the writer by [`Log::try_submit`]; resolves with
+/// the first offset once the records are durable.
+#[derive(Debug)]
+pub struct Submitted {
+    response: oneshot::Receiver<Result<Offset>>,
+}
+
+impl std::future::Future for Submitted {
+    type Output = Result<Offset>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Offset>> {
+        std::pin::Pin::new(&mut self.response)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// Why [`Log::try_submit`] did not take the records.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The writer's queue is full; the records are handed back.
+    QueueFull(Vec<Record>),
+    Closed,
+}
+
 /// A position in the log; the first record has offset 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(pub u64);
@@ -274,6 +302,26 @@ impl Log {
             .await
             .map_err(|_| Error::Closed)?;
         response.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Hands `records` to the writer now, without waiting, and returns a
+    /// future that resolves with the first offset once all are durable.
+    /// Submissions that succeed reach the log in the order they were made,
+    /// so a caller may keep several in flight and still keep its order.
+    /// When the writer's queue is full the records come back in
+    /// [`SubmitError::QueueFull`] (the caller waits with `append_batch`).
+    pub fn try_submit(&self, records: Vec<Record>) -> std::result::Result<Submitted, SubmitError> {
+        if self.inner.shared.closed.load(Ordering::SeqCst) {
+            return Err(SubmitError::Closed);
+        }
+        let (reply, response) = oneshot::channel();
+        match self.inner.tx.try_send(Cmd::Append { records, reply }) {
+            Ok(()) => Ok(Submitted { response }),
+            Err(mpsc::error::TrySendError::Full(Cmd::Append { records, .. })) => {
+                Err(SubmitError::QueueFull(records))
+            }
+            Err(_) => Err(SubmitError::Closed),
+        }
     }
 
     /// Counters and sizes for metrics.

@@ -168,6 +168,36 @@ async fn append_read_and_reopen() -> TestResult {
     Ok(())
 }
 
+/// Several submissions in flight from one caller keep its order: the
+/// broker relies on this to pipeline a client's publishes.
+#[tokio::test]
+async fn submissions_in_flight_keep_their_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(config(dir.path()))?;
+    let mut pending = Vec::new();
+    for batch in 0..50u64 {
+        let records = (0..3).map(|i| record(batch * 3 + i, 20)).collect();
+        match log.try_submit(records) {
+            Ok(submitted) => pending.push(submitted),
+            Err(e) => return Err(format!("submit {batch}: {e:?}").into()),
+        }
+    }
+    let mut firsts = Vec::new();
+    for submitted in pending {
+        firsts.push(submitted.await?);
+    }
+    assert_eq!(firsts, (0..50).map(|b| Offset(b * 3)).collect::<Vec<_>>());
+    for (offset, rec) in read_all(&log, 0).await? {
+        assert_eq!(*rec, record(offset.0, 20));
+    }
+    log.close().await?;
+    assert!(matches!(
+        log.try_submit(vec![record(0, 1)]),
+        Err(crate::SubmitError::Closed)
+    ));
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_directory_is_opened_by_one_log_at_a_time() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -26,7 +26,7 @@ mod properties;
 mod reason;
 pub mod topic;
 
-pub use codec::{decode, encode};
+pub use codec::{decode, encode, encode_publish_parts, PublishHeader};
 pub use error::{Error, Result};
 pub use packet::*;
 pub use properties::Properties;

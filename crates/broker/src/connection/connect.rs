@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tributary_mqtt::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, Publish, ReasonCode,
-};
+use tributary_mqtt::{ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, ReasonCode};
 
 use super::Connection;
-use crate::session::{ClientId, Held, OutboundState, SessionState, Subscription};
+use crate::session::{ClientId, Held, OutboundMessage, OutboundState, SessionState, Subscription};
 
 impl Connection {
     /// Reads CONNECT (within `limits.connect_timeout_ms`), answers CONNACK and
@@ -220,20 +218,19 @@ impl Connection {
     /// Resends unacknowledged outbound messages of a resumed session
     /// (3.1.1 §4.4, 5.0 §4.4): PUBLISH with DUP, or PUBREL.
     fn resend_inflight(&mut self, held: &mut Held) {
-        let pending: Vec<(u16, OutboundState, Publish)> = held
+        let pending: Vec<(u16, OutboundState, OutboundMessage)> = held
             .state
             .outbound
             .iter()
-            .map(|(id, o)| (*id, o.state, o.publish.clone()))
+            .map(|(id, o)| (*id, o.state, o.message.clone()))
             .collect();
-        for (id, state, mut publish) in pending {
+        for (id, state, message) in pending {
             match state {
                 OutboundState::ExpectPubComp => {
                     self.send(&Packet::PubRel(PubResp::success(id)));
                 }
                 OutboundState::ExpectPubAck | OutboundState::ExpectPubRec => {
-                    publish.dup = true;
-                    self.send(&Packet::Publish(publish));
+                    self.resend(id, &message)
                 }
             }
         }

@@ -220,8 +220,8 @@ impl Connection {
         self.queued.iter().any(|(_, a)| pending(a))
             || self
                 .appending
-                .as_ref()
-                .is_some_and(|append| append.acks.iter().any(pending))
+                .iter()
+                .any(|append| append.acks.iter().any(pending))
     }
 
     /// Answers the publishes of a finished append: PUBACK/PUBREC once

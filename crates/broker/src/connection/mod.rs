@@ -14,7 +14,7 @@ mod connect;
 mod inbound;
 mod outbound;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -41,6 +41,10 @@ const IDLE_BUFFER: usize = 4096;
 /// Read sizes of a quiet and of a busy client.
 const SMALL_READ: usize = 2048;
 const BIG_READ: usize = 64 * 1024;
+
+/// Appends one connection may have in flight at once: enough to keep a
+/// busy publisher's messages flowing into consecutive group commits.
+const APPENDS_IN_FLIGHT: usize = 8;
 
 /// How long a closing connection may take to flush what it still has to say.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -115,10 +119,12 @@ type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset
 /// Publishes with the answers they are owed, in arrival order.
 type Acks = Vec<PendingAck>;
 
-/// The one append a connection has in flight.
+/// One append a connection has in flight.
 struct Append {
     future: AppendFuture,
     acks: Acks,
+    /// It waits for room in the log's queue (see `Connection::appending_blocked`).
+    blocking: bool,
 }
 
 pub(crate) struct Connection {
@@ -141,9 +147,13 @@ pub(crate) struct Connection {
     will: Option<Box<tributary_mqtt::Will>>,
     /// Publishes waiting for the append in flight to finish, in arrival order.
     queued: Vec<(Option<Record>, PendingAck)>,
-    /// The append in flight (at most one, so the log sees a client's
-    /// publishes in order) and the acknowledgements that wait for it.
-    appending: Option<Append>,
+    /// Appends in flight, oldest first, each with the acknowledgements that
+    /// wait for it. They were handed to the log in this order, so they become
+    /// durable in this order and the client's publishes keep theirs.
+    appending: VecDeque<Append>,
+    /// True while the oldest append waits for room in the log's queue:
+    /// nothing more is handed over until it got in, or order could break.
+    appending_blocked: bool,
     /// QoS 1/2 publishes received and not yet answered with PUBACK/PUBREC.
     unacked_inbound: usize,
     /// Smaller of `limits.inflight` and the client's 5.0 Receive Maximum.
@@ -190,7 +200,8 @@ impl Connection {
             keep_alive: Duration::ZERO,
             will: None,
             queued: Vec::new(),
-            appending: None,
+            appending: VecDeque::new(),
+            appending_blocked: false,
             unacked_inbound: 0,
             outbound_window,
             client_max_packet: usize::MAX,
@@ -263,7 +274,7 @@ impl Connection {
     /// to hand out.
     fn is_idle(&self, held: &Held) -> bool {
         self.wbuf.is_empty()
-            && self.appending.is_none()
+            && self.appending.is_empty()
             && self.queued.is_empty()
             && self.shared.is_none()
             && !held.state.reads_log()
@@ -341,7 +352,7 @@ impl Connection {
                         }
                     }
                 },
-                done = poll_append(&mut self.appending) => {
+                done = poll_append(&mut self.appending, &mut self.appending_blocked) => {
                     if let Err(close) = self.appended(held, done) {
                         return Some(close);
                     }
@@ -384,7 +395,10 @@ impl Connection {
     /// Starts the next append when none is in flight, and commits the
     /// session cursor when it moved.
     fn flush_progress(&mut self, held: &mut Held) -> Result<(), Close> {
-        if self.appending.is_none() && !self.queued.is_empty() {
+        if !self.queued.is_empty()
+            && self.appending.len() < APPENDS_IN_FLIGHT
+            && !self.appending_blocked
+        {
             let batch = std::mem::take(&mut self.queued);
             let mut records = Vec::with_capacity(batch.len());
             let mut acks = Vec::with_capacity(batch.len());
@@ -397,10 +411,13 @@ impl Connection {
                 }
                 acks.push(ack);
             }
-            let log = self.broker.log.clone();
-            let future: AppendFuture =
-                Box::pin(async move { append_in_order(&log, records).await });
-            self.appending = Some(Append { future, acks });
+            let (future, blocking) = submit(&self.broker.log, records);
+            self.appending_blocked = blocking;
+            self.appending.push_back(Append {
+                future,
+                acks,
+                blocking,
+            });
         }
         if held.state.persistent {
             self.sync_cursor(&held.state);
@@ -467,9 +484,9 @@ impl Connection {
     async fn finish(mut self, mut held: Held, close: Close) {
         // Publishes already received are still made durable and, where the
         // socket allows, acknowledged: the client may not resend them.
-        while self.appending.is_some() || !self.queued.is_empty() {
+        while !self.appending.is_empty() || !self.queued.is_empty() {
             let _ = self.flush_progress(&mut held);
-            let done = poll_append(&mut self.appending).await;
+            let done = poll_append(&mut self.appending, &mut self.appending_blocked).await;
             let _ = self.appended(&mut held, done);
         }
         if let (ProtocolVersion::V5, Some((reason, text))) = (self.version, close.reason()) {
@@ -600,11 +617,7 @@ async fn recv_shared(
 /// Reads what the socket has into `buf`, with room for `chunk` bytes made
 /// only once the socket is readable, so an idle connection holds no read
 /// buffer. Cancel-safe: waiting for readiness consumes nothing.
-async fn read_some(
-    reader: &TcpStream,
-    buf: &mut BytesMut,
-    chunk: usize,
-) -> std::io::Result<usize> {
+async fn read_some(reader: &TcpStream, buf: &mut BytesMut, chunk: usize) -> std::io::Result<usize> {
     loop {
         reader.readable().await?;
         if buf.capacity() - buf.len() < chunk / 2 {
@@ -641,15 +654,52 @@ async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Resolves with the result of the append in flight; pending forever when none is.
-async fn poll_append(appending: &mut Option<Append>) -> (tributary_log::Result<Vec<Offset>>, Acks) {
-    match appending {
+/// Resolves with the result of the oldest append in flight; pending
+/// forever when none is. Cancel-safe: the append stays queued until it resolves.
+async fn poll_append(
+    appending: &mut VecDeque<Append>,
+    blocked: &mut bool,
+) -> (tributary_log::Result<Vec<Offset>>, Acks) {
+    match appending.front_mut() {
         Some(append) => {
             let result = (&mut append.future).await;
-            let append = appending.take().expect("append in flight");
+            let append = appending.pop_front().expect("append in flight");
+            if append.blocking {
+                *blocked = false;
+            }
             (result, append.acks)
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Hands records to the log without waiting when its queue has room (so
+/// several appends of one client can be in flight, in order); otherwise
+/// waits for room, and says so (`true`) so no later append overtakes it.
+fn submit(log: &tributary_log::Log, records: Vec<Record>) -> (AppendFuture, bool) {
+    let count = records.len() as u64;
+    if records.is_empty() {
+        return (Box::pin(std::future::ready(Ok(Vec::new()))), false);
+    }
+    match log.try_submit(records) {
+        Ok(submitted) => {
+            let future = async move {
+                let first = submitted.await?;
+                Ok((first.0..first.0 + count).map(Offset).collect())
+            };
+            (Box::pin(future), false)
+        }
+        Err(tributary_log::SubmitError::QueueFull(records)) => {
+            let log = log.clone();
+            (
+                Box::pin(async move { append_in_order(&log, records).await }),
+                true,
+            )
+        }
+        Err(tributary_log::SubmitError::Closed) => (
+            Box::pin(std::future::ready(Err(tributary_log::Error::Closed))),
+            false,
+        ),
     }
 }
 

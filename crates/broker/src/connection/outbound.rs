@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use tributary_log::{Offset, Record};
-use tributary_mqtt::{Packet, ProtocolVersion, Publish, QoS};
+use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
 
 use super::{Close, Connection};
-use crate::session::{Held, Outbound, OutboundState};
+use crate::session::{Held, Outbound, OutboundMessage, OutboundState};
 use crate::shared::SharedDelivery;
 
 /// Where an outgoing message comes from, which decides what its
@@ -99,36 +99,20 @@ impl Connection {
     }
 
     /// Sends one record as PUBLISH, tracking it until acknowledged when
-    /// QoS > 0. Expired messages (5.0 Message Expiry Interval) are skipped;
-    /// the interval sent on is what remains (5.0 §3.3.2.3.3).
-    /// Returns true when the message now awaits the client's acknowledgement.
+    /// QoS > 0. Returns true when the message now awaits the client's
+    /// acknowledgement.
     fn send_record(
         &mut self,
         held: &mut Held,
         origin: Origin,
-        record: &Record,
+        record: &Arc<Record>,
         qos: QoS,
         retain: bool,
         identifiers: &[u32],
     ) -> bool {
-        let mut properties = crate::wire::load_properties(&record.properties);
-        if let Some(expiry) = properties.message_expiry_interval {
-            let age_secs = crate::persist::unix_ms().saturating_sub(record.receive_time_ms) / 1000;
-            match u32::try_from(age_secs)
-                .ok()
-                .and_then(|age| expiry.checked_sub(age))
-            {
-                Some(remaining) if remaining > 0 => {
-                    properties.message_expiry_interval = Some(remaining)
-                }
-                _ => return false,
-            }
-        }
-        if self.version == ProtocolVersion::V311 {
-            properties = Default::default();
-        } else {
-            properties.subscription_identifiers = identifiers.to_vec();
-        }
+        let Some(properties) = self.outgoing_properties(record, identifiers) else {
+            return false; // expired
+        };
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -137,37 +121,15 @@ impl Connection {
                 None => return false,
             }
         };
-        let publish = Publish {
+        let header = PublishHeader {
             dup: false,
             qos,
             retain,
-            topic: record.topic.clone(),
             packet_id,
-            properties,
-            payload: record.payload.clone(),
         };
-        let publish = if self.client_topic_alias_maximum == 0 {
-            let packet = Packet::Publish(publish);
-            if !self.send(&packet) {
-                return false;
-            }
-            let Packet::Publish(publish) = packet else {
-                unreachable!("built as PUBLISH above")
-            };
-            publish
-        } else {
-            let (wire, new_alias) = self.with_topic_alias(&publish);
-            if !self.send(&Packet::Publish(wire)) {
-                return false;
-            }
-            if let Some(alias) = new_alias {
-                self.aliases
-                    .get_or_insert_default()
-                    .outbound
-                    .insert(publish.topic.clone(), alias);
-            }
-            publish
-        };
+        if !self.send_publish(header, &record.topic, properties, &record.payload) {
+            return false;
+        }
         let Some(id) = packet_id else { return false };
         let state = if qos == QoS::AtLeastOnce {
             OutboundState::ExpectPubAck
@@ -179,37 +141,125 @@ impl Connection {
             Origin::Retained => (None, None),
             Origin::Shared(key, offset) => (None, Some((key, offset))),
         };
-        // Kept with its full topic: aliases do not outlive the connection.
+        let message = OutboundMessage {
+            record: record.clone(),
+            qos,
+            retain,
+            identifiers: identifiers.to_vec(),
+        };
         held.state.outbound.insert(
             id,
             Outbound {
                 offset,
                 state,
-                publish,
+                message,
                 shared,
             },
         );
         true
     }
 
-    /// The PUBLISH as sent on this connection: with a topic alias when the
-    /// client accepts them (5.0 Topic Alias Maximum > 0). An alias already
-    /// set replaces the topic; a new one is set while aliases remain. Returns
-    /// the alias to remember once the packet was actually sent.
-    fn with_topic_alias(&self, publish: &Publish) -> (Publish, Option<u16>) {
-        let mut wire = publish.clone();
-        let known = self.aliases.as_ref().map(|a| &a.outbound);
-        if let Some(alias) = known.and_then(|known| known.get(&publish.topic)) {
-            wire.properties.topic_alias = Some(*alias);
-            wire.topic.clear();
-            return (wire, None);
+    /// Sends an unacknowledged message again after a reconnect, with DUP.
+    pub(super) fn resend(&mut self, packet_id: u16, message: &OutboundMessage) {
+        let properties = self
+            .outgoing_properties(&message.record, &message.identifiers)
+            .unwrap_or_default();
+        let header = PublishHeader {
+            dup: true,
+            qos: message.qos,
+            retain: message.retain,
+            packet_id: Some(packet_id),
+        };
+        self.send_publish(
+            header,
+            &message.record.topic,
+            properties,
+            &message.record.payload,
+        );
+    }
+
+    /// The properties a record goes out with on this connection, or `None`
+    /// when its Message Expiry Interval has passed (5.0 §3.3.2.3.3: the
+    /// interval sent on is what remains). 3.1.1 clients get none.
+    fn outgoing_properties(&self, record: &Record, identifiers: &[u32]) -> Option<Properties> {
+        if record.properties.is_empty()
+            && (identifiers.is_empty() || self.version == ProtocolVersion::V311)
+        {
+            return Some(Properties::default());
         }
-        let used = known.map_or(0, |known| known.len());
-        if used < usize::from(self.client_topic_alias_maximum) {
-            let alias = used as u16 + 1;
-            wire.properties.topic_alias = Some(alias);
-            return (wire, Some(alias));
+        let mut properties = crate::wire::load_properties(&record.properties);
+        if let Some(expiry) = properties.message_expiry_interval {
+            let age_secs = crate::persist::unix_ms().saturating_sub(record.receive_time_ms) / 1000;
+            match u32::try_from(age_secs)
+                .ok()
+                .and_then(|age| expiry.checked_sub(age))
+            {
+                Some(remaining) if remaining > 0 => {
+                    properties.message_expiry_interval = Some(remaining)
+                }
+                _ => return None,
+            }
         }
-        (wire, None)
+        if self.version == ProtocolVersion::V311 {
+            return Some(Properties::default());
+        }
+        properties.subscription_identifiers = identifiers.to_vec();
+        Some(properties)
+    }
+
+    /// Encodes a PUBLISH into the write buffer, replacing the topic by a
+    /// topic alias when the client accepts them (5.0 Topic Alias Maximum >
+    /// 0): an alias already set stands in for the topic; a new one is set
+    /// while aliases remain. Returns false when the packet was not sent
+    /// (above the client's Maximum Packet Size).
+    fn send_publish(
+        &mut self,
+        header: PublishHeader,
+        topic: &str,
+        mut properties: Properties,
+        payload: &[u8],
+    ) -> bool {
+        let mut wire_topic = topic;
+        let mut new_alias = None;
+        if self.client_topic_alias_maximum > 0 {
+            let known = self.aliases.as_ref().map(|a| &a.outbound);
+            if let Some(alias) = known.and_then(|known| known.get(topic)) {
+                properties.topic_alias = Some(*alias);
+                wire_topic = "";
+            } else {
+                let used = known.map_or(0, |known| known.len());
+                if used < usize::from(self.client_topic_alias_maximum) {
+                    let alias = used as u16 + 1;
+                    properties.topic_alias = Some(alias);
+                    new_alias = Some(alias);
+                }
+            }
+        }
+        let start = self.wbuf.len();
+        let encoded = tributary_mqtt::encode_publish_parts(
+            header,
+            wire_topic,
+            &properties,
+            payload,
+            self.version,
+            &mut self.wbuf,
+        );
+        if let Err(e) = encoded {
+            tracing::error!(client_id = %self.client_id, error = %e, "encode an outgoing PUBLISH");
+            self.wbuf.truncate(start);
+            return false;
+        }
+        if self.wbuf.len() - start > self.client_max_packet {
+            // 5.0 §3.1.2.11.4: a packet the client cannot take is dropped for it.
+            self.wbuf.truncate(start);
+            return false;
+        }
+        if let Some(alias) = new_alias {
+            self.aliases
+                .get_or_insert_default()
+                .outbound
+                .insert(topic.to_owned(), alias);
+        }
+        true
     }
 }

@@ -28,6 +28,8 @@ mod disconnect;
 mod primitives;
 mod properties;
 mod publish;
+
+pub use self::publish::{encode_publish_parts, PublishHeader};
 mod subscribe;
 
 #[cfg(test)]
@@ -41,7 +43,7 @@ use crate::{Error, Packet, PacketId, ProtocolVersion, ReasonCode, Result};
 
 const CONNECT: u8 = 1;
 const CONNACK: u8 = 2;
-const PUBLISH: u8 = 3;
+pub(crate) const PUBLISH: u8 = 3;
 const PUBACK: u8 = 4;
 const PUBREC: u8 = 5;
 const PUBREL: u8 = 6;
@@ -144,6 +146,41 @@ fn check_fixed_header(kind: u8, flags: u8, version: ProtocolVersion) -> Result<(
 /// CONNACK and SUBACK return codes) are left out. Packets that the decoder
 /// would refuse are refused with [`Error::Encode`] rather than sent.
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<()> {
+    // The packets of the message flow go straight into `out`; the rest are
+    // staged in a body buffer first.
+    match packet {
+        Packet::Publish(p) => {
+            let header = publish::PublishHeader {
+                dup: p.dup,
+                qos: p.qos,
+                retain: p.retain,
+                packet_id: p.packet_id,
+            };
+            return publish::encode_publish_parts(
+                header,
+                &p.topic,
+                &p.properties,
+                &p.payload,
+                version,
+                out,
+            );
+        }
+        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubComp(r)
+            if r.packet_id != 0 && r.reason == ReasonCode::Success && r.properties.is_empty() =>
+        {
+            let kind = match packet {
+                Packet::PubAck(_) => PUBACK,
+                Packet::PubRec(_) => PUBREC,
+                _ => PUBCOMP,
+            };
+            out.reserve(4);
+            out.put_u8(kind << 4);
+            out.put_u8(2);
+            out.put_u16(r.packet_id);
+            return Ok(());
+        }
+        _ => {}
+    }
     let mut body = BytesMut::new();
     let (kind, flags) = match packet {
         Packet::Connect(c) => {
@@ -154,7 +191,7 @@ pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> 
             connect::encode_connack(c, version, &mut body)?;
             (CONNACK, 0)
         }
-        Packet::Publish(p) => (PUBLISH, publish::encode_publish(p, version, &mut body)?),
+        Packet::Publish(_) => unreachable!("PUBLISH is encoded without staging above"),
         Packet::PubAck(p) => {
             publish::encode_pub_resp(p, version, PUBACK_REASONS, &mut body)?;
             (PUBACK, 0)

@@ -23,10 +23,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::primitives::{put_string, Reader, MAX_VARINT};
+use super::primitives::{put_string, put_varint, varint_len, Reader, MAX_VARINT};
 use super::properties::{put_properties, read_properties, Place};
-use super::{put_packet_id, read_packet_id, read_reason, reason_byte};
-use crate::{Error, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, Result};
+use super::{put_packet_id, read_packet_id, read_reason, reason_byte, PUBLISH};
+use crate::{
+    Error, PacketId, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, Result,
+};
 
 const DUP: u8 = 0x08;
 const RETAIN: u8 = 0x01;
@@ -98,41 +100,84 @@ pub(crate) fn decode_publish(
 }
 
 /// Writes the body and returns the fixed header flags.
-pub(crate) fn encode_publish(
-    p: &Publish,
+/// The fixed-header flags and identity of a PUBLISH, apart from its topic,
+/// properties and payload (which [`encode_publish_parts`] borrows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishHeader {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub packet_id: Option<PacketId>,
+}
+
+/// Appends a whole PUBLISH (fixed header included) built from borrowed
+/// parts, writing straight into `out`: the hot path of a broker, which
+/// should neither own a copy of the topic nor stage the body elsewhere.
+/// Properties are staged only when there are any (5.0).
+pub fn encode_publish_parts(
+    header: PublishHeader,
+    topic: &str,
+    properties: &Properties,
+    payload: &[u8],
     version: ProtocolVersion,
     out: &mut BytesMut,
-) -> Result<u8> {
-    if p.dup && p.qos == QoS::AtMostOnce {
+) -> Result<()> {
+    if header.dup && header.qos == QoS::AtMostOnce {
         return Err(Error::Encode("PUBLISH with DUP set at QoS 0"));
     }
-    put_string(out, &p.topic)?;
-    match (p.qos, p.packet_id) {
-        (QoS::AtMostOnce, None) => {}
-        (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) => put_packet_id(out, id)?,
+    if topic.len() > u16::MAX as usize {
+        return Err(Error::Encode("string longer than 65,535 bytes"));
+    }
+    if topic.contains('\0') {
+        return Err(Error::Encode("string contains U+0000"));
+    }
+    let packet_id_len = match (header.qos, header.packet_id) {
+        (QoS::AtMostOnce, None) => 0,
+        (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(0)) => return Err(Error::Encode("packet id 0")),
+        (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(_)) => 2,
         _ => {
             return Err(Error::Encode(
                 "PUBLISH needs a packet id exactly when QoS > 0",
             ))
         }
-    }
-    if version == ProtocolVersion::V5 {
-        put_properties(out, &p.properties, Place::Publish)?;
-    }
-    // Checked before copying: a payload this large is most likely a bug, and
-    // copying it first would only double the memory it takes.
-    if out.len() + p.payload.len() > MAX_VARINT as usize {
+    };
+    let staged = if version == ProtocolVersion::V5 && !properties.is_empty() {
+        let mut props = BytesMut::new();
+        put_properties(&mut props, properties, Place::Publish)?;
+        Some(props)
+    } else {
+        None
+    };
+    let props_len = match (&staged, version) {
+        (Some(props), _) => props.len(),
+        (None, ProtocolVersion::V5) => 1, // property length 0
+        (None, ProtocolVersion::V311) => 0,
+    };
+    let body_len = 2 + topic.len() + packet_id_len + props_len + payload.len();
+    if body_len > MAX_VARINT as usize {
         return Err(Error::Encode("packet longer than 268,435,455 bytes"));
     }
-    out.put_slice(&p.payload);
-    let mut flags = (p.qos as u8) << QOS_SHIFT;
-    if p.dup {
+    let mut flags = (header.qos as u8) << QOS_SHIFT;
+    if header.dup {
         flags |= DUP;
     }
-    if p.retain {
+    if header.retain {
         flags |= RETAIN;
     }
-    Ok(flags)
+    out.reserve(1 + varint_len(body_len) + body_len);
+    out.put_u8(PUBLISH << 4 | flags);
+    put_varint(out, body_len)?;
+    put_string(out, topic)?;
+    if let Some(id) = header.packet_id {
+        out.put_u16(id);
+    }
+    match staged {
+        Some(props) => out.put_slice(&props),
+        None if version == ProtocolVersion::V5 => out.put_u8(0),
+        None => {}
+    }
+    out.put_slice(payload);
+    Ok(())
 }
 
 pub(crate) fn decode_pub_resp(
