@@ -251,8 +251,10 @@ impl Route {
 
 /// A session in the registry: its state, and the connection holding it.
 struct Entry {
-    /// `None` until the first connection for the client id sets it up.
-    state: SharedSession,
+    /// The state of a session that outlives (or may outlive) its
+    /// connection; `None` for a connection whose session ends with it,
+    /// which keeps its state to itself (see [`SessionRef::Own`]).
+    state: Option<SharedSession>,
     /// Cancelled to make the connection holding the session let go of it.
     holder: Option<(u64, CancellationToken)>,
 }
@@ -269,7 +271,7 @@ pub struct Registry {
 
 /// A session held by one connection; dropping it releases the session.
 pub struct Held {
-    pub state: OwnedMappedMutexGuard<Option<SessionState>, SessionState>,
+    pub state: SessionRef,
     /// Whether an existing session was resumed (CONNACK Session Present).
     pub resumed: bool,
     /// Shared subscriptions of a persistent session that a clean start
@@ -277,28 +279,70 @@ pub struct Held {
     pub discarded_shared: Vec<String>,
 }
 
+/// A connection's hold on its session's state.
+pub enum SessionRef {
+    /// A session in the registry, which later connections may take over.
+    Shared(OwnedMappedMutexGuard<Option<SessionState>, SessionState>),
+    /// A session that ends with its connection (clean session / expiry 0):
+    /// nobody else will ever need its state, so it is not shared.
+    Own(Box<SessionState>),
+}
+
+impl std::ops::Deref for SessionRef {
+    type Target = SessionState;
+
+    fn deref(&self) -> &SessionState {
+        match self {
+            SessionRef::Shared(guard) => guard,
+            SessionRef::Own(state) => state,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SessionRef {
+    fn deref_mut(&mut self) -> &mut SessionState {
+        match self {
+            SessionRef::Shared(guard) => &mut *guard,
+            SessionRef::Own(state) => &mut *state,
+        }
+    }
+}
+
 impl Registry {
     /// Takes the session of `client_id` for connection `conn`, creating one
     /// with `fresh` when there is none or `clean_start` asks to discard it.
     /// `kick` is cancelled when a later connection takes the session over.
+    /// `persistent` says whether the new session outlives its connection.
     pub async fn take(
         &self,
         client_id: &ClientId,
         conn: u64,
         kick: CancellationToken,
         clean_start: bool,
+        persistent: bool,
         fresh: impl FnOnce() -> SessionState,
     ) -> Held {
         let state = {
             let mut entries = self.entries.lock().expect("registry lock poisoned");
             let entry = entries.entry(client_id.clone()).or_insert_with(|| Entry {
-                state: Arc::new(tokio::sync::Mutex::new(None)),
+                state: None,
                 holder: None,
             });
             if let Some((_, previous)) = entry.holder.replace((conn, kick)) {
                 previous.cancel();
             }
+            if entry.state.is_none() && persistent {
+                entry.state = Some(Arc::new(tokio::sync::Mutex::new(None)));
+            }
             entry.state.clone()
+        };
+        let Some(state) = state else {
+            // No session to resume and none to keep: the connection owns its state.
+            return Held {
+                state: SessionRef::Own(Box::new(fresh())),
+                resumed: false,
+                discarded_shared: Vec::new(),
+            };
         };
         let mut guard: OwnedMutexGuard<Option<SessionState>> = state.lock_owned().await;
         if let Some(will) = guard.as_mut().and_then(|s| s.pending_will.take()) {
@@ -315,7 +359,7 @@ impl Registry {
         let state =
             OwnedMutexGuard::map(guard, |s| s.as_mut().expect("session state was just set"));
         Held {
-            state,
+            state: SessionRef::Shared(state),
             resumed,
             discarded_shared,
         }
@@ -341,7 +385,7 @@ impl Registry {
         entries.insert(
             state.client_id.clone(),
             Entry {
-                state: Arc::new(tokio::sync::Mutex::new(Some(state))),
+                state: Some(Arc::new(tokio::sync::Mutex::new(Some(state)))),
                 holder: None,
             },
         );
@@ -356,7 +400,10 @@ impl Registry {
             if entry.holder.is_some() {
                 return true;
             }
-            let Ok(state) = entry.state.try_lock() else {
+            let Some(shared) = &entry.state else {
+                return true;
+            };
+            let Ok(state) = shared.try_lock() else {
                 return true;
             };
             let Some(state) = state.as_ref() else {
@@ -471,12 +518,19 @@ mod tests {
         let id = ClientId::new("c");
         let first_kick = CancellationToken::new();
         let mut first = registry
-            .take(&id, 1, first_kick.clone(), false, || session_with(&[]))
+            .take(
+                &id,
+                1,
+                first_kick.clone(),
+                false,
+                true,
+                || session_with(&[]),
+            )
             .await;
         first.state.persistent = true;
         let (r, id2) = (registry.clone(), id.clone());
         let second = tokio::spawn(async move {
-            r.take(&id2, 2, CancellationToken::new(), false, || {
+            r.take(&id2, 2, CancellationToken::new(), false, true, || {
                 session_with(&[])
             })
             .await

@@ -156,6 +156,7 @@ impl Connection {
                 self.id,
                 self.stop.clone(),
                 connect.clean_start,
+                persistent,
                 || SessionState::new(client_id.clone(), protocol, end),
             )
             .await;

@@ -167,12 +167,12 @@ pub(crate) struct Connection {
     /// Topic aliases in both directions (5.0), allocated on first use.
     aliases: Option<Box<Aliases>>,
     client_topic_alias_maximum: u16,
-    /// Messages of shared subscriptions handed to this connection by their
-    /// groups (bounded: a group moves on to another member when it is full).
     /// When the client must have sent something by (1.5 × keep-alive).
     keep_alive_deadline: Option<Instant>,
     /// Room made in `rbuf` before each read: `SMALL_READ` or `BIG_READ`.
     read_chunk: usize,
+    /// Messages of shared subscriptions handed to this connection by their
+    /// groups (bounded: a group moves on to another member when it is full).
     /// Created with the first shared subscription: an idle connection
     /// should cost as little memory as possible.
     shared: Option<(mpsc::Sender<SharedDelivery>, mpsc::Receiver<SharedDelivery>)>,
@@ -230,13 +230,11 @@ impl Connection {
         };
         // Boxed where a step is large and rare or short-lived, so that the task
         // of an idle connection only keeps the small `serve` loop alive.
-        let Some(held) = Box::pin(self.handshake()).await else {
+        let Some(mut held) = Box::pin(self.handshake()).await else {
             return;
         };
-        // Boxed too: what stays in the task is a handful of pointers.
-        let mut held = Box::new(held);
         let close = self.serve(&mut held).await;
-        Box::pin(self.finish(*held, close)).await;
+        Box::pin(self.finish(held, close)).await;
         drop(permit);
     }
 
