@@ -7,6 +7,13 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than glibc's allocator: measured with `tributary bench`
+/// (docs/benchmarks.md), it leaves fewer holes around the 128-byte aligned
+/// blocks the runtime allocates per connection (idle connections take less
+/// resident memory) and is faster on the per-message allocations.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tributary: personal data streams over MQTT onto a durable log.
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about, long_about = None)]

@@ -120,10 +120,10 @@ impl Connection {
         };
         if v5 {
             if let Some(receive_maximum) = connect.properties.receive_maximum {
-                self.outbound_window = self.outbound_window.min(usize::from(receive_maximum));
+                self.outbound_window = self.outbound_window.min(u32::from(receive_maximum));
             }
             if let Some(max) = connect.properties.maximum_packet_size {
-                self.client_max_packet = max as usize;
+                self.client_max_packet = max;
             }
             self.problem_information = connect.properties.request_problem_information != Some(0);
             properties.receive_maximum = Some(limits.receive_maximum);
@@ -144,7 +144,7 @@ impl Connection {
             keep_alive = max_keep_alive;
             properties.server_keep_alive = Some(max_keep_alive);
         }
-        self.keep_alive = Duration::from_secs(u64::from(keep_alive));
+        self.keep_alive = keep_alive;
         self.will = connect.will.map(Box::new);
 
         let end = broker.log.end_offset();
@@ -186,7 +186,7 @@ impl Connection {
             self.resend_inflight(&mut held);
         }
         // QoS 2 flows awaiting PUBREL still use the client's quota.
-        self.unacked_inbound = held.state.inbound_qos2.len();
+        self.unacked_inbound = held.state.inbound_qos2.len() as u32;
         for key in Subscription::shared_keys(held.state.subscriptions.values()) {
             let sender = self.shared_sender();
             broker.shared.join(&key, self.id, sender);

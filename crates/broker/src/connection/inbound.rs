@@ -143,7 +143,7 @@ impl Connection {
             }
             self.unacked_inbound += 1;
             if self.version == ProtocolVersion::V5
-                && self.unacked_inbound > usize::from(self.broker.config.limits.receive_maximum)
+                && self.unacked_inbound > u32::from(self.broker.config.limits.receive_maximum)
             {
                 return Err(Close::Violation(
                     ReasonCode::ReceiveMaximumExceeded,
@@ -181,7 +181,10 @@ impl Connection {
             refused,
             retained: None,
         };
-        self.queued.push((record, ack));
+        self.ingest
+            .get_or_insert_default()
+            .queued
+            .push((record, ack));
         Ok(())
     }
 
@@ -217,11 +220,13 @@ impl Connection {
     fn is_pending(&self, packet_id: u16) -> bool {
         let pending =
             |ack: &PendingAck| ack.qos == QoS::ExactlyOnce && ack.packet_id == Some(packet_id);
-        self.queued.iter().any(|(_, a)| pending(a))
-            || self
-                .appending
-                .iter()
-                .any(|append| append.acks.iter().any(pending))
+        self.ingest.as_ref().is_some_and(|ingest| {
+            ingest.queued.iter().any(|(_, a)| pending(a))
+                || ingest
+                    .appending
+                    .iter()
+                    .any(|append| append.acks.iter().any(pending))
+        })
     }
 
     /// Answers the publishes of a finished append: PUBACK/PUBREC once

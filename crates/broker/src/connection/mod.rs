@@ -39,8 +39,8 @@ use crate::shared::SharedDelivery;
 const IDLE_BUFFER: usize = 4096;
 
 /// Read sizes of a quiet and of a busy client.
-const SMALL_READ: usize = 2048;
-const BIG_READ: usize = 64 * 1024;
+const SMALL_READ: u32 = 2048;
+const BIG_READ: u32 = 64 * 1024;
 
 /// Appends one connection may have in flight at once: enough to keep a
 /// busy publisher's messages flowing into consecutive group commits.
@@ -119,11 +119,35 @@ type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset
 /// Publishes with the answers they are owed, in arrival order.
 type Acks = Vec<PendingAck>;
 
+/// A connection's publishes on their way into the log.
+#[derive(Default)]
+struct Ingest {
+    /// Publishes waiting to be handed to the log, in arrival order.
+    queued: Vec<(Option<Record>, PendingAck)>,
+    /// Appends in flight, oldest first, each with the acknowledgements that
+    /// wait for it. They were handed to the log in this order, so they become
+    /// durable in this order and the client's publishes keep theirs.
+    appending: VecDeque<Append>,
+    /// True while the oldest append waits for room in the log's queue:
+    /// nothing more is handed over until it got in, or order could break.
+    blocked: bool,
+}
+
+impl Ingest {
+    fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.appending.is_empty()
+    }
+
+    fn can_submit(&self) -> bool {
+        !self.queued.is_empty() && self.appending.len() < APPENDS_IN_FLIGHT && !self.blocked
+    }
+}
+
 /// One append a connection has in flight.
 struct Append {
     future: AppendFuture,
     acks: Acks,
-    /// It waits for room in the log's queue (see `Connection::appending_blocked`).
+    /// It waits for room in the log's queue (see `Ingest::blocked`).
     blocking: bool,
 }
 
@@ -142,24 +166,19 @@ pub(crate) struct Connection {
     stop: CancellationToken,
     version: ProtocolVersion,
     client_id: ClientId,
-    keep_alive: Duration,
+    /// Seconds; 0 turns keep-alive off.
+    keep_alive: u16,
     /// Boxed: most clients set none, and an idle connection should be small.
     will: Option<Box<tributary_mqtt::Will>>,
-    /// Publishes waiting for the append in flight to finish, in arrival order.
-    queued: Vec<(Option<Record>, PendingAck)>,
-    /// Appends in flight, oldest first, each with the acknowledgements that
-    /// wait for it. They were handed to the log in this order, so they become
-    /// durable in this order and the client's publishes keep theirs.
-    appending: VecDeque<Append>,
-    /// True while the oldest append waits for room in the log's queue:
-    /// nothing more is handed over until it got in, or order could break.
-    appending_blocked: bool,
+    /// Publishes on their way into the log; allocated while there are any,
+    /// so an idle connection does not carry it.
+    ingest: Option<Box<Ingest>>,
     /// QoS 1/2 publishes received and not yet answered with PUBACK/PUBREC.
-    unacked_inbound: usize,
+    unacked_inbound: u32,
     /// Smaller of `limits.inflight` and the client's 5.0 Receive Maximum.
-    outbound_window: usize,
+    outbound_window: u32,
     /// The client's 5.0 Maximum Packet Size (outgoing packets above it are not sent).
-    client_max_packet: usize,
+    client_max_packet: u32,
     /// Whether the client asked for reason strings and user properties (5.0).
     problem_information: bool,
     /// The cursor last committed to the log, to commit only on change.
@@ -170,7 +189,7 @@ pub(crate) struct Connection {
     /// When the client must have sent something by (1.5 × keep-alive).
     keep_alive_deadline: Option<Instant>,
     /// Room made in `rbuf` before each read: `SMALL_READ` or `BIG_READ`.
-    read_chunk: usize,
+    read_chunk: u32,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
     /// Created with the first shared subscription: an idle connection
@@ -186,7 +205,7 @@ impl Connection {
         peer: SocketAddr,
         stop: CancellationToken,
     ) -> Self {
-        let outbound_window = usize::from(broker.config.limits.inflight);
+        let outbound_window = u32::from(broker.config.limits.inflight);
         Connection {
             broker,
             id,
@@ -197,14 +216,12 @@ impl Connection {
             stop,
             version: ProtocolVersion::V311,
             client_id: ClientId::new(""),
-            keep_alive: Duration::ZERO,
+            keep_alive: 0,
             will: None,
-            queued: Vec::new(),
-            appending: VecDeque::new(),
-            appending_blocked: false,
+            ingest: None,
             unacked_inbound: 0,
             outbound_window,
-            client_max_packet: usize::MAX,
+            client_max_packet: u32::MAX,
             problem_information: true,
             committed: None,
             aliases: None,
@@ -251,6 +268,7 @@ impl Connection {
                 if self.wbuf.capacity() > 0 {
                     self.wbuf = BytesMut::new();
                 }
+                self.ingest = None;
                 tokio::select! {
                     () = self.stop.cancelled() => return self.stop_reason(),
                     () = sleep_until_opt(self.keep_alive_deadline) => return self.keep_alive_expired(),
@@ -272,8 +290,7 @@ impl Connection {
     /// to hand out.
     fn is_idle(&self, held: &Held) -> bool {
         self.wbuf.is_empty()
-            && self.appending.is_empty()
-            && self.queued.is_empty()
+            && self.ingest.as_ref().is_none_or(|i| i.is_empty())
             && self.shared.is_none()
             && !held.state.reads_log()
     }
@@ -308,8 +325,8 @@ impl Connection {
             first = false;
             let can_read = self.wbuf.len() < limits.max_write_buffer
                 && (self.version == ProtocolVersion::V5
-                    || self.unacked_inbound < usize::from(limits.receive_maximum));
-            let has_room = held.state.outbound.len() < self.outbound_window
+                    || self.unacked_inbound < u32::from(limits.receive_maximum));
+            let has_room = held.state.outbound.len() < self.outbound_window as usize
                 && self.wbuf.len() < limits.max_write_buffer;
             let reads_log = held.state.reads_log();
             if !reads_log {
@@ -333,13 +350,13 @@ impl Connection {
                     }
                     Err(_) => return Some(Close::Lost),
                 },
-                read = read_some(&self.stream, &mut self.rbuf, self.read_chunk), if can_read => match read {
+                read = read_some(&self.stream, &mut self.rbuf, self.read_chunk as usize), if can_read => match read {
                     Ok(0) | Err(_) => return Some(Close::Lost),
                     Ok(n) => {
                         // A read that fills most of the room means a busy
                         // client: read bigger chunks (fewer system calls);
                         // a quiet one goes back to small reads.
-                        self.read_chunk = if n >= self.read_chunk / 2 { BIG_READ } else { SMALL_READ };
+                        self.read_chunk = if n >= self.read_chunk as usize / 2 { BIG_READ } else { SMALL_READ };
                         self.keep_alive_deadline = self.next_keep_alive_deadline();
                         if let Err(close) = Box::pin(self.handle_input(held)).await {
                             return Some(close);
@@ -350,7 +367,7 @@ impl Connection {
                         }
                     }
                 },
-                done = poll_append(&mut self.appending, &mut self.appending_blocked) => {
+                done = poll_append(&mut self.ingest) => {
                     if let Err(close) = self.appended(held, done) {
                         return Some(close);
                     }
@@ -369,7 +386,8 @@ impl Connection {
 
     fn next_keep_alive_deadline(&self) -> Option<Instant> {
         // 1.5 × keep-alive (3.1.1 §3.1.2.10, 5.0 §3.1.2.10); 0 means none.
-        (!self.keep_alive.is_zero()).then(|| Instant::now() + self.keep_alive * 3 / 2)
+        (self.keep_alive > 0)
+            .then(|| Instant::now() + Duration::from_millis(u64::from(self.keep_alive) * 1500))
     }
 
     /// Decodes and handles every complete packet in the read buffer.
@@ -393,11 +411,9 @@ impl Connection {
     /// Starts the next append when none is in flight, and commits the
     /// session cursor when it moved.
     fn flush_progress(&mut self, held: &mut Held) -> Result<(), Close> {
-        if !self.queued.is_empty()
-            && self.appending.len() < APPENDS_IN_FLIGHT
-            && !self.appending_blocked
-        {
-            let batch = std::mem::take(&mut self.queued);
+        let log = &self.broker.log;
+        if let Some(ingest) = self.ingest.as_mut().filter(|i| i.can_submit()) {
+            let batch = std::mem::take(&mut ingest.queued);
             let mut records = Vec::with_capacity(batch.len());
             let mut acks = Vec::with_capacity(batch.len());
             for (record, mut ack) in batch {
@@ -409,9 +425,9 @@ impl Connection {
                 }
                 acks.push(ack);
             }
-            let (future, blocking) = submit(&self.broker.log, records);
-            self.appending_blocked = blocking;
-            self.appending.push_back(Append {
+            let (future, blocking) = submit(log, records);
+            ingest.blocked = blocking;
+            ingest.appending.push_back(Append {
                 future,
                 acks,
                 blocking,
@@ -455,7 +471,7 @@ impl Connection {
             self.wbuf.truncate(start);
             return false;
         }
-        if self.wbuf.len() - start > self.client_max_packet {
+        if self.wbuf.len() - start > self.client_max_packet as usize {
             self.wbuf.truncate(start);
             return false;
         }
@@ -482,9 +498,9 @@ impl Connection {
     async fn finish(mut self, mut held: Held, close: Close) {
         // Publishes already received are still made durable and, where the
         // socket allows, acknowledged: the client may not resend them.
-        while !self.appending.is_empty() || !self.queued.is_empty() {
+        while self.ingest.as_ref().is_some_and(|i| !i.is_empty()) {
             let _ = self.flush_progress(&mut held);
-            let done = poll_append(&mut self.appending, &mut self.appending_blocked).await;
+            let done = poll_append(&mut self.ingest).await;
             let _ = self.appended(&mut held, done);
         }
         if let (ProtocolVersion::V5, Some((reason, text))) = (self.version, close.reason()) {
@@ -655,15 +671,15 @@ async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
 /// Resolves with the result of the oldest append in flight; pending
 /// forever when none is. Cancel-safe: the append stays queued until it resolves.
 async fn poll_append(
-    appending: &mut VecDeque<Append>,
-    blocked: &mut bool,
+    ingest: &mut Option<Box<Ingest>>,
 ) -> (tributary_log::Result<Vec<Offset>>, Acks) {
-    match appending.front_mut() {
+    match ingest.as_mut().and_then(|i| i.appending.front_mut()) {
         Some(append) => {
             let result = (&mut append.future).await;
-            let append = appending.pop_front().expect("append in flight");
+            let ingest = ingest.as_mut().expect("append in flight");
+            let append = ingest.appending.pop_front().expect("append in flight");
             if append.blocking {
-                *blocked = false;
+                ingest.blocked = false;
             }
             (result, append.acks)
         }

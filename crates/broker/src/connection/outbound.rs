@@ -49,7 +49,8 @@ impl Connection {
                 continue;
             };
             let qos = route.qos_for(record.qos);
-            if (qos != QoS::AtMostOnce && held.state.outbound.len() >= self.outbound_window)
+            if (qos != QoS::AtMostOnce
+                && held.state.outbound.len() >= self.outbound_window as usize)
                 || self.wbuf.len() >= max_buffer
             {
                 break;
@@ -249,7 +250,7 @@ impl Connection {
             self.wbuf.truncate(start);
             return false;
         }
-        if self.wbuf.len() - start > self.client_max_packet {
+        if self.wbuf.len() - start > self.client_max_packet as usize {
             // 5.0 §3.1.2.11.4: a packet the client cannot take is dropped for it.
             self.wbuf.truncate(start);
             return false;
