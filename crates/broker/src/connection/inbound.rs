@@ -1,6 +1,6 @@
 //! Packets from a connected client.
 
-use tributary_log::{Offset, Record};
+use tributary_log::Offset;
 use tributary_mqtt::{
     Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
@@ -162,17 +162,14 @@ impl Connection {
             }
             refused = Some((ReasonCode::PayloadFormatInvalid, TEXT));
         }
-        let record = refused.is_none().then(|| Record {
-            receive_time_ms: crate::persist::unix_ms(),
-            topic: publish.topic,
-            qos: publish.qos as u8,
-            retain: publish.retain,
-            properties: crate::wire::stored_properties(&publish.properties),
-            payload: publish.payload,
-            client_id: self.client_id.as_str().to_owned(),
-            message_id: self.broker.next_message_id(),
-            owner: String::new(),
-            device: String::new(),
+        let record = refused.is_none().then(|| {
+            self.new_record(
+                publish.topic,
+                publish.qos,
+                publish.retain,
+                &publish.properties,
+                publish.payload,
+            )
         });
         let ack = PendingAck {
             qos: publish.qos,

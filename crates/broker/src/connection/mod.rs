@@ -462,11 +462,44 @@ impl Connection {
         }
     }
 
+    /// A log record of a message this client published (or its will),
+    /// stamped with the time, the client and a new message id.
+    fn new_record(
+        &self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        properties: &tributary_mqtt::Properties,
+        payload: bytes::Bytes,
+    ) -> Record {
+        Record {
+            receive_time_ms: crate::persist::unix_ms(),
+            topic,
+            qos: qos as u8,
+            retain,
+            properties: crate::wire::stored_properties(properties),
+            payload,
+            client_id: self.client_id.as_str().to_owned(),
+            message_id: self.broker.next_message_id(),
+            owner: String::new(),
+            device: String::new(),
+        }
+    }
+
     /// Appends `packet` to the write buffer. Packets above the client's
     /// Maximum Packet Size are dropped (5.0 §3.1.2.11.4) and `false` returned.
     fn send(&mut self, packet: &Packet) -> bool {
         let start = self.wbuf.len();
-        if let Err(e) = tributary_mqtt::encode(packet, self.version, &mut self.wbuf) {
+        let encoded = tributary_mqtt::encode(packet, self.version, &mut self.wbuf);
+        self.keep_encoded(start, encoded)
+    }
+
+    /// Keeps what an encoder appended to the write buffer from `start` if it
+    /// succeeded and fits the client's Maximum Packet Size (5.0
+    /// §3.1.2.11.4: a packet the client cannot take is dropped for it);
+    /// otherwise removes it and returns false.
+    fn keep_encoded(&mut self, start: usize, encoded: tributary_mqtt::Result<()>) -> bool {
+        if let Err(e) = encoded {
             tracing::error!(client_id = %self.client_id, error = %e, "encode an outgoing packet");
             self.wbuf.truncate(start);
             return false;
@@ -544,18 +577,13 @@ impl Connection {
         } else {
             0
         });
-        let record = Record {
-            receive_time_ms: crate::persist::unix_ms(),
-            topic: will.topic,
-            qos: will.qos as u8,
-            retain: will.retain,
-            properties: crate::wire::stored_properties(&will.properties),
-            payload: will.payload,
-            client_id: self.client_id.as_str().to_owned(),
-            message_id: self.broker.next_message_id(),
-            owner: String::new(),
-            device: String::new(),
-        };
+        let record = self.new_record(
+            will.topic,
+            will.qos,
+            will.retain,
+            &will.properties,
+            will.payload,
+        );
         if delay == 0 {
             append_will(&self.broker, record).await;
             return;

@@ -245,14 +245,7 @@ impl Connection {
             self.version,
             &mut self.wbuf,
         );
-        if let Err(e) = encoded {
-            tracing::error!(client_id = %self.client_id, error = %e, "encode an outgoing PUBLISH");
-            self.wbuf.truncate(start);
-            return false;
-        }
-        if self.wbuf.len() - start > self.client_max_packet as usize {
-            // 5.0 §3.1.2.11.4: a packet the client cannot take is dropped for it.
-            self.wbuf.truncate(start);
+        if !self.keep_encoded(start, encoded) {
             return false;
         }
         if let Some(alias) = new_alias {
