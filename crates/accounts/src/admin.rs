@@ -1,0 +1,159 @@
+//! Administration: the read-modify-write operations behind the
+//! `tributary owner|device` commands. Each runs under the exclusive lock
+//! of the data dir and replaces the file atomically, so it is safe while a
+//! broker runs (the broker picks the change up with
+//! [`Accounts::reload_if_changed`](crate::Accounts::reload_if_changed)).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::{self, DeviceRecord, OwnerRecord, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+use crate::{secret, Error, Kind, Result};
+
+/// Adds an owner (a person). With `password` `None` a password of 24
+/// random letters and digits is generated; either way the password is
+/// returned so that it can be shown once, and only its Argon2id hash is
+/// stored.
+pub fn add_owner(data_dir: &Path, name: &str, password: Option<&str>) -> Result<String> {
+    store::check_name(Kind::Owner, name)?;
+    let password = match password {
+        Some(p) if p.len() < MIN_PASSWORD_LEN || p.len() > MAX_PASSWORD_LEN => {
+            return Err(Error::InvalidPassword("must be 8 to 1024 bytes long"))
+        }
+        Some(p) => p.to_owned(),
+        None => secret::generate_password(),
+    };
+    // Hash before taking the lock: Argon2 is the slow part.
+    let password_hash = secret::hash(password.as_bytes());
+    store::modify(data_dir, |file| {
+        check_free(file, name, Kind::Owner)?;
+        file.owners.insert(
+            name.to_owned(),
+            OwnerRecord {
+                created_unix: store::now_unix(),
+                password_hash,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(password)
+}
+
+/// Adds a device of `owner` and returns its new token (32 random bytes,
+/// base64url without padding). The token is not stored, only its Argon2id
+/// hash: this is the one chance to show it.
+pub fn add_device(data_dir: &Path, owner: &str, device: &str) -> Result<String> {
+    store::check_name(Kind::Owner, owner)?;
+    store::check_name(Kind::Device, device)?;
+    let token = secret::generate_token();
+    let token_hash = secret::hash(token.as_bytes());
+    store::modify(data_dir, |file| {
+        if !file.owners.contains_key(owner) {
+            return Err(Error::NotFound {
+                kind: Kind::Owner,
+                name: owner.to_owned(),
+            });
+        }
+        check_free(file, device, Kind::Device)?;
+        file.devices.insert(
+            device.to_owned(),
+            DeviceRecord {
+                owner: owner.to_owned(),
+                created_unix: store::now_unix(),
+                token_hash,
+                revoked_unix: None,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+/// Revokes a device: its token no longer authenticates and a broker
+/// disconnects it at its next reload. The record stays (the name is not
+/// reused). Revoking a revoked device changes nothing.
+pub fn revoke_device(data_dir: &Path, device: &str) -> Result<()> {
+    store::check_name(Kind::Device, device)?;
+    store::modify(data_dir, |file| {
+        let record = file
+            .devices
+            .get_mut(device)
+            .ok_or_else(|| Error::NotFound {
+                kind: Kind::Device,
+                name: device.to_owned(),
+            })?;
+        if record.revoked_unix.is_none() {
+            record.revoked_unix = Some(store::now_unix());
+        }
+        Ok(())
+    })
+}
+
+/// Everything in the accounts file except the hashes: owners sorted by
+/// name, each with its devices sorted by name.
+pub fn list(data_dir: &Path) -> Result<Listing> {
+    let (file, _) = store::read(&store::accounts_path(data_dir))?;
+    let owners = file
+        .owners
+        .iter()
+        .map(|(name, owner)| OwnerInfo {
+            name: name.clone(),
+            created: from_unix(owner.created_unix),
+            devices: file
+                .devices
+                .iter()
+                .filter(|(_, device)| device.owner == *name)
+                .map(|(name, device)| DeviceInfo {
+                    name: name.clone(),
+                    created: from_unix(device.created_unix),
+                    revoked: device.revoked_unix.map(from_unix),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Listing { owners })
+}
+
+/// What [`list`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub owners: Vec<OwnerInfo>,
+}
+
+/// One owner in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerInfo {
+    pub name: String,
+    pub created: SystemTime,
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// One device in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub created: SystemTime,
+    /// When it was revoked; `None` while it may connect.
+    pub revoked: Option<SystemTime>,
+}
+
+/// Owners and devices share one namespace: a connection's user name must
+/// say unambiguously which one it is.
+fn check_free(file: &store::AccountsFile, name: &str, wanted: Kind) -> Result<()> {
+    let existing = if file.owners.contains_key(name) {
+        Kind::Owner
+    } else if file.devices.contains_key(name) {
+        Kind::Device
+    } else {
+        return Ok(());
+    };
+    Err(Error::Exists {
+        kind: existing,
+        name: name.to_owned(),
+        wanted,
+    })
+}
+
+fn from_unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}

@@ -1,0 +1,366 @@
+//! Who may connect: owners (people) and their devices, kept in
+//! `DATA_DIR/accounts.json` with Argon2id-hashed secrets, and the check of
+//! MQTT credentials against them.
+//!
+//! # Overview
+//!
+//! - [`Accounts`]: the broker's in-memory view of the file.
+//!   [`Accounts::authenticate`] maps an MQTT user name and password to an
+//!   [`Identity`] (or an [`AuthError`]); [`Accounts::reload_if_changed`]
+//!   picks up what the administration commands wrote;
+//!   [`Accounts::device_active`] tells the broker whom to disconnect.
+//! - [`add_owner`], [`add_device`], [`revoke_device`], [`list`]: the
+//!   administration behind `tributary owner|device`, safe while a broker
+//!   runs (exclusive lock, atomic replacement of the file).
+//! - [`Error`] and [`Result`] for everything but authentication.
+//!
+//! # Credentials
+//!
+//! A device connects with its name as the MQTT user name and its token
+//! (shown once by [`add_device`]) as the password; an owner with the
+//! owner's name and password. Owners and devices share one namespace, so a
+//! user name names exactly one of them.
+//!
+//! # On disk
+//!
+//! ```text
+//! DATA_DIR/accounts.json       the accounts (mode 0600), replaced atomically by every change
+//! DATA_DIR/accounts.json.tmp   the next version while it is written
+//! DATA_DIR/accounts.lock       flock'd by a writer for its read-modify-write
+//!
+//! {
+//!   "version": 1,                      format version; any other is refused
+//!   "generation": 3,                   +1 on every write
+//!   "owners": {
+//!     "ann": { "created_unix": 1767225600, "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$..." }
+//!   },
+//!   "devices": {
+//!     "watch": { "owner": "ann", "created_unix": 1767225660, "token_hash": "$argon2id$...",
+//!                "revoked_unix": 1767229200 }       only once revoked
+//!   }
+//! }
+//! ```
+//!
+//! # Invariants
+//!
+//! - No secret is stored or logged in clear: the file holds Argon2id PHC
+//!   strings (random 16-byte salt each), memory holds keyed SHA-256 digests
+//!   of secrets that verified; this crate logs nothing.
+//! - Every loaded file was validated: names valid, no name both an owner
+//!   and a device, every device's owner exists, every hash Argon2id. A file
+//!   that is not is refused whole ([`Error::Corrupt`]), never half-used.
+//! - A revoked device stays in the file; its name cannot be taken again.
+//!
+//! # Example
+//!
+//! ```
+//! use tributary_accounts::{Accounts, AuthError, Identity};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let data_dir = tempfile::tempdir()?;
+//! tributary_accounts::add_owner(data_dir.path(), "ann", Some("correct horse"))?;
+//! let token = tributary_accounts::add_device(data_dir.path(), "ann", "watch")?;
+//!
+//! let accounts = Accounts::open(data_dir.path())?;
+//! assert_eq!(
+//!     accounts.authenticate("watch", token.as_bytes()),
+//!     Ok(Identity::Device { owner: "ann".into(), device: "watch".into() })
+//! );
+//! assert_eq!(accounts.authenticate("watch", b"guess"), Err(AuthError::BadSecret));
+//!
+//! tributary_accounts::revoke_device(data_dir.path(), "watch")?;
+//! assert!(accounts.reload_if_changed()?);
+//! assert!(!accounts.device_active("watch"));
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod secret;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+
+pub use admin::{add_device, add_owner, list, revoke_device, DeviceInfo, Listing, OwnerInfo};
+use store::{AccountsFile, Stamp};
+
+/// Errors of the accounts file and its administration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // The caller's fault (a bad command line).
+    /// A name outside `[A-Za-z0-9_.-]{1,64}` or starting with `.`.
+    #[error("{kind} name '{name}' {problem}")]
+    InvalidName {
+        kind: Kind,
+        /// The name as given, escaped and shortened for printing.
+        name: String,
+        problem: &'static str,
+    },
+    /// An administrator-chosen owner password that is too short or long.
+    #[error("password {0}")]
+    InvalidPassword(&'static str),
+    /// The name is taken, by an owner or a device (one namespace).
+    #[error("{}", exists_message(*.kind, .name, *.wanted))]
+    Exists {
+        /// What the name already is.
+        kind: Kind,
+        name: String,
+        /// What was being added.
+        wanted: Kind,
+    },
+    #[error("no {kind} named {name}")]
+    NotFound { kind: Kind, name: String },
+
+    // Storage.
+    /// The accounts file cannot be parsed or breaks an invariant; nothing
+    /// of it is used.
+    #[error("corrupt accounts file {}: {reason}", .path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+fn exists_message(kind: Kind, name: &str, wanted: Kind) -> String {
+    if kind == wanted {
+        format!("{kind} {name} already exists")
+    } else {
+        format!("cannot add {wanted} {name}: {kind} {name} already exists (owners and devices share one namespace)")
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which kind of account a name is, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Owner,
+    Device,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Owner => "owner",
+            Kind::Device => "device",
+        })
+    }
+}
+
+/// Who an authenticated connection is. Every message it publishes carries
+/// this owner (and device), never anything taken from a topic or payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A device, connected with its token.
+    Device { owner: String, device: String },
+    /// A person, connected with the owner password.
+    Owner { owner: String },
+}
+
+/// Why credentials were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown user name")]
+    UnknownUser,
+    #[error("wrong password or token")]
+    BadSecret,
+    #[error("device revoked")]
+    Revoked,
+}
+
+/// The broker's view of the accounts file. `Send + Sync`: share it in an
+/// `Arc`; [`Accounts::authenticate`] blocks (Argon2) and belongs in
+/// `spawn_blocking`, everything else is a map lookup.
+pub struct Accounts {
+    path: PathBuf,
+    /// The last loaded file and the stamp of the version it was read from.
+    view: RwLock<View>,
+    /// One reload at a time, so that a slow reader of an older version can
+    /// never replace a newer one.
+    reloading: Mutex<()>,
+    /// Secrets that verified, by name, so that a reconnect does not pay
+    /// Argon2 again. Bounded by the number of accounts: only names that
+    /// exist are inserted and a reload drops the rest.
+    verified: Mutex<HashMap<String, Verified>>,
+    /// Random per-process key of the digests in `verified`, so that the
+    /// broker's memory holds nothing from which a password could be
+    /// brute-forced offline faster than from its Argon2 hash.
+    digest_key: [u8; 32],
+}
+
+struct View {
+    file: AccountsFile,
+    stamp: Option<Stamp>,
+}
+
+/// A secret that verified against `phc`; valid only while the account's
+/// stored hash is still `phc` (so a changed secret is never served from the
+/// cache, even by a verification racing a reload).
+struct Verified {
+    phc: String,
+    digest: [u8; 32],
+}
+
+impl Accounts {
+    /// Loads `DATA_DIR/accounts.json`; an absent file means no accounts.
+    pub fn open(data_dir: &Path) -> Result<Accounts> {
+        let path = store::accounts_path(data_dir);
+        let (file, stamp) = store::read(&path)?;
+        let mut digest_key = [0u8; 32];
+        OsRng.fill_bytes(&mut digest_key);
+        Ok(Accounts {
+            path,
+            view: RwLock::new(View { file, stamp }),
+            reloading: Mutex::new(()),
+            verified: Mutex::new(HashMap::new()),
+            digest_key,
+        })
+    }
+
+    /// Re-reads the file when it changed on disk (another inode, mtime or
+    /// length than the version loaded) and returns true when its content
+    /// changed. Unchanged costs one `stat`. On error (a corrupt file, say)
+    /// the previous view stays in force.
+    pub fn reload_if_changed(&self) -> Result<bool> {
+        let _one_at_a_time = lock(&self.reloading);
+        let now = store::stamp(&self.path)?;
+        if read(&self.view).stamp == now {
+            return Ok(false);
+        }
+        let (file, stamp) = store::read(&self.path)?;
+        let mut view = write(&self.view);
+        view.stamp = stamp;
+        if view.file == file {
+            return Ok(false);
+        }
+        lock(&self.verified).retain(|name, verified| {
+            let current = match file.devices.get(name) {
+                Some(device) if device.revoked_unix.is_none() => Some(&device.token_hash),
+                Some(_) => None,
+                None => file.owners.get(name).map(|owner| &owner.password_hash),
+            };
+            current == Some(&verified.phc)
+        });
+        view.file = file;
+        Ok(true)
+    }
+
+    /// True when there are no owners and no devices.
+    pub fn is_empty(&self) -> bool {
+        let view = read(&self.view);
+        view.file.owners.is_empty() && view.file.devices.is_empty()
+    }
+
+    /// Checks MQTT credentials: a device name with its token, or an owner
+    /// name with the owner's password. Blocking: the first check of a
+    /// secret runs Argon2id (tens of milliseconds); a secret that verified
+    /// before against the same stored hash is recognised by its digest.
+    pub fn authenticate(&self, username: &str, password: &[u8]) -> Result<Identity, AuthError> {
+        let (identity, phc) = {
+            let view = read(&self.view);
+            if let Some(device) = view.file.devices.get(username) {
+                if device.revoked_unix.is_some() {
+                    return Err(AuthError::Revoked);
+                }
+                let identity = Identity::Device {
+                    owner: device.owner.clone(),
+                    device: username.to_owned(),
+                };
+                (identity, device.token_hash.clone())
+            } else if let Some(owner) = view.file.owners.get(username) {
+                let identity = Identity::Owner {
+                    owner: username.to_owned(),
+                };
+                (identity, owner.password_hash.clone())
+            } else {
+                return Err(AuthError::UnknownUser);
+            }
+        };
+        let digest = self.digest(password);
+        if let Some(verified) = lock(&self.verified).get(username) {
+            if verified.phc == phc && constant_time_eq(&verified.digest, &digest) {
+                return Ok(identity);
+            }
+        }
+        if !secret::verify(&phc, password) {
+            return Err(AuthError::BadSecret);
+        }
+        lock(&self.verified).insert(username.to_owned(), Verified { phc, digest });
+        Ok(identity)
+    }
+
+    /// False for a device that does not exist (any more) or was revoked.
+    pub fn device_active(&self, device: &str) -> bool {
+        read(&self.view)
+            .file
+            .devices
+            .get(device)
+            .is_some_and(|d| d.revoked_unix.is_none())
+    }
+
+    /// The owner of a device, if the device exists (revoked or not).
+    pub fn owner_of(&self, device: &str) -> Option<String> {
+        read(&self.view)
+            .file
+            .devices
+            .get(device)
+            .map(|d| d.owner.clone())
+    }
+
+    fn digest(&self, secret: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.digest_key);
+        hasher.update(secret);
+        hasher.finalize().into()
+    }
+}
+
+/// Shows where the accounts come from and how many there are, never a hash.
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let view = read(&self.view);
+        f.debug_struct("Accounts")
+            .field("path", &self.path)
+            .field("generation", &view.file.generation)
+            .field("owners", &view.file.owners.len())
+            .field("devices", &view.file.devices.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// A panic while holding one of these locks leaves consistent data behind
+// (every update is a single assignment or map operation), so poisoning is
+// ignored rather than turned into a panic of every later caller.
+fn read(lock: &RwLock<View>) -> std::sync::RwLockReadGuard<'_, View> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<View>) -> std::sync::RwLockWriteGuard<'_, View> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

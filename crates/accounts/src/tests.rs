@@ -1,0 +1,408 @@
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::*;
+
+type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn accounts_json(dir: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(dir.join(store::FILE_NAME))
+}
+
+#[test]
+fn add_list_revoke_round_trip() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    assert_eq!(list(dir.path())?, Listing { owners: vec![] });
+    add_owner(dir.path(), "ann", None)?;
+    add_owner(dir.path(), "bob", Some("bobs password"))?;
+    add_device(dir.path(), "ann", "watch")?;
+    add_device(dir.path(), "ann", "phone")?;
+    add_device(dir.path(), "bob", "ring")?;
+    revoke_device(dir.path(), "phone")?;
+
+    let listing = list(dir.path())?;
+    let summary: Vec<(String, Vec<(String, bool)>)> = listing
+        .owners
+        .iter()
+        .map(|o| {
+            let devices = o
+                .devices
+                .iter()
+                .map(|d| (d.name.clone(), d.revoked.is_some()));
+            (o.name.clone(), devices.collect())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "ann".to_owned(),
+                vec![("phone".to_owned(), true), ("watch".to_owned(), false)]
+            ),
+            ("bob".to_owned(), vec![("ring".to_owned(), false)]),
+        ]
+    );
+    let ann = &listing.owners[0];
+    assert!(ann.created <= SystemTime::now());
+    assert!(ann.created > SystemTime::now() - std::time::Duration::from_secs(60));
+    Ok(())
+}
+
+#[test]
+fn revoking_twice_keeps_the_first_time_and_writes_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "watch")?;
+    revoke_device(dir.path(), "watch")?;
+    let before = accounts_json(dir.path())?;
+    revoke_device(dir.path(), "watch")?;
+    assert_eq!(accounts_json(dir.path())?, before);
+    Ok(())
+}
+
+#[test]
+fn names_are_validated_with_a_message_naming_the_fault() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let err = add_device(dir.path(), "ann", "a/b").expect_err("slash");
+    assert_eq!(
+        err.to_string(),
+        "device name 'a/b' may contain only letters, digits, '_', '.', '-'"
+    );
+    let err = add_owner(dir.path(), ".hidden", None).expect_err("leading dot");
+    assert_eq!(
+        err.to_string(),
+        "owner name '.hidden' may not start with '.'"
+    );
+    let err = add_owner(dir.path(), "", None).expect_err("empty");
+    assert_eq!(
+        err.to_string(),
+        "owner name '' must be 1 to 64 characters long"
+    );
+    let long = "x".repeat(65);
+    assert!(matches!(
+        add_owner(dir.path(), &long, None),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(add_owner(dir.path(), &"x".repeat(64), None).is_ok());
+    for bad in ["a b", "é", "a+b", "a#", "line\nbreak", ".", ".."] {
+        assert!(
+            matches!(
+                add_device(dir.path(), "ann", bad),
+                Err(Error::InvalidName { .. })
+            ),
+            "{bad:?} accepted"
+        );
+    }
+    let err = add_owner(dir.path(), "bell\x07", None).expect_err("control character");
+    assert!(err.to_string().contains("'bell\\u{7}'"), "{err}");
+    for good in ["a", "A-b_c.d", "0", "dev.1-x_Y"] {
+        add_device(dir.path(), "ann", good)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn owners_and_devices_share_one_namespace() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "d1")?;
+    let err = add_owner(dir.path(), "ann", None).expect_err("owner twice");
+    assert_eq!(err.to_string(), "owner ann already exists");
+    let err = add_device(dir.path(), "ann", "d1").expect_err("device twice");
+    assert_eq!(err.to_string(), "device d1 already exists");
+    let err = add_device(dir.path(), "ann", "ann").expect_err("device named like an owner");
+    assert!(matches!(
+        err,
+        Error::Exists {
+            kind: Kind::Owner,
+            wanted: Kind::Device,
+            ..
+        }
+    ));
+    let err = add_owner(dir.path(), "d1", None).expect_err("owner named like a device");
+    assert!(
+        err.to_string().contains("device d1 already exists"),
+        "{err}"
+    );
+    // A revoked device keeps its name.
+    revoke_device(dir.path(), "d1")?;
+    assert!(add_device(dir.path(), "ann", "d1").is_err());
+    Ok(())
+}
+
+#[test]
+fn unknown_owner_and_device_are_named() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let err = add_device(dir.path(), "bob", "d1").expect_err("no owner");
+    assert_eq!(err.to_string(), "no owner named bob");
+    let err = revoke_device(dir.path(), "d9").expect_err("no device");
+    assert_eq!(err.to_string(), "no device named d9");
+    // A device is not an owner.
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "d1")?;
+    let err = add_device(dir.path(), "d1", "d2").expect_err("device as owner");
+    assert_eq!(err.to_string(), "no owner named d1");
+    Ok(())
+}
+
+#[test]
+fn chosen_passwords_are_bounded() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    assert!(matches!(
+        add_owner(dir.path(), "ann", Some("short")),
+        Err(Error::InvalidPassword(_))
+    ));
+    let long = "p".repeat(1025);
+    assert!(add_owner(dir.path(), "ann", Some(&long)).is_err());
+    assert_eq!(add_owner(dir.path(), "ann", Some("eight ch"))?, "eight ch");
+    Ok(())
+}
+
+#[test]
+fn generated_secrets_have_the_documented_shape() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let password = add_owner(dir.path(), "ann", None)?;
+    assert_eq!(password.len(), 24);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let token = add_device(dir.path(), "ann", "d1")?;
+    assert_eq!(token.len(), 43, "32 bytes in base64url without padding");
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_ne!(add_device(dir.path(), "ann", "d2")?, token);
+    assert_ne!(add_owner(dir.path(), "bob", None)?, password);
+    Ok(())
+}
+
+#[test]
+fn authenticate_devices_and_owners() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let password = add_owner(dir.path(), "ann", None)?;
+    let token = add_device(dir.path(), "ann", "watch")?;
+    let accounts = Accounts::open(dir.path())?;
+
+    let watch = Identity::Device {
+        owner: "ann".to_owned(),
+        device: "watch".to_owned(),
+    };
+    let ann = Identity::Owner {
+        owner: "ann".to_owned(),
+    };
+    assert_eq!(
+        accounts.authenticate("watch", token.as_bytes()),
+        Ok(watch.clone())
+    );
+    assert_eq!(
+        accounts.authenticate("ann", password.as_bytes()),
+        Ok(ann.clone())
+    );
+    // Again, from the cache.
+    assert_eq!(accounts.authenticate("watch", token.as_bytes()), Ok(watch));
+    assert_eq!(accounts.authenticate("ann", password.as_bytes()), Ok(ann));
+
+    assert_eq!(
+        accounts.authenticate("watch", b"wrong"),
+        Err(AuthError::BadSecret)
+    );
+    assert_eq!(
+        accounts.authenticate("watch", password.as_bytes()),
+        Err(AuthError::BadSecret),
+        "the owner's password is not the device's token"
+    );
+    assert_eq!(
+        accounts.authenticate("ann", token.as_bytes()),
+        Err(AuthError::BadSecret)
+    );
+    assert_eq!(accounts.authenticate("ann", b""), Err(AuthError::BadSecret));
+    assert_eq!(
+        accounts.authenticate("nobody", token.as_bytes()),
+        Err(AuthError::UnknownUser)
+    );
+    assert_eq!(accounts.authenticate("", b""), Err(AuthError::UnknownUser));
+
+    revoke_device(dir.path(), "watch")?;
+    assert!(accounts.reload_if_changed()?);
+    assert_eq!(
+        accounts.authenticate("watch", token.as_bytes()),
+        Err(AuthError::Revoked),
+        "a cached token of a revoked device no longer counts"
+    );
+    assert!(!accounts.device_active("watch"));
+    assert_eq!(accounts.owner_of("watch").as_deref(), Some("ann"));
+    Ok(())
+}
+
+#[test]
+fn cache_is_dropped_for_names_whose_hash_changed() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("first password"))?;
+    let accounts = Accounts::open(dir.path())?;
+    assert!(accounts.authenticate("ann", b"first password").is_ok());
+    // Replace ann by hand (no API changes a password yet): same name, new hash.
+    let mut file = store::read(&dir.path().join(store::FILE_NAME))?.0;
+    file.owners
+        .get_mut("ann")
+        .expect("ann was added")
+        .password_hash = secret::hash(b"second password");
+    file.generation += 1;
+    std::fs::write(
+        dir.path().join(store::FILE_NAME),
+        serde_json::to_string(&file)?,
+    )?;
+    assert!(accounts.reload_if_changed()?);
+    assert_eq!(
+        accounts.authenticate("ann", b"first password"),
+        Err(AuthError::BadSecret)
+    );
+    assert!(accounts.authenticate("ann", b"second password").is_ok());
+    Ok(())
+}
+
+#[test]
+fn the_file_never_holds_a_secret_in_clear() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let generated = add_owner(dir.path(), "ann", None)?;
+    add_owner(dir.path(), "bob", Some("bobs chosen password"))?;
+    let token = add_device(dir.path(), "ann", "watch")?;
+    let json = accounts_json(dir.path())?;
+    for secret in [generated.as_str(), "bobs chosen password", token.as_str()] {
+        assert!(!json.contains(secret), "{secret} stored in clear");
+    }
+    assert_eq!(json.matches("$argon2id$").count(), 3, "{json}");
+    let listing = format!("{:?}", list(dir.path())?);
+    let accounts = format!("{:?}", Accounts::open(dir.path())?);
+    for shown in [&listing, &accounts] {
+        assert!(!shown.contains("argon2"), "{shown}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join(store::FILE_NAME))?
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    Ok(())
+}
+
+#[test]
+fn reload_picks_up_changes_written_by_admin_calls() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let accounts = Accounts::open(dir.path())?;
+    assert!(accounts.is_empty());
+    assert!(!accounts.reload_if_changed()?, "no file, still no file");
+
+    add_owner(dir.path(), "ann", None)?;
+    assert!(accounts.reload_if_changed()?);
+    assert!(!accounts.is_empty());
+    assert!(!accounts.reload_if_changed()?, "unchanged");
+
+    let token = add_device(dir.path(), "ann", "watch")?;
+    assert!(!accounts.device_active("watch"), "not before the reload");
+    assert!(accounts.reload_if_changed()?);
+    assert!(accounts.device_active("watch"));
+    assert!(accounts.authenticate("watch", token.as_bytes()).is_ok());
+    assert!(!accounts.reload_if_changed()?);
+
+    // Touched but not changed: the stamp moves, the content does not.
+    let path = dir.path().join(store::FILE_NAME);
+    let text = std::fs::read(&path)?;
+    std::fs::write(dir.path().join("copy"), &text)?;
+    std::fs::rename(dir.path().join("copy"), &path)?;
+    assert!(!accounts.reload_if_changed()?);
+
+    // The file removed: no accounts, so no device stays active.
+    std::fs::remove_file(&path)?;
+    assert!(accounts.reload_if_changed()?);
+    assert!(accounts.is_empty());
+    assert!(!accounts.device_active("watch"));
+    assert_eq!(
+        accounts.authenticate("watch", token.as_bytes()),
+        Err(AuthError::UnknownUser)
+    );
+    Ok(())
+}
+
+#[test]
+fn concurrent_admin_calls_lose_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || -> Result<()> {
+                for d in 0..5 {
+                    add_device(&dir, "ann", &format!("t{t}-d{d}"))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("no panic")?;
+    }
+    let listing = list(dir.path())?;
+    assert_eq!(listing.owners[0].devices.len(), 40);
+    let file = store::read(&dir.path().join(store::FILE_NAME))?.0;
+    assert_eq!(file.generation, 41, "one write per call");
+    Ok(())
+}
+
+#[test]
+fn corrupt_file_gives_a_clear_error_and_keeps_the_loaded_view() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let accounts = Accounts::open(dir.path())?;
+    let path = dir.path().join(store::FILE_NAME);
+
+    std::fs::write(&path, "{\"version\": 1, \"generation\": ")?;
+    let err = Accounts::open(dir.path()).expect_err("truncated");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("corrupt accounts file {}: ", path.display())),
+        "{message}"
+    );
+    assert!(matches!(
+        accounts.reload_if_changed(),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(!accounts.is_empty(), "the loaded view stays");
+    assert!(
+        add_device(dir.path(), "ann", "d1").is_err(),
+        "no write over it"
+    );
+
+    std::fs::write(&path, r#"{"version": 2, "anything": []}"#)?;
+    let err = Accounts::open(dir.path()).expect_err("newer version");
+    assert!(err.to_string().contains("format version 2"), "{err}");
+
+    let hash = secret::hash(b"x");
+    let cases = [
+        (
+            format!(r#"{{"version":1,"generation":1,"owners":{{}},"devices":{{"d1":{{"owner":"bob","created_unix":0,"token_hash":"{hash}"}}}}}}"#),
+            "device d1 belongs to bob, which is not an owner",
+        ),
+        (
+            r#"{"version":1,"generation":1,"owners":{"ann":{"created_unix":0,"password_hash":"plain"}},"devices":{}}"#.to_owned(),
+            "owner ann: not a PHC hash string",
+        ),
+        (
+            format!(r#"{{"version":1,"generation":1,"owners":{{"a b":{{"created_unix":0,"password_hash":"{hash}"}}}},"devices":{{}}}}"#),
+            "owner name 'a b' may contain only",
+        ),
+        (
+            format!(r#"{{"version":1,"generation":1,"owners":{{"ann":{{"created_unix":0,"password_hash":"{hash}"}}}},"devices":{{"ann":{{"owner":"ann","created_unix":0,"token_hash":"{hash}"}}}}}}"#),
+            "ann is both an owner and a device",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, &text)?;
+        let err = Accounts::open(dir.path()).expect_err(expected);
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn accounts_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Accounts>();
+}
