@@ -1,6 +1,7 @@
 //! `tributary`: the one binary. Glue only: parse the command line, compose
 //! the config, start the parts from the library crates.
 
+mod admin;
 mod bench;
 mod config;
 mod serve;
@@ -28,6 +29,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load an MQTT broker: publishers, subscribers or idle connections.
     Bench(bench::BenchArgs),
+    /// Manage owners (people): add, list.
+    Owner(admin::OwnerArgs),
+    /// Manage devices of owners: add (prints the token once), revoke, list.
+    Device(admin::DeviceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +47,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Owner(args) => admin::owner(args),
+        Command::Device(args) => admin::device(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
