@@ -12,6 +12,8 @@ pub enum Error {
         context: &'static str,
         source: std::io::Error,
     },
+    #[error("open the account store: {0}")]
+    Accounts(String),
     #[error("{context}: {source}")]
     Log {
         context: &'static str,

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod acl;
 mod config;
 mod connection;
 mod error;

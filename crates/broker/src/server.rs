@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tributary_accounts::Accounts;
 use tributary_log::{Log, MessageId, Offset};
 
 use crate::config::BrokerConfig;
@@ -28,6 +29,8 @@ const RETAINED_CONSUMER: &str = "retained";
 const RETAINED_SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 /// How often offline sessions are checked for expiry.
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often the account store is checked for changes by admin commands.
+const ACCOUNTS_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long connections get to finish after shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Records read from the log per batch by background consumers.
@@ -41,6 +44,8 @@ pub struct Broker {
     pub(crate) session_file: Arc<SessionFile>,
     pub(crate) retained: Arc<Retained>,
     pub(crate) shared: SharedGroups,
+    /// Owners and devices, for authentication and the ACL.
+    pub(crate) accounts: Arc<Accounts>,
     retained_snapshot: Arc<RetainedSnapshot>,
     /// Where the retained map stood at the last snapshot load or replay.
     retained_applied: AtomicU64,
@@ -79,6 +84,8 @@ impl Broker {
                 .max(log.start_offset());
             sessions.restore(session.restore(cursor));
         }
+        let accounts =
+            Arc::new(Accounts::open(data_dir).map_err(|e| Error::Accounts(e.to_string()))?);
         let retained_snapshot = Arc::new(RetainedSnapshot::new(data_dir));
         let (retained, applied) = retained_snapshot
             .load()
@@ -91,6 +98,7 @@ impl Broker {
             session_file,
             retained: Arc::new(retained),
             shared,
+            accounts,
             retained_snapshot,
             retained_applied: AtomicU64::new(applied.0),
             message_ids: MessageIds::new(),
@@ -132,6 +140,10 @@ impl Broker {
         &self.log
     }
 
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
     pub(crate) fn next_message_id(&self) -> MessageId {
         self.message_ids.next()
     }
@@ -147,6 +159,7 @@ impl Broker {
         let tasks = TaskTracker::new();
         tasks.spawn(self.clone().retained_consumer(stop.clone()));
         tasks.spawn(self.clone().expire_sessions(stop.clone()));
+        tasks.spawn(self.clone().watch_accounts(stop.clone()));
         let connections = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
@@ -242,6 +255,30 @@ impl Broker {
             }
             if stopping {
                 return;
+            }
+        }
+    }
+
+    /// Follows changes the admin commands make to the account store (they
+    /// run as separate processes) and disconnects revoked devices.
+    async fn watch_accounts(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(ACCOUNTS_CHECK_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let accounts = self.accounts.clone();
+            match tokio::task::spawn_blocking(move || accounts.reload_if_changed()).await {
+                Ok(Ok(true)) => {
+                    tracing::info!("accounts reloaded");
+                    let accounts = &self.accounts;
+                    self.sessions
+                        .kick_where(|key| key.device().is_some_and(|d| !accounts.device_active(d)));
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "reload accounts.json"),
+                Err(e) => tracing::error!(error = %e, "reload accounts.json"),
             }
         }
     }

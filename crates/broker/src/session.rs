@@ -31,6 +31,33 @@ impl std::fmt::Display for ClientId {
 }
 
 impl ClientId {
+    /// The session key of an authenticated client: its MQTT client id
+    /// within its identity, so that nobody can take over (or read) another
+    /// identity's session by choosing its client id. Anonymous clients keep
+    /// the bare client id.
+    pub fn for_identity(
+        identity: Option<&tributary_accounts::Identity>,
+        client_id: &str,
+    ) -> ClientId {
+        match identity {
+            None => ClientId::new(client_id),
+            Some(tributary_accounts::Identity::Device { device, .. }) => {
+                ClientId::new(format!("d:{device}:{client_id}"))
+            }
+            Some(tributary_accounts::Identity::Owner { owner }) => {
+                ClientId::new(format!("o:{owner}:{client_id}"))
+            }
+        }
+    }
+
+    /// The device whose session this is, for keys made by `for_identity`.
+    pub fn device(&self) -> Option<&str> {
+        self.0
+            .strip_prefix("d:")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(device, _)| device)
+    }
+
     /// One allocation shared by the connection, the registry and the session.
     pub fn new(id: impl Into<Arc<str>>) -> Self {
         ClientId(id.into())
@@ -389,6 +416,17 @@ impl Registry {
                 holder: None,
             },
         );
+    }
+
+    /// Cancels the token of every connection holding a session whose key
+    /// `pred` picks (revoked devices).
+    pub fn kick_where(&self, pred: impl Fn(&ClientId) -> bool) {
+        let entries = self.entries.lock().expect("registry lock poisoned");
+        for (id, entry) in entries.iter() {
+            if let (true, Some((_, token))) = (pred(id), &entry.holder) {
+                token.cancel();
+            }
+        }
     }
 
     /// Removes offline sessions whose expiry has passed and returns their

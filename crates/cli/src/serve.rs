@@ -66,10 +66,12 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         .with_context(|| format!("listen for MQTT on {}", config.mqtt.listen))?;
     let local = listener.local_addr().context("read the listener address")?;
     tracing::info!(data_dir = %config.data_dir.display(), "mqtt listening on {local}");
-    if !config.mqtt.allow_anonymous {
+    if broker.accounts().is_empty() {
+        let dir = config.data_dir.display();
         tracing::warn!(
-            "anonymous access is off and accounts do not exist yet, so every client is refused; \
-             to try Tributary out run: tributary serve --allow-anonymous"
+            "no accounts yet{}; create the first owner and device (while this runs) with: \
+             tributary owner add NAME --data-dir {dir} && tributary device add --owner NAME DEVICE --data-dir {dir}",
+            if config.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
         );
     }
     broker.run(listener, shutdown_signal()).await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tributary_accounts::{AuthError, Identity};
 use tributary_mqtt::{ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, ReasonCode};
 
 use super::Connection;
@@ -82,11 +83,12 @@ impl Connection {
     async fn accept(&mut self, connect: Connect) -> Result<Held, ReasonCode> {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
-        if !broker.config.mqtt.allow_anonymous {
-            // Accounts arrive with authentication; until then only anonymous
-            // access on loopback exists, and it is off.
-            tracing::info!(peer = %self.peer, "refused: anonymous access is off (start with --allow-anonymous on a loopback listener)");
-            return Err(ReasonCode::NotAuthorized);
+        let identity = self.authenticate(&connect).await?;
+        if let Some(will) = &connect.will {
+            if !crate::acl::may_publish(identity.as_ref(), &*broker.accounts, &will.topic) {
+                tracing::info!(peer = %self.peer, topic = %will.topic, "refused: will topic not allowed for this identity");
+                return Err(ReasonCode::NotAuthorized);
+            }
         }
         let v5 = connect.protocol == ProtocolVersion::V5;
         let mut properties = Properties::default();
@@ -104,7 +106,8 @@ impl Connection {
         } else {
             connect.client_id.clone()
         };
-        let client_id = ClientId::new(client_id);
+        let client_id = ClientId::for_identity(identity.as_ref(), &client_id);
+        self.identity = identity.map(Box::new);
         let max_expiry = limits.max_session_expiry_secs;
         let (persistent, expiry) = if v5 {
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
@@ -192,6 +195,39 @@ impl Connection {
             broker.shared.join(&key, self.id, sender);
         }
         Ok(held)
+    }
+
+    /// Checks the CONNECT's credentials against the account store: a device
+    /// (user name = device, password = its token) or an owner (user name =
+    /// owner, password). Without credentials only anonymous access (loopback,
+    /// `--allow-anonymous`) lets a client in. Log lines name the user, never
+    /// the secret.
+    async fn authenticate(&mut self, connect: &Connect) -> Result<Option<Identity>, ReasonCode> {
+        let Some(username) = connect.username.clone() else {
+            if self.broker.config.mqtt.allow_anonymous {
+                return Ok(None);
+            }
+            tracing::info!(peer = %self.peer, "refused: no credentials and anonymous access is off");
+            return Err(ReasonCode::NotAuthorized);
+        };
+        let password = connect.password.clone().unwrap_or_default();
+        let accounts = self.broker.accounts.clone();
+        let user = username.clone();
+        match tokio::task::spawn_blocking(move || accounts.authenticate(&user, &password)).await {
+            Ok(Ok(identity)) => Ok(Some(identity)),
+            Ok(Err(AuthError::Revoked)) => {
+                tracing::info!(peer = %self.peer, user = %username, "refused: device revoked");
+                Err(ReasonCode::NotAuthorized)
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.peer, user = %username, reason = %e, "refused: bad credentials");
+                Err(ReasonCode::BadUserNameOrPassword)
+            }
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "authenticate");
+                Err(ReasonCode::ServerUnavailable)
+            }
+        }
     }
 
     /// Drops what disk holds of a session that is no longer persistent.

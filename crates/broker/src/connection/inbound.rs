@@ -152,7 +152,21 @@ impl Connection {
             }
         }
         let mut refused = None;
-        if publish.properties.payload_format_indicator == Some(1)
+        if !crate::acl::may_publish(
+            self.identity.as_deref(),
+            &*self.broker.accounts,
+            &publish.topic,
+        ) {
+            tracing::info!(client_id = %self.client_id, topic = %publish.topic, "publish denied by the ACL");
+            const TEXT: &str = "not authorized to publish to this topic";
+            if publish.qos == QoS::AtMostOnce || self.version == ProtocolVersion::V311 {
+                // 3.1.1 has no way to refuse one publish; 5.0 QoS 0 has no acknowledgement.
+                return Err(Close::Violation(ReasonCode::NotAuthorized, TEXT));
+            }
+            refused = Some((ReasonCode::NotAuthorized, TEXT));
+        }
+        if refused.is_none()
+            && publish.properties.payload_format_indicator == Some(1)
             && std::str::from_utf8(&publish.payload).is_err()
         {
             // 5.0 §3.3.2.3.2: the server may check a payload declared UTF-8.
@@ -330,8 +344,15 @@ impl Connection {
                     "No Local set on a shared subscription",
                 ));
             }
+            let inner = crate::shared::inner_filter(&sub.filter).unwrap_or(&sub.filter);
             let reason = if !tributary_mqtt::topic::valid_topic_filter(&sub.filter) {
                 ReasonCode::TopicFilterInvalid
+            } else if !crate::acl::may_subscribe(
+                self.identity.as_deref(),
+                &*self.broker.accounts,
+                inner,
+            ) {
+                ReasonCode::NotAuthorized
             } else {
                 let existed = held.state.subscriptions.contains_key(&sub.filter);
                 let send_retained = match sub.options.retain_handling {

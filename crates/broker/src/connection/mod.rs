@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 
+use tributary_accounts::Identity;
+
 use crate::server::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
@@ -71,6 +73,8 @@ enum Close {
     Violation(ReasonCode, &'static str),
     /// Another connection took over the session.
     TakenOver,
+    /// The device's credentials were revoked.
+    Revoked,
     /// The broker is shutting down.
     Shutdown,
 }
@@ -80,6 +84,7 @@ impl Close {
         match self {
             Close::ClientDisconnect { publish_will } => publish_will,
             Close::Lost | Close::Violation(..) | Close::TakenOver => true,
+            Close::Revoked => false,
             Close::Shutdown => false,
         }
     }
@@ -91,6 +96,10 @@ impl Close {
             Close::TakenOver => Some((
                 ReasonCode::SessionTakenOver,
                 "another connection took over the session",
+            )),
+            Close::Revoked => Some((
+                ReasonCode::AdministrativeAction,
+                "the device's credentials were revoked",
             )),
             Close::Shutdown => Some((
                 ReasonCode::ServerShuttingDown,
@@ -170,6 +179,8 @@ pub(crate) struct Connection {
     keep_alive: u16,
     /// Boxed: most clients set none, and an idle connection should be small.
     will: Option<Box<tributary_mqtt::Will>>,
+    /// Who authenticated; `None` for an anonymous client (loopback only).
+    identity: Option<Box<Identity>>,
     /// Publishes on their way into the log; allocated while there are any,
     /// so an idle connection does not carry it.
     ingest: Option<Box<Ingest>>,
@@ -219,6 +230,7 @@ impl Connection {
             keep_alive: 0,
             will: None,
             ingest: None,
+            identity: None,
             unacked_inbound: 0,
             outbound_window,
             client_max_packet: u32::MAX,
@@ -297,9 +309,16 @@ impl Connection {
 
     fn stop_reason(&self) -> Close {
         if self.broker.shutdown.is_cancelled() {
-            Close::Shutdown
-        } else {
-            Close::TakenOver
+            return Close::Shutdown;
+        }
+        match self.identity.as_deref() {
+            Some(Identity::Device { device, .. })
+                if !self.broker.accounts.device_active(device) =>
+            {
+                tracing::info!(client_id = %self.client_id, device = %device, "disconnected: device revoked");
+                Close::Revoked
+            }
+            _ => Close::TakenOver,
         }
     }
 
@@ -481,8 +500,14 @@ impl Connection {
             payload,
             client_id: self.client_id.as_str().to_owned(),
             message_id: self.broker.next_message_id(),
-            owner: String::new(),
-            device: String::new(),
+            owner: match self.identity.as_deref() {
+                Some(Identity::Device { owner, .. } | Identity::Owner { owner }) => owner.clone(),
+                None => String::new(),
+            },
+            device: match self.identity.as_deref() {
+                Some(Identity::Device { device, .. }) => device.clone(),
+                _ => String::new(),
+            },
         }
     }
 
