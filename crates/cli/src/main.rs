@@ -17,7 +17,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Tributary: personal data streams over MQTT onto a durable log.
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about, long_about = None)]
+#[command(name = "tributary", version, about = "Tributary: personal data streams over MQTT onto a durable log", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
