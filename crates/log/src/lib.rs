@@ -170,7 +170,7 @@ pub struct Record {
     pub payload: Bytes,
     pub client_id: String,
     pub message_id: MessageId,
-    /// Authenticated owner and device; empty until accounts exist.
+    /// Authenticated owner and device; empty for anonymous clients.
     pub owner: String,
     pub device: String,
 }
