@@ -65,10 +65,14 @@ apt_install() {
 }
 
 banner "prerequisites"
-if ! command -v mosquitto_sub >/dev/null 2>&1; then
-    echo "installing mosquitto and mosquitto-clients"
-    # The tests start their own brokers on free ports, so keep the package from starting a system
-    # mosquitto on 127.0.0.1:1883: a policy-rc.d that answers 101 ("action forbidden") does that.
+missing=()
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto mosquitto-clients)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    # The tests start their own brokers and proxies on free ports, so keep the packages from starting
+    # system services (mosquitto on 127.0.0.1:1883, haproxy): a policy-rc.d that answers 101
+    # ("action forbidden") does that.
     # An existing policy-rc.d is left as it is; ours is removed after the install.
     made_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -76,7 +80,7 @@ if ! command -v mosquitto_sub >/dev/null 2>&1; then
         chmod +x /usr/sbin/policy-rc.d
         made_policy=1
     fi
-    apt_install mosquitto mosquitto-clients
+    apt_install "${missing[@]}"
     if [ "$made_policy" -eq 1 ]; then
         rm -f /usr/sbin/policy-rc.d
     fi

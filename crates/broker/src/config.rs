@@ -15,6 +15,10 @@ pub struct MqttConfig {
     /// Lets clients connect without credentials. Honoured only when `listen`
     /// is a loopback address: it exists for trying Tributary out and for tests.
     pub allow_anonymous: bool,
+    /// Every connection starts with a PROXY protocol v2 header (from
+    /// HAProxy's `send-proxy-v2`) that names the client's address. Off: a
+    /// PROXY header is refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for MqttConfig {
@@ -22,6 +26,7 @@ impl Default for MqttConfig {
         MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             allow_anonymous: false,
+            proxy_protocol: false,
         }
     }
 }

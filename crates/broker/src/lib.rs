@@ -28,6 +28,7 @@ mod config;
 mod connection;
 mod error;
 mod persist;
+mod proxy;
 mod retained;
 mod server;
 mod session;

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Let clients connect without credentials; only on a loopback listener.
     #[arg(long, env = "TRIBUTARY_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
+    /// Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) on every connection.
+    #[arg(long, env = "TRIBUTARY_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
 }
 
 impl ServeArgs {
@@ -40,6 +43,9 @@ impl ServeArgs {
         }
         if self.allow_anonymous {
             config.mqtt.allow_anonymous = true;
+        }
+        if self.proxy_protocol {
+            config.mqtt.proxy_protocol = true;
         }
         config.broker().validate().map_err(anyhow::Error::msg)?;
         Ok(config)

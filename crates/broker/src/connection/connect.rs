@@ -17,7 +17,8 @@ impl Connection {
     /// connection was refused or closed.
     pub(super) async fn handshake(&mut self) -> Option<Held> {
         let timeout = self.broker.config.limits.connect_timeout();
-        let connect = match tokio::time::timeout(timeout, self.read_connect()).await {
+        let proxied = self.broker.config.mqtt.proxy_protocol;
+        let connect = match tokio::time::timeout(timeout, self.read_connect(proxied)).await {
             Ok(Some(connect)) => connect,
             Ok(None) => return None,
             Err(_) => {
@@ -47,9 +48,40 @@ impl Connection {
     /// Reads until a whole first packet arrived; anything but a valid
     /// CONNECT closes the connection (3.1.1 §3.1, 5.0 §3.1: the first packet
     /// must be CONNECT).
-    async fn read_connect(&mut self) -> Option<Connect> {
+    ///
+    /// With `proxied`, a PROXY protocol v2 header must come first and gives
+    /// the client's address; without it, a PROXY header is refused.
+    async fn read_connect(&mut self, proxied: bool) -> Option<Connect> {
         let max = self.broker.config.limits.max_packet_size;
+        let mut expect_proxy = proxied;
         loop {
+            if expect_proxy {
+                match crate::proxy::parse(&self.rbuf) {
+                    Ok((header, used)) => {
+                        self.rbuf.advance(used);
+                        if let crate::proxy::Header::Proxied { source } = header {
+                            self.peer = source;
+                        }
+                        expect_proxy = false;
+                        continue;
+                    }
+                    Err(crate::proxy::Error::Incomplete) => {}
+                    Err(e) => {
+                        tracing::info!(peer = %self.peer, error = %e, "refused: listener expects a PROXY v2 header");
+                        return None;
+                    }
+                }
+            } else if !proxied && crate::proxy::looks_like_proxy(&self.rbuf) && self.rbuf.len() >= 2
+            {
+                tracing::info!(peer = %self.peer, "refused: PROXY header on a listener without proxy_protocol");
+                return None;
+            }
+            if expect_proxy {
+                match self.stream.read_buf(&mut self.rbuf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => continue,
+                }
+            }
             match tributary_mqtt::decode(&self.rbuf, ProtocolVersion::V5, max) {
                 Ok((Packet::Connect(connect), used)) => {
                     self.rbuf.advance(used);
@@ -283,7 +315,12 @@ impl Connection {
             .limits
             .connect_timeout()
             .min(Duration::from_secs(5));
-        if let Ok(Some(connect)) = tokio::time::timeout(timeout, self.read_connect()).await {
+        if let Ok(Some(connect)) = tokio::time::timeout(
+            timeout,
+            self.read_connect(self.broker.config.mqtt.proxy_protocol),
+        )
+        .await
+        {
             self.version = connect.protocol;
             self.send(&Packet::ConnAck(ConnAck {
                 session_present: false,
