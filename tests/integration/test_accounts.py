@@ -16,48 +16,12 @@ runs (the broker reloads accounts.json within about a second), exactly as an ope
 
 from __future__ import annotations
 
-import re
-import subprocess
-import time
-
 import pytest
 
+from accounts_cli import add_device, add_owner, admin, login, login_when_known
 from clients import V311, V5, Client, unique
-from conftest import REPO, wait_for
 
 pytestmark = pytest.mark.tributary_only("accounts and the topic ACL are tributary's own")
-
-BIN = str(REPO / "target" / "release" / "tributary")
-
-
-def admin(broker, *args: str) -> str:
-    out = subprocess.run([BIN, *args, "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, f"tributary {' '.join(args)} failed: {out.stderr}"
-    return out.stdout + out.stderr
-
-
-def add_owner(broker, name: str) -> str:
-    text = admin(broker, "owner", "add", name)
-    match = re.search(r"password \(shown once\): (\S+)", text)
-    assert match, f"no password in: {text}"
-    return match.group(1)
-
-
-def add_device(broker, owner: str, device: str) -> str:
-    text = admin(broker, "device", "add", "--owner", owner, device)
-    match = re.search(r"token \(shown once\): (\S+)", text)
-    assert match, f"no token in: {text}"
-    return match.group(1)
-
-
-def login(broker, user: str, secret: str, version: int = V5, expect_success: bool = True) -> Client:
-    client = Client(broker, version, client_id=unique(user))
-    client.c.username_pw_set(user, secret)
-    ack = client.connect(expect_success=expect_success)
-    client.connack = ack
-    return client
-
 
 @pytest.fixture
 def world(broker):
@@ -74,18 +38,9 @@ def world(broker):
     clients = []
 
     def connect(name: str, version: int = V5) -> Client:
-        # The broker reloads accounts.json once a second: wait for it to know the name.
-        deadline = time.monotonic() + 10
-        while True:
-            client = Client(broker, version, client_id=unique(name))
-            client.c.username_pw_set(name, secrets[name])
-            ack = client.connect(expect_success=False)
-            if ack.reason_code == 0:
-                clients.append(client)
-                return client
-            client.close()
-            assert time.monotonic() < deadline, f"{name} not accepted: {ack}"
-            time.sleep(0.2)
+        client = login_when_known(broker, name, secrets[name], version)
+        clients.append(client)
+        return client
 
     yield names, suffix, secrets, connect
     for c in clients:

@@ -61,6 +61,21 @@ pub struct LimitsConfig {
     /// Longest keep-alive granted in seconds; a 5.0 client asking for more
     /// (or for none, 0) is told this value as Server Keep Alive. 0: no cap.
     pub max_keep_alive_secs: u16,
+    /// Subscriptions one session may hold; further filters get SUBACK
+    /// 0x97 Quota exceeded (3.1.1: 0x80). 0: no limit.
+    pub max_subscriptions: u32,
+    /// Publishes per second one authenticated client may send (a token
+    /// bucket allowing one second of burst); beyond it the broker stops
+    /// reading from that client until it may go on (the client is slowed,
+    /// nothing is lost). Anonymous loopback clients are not limited. 0: no limit.
+    pub max_messages_per_sec: u32,
+    /// Publish payload bytes per second one client may send, handled like
+    /// `max_messages_per_sec`. 0: no limit.
+    pub max_bytes_per_sec: u64,
+    /// New connections per second from one source address (the PROXY
+    /// header's address behind a load balancer); beyond it CONNACK 0x9F
+    /// Connection rate exceeded (3.1.1: return code 3), then close. 0: no limit.
+    pub max_connections_per_sec_per_source: u32,
 }
 
 impl Default for LimitsConfig {
@@ -75,6 +90,10 @@ impl Default for LimitsConfig {
             max_write_buffer: 1024 * 1024,
             topic_alias_maximum: 64,
             max_keep_alive_secs: 0,
+            max_subscriptions: 100,
+            max_messages_per_sec: 1_000,
+            max_bytes_per_sec: 1024 * 1024,
+            max_connections_per_sec_per_source: 1_000,
         }
     }
 }

@@ -29,6 +29,7 @@ mod connection;
 mod error;
 mod persist;
 mod proxy;
+mod rate;
 mod retained;
 mod server;
 mod session;

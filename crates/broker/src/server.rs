@@ -44,6 +44,8 @@ pub struct Broker {
     pub(crate) session_file: Arc<SessionFile>,
     pub(crate) retained: Arc<Retained>,
     pub(crate) shared: SharedGroups,
+    /// Connection attempts per source address (`limits.max_connections_per_sec_per_source`).
+    pub(crate) sources: crate::rate::SourceLimiter,
     /// Owners and devices, for authentication and the ACL.
     pub(crate) accounts: Arc<Accounts>,
     retained_snapshot: Arc<RetainedSnapshot>,
@@ -99,6 +101,7 @@ impl Broker {
             retained: Arc::new(retained),
             shared,
             accounts,
+            sources: crate::rate::SourceLimiter::default(),
             retained_snapshot,
             retained_applied: AtomicU64::new(applied.0),
             message_ids: MessageIds::new(),

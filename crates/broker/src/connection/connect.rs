@@ -27,6 +27,21 @@ impl Connection {
             }
         };
         self.version = connect.protocol;
+        let per_source = self.broker.config.limits.max_connections_per_sec_per_source;
+        if !self
+            .broker
+            .sources
+            .admit(self.peer.ip(), per_source, std::time::Instant::now())
+        {
+            tracing::info!(peer = %self.peer, "refused: over limits.max_connections_per_sec_per_source");
+            self.send(&Packet::ConnAck(ConnAck {
+                session_present: false,
+                reason: ReasonCode::ConnectionRateExceeded,
+                properties: Properties::default(),
+            }));
+            self.flush().await;
+            return None;
+        }
         if self.rbuf.is_empty() {
             // Most clients now go quiet: hold no read buffer while they do.
             self.rbuf = bytes::BytesMut::new();

@@ -151,6 +151,7 @@ impl Connection {
                 ));
             }
         }
+        self.count_publish(publish.payload.len());
         let mut refused = None;
         if !crate::acl::may_publish(
             self.identity.as_deref(),
@@ -345,8 +346,14 @@ impl Connection {
                 ));
             }
             let inner = crate::shared::inner_filter(&sub.filter).unwrap_or(&sub.filter);
+            let max_subscriptions = self.broker.config.limits.max_subscriptions as usize;
             let reason = if !tributary_mqtt::topic::valid_topic_filter(&sub.filter) {
                 ReasonCode::TopicFilterInvalid
+            } else if max_subscriptions > 0
+                && !held.state.subscriptions.contains_key(&sub.filter)
+                && held.state.subscriptions.len() >= max_subscriptions
+            {
+                ReasonCode::QuotaExceeded
             } else if !crate::acl::may_subscribe(
                 self.identity.as_deref(),
                 &*self.broker.accounts,

@@ -128,6 +128,13 @@ type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset
 /// Publishes with the answers they are owed, in arrival order.
 type Acks = Vec<PendingAck>;
 
+/// A client's publish rate buckets and whether its slowing was logged.
+struct Rates {
+    messages: Option<crate::rate::Bucket>,
+    bytes: Option<crate::rate::Bucket>,
+    logged: bool,
+}
+
 /// A connection's publishes on their way into the log.
 #[derive(Default)]
 struct Ingest {
@@ -179,6 +186,11 @@ pub(crate) struct Connection {
     keep_alive: u16,
     /// Boxed: most clients set none, and an idle connection should be small.
     will: Option<Box<tributary_mqtt::Will>>,
+    /// Message and byte rate buckets (`limits.max_messages_per_sec`,
+    /// `max_bytes_per_sec`), made with the first publish.
+    rates: Option<Box<Rates>>,
+    /// While set, the client is over its rate and is not read from.
+    throttled_until: Option<Instant>,
     /// Who authenticated; `None` for an anonymous client (loopback only).
     identity: Option<Box<Identity>>,
     /// Publishes on their way into the log; allocated while there are any,
@@ -231,6 +243,8 @@ impl Connection {
             will: None,
             ingest: None,
             identity: None,
+            rates: None,
+            throttled_until: None,
             unacked_inbound: 0,
             outbound_window,
             client_max_packet: u32::MAX,
@@ -303,6 +317,7 @@ impl Connection {
     fn is_idle(&self, held: &Held) -> bool {
         self.wbuf.is_empty()
             && self.ingest.as_ref().is_none_or(|i| i.is_empty())
+            && self.throttled_until.is_none()
             && self.shared.is_none()
             && !held.state.reads_log()
     }
@@ -342,7 +357,9 @@ impl Connection {
                 return None;
             }
             first = false;
-            let can_read = self.wbuf.len() < limits.max_write_buffer
+            let throttled = self.throttled_until.is_some();
+            let can_read = !throttled
+                && self.wbuf.len() < limits.max_write_buffer
                 && (self.version == ProtocolVersion::V5
                     || self.unacked_inbound < u32::from(limits.receive_maximum));
             let has_room = held.state.outbound.len() < self.outbound_window as usize
@@ -360,6 +377,12 @@ impl Connection {
             tokio::select! {
                 () = self.stop.cancelled() => return Some(self.stop_reason()),
                 () = sleep_until_opt(self.keep_alive_deadline) => return Some(self.keep_alive_expired()),
+                () = sleep_until_opt(self.throttled_until), if throttled => {
+                    self.throttled_until = None;
+                    if let Err(close) = Box::pin(self.handle_input(held)).await {
+                        return Some(close);
+                    }
+                }
                 written = write_some(&self.stream, &self.wbuf), if !self.wbuf.is_empty() => match written {
                     Ok(n) => {
                         self.wbuf.advance(n);
@@ -417,6 +440,11 @@ impl Connection {
                 Ok((packet, used)) => {
                     self.rbuf.advance(used);
                     self.handle_packet(held, packet).await?;
+                    if self.throttled_until.is_some() {
+                        // Over its rate: the rest of what it sent waits in the
+                        // read buffer until the throttle ends.
+                        return Ok(());
+                    }
                 }
                 Err(tributary_mqtt::Error::Incomplete { .. }) => return Ok(()),
                 Err(e) => {
@@ -479,6 +507,43 @@ impl Connection {
             }
             self.committed = Some(cursor);
         }
+    }
+
+    /// Counts a publish against the client's rate limits; over them, the
+    /// client is not read from until it is within them again (slowed, not
+    /// refused: nothing it sent is lost). Anonymous clients, which exist
+    /// only on loopback for trying out and load tests, are not limited.
+    fn count_publish(&mut self, payload_len: usize) {
+        let limits = &self.broker.config.limits;
+        if self.identity.is_none()
+            || (limits.max_messages_per_sec == 0 && limits.max_bytes_per_sec == 0)
+        {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let rates = self.rates.get_or_insert_with(|| {
+            Box::new(Rates {
+                messages: (limits.max_messages_per_sec > 0)
+                    .then(|| crate::rate::Bucket::new(f64::from(limits.max_messages_per_sec), now)),
+                bytes: (limits.max_bytes_per_sec > 0)
+                    .then(|| crate::rate::Bucket::new(limits.max_bytes_per_sec as f64, now)),
+                logged: false,
+            })
+        });
+        let wait_messages = rates.messages.as_mut().and_then(|b| b.take(1.0, now));
+        let wait_bytes = rates
+            .bytes
+            .as_mut()
+            .and_then(|b| b.take(payload_len as f64, now));
+        let Some(wait) = wait_messages.max(wait_bytes) else {
+            return;
+        };
+        if !rates.logged {
+            rates.logged = true;
+            tracing::info!(client_id = %self.client_id, peer = %self.peer, "client slowed: over limits.max_messages_per_sec or max_bytes_per_sec");
+        }
+        let until = Instant::now() + wait;
+        self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
     }
 
     /// A log record of a message this client published (or its will),

@@ -1,0 +1,53 @@
+"""The account admin CLI (`tributary owner/device ...`) and logins with the credentials it prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from clients import V5, Client, unique
+from conftest import REPO
+
+BIN = str(REPO / "target" / "release" / "tributary")
+
+
+def admin(broker, *args: str) -> str:
+    out = subprocess.run([BIN, *args, "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, f"tributary {' '.join(args)} failed: {out.stderr}"
+    return out.stdout + out.stderr
+
+
+def add_owner(broker, name: str) -> str:
+    text = admin(broker, "owner", "add", name)
+    match = re.search(r"password \(shown once\): (\S+)", text)
+    assert match, f"no password in: {text}"
+    return match.group(1)
+
+
+def add_device(broker, owner: str, device: str) -> str:
+    text = admin(broker, "device", "add", "--owner", owner, device)
+    match = re.search(r"token \(shown once\): (\S+)", text)
+    assert match, f"no token in: {text}"
+    return match.group(1)
+
+
+def login(broker, user: str, secret: str, version: int = V5, expect_success: bool = True) -> Client:
+    client = Client(broker, version, client_id=unique(user))
+    client.c.username_pw_set(user, secret)
+    ack = client.connect(expect_success=expect_success)
+    client.connack = ack
+    return client
+
+
+def login_when_known(broker, user: str, secret: str, version: int = V5, timeout: float = 10.0) -> Client:
+    """Log in, retrying while the broker has not yet reloaded accounts.json (it does once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = login(broker, user, secret, version, expect_success=False)
+        if client.connack.reason_code == 0:
+            return client
+        client.close()
+        assert time.monotonic() < deadline, f"{user} not accepted: {client.connack}"
+        time.sleep(0.2)
