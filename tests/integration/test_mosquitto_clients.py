@@ -7,92 +7,43 @@ format `-F` whose lines start with "MSG|", so the test knows when the subscripti
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import threading
-import time
 
 import pytest
 
 from clients import unique
+from mosquitto_sub import MosquittoSub
 
 PROTOCOLS = ["mqttv311", "mqttv5"]
 MSG_FORMAT = "MSG|%q|%r|%t|%p"
-SUB_READY = ("Subscribed (mid:", "received SUBACK")
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="mosquitto-clients not installed")
 
 
-class Sub:
-    """A mosquitto_sub process whose stdout is read line by line in a thread."""
+class Sub(MosquittoSub):
+    """mosquitto_sub printing "MSG|qos|retain|topic|payload" lines."""
 
     def __init__(self, broker, protocol: str, topics: list[str], qos: int = 0, count: int | None = None,
                  wait_s: int = 10, extra: list[str] | None = None):
-        # stdbuf: mosquitto_sub block-buffers stdout into a pipe; we need each line as it happens.
-        cmd = ["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(broker.port),
-               "-V", protocol, "-q", str(qos), "-d", "-F", MSG_FORMAT, "-W", str(wait_s)]
-        for t in topics:
-            cmd += ["-t", t]
-        if count is not None:
-            cmd += ["-C", str(count)]
-        cmd += extra or []
-        self.cmd = cmd
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, errors="replace")
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
+        super().__init__(broker, protocol=protocol, topics=topics, qos=qos, fmt=MSG_FORMAT, count=count,
+                         wait_s=wait_s, extra=extra)
 
     def wait_line(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not any(predicate(l) for l in self.lines):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; mosquitto_sub said:\n" + "\n".join(self.lines))
-                if self.proc.poll() is not None and not self.reader.is_alive():
-                    raise AssertionError(f"mosquitto_sub exited ({self.proc.returncode}) before {what}:\n"
-                                         + "\n".join(self.lines))
-                self.cond.wait(min(remaining, 0.2))
-
-    def wait_subscribed(self, timeout: float = 10):
-        self.wait_line(lambda l: any(s in l for s in SUB_READY), timeout, "SUBACK")
+        self.wait_until(lambda: any(predicate(l) for l in self.lines), timeout, what)
 
     def finish(self, timeout: float = 20) -> list[tuple[int, bool, str, str]]:
         """Wait for exit (after -C count or -W); return [(qos, retain, topic, payload)]."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise AssertionError("mosquitto_sub did not exit:\n" + "\n".join(self.lines))
-        self.reader.join(timeout=5)
+        self.wait_exit(timeout)
         return self.messages()
 
     def messages(self):
         out = []
-        with self.cond:
-            for l in self.lines:
-                if l.startswith("MSG|"):
-                    _, q, r, t, p = l.split("|", 4)
-                    out.append((int(q), r == "1", t, p))
+        for l in self.message_lines("MSG|"):
+            _, q, r, t, p = l.split("|", 4)
+            out.append((int(q), r == "1", t, p))
         return out
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 @pytest.fixture

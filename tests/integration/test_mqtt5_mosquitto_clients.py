@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
 from clients import let_time_pass, session_expired, unique
+from mosquitto_sub import MosquittoSub
 
 SEP = "\x1f"
 FIELDS = ["topic", "retain", "content_type", "user_properties", "response_topic", "correlation_data",
@@ -44,55 +44,25 @@ class Msg:
     payload: str
 
 
-class Sub:
-    """A mosquitto_sub -V mqttv5 process whose stdout is read line by line in a thread."""
+class Sub(MosquittoSub):
+    """mosquitto_sub -V mqttv5 printing the FORMAT lines."""
 
     def __init__(self, broker, topics: list[str], *, qos: int = 1, count: int | None = None, wait_s: int = 15,
                  extra: list[str] | None = None):
-        cmd = ["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5",
-               "-q", str(qos), "-d", "-F", FORMAT, "-W", str(wait_s)]
-        for t in topics:
-            cmd += ["-t", t]
-        if count is not None:
-            cmd += ["-C", str(count)]
-        cmd += extra or []
-        self.lines: list[str] = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, text=True, errors="replace")
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def _wait(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; mosquitto_sub said:\n" + "\n".join(self.lines))
-                if self.proc.poll() is not None and not self.reader.is_alive():
-                    raise AssertionError(f"mosquitto_sub exited ({self.proc.returncode}) before {what}:\n"
-                                         + "\n".join(self.lines))
-                self.cond.wait(min(remaining, 0.2))
-
-    def wait_subscribed(self, timeout: float = 10):
-        self._wait(lambda: any("Subscribed (mid:" in l for l in self.lines), timeout, "SUBACK")
+        super().__init__(broker, protocol="mqttv5", topics=topics, qos=qos, fmt=FORMAT, count=count,
+                         wait_s=wait_s, extra=extra)
 
     def wait_messages(self, n: int, timeout: float = 10) -> list[Msg]:
-        self._wait(lambda: len(self.messages()) >= n, timeout, f"{n} message(s)")
+        self.wait_until(lambda: len(self._parse(self.lines)) >= n, timeout, f"{n} message(s)")
         return self.messages()
 
     def messages(self) -> list[Msg]:
+        return self._parse(self.message_lines("MSG" + SEP))
+
+    @staticmethod
+    def _parse(lines: list[str]) -> list[Msg]:
         out = []
-        for l in list(self.lines):
+        for l in list(lines):
             if l.startswith("MSG" + SEP):
                 values = l.split(SEP, len(FIELDS))[1:]
                 values[1] = values[1] == "1"
@@ -101,18 +71,8 @@ class Sub:
 
     def finish(self, timeout: float = 20) -> list[Msg]:
         """Wait for exit (after -C, -E or -W); return the messages."""
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("mosquitto_sub did not exit:\n" + "\n".join(self.lines))
-        self.reader.join(timeout=5)
+        self.wait_exit(timeout)
         return self.messages()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 @pytest.fixture
