@@ -29,10 +29,22 @@ def raw(broker, timeout=5.0) -> RawClient:
 @pytest.mark.broker_config({"limits": {"max_connections": 3}})
 @pytest.mark.parametrize("version,busy", [(V5, 0x89), (V311, 3)])
 def test_connection_beyond_max_connections_is_refused_busy(broker, version, busy):
-    held = [raw(broker) for _ in range(3)]
+    held = []
+
+    def connects(client_id: str):
+        # The fixture's readiness probe may still hold a slot for a moment
+        # (until the broker sees it close), so a refusal here is retried.
+        c = raw(broker)
+        c.send(connect(V5, client_id))
+        if c.read_packet().reason_code(V5) == 0:
+            held.append(c)
+            return True
+        c.close()
+        return False
+
     try:
-        for i, c in enumerate(held):
-            c.connect(V5, f"held-{i}")
+        for i in range(3):
+            wait_for(lambda: connects(f"held-{i}"), timeout=5, interval=0.1, what=f"connection {i} accepted")
         extra = raw(broker)
         extra.send(connect(version, "extra"))
         answer = extra.read_packet()
