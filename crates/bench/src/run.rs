@@ -64,6 +64,28 @@ impl Ready {
     }
 }
 
+/// Starts `count` subscriber tasks; `seq_limit` bounds the sequence numbers
+/// each tracks per publisher.
+fn spawn_subscribers(
+    count: usize,
+    config: &Arc<BenchConfig>,
+    connector: &Arc<Connector>,
+    shared: &Arc<Shared>,
+    seq_limit: u64,
+) -> Vec<JoinHandle<SubscriberOutcome>> {
+    (0..count)
+        .map(|i| {
+            tokio::spawn(sub_mode::subscriber(
+                i,
+                config.clone(),
+                connector.clone(),
+                shared.clone(),
+                seq_limit,
+            ))
+        })
+        .collect()
+}
+
 async fn run_pub(
     config: Arc<BenchConfig>,
     connector: Arc<Connector>,
@@ -75,17 +97,13 @@ async fn run_pub(
 
     // Subscribers first: they must hold their subscription before the
     // first message is published.
-    let subscribers: Vec<JoinHandle<SubscriberOutcome>> = (0..config.subscribers)
-        .map(|i| {
-            tokio::spawn(sub_mode::subscriber(
-                i,
-                config.clone(),
-                connector.clone(),
-                shared.clone(),
-                config.messages,
-            ))
-        })
-        .collect();
+    let subscribers = spawn_subscribers(
+        config.subscribers,
+        &config,
+        &connector,
+        &shared,
+        config.messages,
+    );
     wait_ready(
         &shared,
         config.subscribers as u64,
@@ -207,17 +225,13 @@ async fn run_sub(
     let shared = Arc::new(Shared::new(config.clients));
     let deadline = shared.clock.start() + config.time_limit;
     let mut progress = Progress::new(&config, &shared);
-    let subscribers: Vec<JoinHandle<SubscriberOutcome>> = (0..config.clients)
-        .map(|i| {
-            tokio::spawn(sub_mode::subscriber(
-                i,
-                config.clone(),
-                connector.clone(),
-                shared.clone(),
-                SUB_MODE_SEQ_LIMIT,
-            ))
-        })
-        .collect();
+    let subscribers = spawn_subscribers(
+        config.clients,
+        &config,
+        &connector,
+        &shared,
+        SUB_MODE_SEQ_LIMIT,
+    );
     wait_ready(&shared, config.clients as u64, 0, deadline, &mut progress).await;
     ready.send();
     let stop = loop {
