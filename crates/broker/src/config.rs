@@ -2,6 +2,7 @@
 //! when they set nothing.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -19,6 +20,53 @@ pub struct MqttConfig {
     /// HAProxy's `send-proxy-v2`) that names the client's address. Off: a
     /// PROXY header is refused.
     pub proxy_protocol: bool,
+    /// `[mqtt.tls]`: MQTT over TLS (needs `[tls]`); off unless present.
+    pub tls: Option<ListenerConfig>,
+    /// `[mqtt.ws]`: MQTT over WebSocket, path `/mqtt`; off unless present.
+    pub ws: Option<ListenerConfig>,
+    /// `[mqtt.wss]`: MQTT over secure WebSocket (needs `[tls]`); off unless present.
+    pub wss: Option<ListenerConfig>,
+}
+
+/// One more listener: where, and whether it expects PROXY headers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Required: each kind's usual address is in docs/configuration.md.
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+impl ListenerConfig {
+    /// MQTT over TLS when only `[tls]` is set: every interface, port 8883
+    /// (registered for MQTT over TLS).
+    pub fn default_tls() -> Self {
+        ListenerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            proxy_protocol: false,
+        }
+    }
+}
+
+/// The `[tls]` table: the server's certificate for the TLS and secure
+/// WebSocket listeners, and optional client-certificate authentication.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, followed by its chain.
+    pub cert_file: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// PEM file with the CA certificates that sign device certificates.
+    /// Set: a client may present a certificate signed by one of them, and
+    /// its subject common name is the device it authenticates as.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: refuse TLS clients without a certificate
+    /// (otherwise they may authenticate with a user name and token).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 impl Default for MqttConfig {
@@ -27,6 +75,9 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             allow_anonymous: false,
             proxy_protocol: false,
+            tls: None,
+            ws: None,
+            wss: None,
         }
     }
 }
@@ -109,9 +160,37 @@ impl LimitsConfig {
 pub struct BrokerConfig {
     pub mqtt: MqttConfig,
     pub limits: LimitsConfig,
+    pub tls: Option<TlsConfig>,
 }
 
 impl BrokerConfig {
+    /// Every listener that is on, with its kind. Setting `[tls]` alone
+    /// turns MQTT over TLS on at its default address (0.0.0.0:8883).
+    pub fn listeners(&self) -> Vec<(crate::ListenerKind, ListenerConfig)> {
+        use crate::ListenerKind;
+        let mut all = vec![(
+            ListenerKind::Tcp,
+            ListenerConfig {
+                listen: self.mqtt.listen,
+                proxy_protocol: self.mqtt.proxy_protocol,
+            },
+        )];
+        let tls = match (&self.mqtt.tls, &self.tls) {
+            (None, Some(_)) => Some(ListenerConfig::default_tls()),
+            (tls, _) => tls.clone(),
+        };
+        for (kind, listener) in [
+            (ListenerKind::Tls, tls),
+            (ListenerKind::Ws, self.mqtt.ws.clone()),
+            (ListenerKind::Wss, self.mqtt.wss.clone()),
+        ] {
+            if let Some(listener) = listener {
+                all.push((kind, listener));
+            }
+        }
+        all
+    }
+
     /// Checks values that would make the broker misbehave, with a message
     /// naming the key.
     pub fn validate(&self) -> Result<(), String> {
@@ -131,11 +210,24 @@ impl BrokerConfig {
         if l.connect_timeout_ms == 0 {
             return Err("limits.connect_timeout_ms must be at least 1".into());
         }
-        if self.mqtt.allow_anonymous && !self.mqtt.listen.ip().is_loopback() {
-            return Err(format!(
-                "mqtt.allow_anonymous is honoured only on a loopback listener, not on {}",
-                self.mqtt.listen
-            ));
+        for (kind, listener) in self.listeners() {
+            if self.mqtt.allow_anonymous && !listener.listen.ip().is_loopback() {
+                return Err(format!(
+                    "mqtt.allow_anonymous is honoured only when every listener is on loopback, \
+                     and the {kind} listener is on {}",
+                    listener.listen
+                ));
+            }
+            if kind.encrypted() && self.tls.is_none() {
+                return Err(format!(
+                    "the {kind} listener needs a certificate: set [tls] cert_file and key_file"
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if tls.require_client_cert && tls.client_ca_file.is_none() {
+                return Err("tls.require_client_cert needs tls.client_ca_file".into());
+            }
         }
         Ok(())
     }

@@ -12,6 +12,12 @@ pub enum Error {
         context: &'static str,
         source: std::io::Error,
     },
+    #[error("listen for {what} on {addr}: {source}")]
+    Listen {
+        what: String,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("open the account store: {0}")]
     Accounts(String),
     #[error("{context}: {source}")]

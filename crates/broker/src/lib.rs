@@ -3,7 +3,8 @@
 //! subscribers what it reads back from the log.
 //!
 //! - [`Broker`] holds the shared state (log, session registry, retained
-//!   messages); [`Broker::run`] serves a listener until a shutdown future resolves.
+//!   messages); [`Broker::run`] serves the [`Listeners`] (MQTT over TCP,
+//!   TLS, WebSocket, secure WebSocket) until a shutdown future resolves.
 //! - [`BrokerConfig`] with [`MqttConfig`] and [`LimitsConfig`] carries the
 //!   documented defaults.
 //! - Sessions keep their undelivered messages as a cursor into the log
@@ -11,15 +12,15 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use tributary_broker::{Broker, BrokerConfig};
+//! use tributary_broker::{Broker, BrokerConfig, Listeners};
 //! use tributary_log::{Log, LogConfig};
 //!
 //! let log = Log::open(LogConfig::new("./data/log"))?;
 //! let mut config = BrokerConfig::default();
 //! config.mqtt.allow_anonymous = true;
-//! let broker = Broker::open(config, log, "./data".as_ref()).await?;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1883").await?;
-//! broker.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! let broker = Broker::open(config.clone(), log, "./data".as_ref()).await?;
+//! let listeners = Listeners::bind(&config).await?;
+//! broker.run(listeners, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 
@@ -27,6 +28,7 @@ mod acl;
 mod config;
 mod connection;
 mod error;
+mod listener;
 mod persist;
 mod proxy;
 mod rate;
@@ -34,8 +36,12 @@ mod retained;
 mod server;
 mod session;
 mod shared;
+mod tls;
+mod transport;
+mod websocket;
 mod wire;
 
-pub use config::{BrokerConfig, LimitsConfig, MqttConfig};
+pub use config::{BrokerConfig, LimitsConfig, ListenerConfig, MqttConfig, TlsConfig};
 pub use error::{Error, Result};
+pub use listener::{ListenerKind, Listeners};
 pub use server::Broker;

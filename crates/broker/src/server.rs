@@ -2,7 +2,6 @@
 //! (retained consumer, session expiry), with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,10 +16,12 @@ use tributary_log::{Log, MessageId, Offset};
 
 use crate::config::BrokerConfig;
 use crate::connection::Connection;
+use crate::listener::{Layers, ListenerKind, Listeners};
 use crate::persist::SessionFile;
 use crate::retained::{Retained, RetainedSnapshot};
 use crate::session::{Registry, Subscription};
 use crate::shared::SharedGroups;
+use crate::transport::Transport;
 use crate::{Error, Result};
 
 /// The log consumer that keeps the retained snapshot.
@@ -151,11 +152,12 @@ impl Broker {
         self.message_ids.next()
     }
 
-    /// Serves MQTT on `listener` until `shutdown` resolves, then closes every
-    /// connection (5.0 clients get DISCONNECT 0x8B), saves state and closes the log.
+    /// Serves MQTT on every listener until `shutdown` resolves, then closes
+    /// every connection (5.0 clients get DISCONNECT 0x8B), saves state and
+    /// closes the log.
     pub async fn run(
         self: Arc<Self>,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         let stop = self.shutdown.clone();
@@ -164,22 +166,27 @@ impl Broker {
         tasks.spawn(self.clone().expire_sessions(stop.clone()));
         tasks.spawn(self.clone().watch_accounts(stop.clone()));
         let connections = TaskTracker::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.clone().spawn_connection(&connections, stream, peer, stop.child_token()),
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
+        let accepting = CancellationToken::new();
+        let acceptors = TaskTracker::new();
+        for listener in listeners.all {
+            let layers = Layers {
+                kind: listener.kind,
+                proxy_protocol: listener.proxy_protocol,
+                tls: listeners.tls.clone(),
+                max_packet_size: self.config.limits.max_packet_size,
+            };
+            acceptors.spawn(self.clone().accept_loop(
+                listener.socket,
+                layers,
+                connections.clone(),
+                accepting.clone(),
+            ));
         }
+        shutdown.await;
         tracing::info!("shutting down: closing connections");
-        drop(listener);
+        accepting.cancel();
+        acceptors.close();
+        acceptors.wait().await;
         stop.cancel();
         connections.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
@@ -198,21 +205,61 @@ impl Broker {
         Ok(())
     }
 
-    fn spawn_connection(
+    /// Accepts on one listener until `accepting` is cancelled; each
+    /// connection passes its listener's layers in its own task.
+    async fn accept_loop(
         self: Arc<Self>,
-        tracker: &TaskTracker,
-        stream: tokio::net::TcpStream,
-        peer: SocketAddr,
-        stop: CancellationToken,
+        socket: TcpListener,
+        layers: Layers,
+        connections: TaskTracker,
+        accepting: CancellationToken,
     ) {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(%peer, error = %e, "set TCP_NODELAY");
+        let layers = Arc::new(layers);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = accepting.cancelled() => return,
+                accepted = socket.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(listener = %layers.kind, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, error = %e, "set TCP_NODELAY");
+            }
+            let broker = self.clone();
+            let stop = self.shutdown.child_token();
+            let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            if layers.kind == ListenerKind::Tcp && !layers.proxy_protocol {
+                // The common case goes straight to MQTT: no layers to pass,
+                // and no second task-sized future for an idle device.
+                connections.spawn(async move {
+                    let transport = Transport::Tcp(stream);
+                    Box::new(Connection::new(broker, id, transport, peer, stop))
+                        .run()
+                        .await;
+                });
+                continue;
+            }
+            let layers = layers.clone();
+            connections.spawn(async move {
+                let timeout = broker.config.limits.connect_timeout();
+                let opened = tokio::time::timeout(timeout, layers.open(stream, peer)).await;
+                let Ok(Some((transport, peer))) = opened else {
+                    if opened.is_err() {
+                        tracing::info!(%peer, listener = %layers.kind, "refused: no handshake within the connect timeout");
+                    }
+                    return;
+                };
+                Box::new(Connection::new(broker, id, transport, peer, stop))
+                    .run()
+                    .await;
+            });
         }
-        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        tracker.spawn(async move {
-            let conn = Box::new(Connection::new(self, id, stream, peer, stop));
-            conn.run().await;
-        });
     }
 
     /// Follows the log, applying retained records, and snapshots the map so

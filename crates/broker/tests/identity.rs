@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tributary_broker::{Broker, BrokerConfig};
+use tributary_broker::{Broker, BrokerConfig, Listeners};
 use tributary_log::{Log, LogConfig, Offset};
 use tributary_mqtt::{
     decode, encode, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -100,16 +100,18 @@ async fn records_carry_the_authenticated_owner_and_device() -> TestResult {
     let token_b1 = tributary_accounts::add_device(dir.path(), "bob", "b1")?;
 
     let log = Log::open(LogConfig::new(dir.path().join("log")))?;
-    let broker = Broker::open(BrokerConfig::default(), log, dir.path()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let mut config = BrokerConfig::default();
+    config.mqtt.listen = "127.0.0.1:0".parse()?;
+    let broker = Broker::open(config.clone(), log, dir.path()).await?;
+    let listeners = Listeners::bind(&config).await?;
+    let addr = listeners.addresses()[0].1;
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn({
         let broker = broker.clone();
         let stop = stop.clone();
         async move {
             broker
-                .run(listener, async move { stop.cancelled().await })
+                .run(listeners, async move { stop.cancelled().await })
                 .await
         }
     });

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
-use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig};
+use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig, TlsConfig};
 use tributary_log::LogConfig;
 
 /// The whole config file; every table and key is optional.
@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub mqtt: MqttConfig,
     pub limits: LimitsConfig,
     pub log: LogFileConfig,
+    /// Certificates of the TLS and secure WebSocket listeners.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for FileConfig {
@@ -27,6 +29,7 @@ impl Default for FileConfig {
             mqtt: MqttConfig::default(),
             limits: LimitsConfig::default(),
             log: LogFileConfig::default(),
+            tls: None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl FileConfig {
         BrokerConfig {
             mqtt: self.mqtt.clone(),
             limits: self.limits.clone(),
+            tls: self.tls.clone(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use tributary_broker::Broker;
+use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfig};
 use tributary_log::Log;
 
 use crate::config::FileConfig;
@@ -24,9 +24,43 @@ pub struct ServeArgs {
     /// Let clients connect without credentials; only on a loopback listener.
     #[arg(long, env = "TRIBUTARY_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
-    /// Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) on every connection.
+    /// Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) on every
+    /// connection of the plain MQTT listener (others: `proxy_protocol` in
+    /// their config table).
     #[arg(long, env = "TRIBUTARY_PROXY_PROTOCOL")]
     proxy_protocol: bool,
+    /// Address of the MQTT over TLS listener [default with a certificate: 0.0.0.0:8883].
+    #[arg(long, env = "TRIBUTARY_MQTT_TLS", value_name = "ADDR")]
+    mqtt_tls: Option<SocketAddr>,
+    /// Address of an MQTT over WebSocket listener (path /mqtt) [default: off].
+    #[arg(long, env = "TRIBUTARY_MQTT_WS", value_name = "ADDR")]
+    mqtt_ws: Option<SocketAddr>,
+    /// Address of an MQTT over secure WebSocket listener (path /mqtt) [default: off].
+    #[arg(long, env = "TRIBUTARY_MQTT_WSS", value_name = "ADDR")]
+    mqtt_wss: Option<SocketAddr>,
+    /// PEM file with the server certificate (and chain) for TLS and WSS.
+    #[arg(
+        long,
+        env = "TRIBUTARY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the server certificate's private key.
+    #[arg(
+        long,
+        env = "TRIBUTARY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// PEM file with the CA that signs device certificates: a client
+    /// certificate's common name then authenticates that device.
+    #[arg(long, env = "TRIBUTARY_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: refuse TLS clients without a certificate.
+    #[arg(long, env = "TRIBUTARY_TLS_REQUIRE_CLIENT_CERT")]
+    tls_require_client_cert: bool,
 }
 
 impl ServeArgs {
@@ -47,8 +81,47 @@ impl ServeArgs {
         if self.proxy_protocol {
             config.mqtt.proxy_protocol = true;
         }
+        self.compose_listeners(&mut config)?;
         config.broker().validate().map_err(anyhow::Error::msg)?;
         Ok(config)
+    }
+}
+
+impl ServeArgs {
+    fn compose_listeners(&self, config: &mut FileConfig) -> anyhow::Result<()> {
+        let listen = |listen| ListenerConfig {
+            listen,
+            proxy_protocol: false,
+        };
+        if let Some(addr) = self.mqtt_tls {
+            config.mqtt.tls.get_or_insert_with(|| listen(addr)).listen = addr;
+        }
+        if let Some(addr) = self.mqtt_ws {
+            config.mqtt.ws.get_or_insert_with(|| listen(addr)).listen = addr;
+        }
+        if let Some(addr) = self.mqtt_wss {
+            config.mqtt.wss.get_or_insert_with(|| listen(addr)).listen = addr;
+        }
+        if let (Some(cert_file), Some(key_file)) = (&self.tls_cert, &self.tls_key) {
+            let tls = config.tls.get_or_insert_with(|| TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                client_ca_file: None,
+                require_client_cert: false,
+            });
+            tls.cert_file = cert_file.clone();
+            tls.key_file = key_file.clone();
+        }
+        if self.tls_client_ca.is_some() || self.tls_require_client_cert {
+            let Some(tls) = config.tls.as_mut() else {
+                anyhow::bail!("--tls-client-ca and --tls-require-client-cert need --tls-cert and --tls-key (or [tls] in the config file)");
+            };
+            if let Some(ca) = &self.tls_client_ca {
+                tls.client_ca_file = Some(ca.clone());
+            }
+            tls.require_client_cert |= self.tls_require_client_cert;
+        }
+        Ok(())
     }
 }
 
@@ -67,11 +140,15 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     let log = Log::open(config.log_config())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
     let broker = Broker::open(config.broker(), log, &config.data_dir).await?;
-    let listener = tokio::net::TcpListener::bind(config.mqtt.listen)
-        .await
-        .with_context(|| format!("listen for MQTT on {}", config.mqtt.listen))?;
-    let local = listener.local_addr().context("read the listener address")?;
-    tracing::info!(data_dir = %config.data_dir.display(), "mqtt listening on {local}");
+    let listeners = Listeners::bind(&config.broker()).await?;
+    for (kind, addr) in listeners.addresses() {
+        let path = if matches!(kind, ListenerKind::Ws | ListenerKind::Wss) {
+            "/mqtt"
+        } else {
+            ""
+        };
+        tracing::info!(data_dir = %config.data_dir.display(), "{kind} listening on {}://{addr}{path}", kind.scheme());
+    }
     if broker.accounts().is_empty() {
         let dir = config.data_dir.display();
         tracing::warn!(
@@ -80,7 +157,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
             if config.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
         );
     }
-    broker.run(listener, shutdown_signal()).await?;
+    broker.run(listeners, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use bytes::Buf;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tributary_accounts::{AuthError, Identity};
 use tributary_mqtt::{ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, ReasonCode};
 
@@ -17,8 +16,7 @@ impl Connection {
     /// connection was refused or closed.
     pub(super) async fn handshake(&mut self) -> Option<Held> {
         let timeout = self.broker.config.limits.connect_timeout();
-        let proxied = self.broker.config.mqtt.proxy_protocol;
-        let connect = match tokio::time::timeout(timeout, self.read_connect(proxied)).await {
+        let connect = match tokio::time::timeout(timeout, self.read_connect()).await {
             Ok(Some(connect)) => connect,
             Ok(None) => return None,
             Err(_) => {
@@ -62,40 +60,14 @@ impl Connection {
 
     /// Reads until a whole first packet arrived; anything but a valid
     /// CONNECT closes the connection (3.1.1 §3.1, 5.0 §3.1: the first packet
-    /// must be CONNECT).
-    ///
-    /// With `proxied`, a PROXY protocol v2 header must come first and gives
-    /// the client's address; without it, a PROXY header is refused.
-    async fn read_connect(&mut self, proxied: bool) -> Option<Connect> {
+    /// must be CONNECT). A PROXY header here means the listener was not
+    /// configured for one (those are read before TLS): it is refused.
+    async fn read_connect(&mut self) -> Option<Connect> {
         let max = self.broker.config.limits.max_packet_size;
-        let mut expect_proxy = proxied;
         loop {
-            if expect_proxy {
-                match crate::proxy::parse(&self.rbuf) {
-                    Ok((header, used)) => {
-                        self.rbuf.advance(used);
-                        if let crate::proxy::Header::Proxied { source } = header {
-                            self.peer = source;
-                        }
-                        expect_proxy = false;
-                        continue;
-                    }
-                    Err(crate::proxy::Error::Incomplete) => {}
-                    Err(e) => {
-                        tracing::info!(peer = %self.peer, error = %e, "refused: listener expects a PROXY v2 header");
-                        return None;
-                    }
-                }
-            } else if !proxied && crate::proxy::looks_like_proxy(&self.rbuf) && self.rbuf.len() >= 2
-            {
+            if crate::proxy::looks_like_proxy(&self.rbuf) && self.rbuf.len() >= 2 {
                 tracing::info!(peer = %self.peer, "refused: PROXY header on a listener without proxy_protocol");
                 return None;
-            }
-            if expect_proxy {
-                match self.stream.read_buf(&mut self.rbuf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => continue,
-                }
             }
             match tributary_mqtt::decode(&self.rbuf, ProtocolVersion::V5, max) {
                 Ok((Packet::Connect(connect), used)) => {
@@ -111,7 +83,11 @@ impl Connection {
                     tracing::info!(peer = %self.peer, level, "unsupported protocol version");
                     // 3.1.1 §3.1.2.2: CONNACK return code 0x01, in the 3.1.1 form
                     // every version's client can read.
-                    let _ = self.stream.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                    let _ = self
+                        .transport
+                        .writer()
+                        .write_all(&[0x20, 0x02, 0x00, 0x01])
+                        .await;
                     return None;
                 }
                 Err(e) => {
@@ -119,7 +95,12 @@ impl Connection {
                     return None;
                 }
             }
-            match self.stream.read_buf(&mut self.rbuf).await {
+            match self
+                .transport
+                .reader()
+                .read_some(&mut self.rbuf, super::SMALL_READ as usize)
+                .await
+            {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
@@ -250,6 +231,9 @@ impl Connection {
     /// `--allow-anonymous`) lets a client in. Log lines name the user, never
     /// the secret.
     async fn authenticate(&mut self, connect: &Connect) -> Result<Option<Identity>, ReasonCode> {
+        if let Some(device) = self.transport.cert_device() {
+            return self.certificate_identity(device, connect).map(Some);
+        }
         let Some(username) = connect.username.clone() else {
             if self.broker.config.mqtt.allow_anonymous {
                 return Ok(None);
@@ -274,6 +258,39 @@ impl Connection {
                 tracing::error!(peer = %self.peer, error = %e, "authenticate");
                 Err(ReasonCode::ServerUnavailable)
             }
+        }
+    }
+
+    /// The device a verified TLS client certificate names (its common
+    /// name) authenticates without a token; a user name, if sent, must be
+    /// that device's name.
+    fn certificate_identity(
+        &self,
+        device: &str,
+        connect: &Connect,
+    ) -> Result<Identity, ReasonCode> {
+        if connect
+            .username
+            .as_deref()
+            .is_some_and(|user| user != device)
+        {
+            tracing::info!(peer = %self.peer, device, user = ?connect.username, "refused: user name is not the device of the client certificate");
+            return Err(ReasonCode::BadUserNameOrPassword);
+        }
+        let accounts = &self.broker.accounts;
+        match accounts.owner_of(device) {
+            None => {
+                tracing::info!(peer = %self.peer, device, "refused: client certificate names an unknown device");
+                Err(ReasonCode::BadUserNameOrPassword)
+            }
+            Some(_) if !accounts.device_active(device) => {
+                tracing::info!(peer = %self.peer, device, "refused: device revoked");
+                Err(ReasonCode::NotAuthorized)
+            }
+            Some(owner) => Ok(Identity::Device {
+                owner,
+                device: device.to_owned(),
+            }),
         }
     }
 
@@ -330,12 +347,7 @@ impl Connection {
             .limits
             .connect_timeout()
             .min(Duration::from_secs(5));
-        if let Ok(Some(connect)) = tokio::time::timeout(
-            timeout,
-            self.read_connect(self.broker.config.mqtt.proxy_protocol),
-        )
-        .await
-        {
+        if let Ok(Some(connect)) = tokio::time::timeout(timeout, self.read_connect()).await {
             self.version = connect.protocol;
             self.send(&Packet::ConnAck(ConnAck {
                 session_present: false,

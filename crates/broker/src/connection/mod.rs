@@ -22,8 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +33,7 @@ use tributary_accounts::Identity;
 use crate::server::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
+use crate::transport::Transport;
 
 /// Buffer capacity kept by a connection whose buffer just emptied; larger
 /// buffers are freed so that idle connections stay small.
@@ -171,9 +170,8 @@ pub(crate) struct Connection {
     broker: Arc<Broker>,
     id: u64,
     peer: SocketAddr,
-    /// Read and written through `&self` readiness calls, so the two
-    /// directions need no split (and no shared allocation).
-    stream: TcpStream,
+    /// Plain TCP, or TLS / WebSocket layers (see `transport`).
+    transport: Transport,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Cancelled at broker shutdown (it is a child of the broker's token)
@@ -224,7 +222,7 @@ impl Connection {
     pub(crate) fn new(
         broker: Arc<Broker>,
         id: u64,
-        stream: TcpStream,
+        transport: Transport,
         peer: SocketAddr,
         stop: CancellationToken,
     ) -> Self {
@@ -233,7 +231,7 @@ impl Connection {
             broker,
             id,
             peer,
-            stream,
+            transport,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             stop,
@@ -298,7 +296,7 @@ impl Connection {
                 tokio::select! {
                     () = self.stop.cancelled() => return self.stop_reason(),
                     () = sleep_until_opt(self.keep_alive_deadline) => return self.keep_alive_expired(),
-                    ready = self.stream.readable() => {
+                    ready = self.transport.readable() => {
                         if ready.is_err() {
                             return Close::Lost;
                         }
@@ -315,7 +313,8 @@ impl Connection {
     /// write, no publish being stored, no log records or shared deliveries
     /// to hand out.
     fn is_idle(&self, held: &Held) -> bool {
-        self.wbuf.is_empty()
+        self.transport.is_plain()
+            && self.wbuf.is_empty()
             && self.ingest.as_ref().is_none_or(|i| i.is_empty())
             && self.throttled_until.is_none()
             && self.shared.is_none()
@@ -374,6 +373,8 @@ impl Connection {
             let can_take_shared = has_room;
             let read_pos = held.state.read_pos;
             let log = self.broker.log.clone();
+            let must_write = !self.wbuf.is_empty() || self.transport.has_unflushed();
+            let (reader, writer) = self.transport.halves();
             tokio::select! {
                 () = self.stop.cancelled() => return Some(self.stop_reason()),
                 () = sleep_until_opt(self.keep_alive_deadline) => return Some(self.keep_alive_expired()),
@@ -383,7 +384,8 @@ impl Connection {
                         return Some(close);
                     }
                 }
-                written = write_some(&self.stream, &self.wbuf), if !self.wbuf.is_empty() => match written {
+                // With an empty buffer, this flushes what a layered stream holds.
+                written = writer.write_some(&self.wbuf), if must_write => match written {
                     Ok(n) => {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() && self.wbuf.capacity() > IDLE_BUFFER {
@@ -392,7 +394,7 @@ impl Connection {
                     }
                     Err(_) => return Some(Close::Lost),
                 },
-                read = read_some(&self.stream, &mut self.rbuf, self.read_chunk as usize), if can_read => match read {
+                read = reader.read_some(&mut self.rbuf, self.read_chunk as usize), if can_read => match read {
                     Ok(0) | Err(_) => return Some(Close::Lost),
                     Ok(n) => {
                         // A read that fills most of the room means a busy
@@ -611,7 +613,7 @@ impl Connection {
 
     /// Writes out the write buffer, bounded in time.
     async fn flush(&mut self) {
-        let write = write_all(&self.stream, &self.wbuf);
+        let write = self.transport.writer().write_all(&self.wbuf);
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, write).await;
         self.wbuf.clear();
     }
@@ -634,7 +636,7 @@ impl Connection {
             self.send(&Packet::Disconnect(disconnect));
         }
         self.flush().await;
-        let _ = self.stream.shutdown().await;
+        self.transport.shutdown().await;
         let state = &mut held.state;
         for key in Subscription::shared_keys(state.subscriptions.values()) {
             self.broker.shared.leave(&key, self.id);
@@ -746,46 +748,6 @@ async fn recv_shared(
     }
 }
 
-/// Reads what the socket has into `buf`, with room for `chunk` bytes made
-/// only once the socket is readable, so an idle connection holds no read
-/// buffer. Cancel-safe: waiting for readiness consumes nothing.
-async fn read_some(reader: &TcpStream, buf: &mut BytesMut, chunk: usize) -> std::io::Result<usize> {
-    loop {
-        reader.readable().await?;
-        if buf.capacity() - buf.len() < chunk / 2 {
-            buf.reserve(chunk);
-        }
-        match reader.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
-}
-
-/// Writes some of `buf` once the socket is writable. Cancel-safe: nothing
-/// is written unless it resolves.
-async fn write_some(stream: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
-    loop {
-        stream.writable().await?;
-        match stream.try_write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
-}
-
-/// Writes all of `buf`.
-async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = write_some(stream, buf).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
 /// Resolves with the result of the oldest append in flight; pending
 /// forever when none is. Cancel-safe: the append stays queued until it resolves.
 async fn poll_append(
@@ -882,12 +844,12 @@ mod tests {
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let client = TcpStream::connect(addr).await.expect("connect");
+            let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let (server, peer) = listener.accept().await.expect("accept");
             let conn = Box::new(Connection::new(
                 broker,
                 1,
-                server,
+                Transport::Tcp(server),
                 peer,
                 CancellationToken::new(),
             ));

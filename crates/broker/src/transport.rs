@@ -1,0 +1,194 @@
+//! The byte stream under a connection: plain TCP, or a layered stream (TLS,
+//! WebSocket, or WebSocket over TLS).
+//!
+//! Plain TCP is read and written through readiness calls on `&TcpStream`,
+//! so an idle connection holds neither buffers nor a split of its socket
+//! (idle memory is most of what a device costs). A layered stream must be
+//! polled through `&mut` and is split once into a read and a write half,
+//! so that a connection's one `select!` loop can read and write at the same
+//! time. Both are cancel-safe: a read or write that does not complete has
+//! consumed nothing.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+/// What a layered stream is made of: anything that reads and writes bytes.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
+
+pub(crate) type BoxedIo = Box<dyn Io>;
+
+pub(crate) enum Transport {
+    Tcp(TcpStream),
+    /// Boxed: the layers are large, and a plain connection should not pay for them.
+    Layered(Box<Layered>),
+}
+
+pub(crate) struct Layered {
+    read: ReadHalf<BoxedIo>,
+    write: WriteHalf<BoxedIo>,
+    /// Bytes were handed to the stream that it may still buffer (TLS
+    /// records, WebSocket frames): they go out with the next flush.
+    unflushed: bool,
+    /// The device named by a verified TLS client certificate.
+    cert_device: Option<String>,
+}
+
+/// The reading side of a transport, borrowed for one read.
+pub(crate) enum Reader<'a> {
+    Tcp(&'a TcpStream),
+    Layered(&'a mut ReadHalf<BoxedIo>),
+}
+
+/// The writing side of a transport, borrowed for one write.
+pub(crate) enum Writer<'a> {
+    Tcp(&'a TcpStream),
+    Layered(&'a mut WriteHalf<BoxedIo>, &'a mut bool),
+}
+
+impl Transport {
+    pub(crate) fn layered(io: BoxedIo, cert_device: Option<String>) -> Transport {
+        let (read, write) = tokio::io::split(io);
+        Transport::Layered(Box::new(Layered {
+            read,
+            write,
+            unflushed: false,
+            cert_device,
+        }))
+    }
+
+    /// Both sides at once, for a loop that reads and writes concurrently.
+    pub(crate) fn halves(&mut self) -> (Reader<'_>, Writer<'_>) {
+        match self {
+            Transport::Tcp(stream) => (Reader::Tcp(stream), Writer::Tcp(stream)),
+            Transport::Layered(l) => (
+                Reader::Layered(&mut l.read),
+                Writer::Layered(&mut l.write, &mut l.unflushed),
+            ),
+        }
+    }
+
+    pub(crate) fn reader(&mut self) -> Reader<'_> {
+        self.halves().0
+    }
+
+    pub(crate) fn writer(&mut self) -> Writer<'_> {
+        self.halves().1
+    }
+
+    /// Plain TCP: the connection may wait for readability without a buffer.
+    /// A layered stream cannot tell readability without reading (a TLS
+    /// record may carry no application data), so it is always read into a buffer.
+    pub(crate) fn is_plain(&self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+
+    /// Resolves once plain TCP is readable; never for a layered stream.
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => stream.readable().await,
+            Transport::Layered(_) => std::future::pending().await,
+        }
+    }
+
+    /// True while written bytes may still sit in the stream's own buffer.
+    pub(crate) fn has_unflushed(&self) -> bool {
+        matches!(self, Transport::Layered(l) if l.unflushed)
+    }
+
+    /// The device named by a verified TLS client certificate, if any.
+    pub(crate) fn cert_device(&self) -> Option<&str> {
+        match self {
+            Transport::Tcp(_) => None,
+            Transport::Layered(l) => l.cert_device.as_deref(),
+        }
+    }
+
+    /// Closes the write direction: TCP FIN, TLS close_notify, WebSocket Close.
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = match self {
+            Transport::Tcp(stream) => stream.shutdown().await,
+            Transport::Layered(l) => l.write.shutdown().await,
+        };
+    }
+}
+
+impl Reader<'_> {
+    /// Reads what is there into `buf`, with room for `chunk` bytes made
+    /// only once plain TCP is readable, so an idle connection holds no read
+    /// buffer. Returns 0 at end of stream.
+    pub(crate) async fn read_some(
+        self,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> std::io::Result<usize> {
+        match self {
+            Reader::Tcp(stream) => loop {
+                stream.readable().await?;
+                if buf.capacity() - buf.len() < chunk / 2 {
+                    buf.reserve(chunk);
+                }
+                match stream.try_read_buf(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            },
+            Reader::Layered(read) => {
+                if buf.capacity() - buf.len() < chunk / 2 {
+                    buf.reserve(chunk);
+                }
+                read.read_buf(buf).await
+            }
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Writes some of `buf`, or with an empty `buf` flushes what a layered
+    /// stream still buffers (then returns 0).
+    pub(crate) async fn write_some(self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Writer::Tcp(stream) => loop {
+                stream.writable().await?;
+                match stream.try_write(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            },
+            Writer::Layered(write, unflushed) => {
+                if buf.is_empty() {
+                    write.flush().await?;
+                    *unflushed = false;
+                    return Ok(0);
+                }
+                let n = write.write(buf).await?;
+                *unflushed = true;
+                Ok(n)
+            }
+        }
+    }
+
+    /// Writes all of `buf` and flushes it.
+    pub(crate) async fn write_all(self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Tcp(stream) => {
+                let mut rest = buf;
+                while !rest.is_empty() {
+                    let n = Writer::Tcp(stream).write_some(rest).await?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    rest = &rest[n..];
+                }
+                Ok(())
+            }
+            Writer::Layered(write, unflushed) => {
+                write.write_all(buf).await?;
+                write.flush().await?;
+                *unflushed = false;
+                Ok(())
+            }
+        }
+    }
+}
