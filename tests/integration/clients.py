@@ -101,8 +101,12 @@ class Client:
     def __init__(self, broker, version: int = V5, client_id: str | None = None, *, clean: bool = True,
                  session_expiry: int | None = None, will: tuple | None = None, keepalive: int = 30,
                  max_inflight: int | None = None, on_message=None, connect_properties: dict | None = None,
-                 will_properties: dict | None = None):
+                 will_properties: dict | None = None, port: int | None = None, websocket: bool = False,
+                 tls: dict | None = None):
+        """`port`, `websocket` (path /mqtt) and `tls` (keyword arguments of paho's `tls_set`, e.g.
+        {"ca_certs": ..., "certfile": ..., "keyfile": ...}) pick another listener than plain MQTT."""
         self.broker = broker
+        self.port = port or broker.port
         self.version = version
         self.client_id = unique("c") if client_id is None else client_id
         self.clean = clean
@@ -113,10 +117,15 @@ class Client:
         self.s = _State()
         self._user_on_message = on_message
         kwargs = dict(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                      protocol=version, reconnect_on_failure=False)
+                      protocol=version, reconnect_on_failure=False,
+                      transport="websockets" if websocket else "tcp")
         if version != V5:
             kwargs["clean_session"] = clean
         self.c = mqtt.Client(**kwargs)
+        if websocket:
+            self.c.ws_set_options(path="/mqtt")
+        if tls is not None:
+            self.c.tls_set(**tls)
         if max_inflight:
             self.c.max_inflight_messages_set(max_inflight)
         if will:
@@ -195,7 +204,7 @@ class Client:
             props = make_properties(PacketTypes.CONNECT, values)
             if props is not None:
                 kwargs["properties"] = props
-        self.c.connect(self.broker.host, self.broker.port, keepalive=self.keepalive, **kwargs)
+        self.c.connect(self.broker.host, self.port, keepalive=self.keepalive, **kwargs)
         self.c.loop_start()
         ack = self.wait(lambda s: s.connack, timeout, "CONNACK")
         if expect_success:

@@ -91,7 +91,7 @@ def render_toml(config: dict) -> str:
 class Broker:
     """One broker under test: a process bound to 127.0.0.1:`port` with `data_dir`."""
 
-    def __init__(self, workdir: Path, config: dict | None = None):
+    def __init__(self, workdir: Path, config: dict | None = None, extra_args: list[str] | None = None):
         self.kind = AGAINST
         self.host = "127.0.0.1"
         self.port = free_port()
@@ -100,6 +100,8 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "broker.log"
         self.config = config or {}
+        # More `tributary serve` flags (other listeners, certificates).
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._log_file = None
@@ -117,7 +119,7 @@ class Broker:
             cfg = self.workdir / "tributary.toml"
             cfg.write_text(render_toml(self.config))
             cmd += ["--config", str(cfg)]
-        return cmd
+        return cmd + self.extra_args
 
     def _mosquitto_cmd(self) -> list[str]:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -274,6 +276,41 @@ def module_broker(request, tmp_path_factory):
     b = Broker(tmp_path_factory.mktemp("broker"), config)
     try:
         yield b.start()
+    finally:
+        b.close()
+
+
+def start_secure_broker(workdir: Path, pki, config: dict | None = None, extra_args: list[str] | None = None):
+    """A broker with every listener on: plain MQTT, TLS, WebSocket and secure WebSocket (its ports
+    as `tls_port`, `ws_port`, `wss_port`), the server certificate of `pki` (certs.Pki) and its CA
+    for client certificates."""
+    ports = {"tls_port": free_port(), "ws_port": free_port(), "wss_port": free_port()}
+    args = ["--mqtt-tls", f"127.0.0.1:{ports['tls_port']}", "--mqtt-ws", f"127.0.0.1:{ports['ws_port']}",
+            "--mqtt-wss", f"127.0.0.1:{ports['wss_port']}", "--tls-cert", str(pki.server_cert),
+            "--tls-key", str(pki.server_key), "--tls-client-ca", str(pki.ca_cert), *(extra_args or [])]
+    b = Broker(workdir, config, extra_args=args)
+    for name, port in ports.items():
+        setattr(b, name, port)
+    b.pki = pki
+    return b.start()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Throwaway CA, server and client certificates (certs.Pki)."""
+    from certs import Pki
+
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory, pki):
+    """One broker per module with TLS, WebSocket and secure WebSocket listeners (see start_secure_broker)."""
+    if AGAINST != "tributary":
+        pytest.skip("the listener tests start tributary's own TLS and WebSocket listeners")
+    b = start_secure_broker(tmp_path_factory.mktemp("broker"), pki)
+    try:
+        yield b
     finally:
         b.close()
 
