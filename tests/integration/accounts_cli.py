@@ -1,4 +1,5 @@
-"""The account admin CLI (`tributary owner/device ...`) and logins with the credentials it prints."""
+"""The account admin CLI (`tributary owner|device|service|admin ...`) and logins with the credentials it
+prints."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import subprocess
 import time
 
 from clients import V5, Client, unique
-from conftest import REPO
-
-BIN = str(REPO / "target" / "release" / "tributary")
+from conftest import tributary_bin
 
 
-def admin(broker, *args: str) -> str:
-    out = subprocess.run([BIN, *args, "--data-dir", str(broker.data_dir)], capture_output=True, text=True,
-                         timeout=60)
+def run_admin(broker, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`tributary ARGS --data-dir <the broker's>`, whatever its exit status."""
+    return subprocess.run([tributary_bin(), *args, "--data-dir", str(broker.data_dir)], capture_output=True,
+                          text=True, timeout=60, input=stdin)
+
+
+def admin(broker, *args: str, stdin: str | None = None) -> str:
+    out = run_admin(broker, *args, stdin=stdin)
     assert out.returncode == 0, f"tributary {' '.join(args)} failed: {out.stderr}"
     return out.stdout + out.stderr
 
@@ -30,6 +34,22 @@ def add_device(broker, owner: str, device: str) -> str:
     text = admin(broker, "device", "add", "--owner", owner, device)
     match = re.search(r"token \(shown once\): (\S+)", text)
     assert match, f"no token in: {text}"
+    return match.group(1)
+
+
+def add_service(broker, name: str, *grants: str) -> str:
+    """`tributary service add NAME --grant G ...`; returns the token it prints once."""
+    text = admin(broker, "service", "add", name, *(arg for g in grants for arg in ("--grant", g)))
+    match = re.search(r"token \(shown once\): (\S+)", text)
+    assert match, f"no token in: {text}"
+    return match.group(1)
+
+
+def add_admin(broker, name: str) -> str:
+    """`tributary admin add NAME`; returns the generated password it prints once."""
+    text = admin(broker, "admin", "add", name)
+    match = re.search(r"password \(shown once\): (\S+)", text)
+    assert match, f"no password in: {text}"
     return match.group(1)
 
 

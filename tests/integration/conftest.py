@@ -6,7 +6,8 @@ the same port and data directory.
 
 Environment:
 
-* ``TRIBUTARY_BIN`` — the broker binary (default ``<repo>/target/release/tributary``).
+* ``TRIBUTARY_BIN`` — the ``tributary`` binary, for the broker and the account commands
+  (default ``<repo>/target/release/tributary``; with ``CARGO_TARGET_DIR`` set, point it there).
 * ``TRIBUTARY_TEST_AGAINST=mosquitto`` — start ``mosquitto -c <generated conf>``
   instead, so the test bodies can be checked against a known-good broker.
   Tests that need tributary-only behaviour are skipped there with a reason
@@ -88,6 +89,15 @@ def render_toml(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tributary_bin() -> str:
+    """The `tributary` binary under test: ``TRIBUTARY_BIN``, else the release build in the repo."""
+    binary = os.environ.get("TRIBUTARY_BIN") or str(REPO / "target" / "release" / "tributary")
+    if not Path(binary).exists():
+        pytest.fail(f"tributary binary {binary} not found: run `cargo build --release -p tributary-cli` "
+                    f"or set TRIBUTARY_BIN", pytrace=False)
+    return binary
+
+
 class Broker:
     """One broker under test: a process bound to 127.0.0.1:`port` with `data_dir`."""
 
@@ -109,11 +119,7 @@ class Broker:
     # -- command lines -------------------------------------------------------
 
     def _tributary_cmd(self) -> list[str]:
-        binary = os.environ.get("TRIBUTARY_BIN") or str(REPO / "target" / "release" / "tributary")
-        if not Path(binary).exists():
-            pytest.fail(f"broker binary {binary} not found: run `cargo build --release -p tributary-cli` "
-                        f"or set TRIBUTARY_BIN", pytrace=False)
-        cmd = [binary, "serve", "--mqtt", f"{self.host}:{self.port}",
+        cmd = [tributary_bin(), "serve", "--mqtt", f"{self.host}:{self.port}",
                "--data-dir", str(self.data_dir), "--allow-anonymous"]
         if self.config:
             cfg = self.workdir / "tributary.toml"

@@ -1,5 +1,5 @@
 //! Administration: the read-modify-write operations behind the
-//! `tributary owner|device` commands. Each runs under the exclusive lock
+//! `tributary owner|device|service|admin` commands. Each runs under the exclusive lock
 //! of the data dir and replaces the file atomically, so it is safe while a
 //! broker runs (the broker picks the change up with
 //! [`Accounts::reload_if_changed`](crate::Accounts::reload_if_changed)).
@@ -7,8 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::{self, DeviceRecord, OwnerRecord, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
-use crate::{secret, Error, Kind, Result};
+use crate::store::{
+    self, AdminRecord, DeviceRecord, OwnerRecord, ServiceRecord, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN,
+};
+use crate::{secret, Error, Grants, Kind, Result};
 
 /// Adds an owner (a person). With `password` `None` a password of 24
 /// random letters and digits is generated; either way the password is
@@ -16,13 +18,7 @@ use crate::{secret, Error, Kind, Result};
 /// stored.
 pub fn add_owner(data_dir: &Path, name: &str, password: Option<&str>) -> Result<String> {
     store::check_name(Kind::Owner, name)?;
-    let password = match password {
-        Some(p) if p.len() < MIN_PASSWORD_LEN || p.len() > MAX_PASSWORD_LEN => {
-            return Err(Error::InvalidPassword("must be 8 to 1024 bytes long"))
-        }
-        Some(p) => p.to_owned(),
-        None => secret::generate_password(),
-    };
+    let password = chosen_or_generated(password)?;
     // Hash before taking the lock: Argon2 is the slow part.
     let password_hash = secret::hash(password.as_bytes());
     store::modify(data_dir, |file| {
@@ -69,6 +65,69 @@ pub fn add_device(data_dir: &Path, owner: &str, device: &str) -> Result<String> 
     Ok(token)
 }
 
+/// Adds a service (a machine client such as the Kafka bridge) with
+/// `grants` (at least one) and returns its new token, generated and hashed
+/// like a device token: this is the one chance to show it.
+pub fn add_service(data_dir: &Path, name: &str, grants: Grants) -> Result<String> {
+    store::check_name(Kind::Service, name)?;
+    if grants.is_empty() {
+        return Err(Error::NoGrants);
+    }
+    let token = secret::generate_token();
+    let token_hash = secret::hash(token.as_bytes());
+    store::modify(data_dir, |file| {
+        check_free(file, name, Kind::Service)?;
+        file.services.insert(
+            name.to_owned(),
+            ServiceRecord {
+                created_unix: store::now_unix(),
+                grants,
+                token_hash,
+                revoked_unix: None,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+/// Revokes a service, like [`revoke_device`] a device: its token no longer
+/// authenticates, a broker disconnects it at its next reload, and the
+/// record (and so the name) stays.
+pub fn revoke_service(data_dir: &Path, name: &str) -> Result<()> {
+    store::check_name(Kind::Service, name)?;
+    store::modify(data_dir, |file| {
+        let record = file.services.get_mut(name).ok_or_else(|| Error::NotFound {
+            kind: Kind::Service,
+            name: name.to_owned(),
+        })?;
+        if record.revoked_unix.is_none() {
+            record.revoked_unix = Some(store::now_unix());
+        }
+        Ok(())
+    })
+}
+
+/// Adds an admin (an operator); the password is chosen or generated, and
+/// returned, exactly as for [`add_owner`].
+pub fn add_admin(data_dir: &Path, name: &str, password: Option<&str>) -> Result<String> {
+    store::check_name(Kind::Admin, name)?;
+    let password = chosen_or_generated(password)?;
+    let password_hash = secret::hash(password.as_bytes());
+    store::modify(data_dir, |file| {
+        check_free(file, name, Kind::Admin)?;
+        file.admins.insert(
+            name.to_owned(),
+            AdminRecord {
+                created_unix: store::now_unix(),
+                password_hash,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(password)
+}
+
 /// Revokes a device: its token no longer authenticates and a broker
 /// disconnects it at its next reload. The record stays (the name is not
 /// reused). Revoking a revoked device changes nothing.
@@ -90,7 +149,8 @@ pub fn revoke_device(data_dir: &Path, device: &str) -> Result<()> {
 }
 
 /// Everything in the accounts file except the hashes: owners sorted by
-/// name, each with its devices sorted by name.
+/// name, each with its devices sorted by name; services and admins sorted
+/// by name.
 pub fn list(data_dir: &Path) -> Result<Listing> {
     let (file, _) = store::read(&store::accounts_path(data_dir))?;
     let owners = file
@@ -111,13 +171,37 @@ pub fn list(data_dir: &Path) -> Result<Listing> {
                 .collect(),
         })
         .collect();
-    Ok(Listing { owners })
+    let services = file
+        .services
+        .iter()
+        .map(|(name, service)| ServiceInfo {
+            name: name.clone(),
+            created: from_unix(service.created_unix),
+            grants: service.grants,
+            revoked: service.revoked_unix.map(from_unix),
+        })
+        .collect();
+    let admins = file
+        .admins
+        .iter()
+        .map(|(name, admin)| AdminInfo {
+            name: name.clone(),
+            created: from_unix(admin.created_unix),
+        })
+        .collect();
+    Ok(Listing {
+        owners,
+        services,
+        admins,
+    })
 }
 
 /// What [`list`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
     pub owners: Vec<OwnerInfo>,
+    pub services: Vec<ServiceInfo>,
+    pub admins: Vec<AdminInfo>,
 }
 
 /// One owner in a [`Listing`].
@@ -137,21 +221,45 @@ pub struct DeviceInfo {
     pub revoked: Option<SystemTime>,
 }
 
-/// Owners and devices share one namespace: a connection's user name must
+/// One service in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub created: SystemTime,
+    pub grants: Grants,
+    /// When it was revoked; `None` while it may connect.
+    pub revoked: Option<SystemTime>,
+}
+
+/// One admin in a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminInfo {
+    pub name: String,
+    pub created: SystemTime,
+}
+
+/// All kinds of account share one namespace: a connection's user name must
 /// say unambiguously which one it is.
 fn check_free(file: &store::AccountsFile, name: &str, wanted: Kind) -> Result<()> {
-    let existing = if file.owners.contains_key(name) {
-        Kind::Owner
-    } else if file.devices.contains_key(name) {
-        Kind::Device
-    } else {
-        return Ok(());
-    };
-    Err(Error::Exists {
-        kind: existing,
-        name: name.to_owned(),
-        wanted,
-    })
+    match file.kind_of(name) {
+        None => Ok(()),
+        Some(existing) => Err(Error::Exists {
+            kind: existing,
+            name: name.to_owned(),
+            wanted,
+        }),
+    }
+}
+
+/// An administrator's password if within bounds, else a generated one.
+fn chosen_or_generated(password: Option<&str>) -> Result<String> {
+    match password {
+        Some(p) if p.len() < MIN_PASSWORD_LEN || p.len() > MAX_PASSWORD_LEN => {
+            Err(Error::InvalidPassword("must be 8 to 1024 bytes long"))
+        }
+        Some(p) => Ok(p.to_owned()),
+        None => Ok(secret::generate_password()),
+    }
 }
 
 fn from_unix(secs: u64) -> SystemTime {

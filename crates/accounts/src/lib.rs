@@ -1,4 +1,5 @@
-//! Who may connect: owners (people) and their devices, kept in
+//! Who may connect: owners (people), their devices, services (machine
+//! clients with [`Grants`]) and admins (operators), kept in
 //! `DATA_DIR/accounts.json` with Argon2id-hashed secrets, and the check of
 //! MQTT credentials against them.
 //!
@@ -8,18 +9,19 @@
 //!   [`Accounts::authenticate`] maps an MQTT user name and password to an
 //!   [`Identity`] (or an [`AuthError`]); [`Accounts::reload_if_changed`]
 //!   picks up what the administration commands wrote;
-//!   [`Accounts::device_active`] tells the broker whom to disconnect.
-//! - [`add_owner`], [`add_device`], [`revoke_device`], [`list`]: the
-//!   administration behind `tributary owner|device`, safe while a broker
-//!   runs (exclusive lock, atomic replacement of the file).
+//!   [`Accounts::is_active`] tells the broker whom to disconnect.
+//! - [`add_owner`], [`add_device`], [`revoke_device`], [`add_service`],
+//!   [`revoke_service`], [`add_admin`], [`list`]: the administration behind
+//!   `tributary owner|device|service|admin`, safe while a broker runs
+//!   (exclusive lock, atomic replacement of the file).
 //! - [`Error`] and [`Result`] for everything but authentication.
 //!
 //! # Credentials
 //!
-//! A device connects with its name as the MQTT user name and its token
-//! (shown once by [`add_device`]) as the password; an owner with the
-//! owner's name and password. Owners and devices share one namespace, so a
-//! user name names exactly one of them.
+//! A device or a service connects with its name as the MQTT user name and
+//! its token (shown once by [`add_device`], [`add_service`]) as the
+//! password; an owner or an admin with its name and password. All four
+//! kinds share one namespace, so a user name names exactly one account.
 //!
 //! # On disk
 //!
@@ -37,6 +39,13 @@
 //!   "devices": {
 //!     "watch": { "owner": "ann", "created_unix": 1767225660, "token_hash": "$argon2id$...",
 //!                "revoked_unix": 1767229200 }       only once revoked
+//!   },
+//!   "services": {                      absent while there are none
+//!     "bridge": { "created_unix": 1767225700, "grants": ["read", "command"],
+//!                 "token_hash": "$argon2id$..." }   revoked_unix as for devices
+//!   },
+//!   "admins": {                        absent while there are none
+//!     "ops": { "created_unix": 1767225800, "password_hash": "$argon2id$..." }
 //!   }
 //! }
 //! ```
@@ -46,15 +55,17 @@
 //! - No secret is stored or logged in clear: the file holds Argon2id PHC
 //!   strings (random 16-byte salt each), memory holds keyed SHA-256 digests
 //!   of secrets that verified; this crate logs nothing.
-//! - Every loaded file was validated: names valid, no name both an owner
-//!   and a device, every device's owner exists, every hash Argon2id. A file
-//!   that is not is refused whole ([`Error::Corrupt`]), never half-used.
-//! - A revoked device stays in the file; its name cannot be taken again.
+//! - Every loaded file was validated: names valid, no name of two kinds,
+//!   every device's owner exists, every service has a grant, every hash
+//!   Argon2id. A file that is not is refused whole ([`Error::Corrupt`]),
+//!   never half-used.
+//! - A revoked device or service stays in the file; its name cannot be
+//!   taken again.
 //!
 //! # Example
 //!
 //! ```
-//! use tributary_accounts::{Accounts, AuthError, Identity};
+//! use tributary_accounts::{Accounts, AuthError, Grants, Identity};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let data_dir = tempfile::tempdir()?;
 //! tributary_accounts::add_owner(data_dir.path(), "ann", Some("correct horse"))?;
@@ -67,14 +78,22 @@
 //! );
 //! assert_eq!(accounts.authenticate("watch", b"guess"), Err(AuthError::BadSecret));
 //!
+//! let grants = Grants { read: true, command: false };
+//! let bridge_token = tributary_accounts::add_service(data_dir.path(), "bridge", grants)?;
+//! assert!(accounts.reload_if_changed()?);
+//! let bridge = accounts.authenticate("bridge", bridge_token.as_bytes())?;
+//! assert_eq!(bridge, Identity::Service { service: "bridge".into(), grants });
+//!
 //! tributary_accounts::revoke_device(data_dir.path(), "watch")?;
 //! assert!(accounts.reload_if_changed()?);
 //! assert!(!accounts.device_active("watch"));
+//! assert!(accounts.is_active(&bridge));
 //! # Ok(())
 //! # }
 //! ```
 
 mod admin;
+mod grant;
 mod secret;
 mod store;
 #[cfg(test)]
@@ -87,7 +106,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-pub use admin::{add_device, add_owner, list, revoke_device, DeviceInfo, Listing, OwnerInfo};
+pub use admin::{
+    add_admin, add_device, add_owner, add_service, list, revoke_device, revoke_service, AdminInfo,
+    DeviceInfo, Listing, OwnerInfo, ServiceInfo,
+};
+pub use grant::{Grant, Grants};
 use store::{AccountsFile, Stamp};
 
 /// Errors of the accounts file and its administration.
@@ -102,10 +125,17 @@ pub enum Error {
         name: String,
         problem: &'static str,
     },
-    /// An administrator-chosen owner password that is too short or long.
+    /// An administrator-chosen owner or admin password that is too short
+    /// or long.
     #[error("password {0}")]
     InvalidPassword(&'static str),
-    /// The name is taken, by an owner or a device (one namespace).
+    /// A grant name that is not one of [`Grant::ALL`] (escaped, shortened).
+    #[error("unknown grant '{0}' (grants: read, command)")]
+    UnknownGrant(String),
+    /// A service added without any grant could do nothing.
+    #[error("a service needs at least one grant (read, command)")]
+    NoGrants,
+    /// The name is taken, by an account of any kind (one namespace).
     #[error("{}", exists_message(*.kind, .name, *.wanted))]
     Exists {
         /// What the name already is.
@@ -142,7 +172,7 @@ fn exists_message(kind: Kind, name: &str, wanted: Kind) -> String {
     if kind == wanted {
         format!("{kind} {name} already exists")
     } else {
-        format!("cannot add {wanted} {name}: {kind} {name} already exists (owners and devices share one namespace)")
+        format!("cannot add {wanted} {name}: {kind} {name} already exists (owners, devices, services and admins share one namespace)")
     }
 }
 
@@ -154,6 +184,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Kind {
     Owner,
     Device,
+    Service,
+    Admin,
+}
+
+impl Kind {
+    /// "an owner", "a device", … for messages.
+    pub(crate) fn with_article(self) -> &'static str {
+        match self {
+            Kind::Owner => "an owner",
+            Kind::Device => "a device",
+            Kind::Service => "a service",
+            Kind::Admin => "an admin",
+        }
+    }
 }
 
 impl std::fmt::Display for Kind {
@@ -161,18 +205,25 @@ impl std::fmt::Display for Kind {
         f.write_str(match self {
             Kind::Owner => "owner",
             Kind::Device => "device",
+            Kind::Service => "service",
+            Kind::Admin => "admin",
         })
     }
 }
 
-/// Who an authenticated connection is. Every message it publishes carries
-/// this owner (and device), never anything taken from a topic or payload.
+/// Who an authenticated connection is. What it may publish and subscribe
+/// to follows from this alone, never from a topic or payload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// A device, connected with its token.
     Device { owner: String, device: String },
     /// A person, connected with the owner password.
     Owner { owner: String },
+    /// A machine client, connected with its token; `grants` as they were
+    /// when it connected.
+    Service { service: String, grants: Grants },
+    /// An operator, connected with the admin password.
+    Admin { admin: String },
 }
 
 /// Why credentials were refused.
@@ -182,7 +233,8 @@ pub enum AuthError {
     UnknownUser,
     #[error("wrong password or token")]
     BadSecret,
-    #[error("device revoked")]
+    /// A revoked device or service.
+    #[error("revoked")]
     Revoked,
 }
 
@@ -251,48 +303,34 @@ impl Accounts {
         if view.file == file {
             return Ok(false);
         }
+        // The same lookup as `authenticate`, so that whatever would no
+        // longer authenticate (revoked, removed, new hash) leaves the cache.
         lock(&self.verified).retain(|name, verified| {
-            let current = match file.devices.get(name) {
-                Some(device) if device.revoked_unix.is_none() => Some(&device.token_hash),
-                Some(_) => None,
-                None => file.owners.get(name).map(|owner| &owner.password_hash),
-            };
-            current == Some(&verified.phc)
+            credential(&file, name).is_ok_and(|(_, phc)| *phc == verified.phc)
         });
         view.file = file;
         Ok(true)
     }
 
-    /// True when there are no owners and no devices.
+    /// True when there are no accounts of any kind.
     pub fn is_empty(&self) -> bool {
-        let view = read(&self.view);
-        view.file.owners.is_empty() && view.file.devices.is_empty()
+        let file = &read(&self.view).file;
+        file.owners.is_empty()
+            && file.devices.is_empty()
+            && file.services.is_empty()
+            && file.admins.is_empty()
     }
 
-    /// Checks MQTT credentials: a device name with its token, or an owner
-    /// name with the owner's password. Blocking: the first check of a
-    /// secret runs Argon2id (tens of milliseconds); a secret that verified
-    /// before against the same stored hash is recognised by its digest.
+    /// Checks MQTT credentials: a device or service name with its token, or
+    /// an owner or admin name with its password. Blocking: the first check
+    /// of a secret runs Argon2id (tens of milliseconds); a secret that
+    /// verified before against the same stored hash is recognised by its
+    /// digest.
     pub fn authenticate(&self, username: &str, password: &[u8]) -> Result<Identity, AuthError> {
         let (identity, phc) = {
             let view = read(&self.view);
-            if let Some(device) = view.file.devices.get(username) {
-                if device.revoked_unix.is_some() {
-                    return Err(AuthError::Revoked);
-                }
-                let identity = Identity::Device {
-                    owner: device.owner.clone(),
-                    device: username.to_owned(),
-                };
-                (identity, device.token_hash.clone())
-            } else if let Some(owner) = view.file.owners.get(username) {
-                let identity = Identity::Owner {
-                    owner: username.to_owned(),
-                };
-                (identity, owner.password_hash.clone())
-            } else {
-                return Err(AuthError::UnknownUser);
-            }
+            let (identity, phc) = credential(&view.file, username)?;
+            (identity, phc.clone())
         };
         let digest = self.digest(password);
         if let Some(verified) = lock(&self.verified).get(username) {
@@ -314,6 +352,35 @@ impl Accounts {
             .devices
             .get(device)
             .is_some_and(|d| d.revoked_unix.is_none())
+    }
+
+    /// False for a service that does not exist (any more) or was revoked.
+    pub fn service_active(&self, service: &str) -> bool {
+        read(&self.view)
+            .file
+            .services
+            .get(service)
+            .is_some_and(|s| s.revoked_unix.is_none())
+    }
+
+    /// False when a connection authenticated as `identity` must go: its
+    /// device or service was revoked, or its account is gone from the file.
+    /// (A service's grants are those it connected with; they cannot change
+    /// without editing the file by hand.)
+    pub fn is_active(&self, identity: &Identity) -> bool {
+        let file = &read(&self.view).file;
+        match identity {
+            Identity::Device { owner, device } => file
+                .devices
+                .get(device)
+                .is_some_and(|d| d.revoked_unix.is_none() && d.owner == *owner),
+            Identity::Owner { owner } => file.owners.contains_key(owner),
+            Identity::Service { service, .. } => file
+                .services
+                .get(service)
+                .is_some_and(|s| s.revoked_unix.is_none()),
+            Identity::Admin { admin } => file.admins.contains_key(admin),
+        }
     }
 
     /// The owner of a device, if the device exists (revoked or not).
@@ -342,7 +409,48 @@ impl std::fmt::Debug for Accounts {
             .field("generation", &view.file.generation)
             .field("owners", &view.file.owners.len())
             .field("devices", &view.file.devices.len())
+            .field("services", &view.file.services.len())
+            .field("admins", &view.file.admins.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Whom `username` names in `file` and the stored hash its secret must
+/// match; revoked devices and services have none.
+fn credential<'f>(
+    file: &'f AccountsFile,
+    username: &str,
+) -> Result<(Identity, &'f String), AuthError> {
+    if let Some(device) = file.devices.get(username) {
+        if device.revoked_unix.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        let identity = Identity::Device {
+            owner: device.owner.clone(),
+            device: username.to_owned(),
+        };
+        Ok((identity, &device.token_hash))
+    } else if let Some(owner) = file.owners.get(username) {
+        let identity = Identity::Owner {
+            owner: username.to_owned(),
+        };
+        Ok((identity, &owner.password_hash))
+    } else if let Some(service) = file.services.get(username) {
+        if service.revoked_unix.is_some() {
+            return Err(AuthError::Revoked);
+        }
+        let identity = Identity::Service {
+            service: username.to_owned(),
+            grants: service.grants,
+        };
+        Ok((identity, &service.token_hash))
+    } else if let Some(admin) = file.admins.get(username) {
+        let identity = Identity::Admin {
+            admin: username.to_owned(),
+        };
+        Ok((identity, &admin.password_hash))
+    } else {
+        Err(AuthError::UnknownUser)
     }
 }
 

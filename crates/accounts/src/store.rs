@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{secret, Error, Kind, Result};
+use crate::{secret, Error, Grants, Kind, Result};
 
 /// The accounts file in the data dir.
 pub(crate) const FILE_NAME: &str = "accounts.json";
@@ -23,14 +23,20 @@ const TMP_NAME: &str = "accounts.json.tmp";
 /// The format this code reads and writes; a file with another version is
 /// refused rather than misread.
 pub(crate) const FORMAT_VERSION: u32 = 1;
-/// Longest owner or device name.
+/// Longest account name.
 pub(crate) const MAX_NAME_LEN: usize = 64;
-/// Bounds of an owner password chosen by the administrator.
+/// Bounds of an owner or admin password chosen by the administrator.
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
 pub(crate) const MAX_PASSWORD_LEN: usize = 1024;
 
 /// The whole file. Maps keyed by name keep it sorted, so that a diff of
 /// two versions shows only what changed.
+///
+/// `services` and `admins` came later than the format version: absent
+/// means empty, and empty maps are not written. So a file from before them
+/// still loads, and a file without services or admins is still readable by
+/// a tributary from before them; one that has some is refused by that older
+/// tributary (unknown field) rather than half-understood.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AccountsFile {
@@ -40,6 +46,10 @@ pub(crate) struct AccountsFile {
     pub generation: u64,
     pub owners: BTreeMap<String, OwnerRecord>,
     pub devices: BTreeMap<String, DeviceRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub admins: BTreeMap<String, AdminRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +73,28 @@ pub(crate) struct DeviceRecord {
     pub revoked_unix: Option<u64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServiceRecord {
+    pub created_unix: u64,
+    /// What the service may do; never empty.
+    pub grants: Grants,
+    /// Argon2id PHC string of the service token.
+    pub token_hash: String,
+    /// Set when the service was revoked; the record stays so that its name
+    /// is not reused and the commands it sent keep a known sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_unix: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminRecord {
+    pub created_unix: u64,
+    /// Argon2id PHC string of the admin's password.
+    pub password_hash: String,
+}
+
 impl AccountsFile {
     pub fn empty() -> AccountsFile {
         AccountsFile {
@@ -70,12 +102,38 @@ impl AccountsFile {
             generation: 0,
             owners: BTreeMap::new(),
             devices: BTreeMap::new(),
+            services: BTreeMap::new(),
+            admins: BTreeMap::new(),
         }
+    }
+
+    /// What `name` is, if anything (the namespace is shared, so at most one).
+    pub fn kind_of(&self, name: &str) -> Option<Kind> {
+        if self.owners.contains_key(name) {
+            Some(Kind::Owner)
+        } else if self.devices.contains_key(name) {
+            Some(Kind::Device)
+        } else if self.services.contains_key(name) {
+            Some(Kind::Service)
+        } else if self.admins.contains_key(name) {
+            Some(Kind::Admin)
+        } else {
+            None
+        }
+    }
+
+    /// Every name with its kind, owners first, then devices, services, admins.
+    fn names(&self) -> impl Iterator<Item = (&str, Kind)> {
+        let owners = self.owners.keys().map(|n| (n.as_str(), Kind::Owner));
+        let devices = self.devices.keys().map(|n| (n.as_str(), Kind::Device));
+        let services = self.services.keys().map(|n| (n.as_str(), Kind::Service));
+        let admins = self.admins.keys().map(|n| (n.as_str(), Kind::Admin));
+        owners.chain(devices).chain(services).chain(admins)
     }
 
     /// Parses and checks the invariants that the rest of the crate relies
     /// on: valid names, one namespace, every device's owner exists, every
-    /// hash an Argon2id PHC string.
+    /// service has a grant, every hash an Argon2id PHC string.
     pub fn parse(path: &Path, text: &str) -> Result<AccountsFile> {
         let corrupt = |reason: String| Error::Corrupt {
             path: path.to_owned(),
@@ -95,16 +153,22 @@ impl AccountsFile {
             )));
         }
         let file: AccountsFile = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+        let mut seen = std::collections::HashMap::new();
+        for (name, kind) in file.names() {
+            check_name(kind, name).map_err(|e| corrupt(e.to_string()))?;
+            if let Some(first) = seen.insert(name, kind) {
+                return Err(corrupt(format!(
+                    "{name} is both {} and {}",
+                    first.with_article(),
+                    kind.with_article()
+                )));
+            }
+        }
         for (name, owner) in &file.owners {
-            check_name(Kind::Owner, name).map_err(|e| corrupt(e.to_string()))?;
             secret::check_phc(&owner.password_hash)
                 .map_err(|e| corrupt(format!("owner {name}: {e}")))?;
         }
         for (name, device) in &file.devices {
-            check_name(Kind::Device, name).map_err(|e| corrupt(e.to_string()))?;
-            if file.owners.contains_key(name) {
-                return Err(corrupt(format!("{name} is both an owner and a device")));
-            }
             if !file.owners.contains_key(&device.owner) {
                 return Err(corrupt(format!(
                     "device {name} belongs to {}, which is not an owner",
@@ -113,6 +177,17 @@ impl AccountsFile {
             }
             secret::check_phc(&device.token_hash)
                 .map_err(|e| corrupt(format!("device {name}: {e}")))?;
+        }
+        for (name, service) in &file.services {
+            if service.grants.is_empty() {
+                return Err(corrupt(format!("service {name} has no grants")));
+            }
+            secret::check_phc(&service.token_hash)
+                .map_err(|e| corrupt(format!("service {name}: {e}")))?;
+        }
+        for (name, admin) in &file.admins {
+            secret::check_phc(&admin.password_hash)
+                .map_err(|e| corrupt(format!("admin {name}: {e}")))?;
         }
         Ok(file)
     }
@@ -244,7 +319,7 @@ pub(crate) fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Owner and device names: 1–64 of `[A-Za-z0-9_.-]`, not starting with
+/// Account names (of every kind): 1–64 of `[A-Za-z0-9_.-]`, not starting with
 /// `.` (so never `.` or `..`, and safe in topics and file names).
 pub(crate) fn check_name(kind: Kind, name: &str) -> Result<()> {
     let problem = if name.is_empty() || name.len() > MAX_NAME_LEN {

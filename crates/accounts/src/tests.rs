@@ -12,7 +12,14 @@ fn accounts_json(dir: &Path) -> std::io::Result<String> {
 #[test]
 fn add_list_revoke_round_trip() -> TestResult {
     let dir = tempfile::tempdir()?;
-    assert_eq!(list(dir.path())?, Listing { owners: vec![] });
+    assert_eq!(
+        list(dir.path())?,
+        Listing {
+            owners: vec![],
+            services: vec![],
+            admins: vec![]
+        }
+    );
     add_owner(dir.path(), "ann", None)?;
     add_owner(dir.path(), "bob", Some("bobs password"))?;
     add_device(dir.path(), "ann", "watch")?;
@@ -398,6 +405,435 @@ fn corrupt_file_gives_a_clear_error_and_keeps_the_loaded_view() -> TestResult {
         let err = Accounts::open(dir.path()).expect_err(expected);
         assert!(err.to_string().contains(expected), "{err}");
     }
+    Ok(())
+}
+
+const READ: Grants = Grants {
+    read: true,
+    command: false,
+};
+const COMMAND: Grants = Grants {
+    read: false,
+    command: true,
+};
+
+#[test]
+fn authenticate_services_with_their_grants() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let device_token = add_device(dir.path(), "ann", "watch")?;
+    let reader = add_service(dir.path(), "reader", READ)?;
+    let both: Grants = [Grant::Command, Grant::Read, Grant::Command]
+        .into_iter()
+        .collect();
+    let bridge = add_service(dir.path(), "bridge", both)?;
+    assert_eq!(reader.len(), 43, "a token like a device's");
+    assert_ne!(reader, bridge);
+    let accounts = Accounts::open(dir.path())?;
+
+    let reader_id = Identity::Service {
+        service: "reader".to_owned(),
+        grants: READ,
+    };
+    let bridge_id = Identity::Service {
+        service: "bridge".to_owned(),
+        grants: Grants {
+            read: true,
+            command: true,
+        },
+    };
+    assert_eq!(
+        accounts.authenticate("reader", reader.as_bytes()),
+        Ok(reader_id.clone())
+    );
+    assert_eq!(
+        accounts.authenticate("bridge", bridge.as_bytes()),
+        Ok(bridge_id.clone())
+    );
+    // Again, from the cache.
+    assert_eq!(
+        accounts.authenticate("reader", reader.as_bytes()),
+        Ok(reader_id.clone())
+    );
+    assert_eq!(
+        accounts.authenticate("reader", bridge.as_bytes()),
+        Err(AuthError::BadSecret),
+        "another service's token"
+    );
+    assert_eq!(
+        accounts.authenticate("reader", device_token.as_bytes()),
+        Err(AuthError::BadSecret)
+    );
+    assert!(accounts.is_active(&reader_id));
+    assert!(accounts.service_active("reader"));
+    assert!(
+        !accounts.device_active("reader"),
+        "a service is not a device"
+    );
+
+    revoke_service(dir.path(), "reader")?;
+    assert!(accounts.reload_if_changed()?);
+    assert_eq!(
+        accounts.authenticate("reader", reader.as_bytes()),
+        Err(AuthError::Revoked),
+        "a cached token of a revoked service no longer counts"
+    );
+    assert!(!accounts.is_active(&reader_id));
+    assert!(!accounts.service_active("reader"));
+    assert!(accounts.is_active(&bridge_id), "the other service stays");
+    assert_eq!(
+        accounts.authenticate("bridge", bridge.as_bytes()),
+        Ok(bridge_id)
+    );
+    Ok(())
+}
+
+#[test]
+fn authenticate_admins() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let generated = add_admin(dir.path(), "ops", None)?;
+    assert_eq!(generated.len(), 24);
+    assert!(generated.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(
+        add_admin(dir.path(), "root", Some("an admin password"))?,
+        "an admin password"
+    );
+    let accounts = Accounts::open(dir.path())?;
+    let ops = Identity::Admin {
+        admin: "ops".to_owned(),
+    };
+    assert_eq!(
+        accounts.authenticate("ops", generated.as_bytes()),
+        Ok(ops.clone())
+    );
+    assert_eq!(
+        accounts.authenticate("root", b"an admin password"),
+        Ok(Identity::Admin {
+            admin: "root".to_owned()
+        })
+    );
+    assert_eq!(
+        accounts.authenticate("ops", b"an admin password"),
+        Err(AuthError::BadSecret)
+    );
+    assert!(accounts.is_active(&ops));
+    assert!(!accounts.is_active(&Identity::Admin {
+        admin: "nobody".to_owned()
+    }));
+    assert!(
+        !accounts.is_active(&Identity::Owner {
+            owner: "ops".to_owned()
+        }),
+        "an admin is not an owner"
+    );
+    assert!(matches!(
+        add_admin(dir.path(), "short", Some("short")),
+        Err(Error::InvalidPassword(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn is_active_follows_the_file_for_every_kind() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "watch")?;
+    let accounts = Accounts::open(dir.path())?;
+    let watch = Identity::Device {
+        owner: "ann".to_owned(),
+        device: "watch".to_owned(),
+    };
+    assert!(accounts.is_active(&watch));
+    assert!(accounts.is_active(&Identity::Owner {
+        owner: "ann".to_owned()
+    }));
+    assert!(
+        !accounts.is_active(&Identity::Device {
+            owner: "bob".to_owned(),
+            device: "watch".to_owned()
+        }),
+        "not bob's device"
+    );
+    revoke_device(dir.path(), "watch")?;
+    assert!(accounts.reload_if_changed()?);
+    assert!(!accounts.is_active(&watch));
+    Ok(())
+}
+
+#[test]
+fn all_four_kinds_share_one_namespace() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "d1")?;
+    add_service(dir.path(), "bridge", READ)?;
+    add_admin(dir.path(), "ops", None)?;
+
+    let err = add_service(dir.path(), "bridge", COMMAND).expect_err("service twice");
+    assert_eq!(err.to_string(), "service bridge already exists");
+    let err = add_admin(dir.path(), "ops", None).expect_err("admin twice");
+    assert_eq!(err.to_string(), "admin ops already exists");
+    let err = add_service(dir.path(), "d1", READ).expect_err("service named like a device");
+    assert_eq!(
+        err.to_string(),
+        "cannot add service d1: device d1 already exists \
+         (owners, devices, services and admins share one namespace)"
+    );
+    for (result, existing) in [
+        (add_service(dir.path(), "ann", READ).map(drop), Kind::Owner),
+        (add_service(dir.path(), "ops", READ).map(drop), Kind::Admin),
+        (add_admin(dir.path(), "ann", None).map(drop), Kind::Owner),
+        (add_admin(dir.path(), "d1", None).map(drop), Kind::Device),
+        (
+            add_admin(dir.path(), "bridge", None).map(drop),
+            Kind::Service,
+        ),
+        (
+            add_owner(dir.path(), "bridge", None).map(drop),
+            Kind::Service,
+        ),
+        (add_owner(dir.path(), "ops", None).map(drop), Kind::Admin),
+        (
+            add_device(dir.path(), "ann", "bridge").map(drop),
+            Kind::Service,
+        ),
+        (add_device(dir.path(), "ann", "ops").map(drop), Kind::Admin),
+    ] {
+        match result {
+            Err(Error::Exists { kind, .. }) => assert_eq!(kind, existing),
+            other => panic!("expected a clash with {existing}, got {other:?}"),
+        }
+    }
+    // A revoked service keeps its name.
+    revoke_service(dir.path(), "bridge")?;
+    assert!(add_service(dir.path(), "bridge", READ).is_err());
+    assert!(add_device(dir.path(), "ann", "bridge").is_err());
+    Ok(())
+}
+
+#[test]
+fn services_need_a_known_grant_and_a_valid_name() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let err = add_service(dir.path(), "bridge", Grants::default()).expect_err("no grants");
+    assert_eq!(
+        err.to_string(),
+        "a service needs at least one grant (read, command)"
+    );
+    let err = add_service(dir.path(), "a/b", READ).expect_err("slash");
+    assert_eq!(
+        err.to_string(),
+        "service name 'a/b' may contain only letters, digits, '_', '.', '-'"
+    );
+    let err = add_admin(dir.path(), ".ops", None).expect_err("leading dot");
+    assert_eq!(err.to_string(), "admin name '.ops' may not start with '.'");
+    assert_eq!("read".parse::<Grant>()?, Grant::Read);
+    assert_eq!("command".parse::<Grant>()?, Grant::Command);
+    let err = "write".parse::<Grant>().expect_err("unknown grant");
+    assert_eq!(
+        err.to_string(),
+        "unknown grant 'write' (grants: read, command)"
+    );
+    assert!("Read".parse::<Grant>().is_err(), "names are lowercase");
+    let err = revoke_service(dir.path(), "nobody").expect_err("no service");
+    assert_eq!(err.to_string(), "no service named nobody");
+    add_owner(dir.path(), "ann", None)?;
+    add_device(dir.path(), "ann", "d1")?;
+    let err = revoke_service(dir.path(), "d1").expect_err("a device is not a service");
+    assert_eq!(err.to_string(), "no service named d1");
+    let err = revoke_device(dir.path(), "ann").expect_err("an owner is not a device");
+    assert_eq!(err.to_string(), "no device named ann");
+    Ok(())
+}
+
+#[test]
+fn grants_print_and_store_as_names() -> TestResult {
+    assert_eq!(READ.to_string(), "read");
+    assert_eq!(COMMAND.to_string(), "command");
+    let both: Grants = Grant::ALL.into_iter().collect();
+    assert_eq!(both.to_string(), "read,command");
+    assert_eq!(Grants::default().to_string(), "-");
+    assert_eq!(serde_json::to_string(&both)?, r#"["read","command"]"#);
+    assert_eq!(serde_json::from_str::<Grants>(r#"["command"]"#)?, COMMAND);
+    Ok(())
+}
+
+#[test]
+fn list_shows_services_and_admins_without_secrets() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let reader = add_service(dir.path(), "reader", READ)?;
+    add_service(dir.path(), "bridge", Grant::ALL.into_iter().collect())?;
+    let ops = add_admin(dir.path(), "ops", None)?;
+    revoke_service(dir.path(), "reader")?;
+    let listing = list(dir.path())?;
+    assert!(listing.owners.is_empty());
+    let services: Vec<(&str, String, bool)> = listing
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.grants.to_string(), s.revoked.is_some()))
+        .collect();
+    assert_eq!(
+        services,
+        vec![
+            ("bridge", "read,command".to_owned(), false),
+            ("reader", "read".to_owned(), true),
+        ]
+    );
+    let admins: Vec<&str> = listing.admins.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(admins, vec!["ops"]);
+    let json = accounts_json(dir.path())?;
+    for secret in [&reader, &ops] {
+        assert!(!json.contains(secret.as_str()), "{secret} stored in clear");
+    }
+    assert_eq!(json.matches("$argon2id$").count(), 3, "{json}");
+    assert!(!format!("{listing:?}").contains("argon2"));
+    Ok(())
+}
+
+#[test]
+fn reload_picks_up_services_and_admins() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let accounts = Accounts::open(dir.path())?;
+    let token = add_service(dir.path(), "bridge", READ)?;
+    let password = add_admin(dir.path(), "ops", None)?;
+    assert_eq!(
+        accounts.authenticate("bridge", token.as_bytes()),
+        Err(AuthError::UnknownUser),
+        "not before the reload"
+    );
+    assert!(accounts.reload_if_changed()?);
+    assert!(accounts.authenticate("bridge", token.as_bytes()).is_ok());
+    assert!(accounts.authenticate("ops", password.as_bytes()).is_ok());
+    let debug = format!("{accounts:?}");
+    assert!(debug.contains("services: 1, admins: 1"), "{debug}");
+
+    // ops's hash replaced by hand: its cached password must stop counting.
+    let mut file = store::read(&dir.path().join(store::FILE_NAME))?.0;
+    file.admins
+        .get_mut("ops")
+        .expect("ops was added")
+        .password_hash = secret::hash(b"another password");
+    file.generation += 1;
+    std::fs::write(
+        dir.path().join(store::FILE_NAME),
+        serde_json::to_string(&file)?,
+    )?;
+    assert!(accounts.reload_if_changed()?);
+    assert_eq!(
+        accounts.authenticate("ops", password.as_bytes()),
+        Err(AuthError::BadSecret)
+    );
+    assert!(accounts.authenticate("ops", b"another password").is_ok());
+
+    // Everything removed.
+    std::fs::remove_file(dir.path().join(store::FILE_NAME))?;
+    assert!(accounts.reload_if_changed()?);
+    assert!(accounts.is_empty());
+    assert_eq!(
+        accounts.authenticate("bridge", token.as_bytes()),
+        Err(AuthError::UnknownUser)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_without_services_and_admins_still_loads_and_keeps_its_shape() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(store::FILE_NAME);
+    let hash = secret::hash(b"ann password");
+    // Exactly what a tributary from before services and admins wrote.
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"version":1,"generation":1,"owners":{{"ann":{{"created_unix":0,"password_hash":"{hash}"}}}},"devices":{{}}}}"#
+        ),
+    )?;
+    let accounts = Accounts::open(dir.path())?;
+    assert!(accounts.authenticate("ann", b"ann password").is_ok());
+    // Written again without services or admins, it has no keys for them,
+    // so that the older tributary can still read it.
+    add_device(dir.path(), "ann", "d1")?;
+    let json = accounts_json(dir.path())?;
+    assert!(
+        !json.contains("services") && !json.contains("admins"),
+        "{json}"
+    );
+    add_admin(dir.path(), "ops", None)?;
+    let json = accounts_json(dir.path())?;
+    assert!(
+        json.contains("\"admins\"") && !json.contains("services"),
+        "{json}"
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupt_services_and_admins_are_refused_with_a_reason() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(store::FILE_NAME);
+    let hash = secret::hash(b"x");
+    let file = |services: &str, admins: &str| {
+        format!(
+            r#"{{"version":1,"generation":1,"owners":{{"ann":{{"created_unix":0,"password_hash":"{hash}"}}}},"devices":{{"d1":{{"owner":"ann","created_unix":0,"token_hash":"{hash}"}}}},"services":{{{services}}},"admins":{{{admins}}}}}"#
+        )
+    };
+    let service = |name: &str, grants: &str, token_hash: &str| {
+        format!(r#""{name}":{{"created_unix":0,"grants":{grants},"token_hash":"{token_hash}"}}"#)
+    };
+    let admin = |name: &str, password_hash: &str| {
+        format!(r#""{name}":{{"created_unix":0,"password_hash":"{password_hash}"}}"#)
+    };
+    let cases = [
+        (
+            file(&service("s1", "[]", &hash), ""),
+            "service s1 has no grants".to_owned(),
+        ),
+        (
+            file(&service("s1", r#"["write"]"#, &hash), ""),
+            "unknown variant `write`".to_owned(),
+        ),
+        (
+            file(&service("s1", r#"["read"]"#, "plain"), ""),
+            "service s1: not a PHC hash string".to_owned(),
+        ),
+        (
+            file(&service("d1", r#"["read"]"#, &hash), ""),
+            "d1 is both a device and a service".to_owned(),
+        ),
+        (
+            file(&service("ops", r#"["read"]"#, &hash), &admin("ops", &hash)),
+            "ops is both a service and an admin".to_owned(),
+        ),
+        (
+            file("", &admin("ann", &hash)),
+            "ann is both an owner and an admin".to_owned(),
+        ),
+        (
+            file("", &admin("a b", &hash)),
+            "admin name 'a b' may contain only".to_owned(),
+        ),
+        (
+            file("", &admin("ops", "plain")),
+            "admin ops: not a PHC hash string".to_owned(),
+        ),
+        (
+            file(
+                "",
+                r#""ops":{"created_unix":0,"password_hash":"x","role":"root"}"#,
+            ),
+            "unknown field `role`".to_owned(),
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, &text)?;
+        let err = Accounts::open(dir.path()).expect_err(&expected);
+        assert!(err.to_string().contains(&expected), "{err}");
+    }
+    // The well-formed variant of the same file loads.
+    std::fs::write(
+        &path,
+        file(&service("s1", r#"["read"]"#, &hash), &admin("ops", &hash)),
+    )?;
+    Accounts::open(dir.path())?;
     Ok(())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! tributary/v1/{device}/...            a device's own data: only that device publishes here
-//! tributary/v1/{device}/commands/...   commands to the device: its owner publishes,
+//! tributary/v1/{device}/commands/...   commands to the device: its owner, a service
+//!                                      granted `command` or an admin publishes,
 //!                                      the device subscribes
 //! ```
 //!
@@ -10,8 +11,15 @@
 //!   subscribes only within its own `commands/`.
 //! - An owner subscribes to anything under the prefixes of the devices it
 //!   owns, and publishes only to their `commands/`.
-//! - The device level of a filter must be a literal name: `+` or `#` there
-//!   would reach other people's devices.
+//! - For devices and owners the device level of a filter must be a literal
+//!   name: `+` or `#` there would reach other people's devices.
+//! - A service granted `read`, and an admin, subscribe to any filter under
+//!   `tributary/v1/`, wildcards at the device level included: reaching
+//!   every device is what they are for.
+//! - A service granted `command`, and an admin, publish to the `commands/`
+//!   of any existing device.
+//! - Nobody but the device itself publishes a device's data, whatever
+//!   their grants: a record's owner and device must mean who produced it.
 //! - Anonymous clients (only with `--allow-anonymous` on loopback, for
 //!   trying things out) may do anything.
 //!
@@ -19,14 +27,15 @@
 //! principle 3): the checks below take the authenticated identity and ask
 //! the account store who owns a device.
 
-use tributary_accounts::Identity;
+use tributary_accounts::{Grant, Identity};
 
 /// The first two levels of every topic in the scheme.
 const ROOT: [&str; 2] = ["tributary", "v1"];
 /// The level under a device that carries commands to it.
 const COMMANDS: &str = "commands";
 
-/// Answers "who owns this device?" (the account store, or a test table).
+/// Answers "who owns this device?" (the account store, or a test table);
+/// `None` also means "no such device".
 pub trait Owners {
     fn owner_of(&self, device: &str) -> Option<String>;
 }
@@ -65,12 +74,18 @@ pub fn may_publish(identity: Option<&Identity>, owners: &dyn Owners, topic: &str
     let Some(scheme) = parse(topic) else {
         return false;
     };
+    let is_command = scheme.rest[0] == COMMANDS;
     match identity {
-        Identity::Device { device, .. } => scheme.device == device && scheme.rest[0] != COMMANDS,
+        Identity::Device { device, .. } => scheme.device == device && !is_command,
         Identity::Owner { owner } => {
-            scheme.rest[0] == COMMANDS
-                && owners.owner_of(scheme.device).as_deref() == Some(owner.as_str())
+            is_command && owners.owner_of(scheme.device).as_deref() == Some(owner.as_str())
         }
+        Identity::Service { grants, .. } => {
+            grants.contains(Grant::Command)
+                && is_command
+                && owners.owner_of(scheme.device).is_some()
+        }
+        Identity::Admin { .. } => is_command && owners.owner_of(scheme.device).is_some(),
     }
 }
 
@@ -80,6 +95,14 @@ pub fn may_subscribe(identity: Option<&Identity>, owners: &dyn Owners, filter: &
     let Some(identity) = identity else {
         return true;
     };
+    let reads_everything = match identity {
+        Identity::Service { grants, .. } => grants.contains(Grant::Read),
+        Identity::Admin { .. } => true,
+        Identity::Device { .. } | Identity::Owner { .. } => false,
+    };
+    if reads_everything {
+        return under_root(filter);
+    }
     let Some(scheme) = parse(filter) else {
         return false;
     };
@@ -91,7 +114,17 @@ pub fn may_subscribe(identity: Option<&Identity>, owners: &dyn Owners, filter: &
         Identity::Owner { owner } => {
             owners.owner_of(scheme.device).as_deref() == Some(owner.as_str())
         }
+        // A service without `read` has nothing to subscribe to.
+        Identity::Service { .. } | Identity::Admin { .. } => false,
     }
+}
+
+/// True for a filter of at least three levels whose first two are
+/// `tributary/v1` (so `tributary/v1/#` and `tributary/v1/+/senml`, but not
+/// `#` or `tributary/+/...`, which would reach beyond the scheme).
+fn under_root(filter: &str) -> bool {
+    let mut levels = filter.split('/');
+    levels.next() == Some(ROOT[0]) && levels.next() == Some(ROOT[1]) && levels.next().is_some()
 }
 
 #[cfg(test)]
@@ -190,6 +223,154 @@ mod tests {
             &t,
             "tributary/v1/d3/commands/reboot"
         ));
+    }
+
+    fn service(read: bool, command: bool) -> Identity {
+        Identity::Service {
+            service: "bridge".into(),
+            grants: tributary_accounts::Grants { read, command },
+        }
+    }
+
+    fn admin() -> Identity {
+        Identity::Admin {
+            admin: "ops".into(),
+        }
+    }
+
+    #[test]
+    fn a_service_granted_read_subscribes_across_devices() {
+        let t = owners();
+        for reader in [service(true, false), service(true, true)] {
+            let reader = Some(&reader);
+            assert!(may_subscribe(reader, &t, "tributary/v1/+/senml"));
+            assert!(may_subscribe(reader, &t, "tributary/v1/#"));
+            assert!(may_subscribe(reader, &t, "tributary/v1/d3/#"));
+            assert!(may_subscribe(reader, &t, "tributary/v1/+/commands/#"));
+            assert!(
+                may_subscribe(reader, &t, "tributary/v1/unknown/x"),
+                "a device that may exist later"
+            );
+            assert!(!may_subscribe(reader, &t, "#"), "beyond the scheme");
+            assert!(!may_subscribe(reader, &t, "+/v1/d1/senml"));
+            assert!(!may_subscribe(reader, &t, "tributary/+/d1/senml"));
+            assert!(!may_subscribe(reader, &t, "tributary/v1"));
+            assert!(!may_subscribe(reader, &t, "other/topic"));
+        }
+    }
+
+    #[test]
+    fn a_service_without_read_subscribes_to_nothing() {
+        let commander = service(false, true);
+        let t = owners();
+        assert!(!may_subscribe(Some(&commander), &t, "tributary/v1/+/senml"));
+        assert!(!may_subscribe(
+            Some(&commander),
+            &t,
+            "tributary/v1/d1/senml"
+        ));
+        assert!(!may_subscribe(
+            Some(&commander),
+            &t,
+            "tributary/v1/d1/commands/#"
+        ));
+    }
+
+    #[test]
+    fn a_service_granted_command_commands_any_existing_device() {
+        let commander = service(false, true);
+        let t = owners();
+        assert!(may_publish(
+            Some(&commander),
+            &t,
+            "tributary/v1/d1/commands/reboot"
+        ));
+        assert!(may_publish(
+            Some(&commander),
+            &t,
+            "tributary/v1/d3/commands"
+        ));
+        assert!(
+            !may_publish(Some(&commander), &t, "tributary/v1/d9/commands/reboot"),
+            "no such device"
+        );
+        let reader = service(true, false);
+        assert!(
+            !may_publish(Some(&reader), &t, "tributary/v1/d1/commands/reboot"),
+            "read does not grant command"
+        );
+    }
+
+    #[test]
+    fn nobody_but_the_device_publishes_its_data() {
+        let t = owners();
+        for identity in [
+            service(true, true),
+            service(false, true),
+            admin(),
+            owner("ann"),
+            device("ann", "d2"),
+        ] {
+            for topic in [
+                "tributary/v1/d1/senml",
+                "tributary/v1/d1/hr/raw",
+                "tributary/v1/d1",
+                "other/topic",
+            ] {
+                assert!(
+                    !may_publish(Some(&identity), &t, topic),
+                    "{identity:?} may publish to {topic}"
+                );
+            }
+        }
+        assert!(may_publish(
+            Some(&device("ann", "d1")),
+            &t,
+            "tributary/v1/d1/senml"
+        ));
+    }
+
+    #[test]
+    fn an_admin_reads_everything_and_commands_existing_devices() {
+        let ops = admin();
+        let t = owners();
+        assert!(may_subscribe(Some(&ops), &t, "tributary/v1/#"));
+        assert!(may_subscribe(Some(&ops), &t, "tributary/v1/+/senml"));
+        assert!(may_subscribe(Some(&ops), &t, "tributary/v1/d3/commands/+"));
+        assert!(!may_subscribe(Some(&ops), &t, "#"));
+        assert!(!may_subscribe(Some(&ops), &t, "$SYS/#"));
+        assert!(may_publish(
+            Some(&ops),
+            &t,
+            "tributary/v1/d3/commands/reboot"
+        ));
+        assert!(!may_publish(
+            Some(&ops),
+            &t,
+            "tributary/v1/d9/commands/reboot"
+        ));
+    }
+
+    #[test]
+    fn a_shared_subscription_is_checked_on_its_inner_filter() {
+        // As the SUBSCRIBE handler does: the ACL sees the filter inside `$share/{group}/`.
+        let t = owners();
+        let check = |identity: &Identity, filter: &str| {
+            let inner = crate::shared::inner_filter(filter).unwrap_or(filter);
+            may_subscribe(Some(identity), &t, inner)
+        };
+        assert!(check(
+            &service(true, false),
+            "$share/g/tributary/v1/+/senml"
+        ));
+        assert!(!check(
+            &service(false, true),
+            "$share/g/tributary/v1/+/senml"
+        ));
+        assert!(check(&admin(), "$share/g/tributary/v1/#"));
+        assert!(!check(&admin(), "$share/g/#"));
+        assert!(!check(&owner("ann"), "$share/g/tributary/v1/+/senml"));
+        assert!(check(&owner("ann"), "$share/g/tributary/v1/d1/#"));
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl Broker {
     }
 
     /// Follows changes the admin commands make to the account store (they
-    /// run as separate processes) and disconnects revoked devices.
+    /// run as separate processes) and disconnects revoked devices and services.
     async fn watch_accounts(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(ACCOUNTS_CHECK_EVERY);
         loop {
@@ -323,8 +323,10 @@ impl Broker {
                 Ok(Ok(true)) => {
                     tracing::info!("accounts reloaded");
                     let accounts = &self.accounts;
-                    self.sessions
-                        .kick_where(|key| key.device().is_some_and(|d| !accounts.device_active(d)));
+                    self.sessions.kick_where(|key| {
+                        key.device().is_some_and(|d| !accounts.device_active(d))
+                            || key.service().is_some_and(|s| !accounts.service_active(s))
+                    });
                 }
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "reload accounts.json"),

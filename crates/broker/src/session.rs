@@ -47,15 +47,32 @@ impl ClientId {
             Some(tributary_accounts::Identity::Owner { owner }) => {
                 ClientId::new(format!("o:{owner}:{client_id}"))
             }
+            Some(tributary_accounts::Identity::Service { service, .. }) => {
+                ClientId::new(format!("s:{service}:{client_id}"))
+            }
+            Some(tributary_accounts::Identity::Admin { admin }) => {
+                ClientId::new(format!("a:{admin}:{client_id}"))
+            }
         }
     }
 
     /// The device whose session this is, for keys made by `for_identity`.
     pub fn device(&self) -> Option<&str> {
+        self.account("d:")
+    }
+
+    /// The service whose session this is, for keys made by `for_identity`.
+    pub fn service(&self) -> Option<&str> {
+        self.account("s:")
+    }
+
+    /// The account name in a key `{prefix}{name}:{client id}`. Account
+    /// names never contain ':', so the first one ends the name.
+    fn account(&self, prefix: &str) -> Option<&str> {
         self.0
-            .strip_prefix("d:")
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split_once(':'))
-            .map(|(device, _)| device)
+            .map(|(name, _)| name)
     }
 
     /// One allocation shared by the connection, the registry and the session.
@@ -480,6 +497,38 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn session_keys_are_scoped_by_identity_kind() {
+        use tributary_accounts::{Grants, Identity};
+        let key = |identity: Option<&Identity>| ClientId::for_identity(identity, "c1");
+        let device = Identity::Device {
+            owner: "ann".into(),
+            device: "x".into(),
+        };
+        let owner = Identity::Owner { owner: "x".into() };
+        let service = Identity::Service {
+            service: "x".into(),
+            grants: Grants {
+                read: true,
+                command: false,
+            },
+        };
+        let admin = Identity::Admin { admin: "x".into() };
+        let keys = [
+            key(Some(&device)),
+            key(Some(&owner)),
+            key(Some(&service)),
+            key(Some(&admin)),
+            key(None),
+        ];
+        let shown: Vec<&str> = keys.iter().map(ClientId::as_str).collect();
+        assert_eq!(shown, ["d:x:c1", "o:x:c1", "s:x:c1", "a:x:c1", "c1"]);
+        let devices: Vec<Option<&str>> = keys.iter().map(ClientId::device).collect();
+        assert_eq!(devices, [Some("x"), None, None, None, None]);
+        let services: Vec<Option<&str>> = keys.iter().map(ClientId::service).collect();
+        assert_eq!(services, [None, None, Some("x"), None, None]);
     }
 
     #[test]

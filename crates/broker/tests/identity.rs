@@ -153,3 +153,97 @@ async fn records_carry_the_authenticated_owner_and_device() -> TestResult {
     server.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_services_and_admins_name_no_owner_or_device() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    tributary_accounts::add_owner(dir.path(), "ann", Some("ann-password"))?;
+    tributary_accounts::add_device(dir.path(), "ann", "a1")?;
+    let grants = tributary_accounts::Grants {
+        read: false,
+        command: true,
+    };
+    let token = tributary_accounts::add_service(dir.path(), "commander", grants)?;
+    tributary_accounts::add_admin(dir.path(), "ops", Some("ops-password"))?;
+
+    let log = Log::open(LogConfig::new(dir.path().join("log")))?;
+    let broker = Broker::open(BrokerConfig::default(), log, dir.path()).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let broker = broker.clone();
+        let stop = stop.clone();
+        async move {
+            broker
+                .run(listener, async move { stop.cancelled().await })
+                .await
+        }
+    });
+
+    let (mut service, mut service_buf) = login(addr, "commander", &token).await?;
+    let (mut admin, mut admin_buf) = login(addr, "ops", "ops-password").await?;
+    assert_eq!(
+        publish(
+            &mut service,
+            &mut service_buf,
+            "tributary/v1/a1/commands/led",
+            1
+        )
+        .await?,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        publish(
+            &mut admin,
+            &mut admin_buf,
+            "tributary/v1/a1/commands/reboot",
+            1
+        )
+        .await?,
+        ReasonCode::Success
+    );
+    // Neither may speak for the device: its data topic is refused, nothing stored.
+    assert_eq!(
+        publish(&mut service, &mut service_buf, "tributary/v1/a1/senml", 2).await?,
+        ReasonCode::NotAuthorized
+    );
+    assert_eq!(
+        publish(&mut admin, &mut admin_buf, "tributary/v1/a1/senml", 2).await?,
+        ReasonCode::NotAuthorized
+    );
+
+    let records = broker.log().read(Offset(0), 100).await?;
+    let stamped: Vec<(&str, &str, &str, &str)> = records
+        .iter()
+        .map(|(_, r)| {
+            (
+                r.topic.as_str(),
+                r.owner.as_str(),
+                r.device.as_str(),
+                r.client_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stamped,
+        vec![
+            (
+                "tributary/v1/a1/commands/led",
+                "",
+                "",
+                "s:commander:commander-client"
+            ),
+            (
+                "tributary/v1/a1/commands/reboot",
+                "",
+                "",
+                "a:ops:ops-client"
+            ),
+        ]
+    );
+
+    stop.cancel();
+    server.await??;
+    Ok(())
+}

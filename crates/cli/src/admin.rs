@@ -1,4 +1,4 @@
-//! `tributary owner …` and `tributary device …`: the accounts of
+//! `tributary owner|device|service|admin …`: the accounts of
 //! `DATA_DIR/accounts.json` (see docs/accounts.md). Safe while `serve`
 //! runs: each change is a locked read-modify-write replaced atomically, and
 //! the broker reloads the file within about a second.
@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tributary_accounts::{DeviceInfo, Listing};
+use tributary_accounts::{AdminInfo, DeviceInfo, Grant, Grants, Listing, ServiceInfo};
 
 use crate::config::FileConfig;
 
@@ -47,7 +47,8 @@ pub struct OwnerArgs {
 enum OwnerCommand {
     /// Add an owner (a person); prints a generated password once.
     Add {
-        /// 1–64 letters, digits, '_', '.', '-'; shared namespace with devices.
+        /// 1–64 letters, digits, '_', '.', '-'; one namespace with devices,
+        /// services and admins.
         name: String,
         /// Read the password from the first line of standard input instead
         /// of generating one (8 to 1024 bytes).
@@ -95,6 +96,73 @@ enum DeviceCommand {
         #[command(flatten)]
         dir: DataDirArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    command: ServiceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Add a service (a machine client such as the Kafka bridge); prints
+    /// its token once.
+    Add {
+        /// 1–64 letters, digits, '_', '.', '-'; the MQTT user name of the service.
+        name: String,
+        /// What it may do, at least one: `read` (subscribe to every
+        /// device's topics, wildcards allowed), `command` (publish to any
+        /// device's commands/). Repeat for both.
+        #[arg(long = "grant", value_name = "GRANT", required = true, value_parser = parse_grant)]
+        grants: Vec<Grant>,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// Revoke a service: its token stops working and a running broker
+    /// disconnects it within about a second.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// List services with their grants.
+    List {
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Add an admin (an operator who reads every device and commands any);
+    /// prints a generated password once.
+    Add {
+        /// 1–64 letters, digits, '_', '.', '-'; one namespace with owners,
+        /// devices and services.
+        name: String,
+        /// Read the password from the first line of standard input instead
+        /// of generating one (8 to 1024 bytes).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+    /// List admins.
+    List {
+        #[command(flatten)]
+        dir: DataDirArgs,
+    },
+}
+
+fn parse_grant(text: &str) -> Result<Grant, tributary_accounts::Error> {
+    text.parse()
 }
 
 pub fn owner(args: OwnerArgs) -> anyhow::Result<()> {
@@ -156,6 +224,58 @@ pub fn device(args: DeviceArgs) -> anyhow::Result<()> {
     }
 }
 
+pub fn service(args: ServiceArgs) -> anyhow::Result<()> {
+    match args.command {
+        ServiceCommand::Add { name, grants, dir } => {
+            let grants: Grants = grants.into_iter().collect();
+            let token = tributary_accounts::add_service(&dir.data_dir()?, &name, grants)?;
+            println!("service {name} added with grants {grants}; token (shown once): {token}");
+            if grants.read {
+                println!("connect with: mosquitto_sub -u {name} -P {token} -t 'tributary/v1/#'");
+            } else {
+                println!(
+                    "connect with: mosquitto_pub -u {name} -P {token} -t tributary/v1/DEVICE/commands/... -m ..."
+                );
+            }
+            Ok(())
+        }
+        ServiceCommand::Revoke { name, dir } => {
+            tributary_accounts::revoke_service(&dir.data_dir()?, &name)?;
+            println!("service {name} revoked");
+            Ok(())
+        }
+        ServiceCommand::List { dir } => {
+            print_services(&tributary_accounts::list(&dir.data_dir()?)?.services);
+            Ok(())
+        }
+    }
+}
+
+pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    match args.command {
+        AdminCommand::Add {
+            name,
+            password_stdin,
+            dir,
+        } => {
+            let data_dir = dir.data_dir()?;
+            if password_stdin {
+                let password = read_password_line()?;
+                tributary_accounts::add_admin(&data_dir, &name, Some(&password))?;
+                println!("admin {name} added");
+            } else {
+                let password = tributary_accounts::add_admin(&data_dir, &name, None)?;
+                println!("admin {name} added; password (shown once): {password}");
+            }
+            Ok(())
+        }
+        AdminCommand::List { dir } => {
+            print_admins(&tributary_accounts::list(&dir.data_dir()?)?.admins);
+            Ok(())
+        }
+    }
+}
+
 /// The first line of standard input, without its line ending.
 fn read_password_line() -> anyhow::Result<String> {
     let mut line = String::new();
@@ -211,6 +331,41 @@ fn print_devices<'a>(devices: impl Iterator<Item = (&'a str, &'a DeviceInfo)> + 
             utc(device.created),
             device.revoked.map_or_else(|| "-".to_owned(), utc)
         );
+    }
+}
+
+fn print_services(services: &[ServiceInfo]) {
+    if services.is_empty() {
+        println!("no services");
+        return;
+    }
+    let width = column_width(services.iter().map(|s| s.name.as_str()), "SERVICE");
+    let grants: Vec<String> = services.iter().map(|s| s.grants.to_string()).collect();
+    let grants_width = column_width(grants.iter().map(String::as_str), "GRANTS");
+    println!(
+        "{:<width$}  {:<grants_width$}  {:<20}  REVOKED",
+        "SERVICE", "GRANTS", "CREATED"
+    );
+    for (service, grants) in services.iter().zip(&grants) {
+        println!(
+            "{:<width$}  {:<grants_width$}  {:<20}  {}",
+            service.name,
+            grants,
+            utc(service.created),
+            service.revoked.map_or_else(|| "-".to_owned(), utc)
+        );
+    }
+}
+
+fn print_admins(admins: &[AdminInfo]) {
+    if admins.is_empty() {
+        println!("no admins");
+        return;
+    }
+    let width = column_width(admins.iter().map(|a| a.name.as_str()), "ADMIN");
+    println!("{:<width$}  CREATED", "ADMIN");
+    for admin in admins {
+        println!("{:<width$}  {}", admin.name, utc(admin.created));
     }
 }
 

@@ -33,6 +33,11 @@ enum Command {
     Owner(admin::OwnerArgs),
     /// Manage devices of owners: add (prints the token once), revoke, list.
     Device(admin::DeviceArgs),
+    /// Manage services (machine clients with grants read/command): add
+    /// (prints the token once), revoke, list.
+    Service(admin::ServiceArgs),
+    /// Manage admins (operators): add (prints a password once), list.
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +56,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Owner(args) => admin::owner(args),
         Command::Device(args) => admin::device(args),
+        Command::Service(args) => admin::service(args),
+        Command::Admin(args) => admin::admin(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -247,7 +247,7 @@ impl Connection {
         match tokio::task::spawn_blocking(move || accounts.authenticate(&user, &password)).await {
             Ok(Ok(identity)) => Ok(Some(identity)),
             Ok(Err(AuthError::Revoked)) => {
-                tracing::info!(peer = %self.peer, user = %username, "refused: device revoked");
+                tracing::info!(peer = %self.peer, user = %username, "refused: revoked");
                 Err(ReasonCode::NotAuthorized)
             }
             Ok(Err(e)) => {

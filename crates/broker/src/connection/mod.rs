@@ -326,10 +326,8 @@ impl Connection {
             return Close::Shutdown;
         }
         match self.identity.as_deref() {
-            Some(Identity::Device { device, .. })
-                if !self.broker.accounts.device_active(device) =>
-            {
-                tracing::info!(client_id = %self.client_id, device = %device, "disconnected: device revoked");
+            Some(identity) if !self.broker.accounts.is_active(identity) => {
+                tracing::info!(client_id = %self.client_id, "disconnected: account revoked");
                 Close::Revoked
             }
             _ => Close::TakenOver,
@@ -567,9 +565,12 @@ impl Connection {
             payload,
             client_id: self.client_id.as_str().to_owned(),
             message_id: self.broker.next_message_id(),
+            // Only a device's own connection says whose data a record is; an
+            // owner's command carries the owner, a service's or admin's command
+            // neither owner nor device (its `client_id` names the sender).
             owner: match self.identity.as_deref() {
                 Some(Identity::Device { owner, .. } | Identity::Owner { owner }) => owner.clone(),
-                None => String::new(),
+                Some(Identity::Service { .. } | Identity::Admin { .. }) | None => String::new(),
             },
             device: match self.identity.as_deref() {
                 Some(Identity::Device { device, .. }) => device.clone(),
