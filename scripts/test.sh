@@ -3,7 +3,8 @@
 # real-client integration tests (pytest + paho-mqtt + mosquitto clients) and a fuzz smoke run.
 #
 # Works on a fresh Debian 12 machine as root: it installs what is missing (mosquitto and its
-# clients from apt, a Python venv at .venv with tests/requirements.txt), idempotently.
+# clients, haproxy, openssl, node and npm from apt, a Python venv at .venv with
+# tests/requirements.txt, MQTT.js from npm into tests/integration/js), idempotently.
 #
 # Every step runs even when an earlier one failed (except the integration tests, which need the
 # release build); the script exits non-zero if any step failed and lists them at the end.
@@ -68,6 +69,9 @@ banner "prerequisites"
 missing=()
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto mosquitto-clients)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}"
     # The tests start their own brokers and proxies on free ports, so keep the packages from starting
@@ -101,6 +105,14 @@ if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_hash" ];
     echo "installing tests/requirements.txt into $venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
     echo "$req_hash" >"$venv/.requirements.sha256"
+fi
+# MQTT.js for the WebSocket tests, pinned by tests/integration/js/package-lock.json.
+js="$root/tests/integration/js"
+lock_hash=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$js/node_modules/.lock.sha256" 2>/dev/null || true)" != "$lock_hash" ]; then
+    echo "installing MQTT.js into $js/node_modules"
+    npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
+    echo "$lock_hash" >"$js/node_modules/.lock.sha256"
 fi
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
 echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \

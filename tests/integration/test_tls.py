@@ -133,8 +133,8 @@ def test_client_certificate_names_the_device(secure_broker, people):
         device = Client(secure_broker, V5, port=secure_broker.tls_port, tls=tls)
         device.connect()
         try:
-            assert device.publish_wait(f"tributary/v1/{other}/senml", b"forged", qos=1) == 0x87
-            assert device.publish_wait(f"tributary/v1/{dev}/senml", b"own", qos=1) == 0
+            assert device.publish_answer(f"tributary/v1/{other}/senml", b"forged")[0] == 0x87
+            assert device.publish_answer(f"tributary/v1/{dev}/senml", b"own")[0] == 0
         finally:
             device.close()
     finally:
@@ -230,9 +230,10 @@ def proxy_v2_header(source: tuple[str, int], destination: tuple[str, int]) -> by
 
 
 def test_proxy_header_before_tls(tmp_path, pki):
-    port = free_port()
-    config = {"mqtt.tls": {"listen": f"127.0.0.1:{port}", "proxy_protocol": True}}
+    # The listener's table turns PROXY on; --mqtt-tls (given by the fixture) overrides its address.
+    config = {"mqtt.tls": {"listen": f"127.0.0.1:{free_port()}", "proxy_protocol": True}}
     b = start_secure_broker(tmp_path, pki, config=config)
+    port = b.tls_port
     try:
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:

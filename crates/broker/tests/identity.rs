@@ -3,11 +3,14 @@
 //! (DESIGN.md principle 3). Runs a broker in-process on port 0 with a real
 //! log and account store, and speaks MQTT over a socket with the codec.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 use tributary_broker::{Broker, BrokerConfig, Listeners};
 use tributary_log::{Log, LogConfig, Offset};
 use tributary_mqtt::{
@@ -91,21 +94,20 @@ async fn publish(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_carry_the_authenticated_owner_and_device() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    tributary_accounts::add_owner(dir.path(), "ann", Some("ann-password"))?;
-    tributary_accounts::add_owner(dir.path(), "bob", Some("bob-password"))?;
-    let token_a1 = tributary_accounts::add_device(dir.path(), "ann", "a1")?;
-    let token_b1 = tributary_accounts::add_device(dir.path(), "bob", "b1")?;
+type Server = tokio::task::JoinHandle<tributary_broker::Result<()>>;
 
-    let log = Log::open(LogConfig::new(dir.path().join("log")))?;
+/// A broker on the embedded log in `dir`, serving plain MQTT on a free
+/// loopback port until the returned token is cancelled.
+async fn start_broker(
+    dir: &std::path::Path,
+) -> Result<(Arc<Broker>, SocketAddr, CancellationToken, Server), Box<dyn std::error::Error>> {
+    let log = Log::open(LogConfig::new(dir.join("log")))?;
     let mut config = BrokerConfig::default();
     config.mqtt.listen = "127.0.0.1:0".parse()?;
-    let broker = Broker::open(config.clone(), log, dir.path()).await?;
+    let broker = Broker::open(config.clone(), log, dir).await?;
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.addresses()[0].1;
-    let stop = tokio_util::sync::CancellationToken::new();
+    let stop = CancellationToken::new();
     let server = tokio::spawn({
         let broker = broker.clone();
         let stop = stop.clone();
@@ -115,6 +117,18 @@ async fn records_carry_the_authenticated_owner_and_device() -> TestResult {
                 .await
         }
     });
+    Ok((broker, addr, stop, server))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_carry_the_authenticated_owner_and_device() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    tributary_accounts::add_owner(dir.path(), "ann", Some("ann-password"))?;
+    tributary_accounts::add_owner(dir.path(), "bob", Some("bob-password"))?;
+    let token_a1 = tributary_accounts::add_device(dir.path(), "ann", "a1")?;
+    let token_b1 = tributary_accounts::add_device(dir.path(), "bob", "b1")?;
+
+    let (broker, addr, stop, server) = start_broker(dir.path()).await?;
 
     let (mut a1, mut a1_buf) = login(addr, "a1", &token_a1).await?;
     let (mut b1, mut b1_buf) = login(addr, "b1", &token_b1).await?;
@@ -166,20 +180,7 @@ async fn commands_of_services_and_admins_name_no_owner_or_device() -> TestResult
     let token = tributary_accounts::add_service(dir.path(), "commander", grants)?;
     tributary_accounts::add_admin(dir.path(), "ops", Some("ops-password"))?;
 
-    let log = Log::open(LogConfig::new(dir.path().join("log")))?;
-    let broker = Broker::open(BrokerConfig::default(), log, dir.path()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn({
-        let broker = broker.clone();
-        let stop = stop.clone();
-        async move {
-            broker
-                .run(listener, async move { stop.cancelled().await })
-                .await
-        }
-    });
+    let (broker, addr, stop, server) = start_broker(dir.path()).await?;
 
     let (mut service, mut service_buf) = login(addr, "commander", &token).await?;
     let (mut admin, mut admin_buf) = login(addr, "ops", "ops-password").await?;

@@ -3,7 +3,10 @@
 // happened. Bounded: gives up after TIMEOUT_MS.
 //
 //   node roundtrip.js URL [--ca FILE] [--username U --password P] [--count N] [--protocol 4|5]
+//                         [--topic T] [--publish-only 1]
 //
+// With --publish-only the messages are only published (a device may not read
+// its own data topic; another client of the test receives them).
 // Prints {"connected":bool,"subscribed":[...],"published":n,"acknowledged":n,"received":n,"error":...}.
 
 "use strict";
@@ -24,6 +27,7 @@ function parseArgs(argv) {
       case "--count": args.count = Number(value); break;
       case "--protocol": args.protocol = Number(value); break;
       case "--topic": args.topic = value; break;
+      case "--publish-only": args.publishOnly = value === "1"; break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -55,19 +59,22 @@ async function main() {
     process.exit(2);
   }, TIMEOUT_MS);
   try {
-    const subscriber = await connect(args, `js-sub-${process.pid}`);
     const publisher = await connect(args, `js-pub-${process.pid}`);
+    const subscriber = args.publishOnly ? null : await connect(args, `js-sub-${process.pid}`);
     report.connected = true;
     const seen = new Set();
     const allReceived = new Promise((resolve) => {
+      if (!subscriber) return resolve();
       subscriber.on("message", (_topic, payload) => {
         seen.add(payload.toString());
         report.received = seen.size;
         if (seen.size === args.count) resolve();
       });
     });
-    const granted = await subscriber.subscribeAsync(topic, { qos: 1 });
-    report.subscribed = granted.map((g) => g.qos);
+    if (subscriber) {
+      const granted = await subscriber.subscribeAsync(topic, { qos: 1 });
+      report.subscribed = granted.map((g) => g.qos);
+    }
     const sends = [];
     for (let i = 0; i < args.count; i++) {
       report.published++;
@@ -76,7 +83,7 @@ async function main() {
     await Promise.all(sends);
     await allReceived;
     await publisher.endAsync();
-    await subscriber.endAsync();
+    if (subscriber) await subscriber.endAsync();
   } catch (e) {
     report.error = String(e && e.message ? e.message : e);
   }
