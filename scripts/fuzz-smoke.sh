@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the tributary-mqtt `decode` fuzz target for SECONDS (default 30) and
-# exits non-zero if it finds a crash; the crashing input is then saved under
-# fuzz/artifacts/decode/ and can be replayed with
-#   cargo fuzz run decode fuzz/artifacts/decode/<file>   (from fuzz/)
+# Runs each fuzz target — `decode` (the MQTT packet decoder) and
+# `connection` (a broker connection's state machine fed arbitrary bytes after
+# CONNECT) — for SECONDS each (default 30) and exits non-zero if one finds a
+# crash, a hang or unbounded memory; the input is then saved under
+# fuzz/artifacts/TARGET/ and can be replayed with
+#   cargo fuzz run TARGET fuzz/artifacts/TARGET/<file>   (from fuzz/)
 #
-# Usage: scripts/fuzz-smoke.sh [SECONDS]
+# Usage: scripts/fuzz-smoke.sh [SECONDS] [TARGET...]
 #
 # cargo-fuzz needs unstable compiler flags (sanitizers). A nightly toolchain
 # is used when rustup has one; otherwise the stable compiler is allowed
@@ -13,8 +15,13 @@ set -euo pipefail
 
 seconds="${1:-30}"
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
-    echo "usage: $0 [SECONDS]  (a positive whole number, default 30)" >&2
+    echo "usage: $0 [SECONDS] [TARGET...]  (SECONDS a positive whole number, default 30)" >&2
     exit 2
+fi
+shift || true
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+    targets=(decode connection)
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,13 +34,16 @@ fi
 toolchain=()
 if command -v rustup >/dev/null 2>&1 && rustup toolchain list | grep -q '^nightly'; then
     toolchain=(+nightly)
-    echo "fuzzing with the nightly toolchain for ${seconds}s" >&2
+    echo "fuzzing with the nightly toolchain" >&2
 else
     export RUSTC_BOOTSTRAP=1
-    echo "no nightly toolchain: fuzzing with stable and RUSTC_BOOTSTRAP=1 for ${seconds}s" >&2
+    echo "no nightly toolchain: fuzzing with stable and RUSTC_BOOTSTRAP=1" >&2
 fi
 
 cd "$root/fuzz"
-# `${toolchain[@]+...}` keeps `set -u` happy with an empty array on old bash.
-exec cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run decode -- \
-    -max_total_time="$seconds" -print_final_stats=1
+for target in "${targets[@]}"; do
+    echo "== fuzz target $target for ${seconds}s" >&2
+    # `${toolchain[@]+...}` keeps `set -u` happy with an empty array on old bash.
+    cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1
+done

@@ -11,7 +11,7 @@
 #
 # Environment:
 #   TRIBUTARY_TEST_AGAINST=mosquitto  run the integration tests against mosquitto instead
-#   FUZZ_SECONDS=N                    length of the fuzz smoke run (default 30)
+#   FUZZ_SECONDS=N                    length of the fuzz smoke run per target (default 30)
 #   PYTEST_ARGS="..."                 extra arguments for pytest (e.g. "-k acceptance")
 set -euo pipefail
 
@@ -147,7 +147,7 @@ fi
 # ---- fuzz smoke --------------------------------------------------------------------------------
 
 if [ -f scripts/fuzz-smoke.sh ]; then
-    step "fuzz smoke (${FUZZ_SECONDS:-30}s)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-30}"
+    step "fuzz smoke (${FUZZ_SECONDS:-30}s per target)" bash scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-30}"
 else
     skip "fuzz smoke" "scripts/fuzz-smoke.sh does not exist"
 fi

@@ -205,6 +205,22 @@ impl Broker {
         Ok(())
     }
 
+    /// Serves one MQTT connection over any byte stream until it ends, as if
+    /// accepted by a listener without layers. For embedding and for the
+    /// connection fuzzer (fuzz/fuzz_targets/connection.rs), which feeds
+    /// arbitrary bytes through an in-memory pipe.
+    pub async fn serve_io<S>(self: Arc<Self>, io: S, peer: std::net::SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin + 'static,
+    {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let stop = self.shutdown.child_token();
+        let transport = Transport::layered(Box::new(io), None);
+        Box::new(Connection::new(self, id, transport, peer, stop))
+            .run()
+            .await;
+    }
+
     /// Accepts on one listener until `accepting` is cancelled; each
     /// connection passes its listener's layers in its own task.
     async fn accept_loop(
