@@ -107,6 +107,40 @@ mod tests {
     }
 
     #[test]
+    fn listener_tables_and_tls_compose_the_listeners() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str(
+            "[mqtt.ws]\nlisten = \"127.0.0.1:8083\"\n\
+             [mqtt.wss]\nlisten = \"127.0.0.1:8084\"\nproxy_protocol = true\n\
+             [tls]\ncert_file = \"s.crt\"\nkey_file = \"s.key\"\n",
+        )?;
+        let broker = config.broker();
+        broker.validate().map_err(anyhow::Error::msg)?;
+        let listeners: Vec<String> = broker
+            .listeners()
+            .iter()
+            .map(|(kind, l)| format!("{kind} {} {}", l.listen, l.proxy_protocol))
+            .collect();
+        assert_eq!(
+            listeners,
+            [
+                "mqtt 127.0.0.1:1883 false",
+                "mqtt.tls 0.0.0.0:8883 false",
+                "mqtt.ws 127.0.0.1:8083 false",
+                "mqtt.wss 127.0.0.1:8084 true",
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn encrypted_listener_without_certificate_is_refused_by_name() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str("[mqtt.wss]\nlisten = \"127.0.0.1:8084\"\n")?;
+        let err = config.broker().validate().expect_err("no [tls]");
+        assert!(err.contains("mqtt.wss") && err.contains("[tls]"), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn docs_example_config_parses() -> anyhow::Result<()> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
