@@ -4,7 +4,8 @@
 #
 # Works on a fresh Debian 12 machine as root: it installs what is missing (mosquitto and its
 # clients, haproxy, openssl, node and npm from apt, a Python venv at .venv with
-# tests/requirements.txt, MQTT.js from npm into tests/integration/js), idempotently.
+# tests/requirements.txt, MQTT.js from npm into tests/integration/js, the Kafka-protocol broker
+# tansu 0.6.0 from crates.io into /opt/tansu-0.6.0), idempotently.
 #
 # Every step runs even when an earlier one failed (except the integration tests, which need the
 # release build); the script exits non-zero if any step failed and lists them at the end.
@@ -114,9 +115,20 @@ if [ "$(cat "$js/node_modules/.lock.sha256" 2>/dev/null || true)" != "$lock_hash
     npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
     echo "$lock_hash" >"$js/node_modules/.lock.sha256"
 fi
+# tansu 0.6.0, the Kafka-protocol broker for the Kafka tests (docs: RECIPES.md). Plain
+# `cargo install tansu` builds no storage engine, so it is built with libsql (sqlite) under /opt;
+# the check below makes a second run cost nothing (the first build takes ~10 min on 2 cores).
+tansu_root=/opt/tansu-0.6.0
+# (The help text is captured first: with pipefail, `grep -q` closing the pipe early could fail the check.)
+tansu_help=$("$tansu_root/bin/tansu" --help 2>/dev/null || true)
+if ! grep -q 'Storage engines:.*libsql' <<<"$tansu_help"; then
+    echo "building tansu 0.6.0 into $tansu_root (about 10 minutes)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$tansu_root"
+fi
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
+echo "tansu: $tansu_root/bin/tansu"
 echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \
-    list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout) ' | tr -s ' ' | paste -sd, -)"
+    list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout|confluent-kafka) ' | tr -s ' ' | paste -sd, -)"
 
 # ---- Rust checks -------------------------------------------------------------------------------
 
