@@ -161,6 +161,9 @@ pub struct BrokerConfig {
     pub mqtt: MqttConfig,
     pub limits: LimitsConfig,
     pub tls: Option<TlsConfig>,
+    /// Set: publishes are made durable in Kafka (acknowledged only once
+    /// Kafka has them), and the local log is fed from Kafka for delivery.
+    pub kafka: Option<tributary_kafka::KafkaConfig>,
 }
 
 impl BrokerConfig {

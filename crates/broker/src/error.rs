@@ -18,6 +18,8 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("kafka: {0}")]
+    Kafka(String),
     #[error("open the account store: {0}")]
     Accounts(String),
     #[error("{context}: {source}")]

@@ -58,6 +58,10 @@ pub struct Broker {
     pub(crate) shutdown: CancellationToken,
     /// One permit per open connection (`limits.max_connections`).
     pub(crate) connection_permits: Arc<Semaphore>,
+    /// With Kafka as the log: where publishes are made durable.
+    pub(crate) kafka: Option<Arc<tributary_kafka::Producer>>,
+    /// Names this node's consumer group on Kafka (kept in the data dir).
+    node_id: String,
 }
 
 impl Broker {
@@ -89,6 +93,18 @@ impl Broker {
         }
         let accounts =
             Arc::new(Accounts::open(data_dir).map_err(|e| Error::Accounts(e.to_string()))?);
+        let kafka = match &config.kafka {
+            Some(kafka) => {
+                tributary_kafka::ensure_topics(kafka)
+                    .await
+                    .map_err(|e| Error::Kafka(e.to_string()))?;
+                let producer = tributary_kafka::Producer::new(kafka)
+                    .map_err(|e| Error::Kafka(e.to_string()))?;
+                Some(Arc::new(producer))
+            }
+            None => None,
+        };
+        let node_id = crate::store::node_id(data_dir).map_err(|e| Error::io("read node_id", e))?;
         let retained_snapshot = Arc::new(RetainedSnapshot::new(data_dir));
         let (retained, applied) = retained_snapshot
             .load()
@@ -108,6 +124,8 @@ impl Broker {
             message_ids: MessageIds::new(),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            kafka,
+            node_id,
         };
         let applied = broker.replay_retained(applied).await?;
         broker.retained_applied.store(applied.0, Ordering::Relaxed);
@@ -165,6 +183,15 @@ impl Broker {
         tasks.spawn(self.clone().retained_consumer(stop.clone()));
         tasks.spawn(self.clone().expire_sessions(stop.clone()));
         tasks.spawn(self.clone().watch_accounts(stop.clone()));
+        if let Some(kafka) = &self.config.kafka {
+            let group = format!("tributary-router-{}", self.node_id);
+            tasks.spawn(crate::kafka_tail::run(
+                self.clone(),
+                kafka.clone(),
+                group,
+                stop.clone(),
+            ));
+        }
         let connections = TaskTracker::new();
         let accepting = CancellationToken::new();
         let acceptors = TaskTracker::new();
@@ -197,6 +224,12 @@ impl Broker {
         }
         tasks.close();
         tasks.wait().await;
+        if let Some(producer) = &self.kafka {
+            // Everything acknowledged is in Kafka already; this only lets
+            // unacknowledged records finish before the process ends.
+            let producer = producer.clone();
+            let _ = tokio::task::spawn_blocking(move || producer.flush(SHUTDOWN_GRACE)).await;
+        }
         self.log
             .close()
             .await

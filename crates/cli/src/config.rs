@@ -20,6 +20,76 @@ pub struct FileConfig {
     pub log: LogFileConfig,
     /// Certificates of the TLS and secure WebSocket listeners.
     pub tls: Option<TlsConfig>,
+    /// Kafka as the log (`--log kafka://...`); absent: the embedded log.
+    pub kafka: Option<KafkaFileConfig>,
+}
+
+/// The `[kafka]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaFileConfig {
+    /// `kafka://HOST:PORT[,HOST:PORT]`.
+    pub url: String,
+    /// `"FILTER -> TOPIC"` rules, first match wins.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Kafka topic of messages no rule matches.
+    #[serde(default = "default_kafka_topic")]
+    pub default_topic: String,
+    /// Longest a publish waits for Kafka before its publisher is told it
+    /// was not stored.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// Partitions of topics Tributary creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+}
+
+fn default_kafka_topic() -> String {
+    tributary_kafka::DEFAULT_TOPIC.to_owned()
+}
+fn default_ack_timeout_ms() -> u64 {
+    30_000
+}
+fn default_partitions() -> i32 {
+    3
+}
+
+impl KafkaFileConfig {
+    pub fn from_url(url: &str) -> Self {
+        KafkaFileConfig {
+            url: url.to_owned(),
+            topics: Vec::new(),
+            default_topic: default_kafka_topic(),
+            ack_timeout_ms: default_ack_timeout_ms(),
+            partitions: default_partitions(),
+        }
+    }
+
+    /// The Kafka client's config, every value checked with a message naming its key.
+    pub fn resolve(&self) -> anyhow::Result<tributary_kafka::KafkaConfig> {
+        let mut config = tributary_kafka::KafkaConfig::from_url(&self.url).context("kafka.url")?;
+        config.rules = self
+            .topics
+            .iter()
+            .map(|rule| rule.parse())
+            .collect::<Result<_, _>>()
+            .context("kafka.topics")?;
+        anyhow::ensure!(
+            tributary_kafka::valid_kafka_topic(&self.default_topic),
+            "kafka.default_topic {:?} is not a valid Kafka topic name",
+            self.default_topic
+        );
+        anyhow::ensure!(
+            self.ack_timeout_ms >= 1000,
+            "kafka.ack_timeout_ms must be at least 1000"
+        );
+        anyhow::ensure!(self.partitions >= 1, "kafka.partitions must be at least 1");
+        config.default_topic = self.default_topic.clone();
+        config.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
+        config.partitions = self.partitions;
+        Ok(config)
+    }
 }
 
 impl Default for FileConfig {
@@ -30,6 +100,7 @@ impl Default for FileConfig {
             limits: LimitsConfig::default(),
             log: LogFileConfig::default(),
             tls: None,
+            kafka: None,
         }
     }
 }
@@ -67,12 +138,18 @@ impl FileConfig {
         toml::from_str(&text).with_context(|| format!("parse config file {}", path.display()))
     }
 
-    pub fn broker(&self) -> BrokerConfig {
-        BrokerConfig {
+    /// The broker's config; fails on a `[kafka]` table with a bad value.
+    pub fn broker(&self) -> anyhow::Result<BrokerConfig> {
+        Ok(BrokerConfig {
             mqtt: self.mqtt.clone(),
             limits: self.limits.clone(),
             tls: self.tls.clone(),
-        }
+            kafka: self
+                .kafka
+                .as_ref()
+                .map(KafkaFileConfig::resolve)
+                .transpose()?,
+        })
     }
 
     pub fn log_config(&self) -> LogConfig {
@@ -113,7 +190,7 @@ mod tests {
              [mqtt.wss]\nlisten = \"127.0.0.1:8084\"\nproxy_protocol = true\n\
              [tls]\ncert_file = \"s.crt\"\nkey_file = \"s.key\"\n",
         )?;
-        let broker = config.broker();
+        let broker = config.broker()?;
         broker.validate().map_err(anyhow::Error::msg)?;
         let listeners: Vec<String> = broker
             .listeners()
@@ -135,7 +212,7 @@ mod tests {
     #[test]
     fn encrypted_listener_without_certificate_is_refused_by_name() -> anyhow::Result<()> {
         let config: FileConfig = toml::from_str("[mqtt.wss]\nlisten = \"127.0.0.1:8084\"\n")?;
-        let err = config.broker().validate().expect_err("no [tls]");
+        let err = config.broker()?.validate().expect_err("no [tls]");
         assert!(err.contains("mqtt.wss") && err.contains("[tls]"), "{err}");
         Ok(())
     }
@@ -147,7 +224,24 @@ mod tests {
             "/../../docs/tributary.example.toml"
         ))?;
         let config: FileConfig = toml::from_str(&text)?;
-        config.broker().validate().map_err(anyhow::Error::msg)?;
+        config.broker()?.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+
+    #[test]
+    fn kafka_table_resolves_and_names_bad_keys() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str(
+            "[kafka]\nurl = \"kafka://127.0.0.1:19092\"\n\
+             topics = [\"tributary/v1/+/senml -> tributary.senml\"]\n",
+        )?;
+        let kafka = config.broker()?.kafka.expect("kafka");
+        assert_eq!(kafka.brokers, "127.0.0.1:19092");
+        assert_eq!(kafka.topic_for("tributary/v1/w/senml"), "tributary.senml");
+        assert_eq!(kafka.topic_for("other"), "tributary.ingest");
+        let bad: FileConfig =
+            toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ntopics = [\"a/# b\"]\n")?;
+        let err = format!("{:#}", bad.broker().expect_err("bad rule"));
+        assert!(err.contains("kafka.topics"), "{err}");
         Ok(())
     }
 }

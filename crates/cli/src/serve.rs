@@ -8,7 +8,7 @@ use clap::Args;
 use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfig};
 use tributary_log::Log;
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, KafkaFileConfig};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// certificate's common name then authenticates that device.
     #[arg(long, env = "TRIBUTARY_TLS_CLIENT_CA", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// The log: `embedded` (default) or `kafka://HOST:PORT[,HOST:PORT]`, where
+    /// publishes are acknowledged once Kafka has them (see `[kafka]`).
+    #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
+    log: Option<String>,
     /// With --tls-client-ca: refuse TLS clients without a certificate.
     #[arg(long, env = "TRIBUTARY_TLS_REQUIRE_CLIENT_CERT")]
     tls_require_client_cert: bool,
@@ -82,7 +86,20 @@ impl ServeArgs {
             config.mqtt.proxy_protocol = true;
         }
         self.compose_listeners(&mut config)?;
-        config.broker().validate().map_err(anyhow::Error::msg)?;
+        match self.log.as_deref() {
+            None => {}
+            Some("embedded") => config.kafka = None,
+            Some(url) if url.starts_with("kafka://") => {
+                let kafka = config
+                    .kafka
+                    .get_or_insert_with(|| KafkaFileConfig::from_url(url));
+                kafka.url = url.to_owned();
+            }
+            Some(other) => {
+                anyhow::bail!("--log {other:?}: expected embedded or kafka://HOST:PORT[,HOST:PORT]")
+            }
+        }
+        config.broker()?.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
 }
@@ -139,8 +156,11 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let log = Log::open(config.log_config())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
-    let broker = Broker::open(config.broker(), log, &config.data_dir).await?;
-    let listeners = Listeners::bind(&config.broker()).await?;
+    let broker = Broker::open(config.broker()?, log, &config.data_dir).await?;
+    if let Some(kafka) = &config.kafka {
+        tracing::info!(url = %kafka.url, "the log is Kafka: publishes are acknowledged once Kafka has them");
+    }
+    let listeners = Listeners::bind(&config.broker()?).await?;
     for (kind, addr) in listeners.addresses() {
         let path = if matches!(kind, ListenerKind::Ws | ListenerKind::Wss) {
             "/mqtt"

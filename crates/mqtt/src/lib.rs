@@ -24,6 +24,7 @@ mod error;
 mod packet;
 mod properties;
 mod reason;
+pub mod stored;
 pub mod topic;
 
 pub use codec::{decode, encode, encode_publish_parts, PublishHeader};

@@ -8,6 +8,7 @@ use tributary_mqtt::{
 
 use super::{connect::packet_name, Acks, Close, Connection, PendingAck};
 use crate::session::{Held, OutboundState, Subscription};
+use crate::store::{NotStored, Stored};
 
 impl Connection {
     pub(super) async fn handle_packet(
@@ -248,21 +249,13 @@ impl Connection {
     pub(super) fn appended(
         &mut self,
         held: &mut Held,
-        (result, acks): (tributary_log::Result<Vec<Offset>>, Acks),
+        (result, acks): (Result<Stored, NotStored>, Acks),
     ) -> Result<(), Close> {
-        let offsets = match result {
-            Ok(offsets) => offsets,
+        let stored = match result {
+            Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(client_id = %self.client_id, error = %e, count = acks.len(), "publishes not stored");
-                let refusal = match e {
-                    tributary_log::Error::Full { .. } => {
-                        (ReasonCode::QuotaExceeded, "the log is full")
-                    }
-                    _ => (
-                        ReasonCode::UnspecifiedError,
-                        "the log cannot store the message",
-                    ),
-                };
+                let refusal = e.refusal();
                 if self.version == ProtocolVersion::V311 {
                     return Err(Close::Violation(refusal.0, refusal.1));
                 }
@@ -272,18 +265,25 @@ impl Connection {
                 return Ok(());
             }
         };
-        let mut offsets = offsets.into_iter();
+        let mut offsets = match stored {
+            Stored::InLog(offsets) => Some(offsets.into_iter()),
+            // The retained map learns of retained messages from the local
+            // log, which Kafka feeds; there is no local offset yet.
+            Stored::InKafka => None,
+        };
         for ack in acks {
             if let Some(refusal) = ack.refused {
                 self.answer(held, &ack, refusal);
                 continue;
             }
-            let Some(offset) = offsets.next() else {
-                self.answer(held, &ack, (ReasonCode::UnspecifiedError, "not stored"));
-                continue;
-            };
-            if let Some(record) = &ack.retained {
-                self.broker.retained.apply(offset, record);
+            if let Some(offsets) = offsets.as_mut() {
+                let Some(offset) = offsets.next() else {
+                    self.answer(held, &ack, (ReasonCode::UnspecifiedError, "not stored"));
+                    continue;
+                };
+                if let Some(record) = &ack.retained {
+                    self.broker.retained.apply(offset, record);
+                }
             }
             self.answer(held, &ack, (ReasonCode::Success, ""));
         }

@@ -15,9 +15,7 @@ mod inbound;
 mod outbound;
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +120,7 @@ struct PendingAck {
     retained: Option<Arc<Record>>,
 }
 
-type AppendFuture = Pin<Box<dyn Future<Output = tributary_log::Result<Vec<Offset>>> + Send>>;
+type AppendFuture = crate::store::StoreFuture;
 
 /// Publishes with the answers they are owed, in arrival order.
 type Acks = Vec<PendingAck>;
@@ -458,7 +456,6 @@ impl Connection {
     /// Starts the next append when none is in flight, and commits the
     /// session cursor when it moved.
     fn flush_progress(&mut self, held: &mut Held) -> Result<(), Close> {
-        let log = &self.broker.log;
         if let Some(ingest) = self.ingest.as_mut().filter(|i| i.can_submit()) {
             let batch = std::mem::take(&mut ingest.queued);
             let mut records = Vec::with_capacity(batch.len());
@@ -472,7 +469,7 @@ impl Connection {
                 }
                 acks.push(ack);
             }
-            let (future, blocking) = submit(log, records);
+            let (future, blocking) = crate::store::submit(&self.broker, records);
             ingest.blocked = blocking;
             ingest.appending.push_back(Append {
                 future,
@@ -561,7 +558,7 @@ impl Connection {
             topic,
             qos: qos as u8,
             retain,
-            properties: crate::wire::stored_properties(properties),
+            properties: tributary_mqtt::stored::stored_properties(properties),
             payload,
             client_id: self.client_id.as_str().to_owned(),
             message_id: self.broker.next_message_id(),
@@ -713,30 +710,18 @@ impl Connection {
 /// Appends a will message to the log like any publish.
 async fn append_will(broker: &Broker, record: Record) {
     let record = Arc::new(record);
-    match append_in_order(&broker.log, vec![Record::clone(&record)]).await {
-        Ok(offsets) => {
+    match crate::store::store(broker, vec![Record::clone(&record)]).await {
+        Ok(crate::store::Stored::InLog(offsets)) => {
             if let (true, Some(offset)) = (record.retain, offsets.first()) {
                 broker.retained.apply(*offset, &record);
             }
         }
+        // The retained map learns it from the local log, which Kafka feeds.
+        Ok(crate::store::Stored::InKafka) => {}
         Err(e) => {
             tracing::error!(client_id = %record.client_id, error = %e, "append the will message")
         }
     }
-}
-
-/// Appends records so the log keeps their order, resolving when all are durable.
-async fn append_in_order(
-    log: &tributary_log::Log,
-    records: Vec<Record>,
-) -> tributary_log::Result<Vec<Offset>> {
-    let count = records.len() as u64;
-    if records.is_empty() {
-        return Ok(Vec::new());
-    }
-    let first = log.append_batch(records).await?;
-    // The log gives a batch dense offsets from the first.
-    Ok((first.0..first.0 + count).map(Offset).collect())
 }
 
 /// The next shared-subscription delivery; pending forever without any.
@@ -753,7 +738,7 @@ async fn recv_shared(
 /// forever when none is. Cancel-safe: the append stays queued until it resolves.
 async fn poll_append(
     ingest: &mut Option<Box<Ingest>>,
-) -> (tributary_log::Result<Vec<Offset>>, Acks) {
+) -> (Result<crate::store::Stored, crate::store::NotStored>, Acks) {
     match ingest.as_mut().and_then(|i| i.appending.front_mut()) {
         Some(append) => {
             let result = (&mut append.future).await;
@@ -765,36 +750,6 @@ async fn poll_append(
             (result, append.acks)
         }
         None => std::future::pending().await,
-    }
-}
-
-/// Hands records to the log without waiting when its queue has room (so
-/// several appends of one client can be in flight, in order); otherwise
-/// waits for room, and says so (`true`) so no later append overtakes it.
-fn submit(log: &tributary_log::Log, records: Vec<Record>) -> (AppendFuture, bool) {
-    let count = records.len() as u64;
-    if records.is_empty() {
-        return (Box::pin(std::future::ready(Ok(Vec::new()))), false);
-    }
-    match log.try_submit(records) {
-        Ok(submitted) => {
-            let future = async move {
-                let first = submitted.await?;
-                Ok((first.0..first.0 + count).map(Offset).collect())
-            };
-            (Box::pin(future), false)
-        }
-        Err(tributary_log::SubmitError::QueueFull(records)) => {
-            let log = log.clone();
-            (
-                Box::pin(async move { append_in_order(&log, records).await }),
-                true,
-            )
-        }
-        Err(tributary_log::SubmitError::Closed) => (
-            Box::pin(std::future::ready(Err(tributary_log::Error::Closed))),
-            false,
-        ),
     }
 }
 
@@ -826,7 +781,7 @@ mod tests {
     /// it small (the memory bar is 2 KiB per idle connection in all).
     #[test]
     fn connection_future_stays_small() {
-        fn size_of_future<F: Future>(_: &F) -> usize {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
             std::mem::size_of::<F>()
         }
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -188,7 +188,7 @@ impl Connection {
         {
             return Some(Properties::default());
         }
-        let mut properties = crate::wire::load_properties(&record.properties);
+        let mut properties = tributary_mqtt::stored::load_properties(&record.properties);
         if let Some(expiry) = properties.message_expiry_interval {
             let age_secs = crate::persist::unix_ms().saturating_sub(record.receive_time_ms) / 1000;
             match u32::try_from(age_secs)

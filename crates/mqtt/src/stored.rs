@@ -5,8 +5,8 @@
 //! Only the properties that belong to the message travel through the log;
 //! topic alias and subscription identifiers belong to one connection.
 
+use crate::{Packet, Properties, ProtocolVersion, Publish, QoS};
 use bytes::{Bytes, BytesMut};
-use tributary_mqtt::{Packet, Properties, ProtocolVersion, Publish, QoS};
 
 /// The stored form of a publish's (or will's) message properties.
 pub fn stored_properties(properties: &Properties) -> Bytes {
@@ -35,7 +35,7 @@ pub fn stored_properties(properties: &Properties) -> Bytes {
         payload: Bytes::new(),
     });
     let mut buf = BytesMut::new();
-    if tributary_mqtt::encode(&packet, ProtocolVersion::V5, &mut buf).is_err() {
+    if crate::encode(&packet, ProtocolVersion::V5, &mut buf).is_err() {
         return Bytes::new();
     }
     let after_header = 1 + varint_len(&buf[1..]);
@@ -58,7 +58,7 @@ pub fn load_properties(stored: &Bytes) -> Properties {
     buf.extend_from_slice(&[0x00, 0x01, b't']);
     buf.extend_from_slice(&prop_len);
     buf.extend_from_slice(stored);
-    match tributary_mqtt::decode(&buf, ProtocolVersion::V5, usize::MAX) {
+    match crate::decode(&buf, ProtocolVersion::V5, usize::MAX) {
         Ok((Packet::Publish(p), _)) => p.properties,
         _ => Properties::default(),
     }

@@ -1,0 +1,115 @@
+//! With Kafka as the log: follows this node's Kafka consumer group and
+//! appends what it reads to the local log, from which sessions, shared
+//! subscriptions and the retained map read as they always do. Every node
+//! tails Kafka, so each delivers every message to its own subscribers.
+//!
+//! Offsets are committed to Kafka only after the records are durable in
+//! the local log: a node that stops resumes after the last committed
+//! record, so nothing Kafka acknowledged is missed (records between the
+//! local append and the commit may be appended twice: MQTT delivery is at
+//! least once). A new node starts at Kafka's end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tributary_kafka::{Consumer, KafkaConfig, Position, Start};
+use tributary_log::Record;
+
+use crate::server::Broker;
+
+/// Records appended to the local log at once at most.
+const BATCH: usize = 1024;
+/// How long a batch waits for more records once it has one.
+const LINGER: Duration = Duration::from_millis(2);
+/// Pause after an error before trying again (Kafka away, say).
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    config: KafkaConfig,
+    group: String,
+    stop: CancellationToken,
+) {
+    let consumer = loop {
+        match Consumer::new(&config, &group, &config.topics(), Start::Latest) {
+            Ok(consumer) => break consumer,
+            Err(e) => {
+                tracing::error!(error = %e, "kafka tail: create the consumer");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(%group, topics = ?config.topics(), "following kafka");
+    let mut failing = false;
+    loop {
+        let batch = tokio::select! {
+            () = stop.cancelled() => return,
+            batch = next_batch(&consumer) => batch,
+        };
+        let (records, positions) = match batch {
+            Ok(batch) => {
+                if failing {
+                    tracing::info!("kafka tail: reading again");
+                    failing = false;
+                }
+                batch
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "kafka tail: read failed; retrying every second");
+                    failing = true;
+                }
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        if !records.is_empty() {
+            // Not cancelled by `stop`: what was read is appended before the
+            // offsets move, or neither happens.
+            if let Err(e) = broker.log.append_batch(records).await {
+                tracing::error!(error = %e, "kafka tail: append to the local log; rereading from the last commit");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        }
+        if let Err(e) = consumer.commit(&positions) {
+            tracing::warn!(error = %e, "kafka tail: commit offsets");
+        }
+    }
+}
+
+/// Waits for one message, then takes what else arrives within `LINGER`.
+async fn next_batch(consumer: &Consumer) -> tributary_kafka::Result<(Vec<Record>, Vec<Position>)> {
+    let mut records = Vec::new();
+    let mut positions = Vec::new();
+    take(consumer.recv().await?, &mut records, &mut positions);
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while positions.len() < BATCH {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(received) => take(received?, &mut records, &mut positions),
+            Err(_) => break,
+        }
+    }
+    Ok((records, positions))
+}
+
+/// Keeps a message's record (a message that is no record is skipped with a
+/// log line) and its position, which is committed either way.
+fn take(
+    received: tributary_kafka::Received,
+    records: &mut Vec<Record>,
+    positions: &mut Vec<Position>,
+) {
+    match received.record {
+        Ok(record) => records.push(record),
+        Err(e) => {
+            tracing::warn!(topic = %received.position.topic, partition = received.position.partition,
+            offset = received.position.offset, error = %e, "kafka tail: skipped a message")
+        }
+    }
+    positions.push(received.position);
+}

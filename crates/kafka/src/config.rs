@@ -1,0 +1,164 @@
+//! Where Kafka is and which Kafka topic each MQTT topic goes to.
+
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// The Kafka topic of every message no rule claims.
+pub const DEFAULT_TOPIC: &str = "tributary.ingest";
+
+/// How to reach Kafka and how to map MQTT topics onto Kafka topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Rules tried in order; the first whose filter matches names the topic.
+    pub rules: Vec<TopicRule>,
+    /// Topic of messages no rule matches.
+    pub default_topic: String,
+    /// Longest a publish waits for Kafka's acknowledgement before the
+    /// publisher is told it was not stored (5.0: 0x97; 3.1.1: disconnect
+    /// without acknowledgement, so the device resends).
+    pub ack_timeout: Duration,
+    /// Partitions of the topics Tributary creates when they do not exist.
+    pub partitions: i32,
+}
+
+impl KafkaConfig {
+    /// Parses `kafka://HOST:PORT[,HOST:PORT]` with the defaults for the rest.
+    pub fn from_url(url: &str) -> Result<KafkaConfig> {
+        let brokers = url
+            .strip_prefix("kafka://")
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{url:?} is not a kafka://HOST:PORT[,HOST:PORT] URL"
+                ))
+            })?
+            .trim_end_matches('/');
+        if brokers.is_empty()
+            || brokers.split(',').any(|b| {
+                b.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            })
+        {
+            return Err(Error::Config(format!(
+                "{url:?}: every broker must be HOST:PORT (kafka://HOST:PORT[,HOST:PORT])"
+            )));
+        }
+        Ok(KafkaConfig {
+            brokers: brokers.to_owned(),
+            rules: Vec::new(),
+            default_topic: DEFAULT_TOPIC.to_owned(),
+            ack_timeout: Duration::from_secs(30),
+            partitions: 3,
+        })
+    }
+
+    /// The Kafka topic of an MQTT topic.
+    pub fn topic_for(&self, mqtt_topic: &str) -> &str {
+        self.rules
+            .iter()
+            .find(|rule| tributary_mqtt::topic::matches(&rule.filter, mqtt_topic))
+            .map_or(self.default_topic.as_str(), |rule| rule.topic.as_str())
+    }
+
+    /// Every Kafka topic the rules can produce to, the default first.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics = vec![self.default_topic.clone()];
+        for rule in &self.rules {
+            if !topics.contains(&rule.topic) {
+                topics.push(rule.topic.clone());
+            }
+        }
+        topics
+    }
+}
+
+/// `FILTER -> TOPIC`: MQTT topics matching the filter go to the Kafka topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRule {
+    pub filter: String,
+    pub topic: String,
+}
+
+impl std::str::FromStr for TopicRule {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<TopicRule> {
+        let (filter, topic) = text
+            .split_once("->")
+            .map(|(f, t)| (f.trim(), t.trim()))
+            .ok_or_else(|| Error::Config(format!("topic rule {text:?} is not FILTER -> TOPIC")))?;
+        if !tributary_mqtt::topic::valid_topic_filter(filter) {
+            return Err(Error::Config(format!(
+                "topic rule {text:?}: {filter:?} is not a valid MQTT topic filter"
+            )));
+        }
+        if !valid_kafka_topic(topic) {
+            return Err(Error::Config(format!(
+                "topic rule {text:?}: {topic:?} is not a valid Kafka topic \
+                 (1–249 of a-z A-Z 0-9 . _ -)"
+            )));
+        }
+        Ok(TopicRule {
+            filter: filter.to_owned(),
+            topic: topic.to_owned(),
+        })
+    }
+}
+
+/// Kafka's own rule for topic names.
+pub fn valid_kafka_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_brokers() -> Result<()> {
+        let config = KafkaConfig::from_url("kafka://127.0.0.1:19092,kafka2:9092")?;
+        assert_eq!(config.brokers, "127.0.0.1:19092,kafka2:9092");
+        for bad in [
+            "127.0.0.1:9092",
+            "kafka://",
+            "kafka://host",
+            "kafka://host:port",
+            "kafka://:9092",
+        ] {
+            assert!(KafkaConfig::from_url(bad).is_err(), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn first_matching_rule_names_the_topic() -> Result<()> {
+        let mut config = KafkaConfig::from_url("kafka://k:9092")?;
+        config.rules = vec![
+            "tributary/v1/+/senml -> tributary.senml".parse()?,
+            "tributary/v1/# -> tributary.other".parse()?,
+        ];
+        assert_eq!(config.topic_for("tributary/v1/d1/senml"), "tributary.senml");
+        assert_eq!(config.topic_for("tributary/v1/d1/raw"), "tributary.other");
+        assert_eq!(config.topic_for("demo/x"), DEFAULT_TOPIC);
+        assert_eq!(
+            config.topics(),
+            [DEFAULT_TOPIC, "tributary.senml", "tributary.other"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_reason() {
+        for bad in ["a/b tributary.x", "a/#/b -> x", "a -> bad topic", "a -> "] {
+            let err = bad.parse::<TopicRule>().expect_err(bad);
+            assert!(err.to_string().contains(bad.trim()), "{err}");
+        }
+    }
+}

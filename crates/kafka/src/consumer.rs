@@ -1,0 +1,108 @@
+//! Reading records back from Kafka on a consumer group, committing offsets
+//! only when the caller says what it has made durable.
+
+use std::collections::HashMap;
+
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use tributary_log::Record;
+
+use crate::producer::client_config;
+use crate::{message, Error, KafkaConfig, Result};
+
+/// Where a group without committed offsets starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest record Kafka still has (a new processor).
+    Earliest,
+    /// Records produced from now on (a new node's router).
+    Latest,
+}
+
+/// A record's place in Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One message read: the record it carries, or why it carries none.
+#[derive(Debug)]
+pub struct Received {
+    pub position: Position,
+    pub record: Result<Record, message::NotARecord>,
+}
+
+pub struct Consumer {
+    inner: StreamConsumer,
+}
+
+impl Consumer {
+    /// Joins `group` and subscribes to `topics`.
+    pub fn new(
+        config: &KafkaConfig,
+        group: &str,
+        topics: &[String],
+        start: Start,
+    ) -> Result<Consumer> {
+        let inner: StreamConsumer = client_config(config)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set(
+                "auto.offset.reset",
+                match start {
+                    Start::Earliest => "earliest",
+                    Start::Latest => "latest",
+                },
+            )
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .map_err(|e| Error::kafka("create the consumer", e))?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        inner
+            .subscribe(&topics)
+            .map_err(|e| Error::kafka("subscribe", e))?;
+        Ok(Consumer { inner })
+    }
+
+    /// The next message; waits for one.
+    pub async fn recv(&self) -> Result<Received> {
+        let message = self
+            .inner
+            .recv()
+            .await
+            .map_err(|e| Error::kafka("receive", e))?;
+        Ok(Received {
+            position: Position {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+            record: message::record(message.headers(), message.payload()),
+        })
+    }
+
+    /// Commits everything up to and including each partition's highest
+    /// position in `done` (a restart resumes after it).
+    pub fn commit(&self, done: &[Position]) -> Result<()> {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for p in done {
+            let entry = next.entry((p.topic.as_str(), p.partition)).or_insert(0);
+            *entry = (*entry).max(p.offset + 1);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            list.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| Error::kafka("commit", e))?;
+        }
+        self.inner
+            .commit(&list, CommitMode::Sync)
+            .map_err(|e| Error::kafka("commit", e))
+    }
+}
