@@ -112,6 +112,8 @@ class Tansu:
         self._log_file.write(f"=== start #{self.starts + 1}: {' '.join(cmd)}\n".encode())
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
+        # tansu colours its log even into a file; plain text reads better in a test report.
+        env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
                                      start_new_session=True)
