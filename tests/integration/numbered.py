@@ -11,9 +11,14 @@ from __future__ import annotations
 import threading
 import time
 
-from clients import V311, Client
+from paho.mqtt.packettypes import PacketTypes
+
+from clients import V5, V311, Client, make_properties
 
 WINDOW = 1000  # our own bound on unacknowledged publishes; paho's packet ids wrap at 65535
+# MQTT 5.0 clients must stay within the broker's Receive Maximum (256 by default; the broker
+# disconnects with 0x93 beyond it), and paho's max_inflight overrides what CONNACK announced.
+WINDOW_V5 = 200
 
 
 def payload(n: int) -> bytes:
@@ -24,16 +29,19 @@ class Publisher:
     """A paho connection publishing numbers with a bounded window, recording acknowledged numbers."""
 
     def __init__(self, broker, client_id: str, acked: set[int], topic: str, version: int = V311,
-                 credentials: tuple[str, str] | None = None, size: int = 8):
+                 credentials: tuple[str, str] | None = None, size: int = 8, properties: dict | None = None):
+        """`size` pads each payload; `properties` are 5.0 PUBLISH properties by paho name."""
         self.acked = acked
         self.topic = topic
         self.size = size
+        self.properties = properties
         self.lock = threading.Condition()
         self.pending: dict[int, int] = {}  # mid -> number
         self.early: dict[int, bool] = {}  # mid -> success, acked before publish() returned the mid to us
         self.refused = 0
         self.attempts = 0
-        self.c = Client(broker, version, client_id, max_inflight=WINDOW)
+        self.window = WINDOW_V5 if version == V5 else WINDOW
+        self.c = Client(broker, version, client_id, max_inflight=self.window)
         if credentials:
             self.c.c.username_pw_set(*credentials)
         self.c.c.on_publish = self._on_publish
@@ -61,11 +69,12 @@ class Publisher:
     def publish(self, n: int, deadline: float) -> bool:
         """Publish one number once there is room in the window; False if the connection is gone."""
         with self.lock:
-            while len(self.pending) >= WINDOW:
+            while len(self.pending) >= self.window:
                 if not self.c.c.is_connected() or time.monotonic() > deadline:
                     return False
                 self.lock.wait(0.05)
-        info = self.c.c.publish(self.topic, self.message(n), qos=1)
+        info = self.c.c.publish(self.topic, self.message(n), qos=1,
+                                properties=make_properties(PacketTypes.PUBLISH, self.properties))
         self.attempts += 1
         with self.lock:
             if info.mid in self.early:

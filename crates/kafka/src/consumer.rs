@@ -58,6 +58,10 @@ impl Consumer {
                 },
             )
             .set("session.timeout.ms", "6000")
+            .set(
+                "max.partition.fetch.bytes",
+                crate::producer::MAX_MESSAGE_BYTES.to_string(),
+            )
             .set("heartbeat.interval.ms", "1000")
             .create()
             .map_err(|e| Error::kafka("create the consumer", e))?;

@@ -10,6 +10,9 @@ use tributary_log::Record;
 
 use crate::{message, Error, KafkaConfig, Result};
 
+/// Largest Kafka message the producer builds (payload, key and headers).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Where Kafka stored a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
@@ -37,6 +40,12 @@ impl Producer {
             )
             // A few milliseconds of batching: many publishers' records share a request.
             .set("linger.ms", "2")
+            // Set, never left to defaults: some Kafka-protocol brokers
+            // (tansu 0.6) store snappy batches they cannot serve back.
+            .set("compression.type", "lz4")
+            // MQTT payloads reach limits.max_packet_size (1 MiB by default)
+            // plus headers; the Kafka brokers' own limit still applies.
+            .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             .create()
             .map_err(|e| Error::kafka("create the producer", e))?;
         Ok(Producer {
