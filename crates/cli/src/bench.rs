@@ -129,7 +129,7 @@ pub struct BenchArgs {
     fail_on_loss: bool,
 }
 
-fn parse_protocol(value: &str) -> Result<ProtocolVersion, String> {
+pub(crate) fn parse_protocol(value: &str) -> Result<ProtocolVersion, String> {
     match value.to_ascii_lowercase().as_str() {
         "3.1.1" | "311" | "v311" | "v3.1.1" | "4" => Ok(ProtocolVersion::V311),
         "5" | "5.0" | "v5" | "v5.0" => Ok(ProtocolVersion::V5),
