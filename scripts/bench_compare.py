@@ -11,6 +11,9 @@ are those of docs/benchmarks.md:
   d  1,000 idle connections                                         -> broker memory per connection
                                                                        (RSS and anonymous RSS growth / 1,000)
   e  5,000 msg/s QoS 1 with a subscriber                            -> publish->PUBACK p50/p99
+  t  scenario c over TLS 1.3 (server certificate from a throwaway CA) -> msg/s end to end, lost;
+     run `--scenarios ct` for TLS beside plaintext in one run (rumqttd is left out: its TLS
+     listener needs a config of its own)
 
 Brokers: Tributary with its defaults (fsync'd group commit: acknowledged = durable); Mosquitto 2 from
 Debian with `max_queued_messages 0` and `set_tcp_nodelay true` (so it drops nothing); rumqttd from
@@ -57,15 +60,27 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.dir: tempfile.TemporaryDirectory | None = None
         self.port = 0
+        # Set for the TLS scenario: a certs.Pki whose server certificate the broker serves.
+        self.pki = None
+        self.tls_port = 0
 
     def command(self, workdir: Path) -> list[str]:
         if self.name == "tributary":
+            tls = []
+            if self.pki:
+                tls = ["--mqtt-tls", f"127.0.0.1:{self.tls_port}", "--tls-cert", str(self.pki.server_cert),
+                       "--tls-key", str(self.pki.server_key)]
             return [self.binary, "serve", "--mqtt", f"127.0.0.1:{self.port}", "--data-dir",
-                    str(workdir / "data"), "--allow-anonymous"]
+                    str(workdir / "data"), "--allow-anonymous", *tls]
         if self.name == "mosquitto":
             conf = workdir / "mosquitto.conf"
-            conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                            "max_queued_messages 0\nset_tcp_nodelay true\n")
+            text = (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    "max_queued_messages 0\nset_tcp_nodelay true\n")
+            if self.pki:
+                # As root mosquitto would drop to user `mosquitto`, who cannot read the key.
+                text += (f"listener {self.tls_port} 127.0.0.1\ncertfile {self.pki.server_cert}\n"
+                         f"keyfile {self.pki.server_key}\nuser root\n")
+            conf.write_text(text)
             return [self.binary, "-c", str(conf)]
         generated = subprocess.run([self.binary, "generate-config"], capture_output=True, text=True,
                                    check=True).stdout
@@ -82,6 +97,7 @@ class Broker:
         self.dir = tempfile.TemporaryDirectory(prefix=f"bench-{self.name}-")
         workdir = Path(self.dir.name)
         self.port = free_port()
+        self.tls_port = free_port()
         log = open(workdir / "broker.log", "wb")
         self.proc = subprocess.Popen(self.command(workdir), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True)
@@ -121,7 +137,8 @@ def scaled(n: int) -> int:
     return max(1, int(n * SCALE))
 
 
-def run_scenario(key: str, broker: Broker) -> dict:
+def run_scenario(key: str, broker: Broker, pki=None) -> dict:
+    broker.pki = pki if key == "t" else None
     broker.start()
     try:
         pid = broker.proc.pid
@@ -138,6 +155,10 @@ def run_scenario(key: str, broker: Broker) -> dict:
                        "--subscribers", "1"], broker.port)
             return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost"),
                     "peak RSS MiB": round(rss_kib(pid, "VmHWM") / 1024, 1)}
+        if key == "t":
+            r = bench(["pub", "--clients", "4", "--messages", str(scaled(1_000_000)), "--size", "100", "--qos", "1",
+                       "--subscribers", "1", "--tls", "--cafile", str(pki.ca_cert)], broker.tls_port)
+            return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost")}
         if key == "d":
             before, before_anon = rss_kib(pid), rss_kib(pid, "RssAnon")
             cmd = [str(BENCH), "bench", "conn", "--clients", "1000", "--connect-rate", "500", "--hold", "6",
@@ -186,11 +207,20 @@ def main():
     for b in brokers:
         if b not in present:
             print(f"note: {b.name} not found at {b.binary}; skipped", file=sys.stderr)
+    pki = None
+    if "t" in args.scenarios:
+        sys.path.insert(0, str(REPO / "tests" / "integration"))
+        from certs import Pki
+
+        pki_dir = tempfile.TemporaryDirectory(prefix="bench-pki-")
+        pki = Pki(Path(pki_dir.name))
     print(f"| scenario | broker | {'figures (median of %d runs)' % args.runs} |")
     print("|---|---|---|")
     for key in args.scenarios:
         for b in present:
-            runs = [run_scenario(key, b) for _ in range(args.runs)]
+            if key == "t" and b.name == "rumqttd":
+                continue
+            runs = [run_scenario(key, b, pki) for _ in range(args.runs)]
             figures = {k: median([r.get(k) for r in runs]) for k in runs[0]}
             text = ", ".join(f"{k} {v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{k} {v}"
                              for k, v in figures.items())

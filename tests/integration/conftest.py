@@ -385,3 +385,50 @@ def pytest_runtest_makereport(item, call):
         for b in list(_LIVE_BROKERS):
             state = "running" if b.running else f"exited with {b.proc.returncode if b.proc else None}"
             report.sections.append((f"broker log ({b!r}, {state})", b.log_tail()))
+
+
+# -- Kafka (tansu) -----------------------------------------------------------
+# One Kafka-protocol broker for the whole run (tests/integration/kafka.py; RECIPES.md: tansu keeps
+# to one broker per run, so tests isolate themselves with unique topic and group names).
+
+
+def unique_topic(prefix: str) -> str:
+    """A Kafka topic name no other test uses: `prefix` plus a random suffix."""
+    from kafka import unique_name
+
+    return unique_name(prefix)
+
+
+class _KafkaLogOnFailure:
+    """Attaches the tansu log to the report of a failing test that used the `kafka` fixture."""
+
+    def __init__(self, tansu):
+        self.tansu = tansu
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.failed and "kafka" in getattr(item, "fixturenames", ()):
+            state = "running" if self.tansu.running else "not running"
+            report.sections.append((f"tansu log ({self.tansu!r}, {state})", self.tansu.log_tail()))
+
+
+@pytest.fixture(scope="session")
+def kafka(request, tmp_path_factory):
+    """The run's tansu broker (kafka.Tansu): `kafka.bootstrap`, `kafka.create_topic(name, partitions)`."""
+    from kafka import Tansu, tansu_bin
+
+    if AGAINST == "mosquitto":
+        pytest.skip("the Kafka tests need tributary's Kafka producer; mosquitto has none")
+    if not Path(tansu_bin()).exists():
+        pytest.fail(f"tansu binary {tansu_bin()} not found: run scripts/test.sh (it builds tansu 0.6.0 "
+                    f"into /opt/tansu-0.6.0, see RECIPES.md) or set TANSU_BIN", pytrace=False)
+    t = Tansu(tmp_path_factory.mktemp("tansu"))
+    reporter = _KafkaLogOnFailure(t)
+    request.config.pluginmanager.register(reporter, "tributary-kafka-log")
+    try:
+        yield t.start()
+    finally:
+        t.close()
+        request.config.pluginmanager.unregister(reporter)

@@ -28,68 +28,11 @@ import time
 import pytest
 
 from clients import V311, Client
+from numbered import Publisher
 
 TOPIC = "durability/seq"
-WINDOW = 1000  # our own bound on unacknowledged publishes; paho's packet ids wrap at 65535
 KILL_FRACTION = 0.4
 DEADLINE_S = 280
-
-
-def payload(n: int) -> bytes:
-    return b"%08d" % n
-
-
-class Publisher:
-    """A paho connection publishing numbers with a bounded window, recording acknowledged numbers."""
-
-    def __init__(self, broker, client_id: str, acked: set[int]):
-        self.acked = acked
-        self.lock = threading.Condition()
-        self.pending: dict[int, int] = {}  # mid -> number
-        self.early: set[int] = set()  # mids acked before publish() returned them to us
-        self.attempts = 0
-        self.c = Client(broker, V311, client_id, max_inflight=WINDOW)
-        self.c.c.on_publish = self._on_publish
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties):
-        # Runs on paho's thread while paho holds its own lock: take only ours, never call paho.
-        with self.lock:
-            n = self.pending.pop(mid, None)
-            if n is None:
-                self.early.add(mid)
-            else:
-                self.acked.add(n)
-            self.lock.notify_all()
-
-    def connect(self):
-        self.c.connect()
-
-    def publish(self, n: int, deadline: float) -> bool:
-        """Publish one number once there is room in the window; False if the connection is gone."""
-        with self.lock:
-            while len(self.pending) >= WINDOW:
-                if not self.c.c.is_connected() or time.monotonic() > deadline:
-                    return False
-                self.lock.wait(0.05)
-        info = self.c.c.publish(TOPIC, payload(n), qos=1)
-        self.attempts += 1
-        with self.lock:
-            if info.mid in self.early:
-                self.early.discard(info.mid)
-                self.acked.add(n)
-            else:
-                self.pending[info.mid] = n
-        return info.rc == 0
-
-    def wait_drained(self, deadline: float) -> None:
-        with self.lock:
-            while self.pending and time.monotonic() < deadline and self.c.c.is_connected():
-                self.lock.wait(0.1)
-
-    def close(self):
-        self.c.close()
-
-
 def run_scenario(broker, figures, n_total: int, graceful: bool):
     deadline = time.monotonic() + DEADLINE_S
     sub_id = f"durability-sub-{'term' if graceful else 'kill9'}"
@@ -105,7 +48,7 @@ def run_scenario(broker, figures, n_total: int, graceful: bool):
 
         # Phase 1: publish until 40 % are acknowledged, then kill (or stop) the broker mid-stream.
         kill_at = int(n_total * KILL_FRACTION)
-        first = Publisher(broker, pub_id, acked)
+        first = Publisher(broker, pub_id, acked, TOPIC)
         to_close.append(first)
         first.connect()
         t0 = time.monotonic()
@@ -129,7 +72,7 @@ def run_scenario(broker, figures, n_total: int, graceful: bool):
         for attempt in range(5):
             if len(acked) >= n_total or time.monotonic() > deadline:
                 break
-            second = Publisher(broker, pub_id, acked)
+            second = Publisher(broker, pub_id, acked, TOPIC)
             to_close.append(second)
             second.connect()
             for m in range(n_total):

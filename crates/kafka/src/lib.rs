@@ -8,6 +8,8 @@
 //!   committed offsets, so a consumer that stops resumes where it committed.
 //! - [`KafkaConfig`] says where Kafka is and which Kafka topic each MQTT
 //!   topic goes to; [`ensure_topics`] creates the topics that are missing.
+//! - [`KafkaStream`] is Kafka behind `tributary_log::Stream`, the interface
+//!   consumers are written against, so they run on either backend.
 //! - [`message`] is the layout of a record as a Kafka message (key, headers, value).
 
 mod admin;
@@ -15,11 +17,13 @@ mod config;
 mod consumer;
 pub mod message;
 mod producer;
+mod stream;
 
 pub use admin::ensure_topics;
 pub use config::{valid_kafka_topic, KafkaConfig, TopicRule, DEFAULT_TOPIC};
 pub use consumer::{Consumer, Position, Received, Start};
 pub use producer::{Delivered, Producer};
+pub use stream::{KafkaStream, KafkaStreamConsumer};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

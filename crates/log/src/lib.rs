@@ -73,12 +73,14 @@ mod record;
 mod recovery;
 mod segment;
 mod state;
+mod stream;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{LogConfig, LogTuning};
+pub use stream::{conformance, LogConsumer, Stream, StreamConsumer};
 
 use offsets::{Consumers, Journal};
 use state::{Progress, ReadStep, Shared, State};

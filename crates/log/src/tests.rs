@@ -991,3 +991,15 @@ mod model {
         }
     }
 }
+
+/// The backend-neutral test body (`conformance`), on the embedded log; the
+/// Kafka backend runs the same body in `tributary-kafka`.
+#[tokio::test]
+async fn embedded_log_passes_the_stream_conformance_body() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path())).expect("open");
+    crate::conformance::consume_commit_resume(&log, "embedded")
+        .await
+        .expect("conformance");
+    log.close().await.expect("close");
+}

@@ -255,6 +255,10 @@ impl Connection {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::warn!(client_id = %self.client_id, error = %e, count = acks.len(), "publishes not stored");
+                if acks.iter().all(|ack| ack.packet_id.is_none()) {
+                    // QoS 0 promises nothing and owes no answer: dropped.
+                    return Ok(());
+                }
                 let refusal = e.refusal();
                 if self.version == ProtocolVersion::V311 {
                     return Err(Close::Violation(refusal.0, refusal.1));

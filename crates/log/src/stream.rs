@@ -1,0 +1,193 @@
+//! What a consumer of the log needs, whatever the backend: append records
+//! durably, read them back under a consumer name from where that name last
+//! committed. The embedded [`Log`] implements it here; the Kafka backend
+//! (crate `tributary-kafka`) implements it on consumer groups. Processors
+//! written against [`Stream`] run on both, and [`conformance`] is the test
+//! body both backends pass.
+
+use std::future::Future;
+
+use crate::{Log, Offset, Record, Result};
+
+/// A log as consumers see it.
+pub trait Stream: Send + Sync {
+    type Position: Clone + Send + std::fmt::Debug;
+    type Consumer: StreamConsumer<Position = Self::Position>;
+
+    /// Resolves once every record is durable.
+    fn append_all(&self, records: Vec<Record>) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// A consumer named `name`: it starts after the last position committed
+    /// under that name, or at the oldest record when there is none.
+    fn consumer(&self, name: &str) -> Result<Self::Consumer, String>;
+}
+
+pub trait StreamConsumer: Send {
+    type Position: Clone + Send + std::fmt::Debug;
+
+    /// Up to `max` records, waiting for at least one.
+    fn next(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<(Self::Position, Record)>, String>> + Send;
+
+    /// Marks everything up to and including `done` as processed.
+    fn commit(&mut self, done: &[Self::Position]) -> Result<(), String>;
+}
+
+impl Stream for Log {
+    type Position = Offset;
+    type Consumer = LogConsumer;
+
+    async fn append_all(&self, records: Vec<Record>) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.append_batch(records)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn consumer(&self, name: &str) -> Result<LogConsumer, String> {
+        let next = self.committed_offset(name).unwrap_or(self.start_offset());
+        Ok(LogConsumer {
+            log: self.clone(),
+            name: name.to_owned(),
+            next,
+        })
+    }
+}
+
+/// A named reader of the embedded log; its commits are the log's consumer offsets.
+pub struct LogConsumer {
+    log: Log,
+    name: String,
+    next: Offset,
+}
+
+impl StreamConsumer for LogConsumer {
+    type Position = Offset;
+
+    async fn next(&mut self, max: usize) -> Result<Vec<(Offset, Record)>, String> {
+        loop {
+            let batch = self
+                .log
+                .read(self.next, max)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some((last, _)) = batch.last() {
+                self.next = Offset(last.0 + 1);
+                return Ok(batch
+                    .into_iter()
+                    .map(|(o, r)| (o, Record::clone(&r)))
+                    .collect());
+            }
+            self.log.wait_beyond(self.next).await;
+        }
+    }
+
+    fn commit(&mut self, done: &[Offset]) -> Result<(), String> {
+        match done.iter().max() {
+            Some(last) => self
+                .log
+                .commit_offset(&self.name, Offset(last.0 + 1))
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The test body every backend passes (run by each backend's own tests):
+/// records appended durably are read back by a named consumer; a consumer
+/// that commits half and starts again under the same name gets every
+/// uncommitted record and none it committed; another name reads everything.
+/// Payloads must be unique per call: pass a fresh `tag`.
+pub mod conformance {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::{Stream, StreamConsumer};
+    use crate::Record;
+
+    const COUNT: usize = 200;
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    fn payload(tag: &str, i: usize) -> String {
+        format!("{tag}-{i:05}")
+    }
+
+    /// Reads until `want` distinct payloads of this run were seen (bounded in time).
+    async fn read_until<C: StreamConsumer>(
+        consumer: &mut C,
+        tag: &str,
+        want: usize,
+        commit_after: Option<usize>,
+    ) -> Result<BTreeSet<String>, String> {
+        let mut seen = BTreeSet::new();
+        // Everything read so far is committed at once: on a partitioned
+        // backend each partition's progress is its own.
+        let mut read = Vec::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while seen.len() < want {
+            let batch = tokio::time::timeout_at(deadline, consumer.next(64))
+                .await
+                .map_err(|_| {
+                    format!("only {} of {want} records within {PATIENCE:?}", seen.len())
+                })??;
+            for (position, record) in batch {
+                let text = String::from_utf8_lossy(&record.payload).into_owned();
+                if !text.starts_with(tag) {
+                    continue;
+                }
+                seen.insert(text);
+                read.push(position);
+                if commit_after == Some(seen.len()) {
+                    consumer.commit(&read)?;
+                    return Ok(seen);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    pub async fn consume_commit_resume<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
+        let records: Vec<Record> = (0..COUNT)
+            .map(|i| Record {
+                topic: format!("tributary/v1/conformance/{}", i % 4),
+                device: format!("conformance-{}", i % 4),
+                payload: payload(tag, i).into(),
+                qos: 1,
+                ..Record::default()
+            })
+            .collect();
+        stream.append_all(records).await?;
+
+        let first_name = format!("{tag}-first");
+        let mut first = stream.consumer(&first_name)?;
+        let half = read_until(&mut first, tag, COUNT, Some(COUNT / 2)).await?;
+        drop(first);
+        // Within one key, records are read in the order they were appended,
+        // so what was committed is a prefix of each key's records.
+        let mut again = stream.consumer(&first_name)?;
+        let rest = read_until(&mut again, tag, COUNT - half.len(), None).await?;
+        let all: BTreeSet<String> = (0..COUNT).map(|i| payload(tag, i)).collect();
+        let union: BTreeSet<String> = half.union(&rest).cloned().collect();
+        if union != all {
+            return Err(format!(
+                "resumed consumer missed {} records",
+                all.difference(&union).count()
+            ));
+        }
+        let repeated = half.intersection(&rest).count();
+        if repeated > 0 {
+            return Err(format!("{repeated} committed records were read again"));
+        }
+        let mut other = stream.consumer(&format!("{tag}-other"))?;
+        let everything = read_until(&mut other, tag, COUNT, None).await?;
+        if everything != all {
+            return Err("a new consumer name did not read every record".into());
+        }
+        Ok(())
+    }
+}
