@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tributary_bench::{BenchConfig, Mode, TlsConfig};
 use tributary_mqtt::{ProtocolVersion, QoS};
@@ -190,10 +189,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = args.config();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the runtime")?;
+    let runtime = crate::runtime()?;
     let report = runtime.block_on(tributary_bench::run(config))?;
     if args.json {
         println!("{}", report.to_json());

@@ -130,10 +130,7 @@ impl BridgeArgs {
 
 pub fn run(args: BridgeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the runtime")?;
+    let runtime = crate::runtime()?;
     let summary = runtime.block_on(tributary_bridge::run(
         config,
         crate::serve::shutdown_signal(),
@@ -193,94 +190,65 @@ mod tests {
         Ok(())
     }
 
+    /// The three flags every bridge needs.
+    const BASE: [&str; 6] = [
+        "--from",
+        "mqtt://h",
+        "--topic",
+        "a",
+        "--to",
+        "kafka://k:9092",
+    ];
+
+    /// `BASE` plus `extra`.
+    fn base_and(extra: &[&'static str]) -> Vec<&'static str> {
+        BASE.iter().chain(extra).copied().collect()
+    }
+
     #[test]
     fn bad_flags_are_named() {
+        let base = BASE;
+        let with = |flag: &str, value: &str| {
+            let mut args: Vec<String> = base.iter().map(|a| a.to_string()).collect();
+            match args.iter().position(|a| a == flag) {
+                Some(i) => args[i + 1] = value.to_owned(),
+                None => args.extend([flag.to_owned(), value.to_owned()]),
+            }
+            args
+        };
         for (args, named) in [
+            (with("--from", "tcp://h"), "--from"),
+            (with("--topic", "a/#/b"), "--topic"),
+            (with("--to", "k:9092"), "--to"),
+            (with("--kafka-topic", "a"), "--kafka-topic"),
+            (with("--cafile", "x.pem"), "--cafile"),
             (
-                &[
-                    "--from",
-                    "tcp://h",
-                    "--topic",
-                    "a",
-                    "--to",
-                    "kafka://k:9092",
-                ][..],
-                "--from",
-            ),
-            (
-                &[
-                    "--from",
-                    "mqtt://h",
-                    "--topic",
-                    "a/#/b",
-                    "--to",
-                    "kafka://k:9092",
-                ],
+                base[..2]
+                    .iter()
+                    .chain(&base[4..])
+                    .map(|a| a.to_string())
+                    .collect(),
                 "--topic",
             ),
-            (
-                &["--from", "mqtt://h", "--topic", "a", "--to", "k:9092"],
-                "--to",
-            ),
-            (
-                &[
-                    "--from",
-                    "mqtt://h",
-                    "--topic",
-                    "a",
-                    "--to",
-                    "kafka://k:9092",
-                    "--kafka-topic",
-                    "a",
-                ],
-                "--kafka-topic",
-            ),
-            (
-                &[
-                    "--from",
-                    "mqtt://h",
-                    "--topic",
-                    "a",
-                    "--to",
-                    "kafka://k:9092",
-                    "--cafile",
-                    "x.pem",
-                ],
-                "--cafile",
-            ),
-            (&["--from", "mqtt://h", "--to", "kafka://k:9092"], "--topic"),
         ] {
-            let err = parse(args).expect_err(named);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let err = parse(&args).expect_err(named);
             assert!(format!("{err:#}").contains(named), "{named}: {err:#}");
         }
     }
 
     #[test]
     fn the_password_never_comes_from_a_flag() {
-        let err = Cli::try_parse_from([
-            "bridge",
-            "--from",
-            "mqtt://h",
-            "--topic",
-            "a",
-            "--to",
-            "kafka://k:9092",
-            "--password",
-            "secret",
-        ]);
-        assert!(err.is_err());
-        let missing = parse(&[
-            "--from",
-            "mqtt://h",
-            "--topic",
-            "a",
-            "--to",
-            "kafka://k:9092",
+        let with_flag = Cli::try_parse_from(
+            std::iter::once("bridge").chain(base_and(&["--password", "secret"])),
+        );
+        assert!(with_flag.is_err());
+        let missing = parse(&base_and(&[
             "--username",
             "u",
             "--password-env",
             "TRIBUTARY_TEST_SURELY_UNSET",
-        ])
+        ]))
         .expect_err("unset variable");
         assert!(
             format!("{missing:#}").contains("TRIBUTARY_TEST_SURELY_UNSET"),

@@ -43,6 +43,15 @@ enum Command {
     Admin(admin::AdminArgs),
 }
 
+/// The multi-threaded runtime every long-running command runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
