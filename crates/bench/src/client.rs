@@ -23,13 +23,14 @@ use tributary_mqtt::{
     decode, encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use crate::config::BenchConfig;
+use crate::config::{BenchConfig, TlsConfig};
 use crate::{Error, Result};
 
 /// TCP connect, TLS handshake and CONNACK together must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Session Expiry Interval a persistent 5.0 session asks for: long enough to
-/// come back in a later run, short enough not to leave sessions behind.
+/// Session Expiry Interval a bench subscriber's persistent 5.0 session asks
+/// for: long enough to come back in a later run, short enough not to leave
+/// sessions behind.
 pub const PERSISTENT_SESSION_EXPIRY_SECS: u32 = 3600;
 /// Room a reader makes before each `read`: small at first so that thousands
 /// of idle connections stay cheap, doubling up to `READ_CHUNK_MAX` for busy
@@ -93,38 +94,77 @@ pub enum SessionStart {
     Persistent,
 }
 
+/// Where a [`Connector`] connects and what its CONNECT says. Bench runs
+/// make it from their [`BenchConfig`]; other tools (the bridge) fill it in.
+/// Deliberately not `Debug`: it holds the password.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// Host name or address; also the TLS server name.
+    pub host: String,
+    pub port: u16,
+    /// `Some` connects over TLS.
+    pub tls: Option<TlsConfig>,
+    pub protocol: ProtocolVersion,
+    /// Seconds; 0 turns keep-alive off.
+    pub keep_alive: u16,
+    pub username: Option<String>,
+    pub password: Option<bytes::Bytes>,
+    /// Largest packet accepted from the broker (5.0: announced as Maximum
+    /// Packet Size).
+    pub max_incoming: usize,
+    /// 5.0 Session Expiry Interval of a [`SessionStart::Persistent`] session.
+    pub session_expiry_secs: u32,
+    /// 5.0 Receive Maximum announced in CONNECT: how many QoS 1/2 publishes
+    /// the broker may send before we acknowledge; `None` leaves it at 65,535.
+    pub receive_maximum: Option<u16>,
+}
+
+impl BenchConfig {
+    pub(crate) fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls.clone(),
+            protocol: self.protocol,
+            keep_alive: self.keep_alive,
+            username: self.username.clone(),
+            password: self.password.clone().map(bytes::Bytes::from),
+            max_incoming: self.max_incoming_packet(),
+            session_expiry_secs: PERSISTENT_SESSION_EXPIRY_SECS,
+            receive_maximum: None,
+        }
+    }
+}
+
 /// Opens connections to one broker with the run's settings; shared by every
 /// client of a run.
 pub struct Connector {
     addr: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    protocol: ProtocolVersion,
-    keep_alive: u16,
-    username: Option<String>,
-    password: Option<bytes::Bytes>,
-    max_incoming: usize,
+    options: ConnectOptions,
 }
 
 impl Connector {
-    pub fn new(config: &BenchConfig) -> Result<Connector> {
-        let tls = match &config.tls {
-            Some(tls) => Some(crate::tls::connector(tls, &config.host)?),
+    pub fn new(options: &ConnectOptions) -> Result<Connector> {
+        let tls = match &options.tls {
+            Some(tls) => Some(crate::tls::connector(tls, &options.host)?),
             None => None,
         };
-        let addr = if config.host.contains(':') && !config.host.starts_with('[') {
-            format!("[{}]:{}", config.host, config.port)
+        let addr = if options.host.contains(':') && !options.host.starts_with('[') {
+            format!("[{}]:{}", options.host, options.port)
         } else {
-            format!("{}:{}", config.host, config.port)
+            format!("{}:{}", options.host, options.port)
         };
         Ok(Connector {
             addr,
             tls,
-            protocol: config.protocol,
-            keep_alive: config.keep_alive,
-            username: config.username.clone(),
-            password: config.password.clone().map(bytes::Bytes::from),
-            max_incoming: config.max_incoming_packet(),
+            options: options.clone(),
         })
+    }
+
+    /// `host:port` (IPv6 hosts in brackets), as connected to and named in errors.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Connects and completes the CONNECT/CONNACK exchange.
@@ -156,37 +196,39 @@ impl Connector {
                 Stream::Tls(Box::new(tls))
             }
         };
+        let options = &self.options;
         let (read_half, write_half) = tokio::io::split(stream);
         let mut reader = PacketReader {
             half: read_half,
             buf: BytesMut::new(),
             chunk: READ_CHUNK_MIN,
-            version: self.protocol,
-            max_packet: self.max_incoming,
+            version: options.protocol,
+            max_packet: options.max_incoming,
         };
         let mut writer = PacketWriter {
             half: write_half,
             buf: BytesMut::new(),
-            version: self.protocol,
+            version: options.protocol,
             unflushed: false,
             last_write: Instant::now(),
         };
 
         let mut properties = Properties::default();
-        if self.protocol == ProtocolVersion::V5 {
-            properties.maximum_packet_size = Some(self.max_incoming as u32);
+        if options.protocol == ProtocolVersion::V5 {
+            properties.maximum_packet_size = Some(options.max_incoming as u32);
+            properties.receive_maximum = options.receive_maximum;
             if session == SessionStart::Persistent {
-                properties.session_expiry_interval = Some(PERSISTENT_SESSION_EXPIRY_SECS);
+                properties.session_expiry_interval = Some(options.session_expiry_secs);
             }
         }
         writer.queue(&Packet::Connect(Connect {
-            protocol: self.protocol,
+            protocol: options.protocol,
             clean_start: session == SessionStart::Clean,
-            keep_alive: self.keep_alive,
+            keep_alive: options.keep_alive,
             client_id: client_id.to_owned(),
             will: None,
-            username: self.username.clone(),
-            password: self.password.clone(),
+            username: options.username.clone(),
+            password: options.password.clone(),
             properties,
         }))?;
         writer.flush().await?;
@@ -207,7 +249,7 @@ impl Connector {
             broker_max_packet: connack.properties.maximum_packet_size,
             session_present: connack.session_present,
             connack,
-            keep_alive: self.keep_alive,
+            keep_alive: options.keep_alive,
             reader,
             writer,
         })

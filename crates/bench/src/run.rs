@@ -42,7 +42,7 @@ pub async fn run_with_ready(
     ready: Option<oneshot::Sender<()>>,
 ) -> Result<BenchReport> {
     config.validate()?;
-    let connector = Arc::new(Connector::new(&config)?);
+    let connector = Arc::new(Connector::new(&config.connect_options())?);
     let config = Arc::new(config);
     let ready = Ready(ready);
     match config.mode {

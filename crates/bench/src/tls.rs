@@ -32,7 +32,7 @@ pub(crate) fn connector(
             .with_no_client_auth()
     };
     let name = ServerName::try_from(host.to_owned())
-        .map_err(|_| Error::Config(format!("--host {host:?} is not a valid TLS server name")))?;
+        .map_err(|_| Error::Config(format!("{host:?} is not a valid TLS server name")))?;
     Ok((TlsConnector::from(Arc::new(config)), name))
 }
 
@@ -61,7 +61,7 @@ fn roots(tls: &TlsConfig) -> Result<RootCertStore> {
             if added == 0 {
                 return Err(Error::Certificates {
                     path: "the system's trust store".into(),
-                    reason: "no usable certificate; pass --cafile or --insecure".into(),
+                    reason: "no usable certificate; name a CA file with --cafile".into(),
                 });
             }
         }

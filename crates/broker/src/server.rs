@@ -5,14 +5,14 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_accounts::Accounts;
-use tributary_log::{Log, MessageId, Offset};
+use tributary_log::{Log, MessageId, MessageIds, Offset};
 
 use crate::config::BrokerConfig;
 use crate::connection::Connection;
@@ -408,31 +408,5 @@ impl Broker {
                 }
             }
         }
-    }
-}
-
-/// Message ids unique across restarts: the start time in the high 64 bits,
-/// a counter in the low 64.
-struct MessageIds {
-    epoch: u64,
-    counter: AtomicU64,
-}
-
-impl MessageIds {
-    fn new() -> Self {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        MessageIds {
-            epoch,
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> MessageId {
-        MessageId(
-            (u128::from(self.epoch) << 64)
-                | u128::from(self.counter.fetch_add(1, Ordering::Relaxed)),
-        )
     }
 }

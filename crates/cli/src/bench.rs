@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tributary_bench::{BenchConfig, Mode, TlsConfig};
 use tributary_mqtt::{ProtocolVersion, QoS};
@@ -129,7 +128,7 @@ pub struct BenchArgs {
     fail_on_loss: bool,
 }
 
-fn parse_protocol(value: &str) -> Result<ProtocolVersion, String> {
+pub(crate) fn parse_protocol(value: &str) -> Result<ProtocolVersion, String> {
     match value.to_ascii_lowercase().as_str() {
         "3.1.1" | "311" | "v311" | "v3.1.1" | "4" => Ok(ProtocolVersion::V311),
         "5" | "5.0" | "v5" | "v5.0" => Ok(ProtocolVersion::V5),
@@ -190,10 +189,7 @@ impl BenchArgs {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = args.config();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the runtime")?;
+    let runtime = crate::runtime()?;
     let report = runtime.block_on(tributary_bench::run(config))?;
     if args.json {
         println!("{}", report.to_json());

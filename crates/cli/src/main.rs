@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bridge;
 mod config;
 mod serve;
 
@@ -29,6 +30,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load an MQTT broker: publishers, subscribers or idle connections.
     Bench(bench::BenchArgs),
+    /// Move messages from an existing MQTT broker into Kafka, at least once.
+    Bridge(bridge::BridgeArgs),
     /// Manage owners (people): add, list.
     Owner(admin::OwnerArgs),
     /// Manage devices of owners: add (prints the token once), revoke, list.
@@ -38,6 +41,15 @@ enum Command {
     Service(admin::ServiceArgs),
     /// Manage admins (operators): add (prints a password once), list.
     Admin(admin::AdminArgs),
+}
+
+/// The multi-threaded runtime every long-running command runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +68,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Bridge(args) => bridge::run(args),
         Command::Owner(args) => admin::owner(args),
         Command::Device(args) => admin::device(args),
         Command::Service(args) => admin::service(args),

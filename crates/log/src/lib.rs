@@ -158,6 +158,40 @@ pub struct Offset(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MessageId(pub u128);
 
+/// Hands out message ids unique across restarts: the start time (Unix
+/// nanoseconds) in the high 64 bits, a counter in the low 64. Shared by
+/// everything that stamps records (the broker, the bridge).
+#[derive(Debug)]
+pub struct MessageIds {
+    epoch: u64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl MessageIds {
+    pub fn new() -> Self {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        MessageIds {
+            epoch,
+            counter: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> MessageId {
+        MessageId(
+            (u128::from(self.epoch) << 64)
+                | u128::from(self.counter.fetch_add(1, Ordering::Relaxed)),
+        )
+    }
+}
+
+impl Default for MessageIds {
+    fn default() -> Self {
+        MessageIds::new()
+    }
+}
+
 /// One received message with everything later consumers need.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {

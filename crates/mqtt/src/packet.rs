@@ -76,6 +76,29 @@ pub enum Packet {
     Auth(Auth),
 }
 
+impl Packet {
+    /// The packet type's name as the spec writes it, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Connect(_) => "CONNECT",
+            Packet::ConnAck(_) => "CONNACK",
+            Packet::Publish(_) => "PUBLISH",
+            Packet::PubAck(_) => "PUBACK",
+            Packet::PubRec(_) => "PUBREC",
+            Packet::PubRel(_) => "PUBREL",
+            Packet::PubComp(_) => "PUBCOMP",
+            Packet::Subscribe(_) => "SUBSCRIBE",
+            Packet::SubAck(_) => "SUBACK",
+            Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+            Packet::UnsubAck(_) => "UNSUBACK",
+            Packet::PingReq => "PINGREQ",
+            Packet::PingResp => "PINGRESP",
+            Packet::Disconnect(_) => "DISCONNECT",
+            Packet::Auth(_) => "AUTH",
+        }
+    }
+}
+
 /// CONNECT (3.1.1 §3.1, 5.0 §3.1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connect {

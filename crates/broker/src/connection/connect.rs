@@ -75,7 +75,7 @@ impl Connection {
                     return Some(connect);
                 }
                 Ok((other, _)) => {
-                    tracing::info!(peer = %self.peer, packet = packet_name(&other), "first packet is not CONNECT");
+                    tracing::info!(peer = %self.peer, packet = other.name(), "first packet is not CONNECT");
                     return None;
                 }
                 Err(tributary_mqtt::Error::Incomplete { .. }) => {}
@@ -356,26 +356,5 @@ impl Connection {
             }));
             self.flush().await;
         }
-    }
-}
-
-/// The packet type's name, for log lines.
-pub(super) fn packet_name(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect(_) => "DISCONNECT",
-        Packet::Auth(_) => "AUTH",
     }
 }

@@ -6,7 +6,7 @@ use tributary_mqtt::{
     UnsubAck, Unsubscribe,
 };
 
-use super::{connect::packet_name, Acks, Close, Connection, PendingAck};
+use super::{Acks, Close, Connection, PendingAck};
 use crate::session::{Held, OutboundState, Subscription};
 use crate::store::{NotStored, Stored};
 
@@ -92,7 +92,7 @@ impl Connection {
             other => {
                 // CONNACK, SUBACK, UNSUBACK, PINGRESP go only to clients; AUTH
                 // needs an authentication method this broker does not offer.
-                tracing::info!(client_id = %self.client_id, packet = packet_name(&other), "unexpected packet from a client");
+                tracing::info!(client_id = %self.client_id, packet = other.name(), "unexpected packet from a client");
                 Err(Close::Violation(
                     ReasonCode::ProtocolError,
                     "packet type not allowed from a client",
