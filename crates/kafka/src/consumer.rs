@@ -2,12 +2,14 @@
 //! only when the caller says what it has made durable.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tributary_log::Record;
 
+use crate::context::{Context, Outage};
 use crate::producer::client_config;
 use crate::{message, Error, KafkaConfig, Result};
 
@@ -36,7 +38,8 @@ pub struct Received {
 }
 
 pub struct Consumer {
-    inner: StreamConsumer,
+    inner: StreamConsumer<Context>,
+    outage: Arc<Outage>,
 }
 
 impl Consumer {
@@ -47,7 +50,8 @@ impl Consumer {
         topics: &[String],
         start: Start,
     ) -> Result<Consumer> {
-        let inner: StreamConsumer = client_config(config)
+        let outage = Arc::new(Outage::default());
+        let inner: StreamConsumer<Context> = client_config(config)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set(
@@ -63,13 +67,13 @@ impl Consumer {
                 crate::producer::MAX_MESSAGE_BYTES.to_string(),
             )
             .set("heartbeat.interval.ms", "1000")
-            .create()
+            .create_with_context(Context::new("consumer", outage.clone()))
             .map_err(|e| Error::kafka("create the consumer", e))?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         inner
             .subscribe(&topics)
             .map_err(|e| Error::kafka("subscribe", e))?;
-        Ok(Consumer { inner })
+        Ok(Consumer { inner, outage })
     }
 
     /// The next message; waits for one.
@@ -79,6 +83,7 @@ impl Consumer {
             .recv()
             .await
             .map_err(|e| Error::kafka("receive", e))?;
+        self.outage.reachable();
         Ok(Received {
             position: Position {
                 topic: message.topic().to_owned(),

@@ -15,6 +15,7 @@
 mod admin;
 mod config;
 mod consumer;
+mod context;
 pub mod message;
 mod producer;
 mod stream;
