@@ -134,11 +134,30 @@ echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --dis
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+# A tansu for the Rust tests that run on Kafka (tributary-kafka's conformance test reads
+# TRIBUTARY_TEST_KAFKA); stopped when the script ends. The integration tests start their own.
+kafka_dir=$(mktemp -d /tmp/tributary-test-kafka.XXXXXX)
+kafka_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+(cd "$kafka_dir" && RUST_LOG=warn NO_COLOR=1 setsid "$tansu_root/bin/tansu" broker \
+    --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+    --storage-engine sqlite://tansu.db >tansu.log 2>&1 </dev/null & echo $! >tansu.pid)
+stop_test_kafka() {
+    kill "$(cat "$kafka_dir/tansu.pid" 2>/dev/null)" 2>/dev/null || true
+    rm -rf "$kafka_dir"
+}
+trap stop_test_kafka EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
+# tansu 0.6.0 needs this index to fetch records with headers (RECIPES.md).
+python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); c.execute('create index if not exists header_topition_offset on header (topition, offset_id)'); c.commit()" "$kafka_dir/tansu.db"
+export TRIBUTARY_TEST_KAFKA="127.0.0.1:$kafka_port"
+
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run" cargo nextest run --workspace
 else
     step "cargo test (nextest not installed)" cargo test --workspace
 fi
+stop_test_kafka
+unset TRIBUTARY_TEST_KAFKA
 step "cargo test --doc" cargo test --doc --workspace
 step "cargo doc (warnings are errors)" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 
