@@ -11,6 +11,8 @@ are those of docs/benchmarks.md:
   d  1,000 idle connections                                         -> broker memory per connection
                                                                        (RSS and anonymous RSS growth / 1,000)
   e  5,000 msg/s QoS 1 with a subscriber                            -> publish->PUBACK p50/p99
+  k  Tributary alone, on its embedded log and on Kafka (a tansu 0.6.0 started per run, see
+     RECIPES.md): 4 publishers x 25,000 x 100 B, QoS 1, one subscriber -> msg/s end to end, ack p50
   t  scenario c over TLS 1.3 (server certificate from a throwaway CA) -> msg/s end to end, lost;
      run `--scenarios ct` for TLS beside plaintext in one run (rumqttd is left out: its TLS
      listener needs a config of its own)
@@ -63,6 +65,8 @@ class Broker:
         # Set for the TLS scenario: a certs.Pki whose server certificate the broker serves.
         self.pki = None
         self.tls_port = 0
+        # Set for the Kafka scenario: the bootstrap address of the Kafka broker to log to.
+        self.kafka = None
 
     def command(self, workdir: Path) -> list[str]:
         if self.name == "tributary":
@@ -70,8 +74,9 @@ class Broker:
             if self.pki:
                 tls = ["--mqtt-tls", f"127.0.0.1:{self.tls_port}", "--tls-cert", str(self.pki.server_cert),
                        "--tls-key", str(self.pki.server_key)]
+            kafka = ["--log", f"kafka://{self.kafka}"] if self.kafka else []
             return [self.binary, "serve", "--mqtt", f"127.0.0.1:{self.port}", "--data-dir",
-                    str(workdir / "data"), "--allow-anonymous", *tls]
+                    str(workdir / "data"), "--allow-anonymous", *tls, *kafka]
         if self.name == "mosquitto":
             conf = workdir / "mosquitto.conf"
             text = (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
@@ -125,6 +130,45 @@ class Broker:
             self.dir.cleanup()
 
 
+class Tansu:
+    """A throwaway tansu (Kafka-protocol broker) as RECIPES.md starts it."""
+
+    BINARY = os.environ.get("TANSU_BIN", "/opt/tansu-0.6.0/bin/tansu")
+
+    def __enter__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="bench-tansu-")
+        self.port = free_port()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([self.BINARY, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                      "--storage-engine", "sqlite://tansu.db"], cwd=self.dir.name,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "RUST_LOG": "warn"}, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("tansu did not start")
+                time.sleep(0.05)
+        import sqlite3
+
+        db = sqlite3.connect(str(Path(self.dir.name) / "tansu.db"), timeout=30)
+        db.execute("create index if not exists header_topition_offset on header (topition, offset_id)")
+        db.commit()
+        db.close()
+        return f"127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.dir.cleanup()
+
+
 def bench(args: list[str], port: int, time_limit: int = 240) -> dict:
     cmd = [str(BENCH), "bench", *args, "--port", str(port), "--json", "--time-limit", str(time_limit)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=time_limit + 60)
@@ -155,6 +199,11 @@ def run_scenario(key: str, broker: Broker, pki=None) -> dict:
                        "--subscribers", "1"], broker.port)
             return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost"),
                     "peak RSS MiB": round(rss_kib(pid, "VmHWM") / 1024, 1)}
+        if key == "k":
+            r = bench(["pub", "--clients", "4", "--messages", str(scaled(25_000)), "--size", "100", "--qos", "1",
+                       "--subscribers", "1"], broker.port)
+            lat = r.get("ack_latency_ms") or {}
+            return {"msg/s": r.get("msg_per_s"), "lost": r.get("lost"), "ack p50 ms": lat.get("p50")}
         if key == "t":
             r = bench(["pub", "--clients", "4", "--messages", str(scaled(1_000_000)), "--size", "100", "--qos", "1",
                        "--subscribers", "1", "--tls", "--cafile", str(pki.ca_cert)], broker.tls_port)
@@ -217,14 +266,32 @@ def main():
     print(f"| scenario | broker | {'figures (median of %d runs)' % args.runs} |")
     print("|---|---|---|")
     for key in args.scenarios:
+        if key == "k":
+            tributary = next(b for b in present if b.name == "tributary")
+            for label, on_kafka in [("tributary, embedded log", False), ("tributary, Kafka log (tansu)", True)]:
+                runs = []
+                for _ in range(args.runs):
+                    if on_kafka:
+                        with Tansu() as bootstrap:
+                            tributary.kafka = bootstrap
+                            runs.append(run_scenario(key, tributary))
+                        tributary.kafka = None
+                    else:
+                        runs.append(run_scenario(key, tributary))
+                print_row(key, label, runs)
+            continue
         for b in present:
             if key == "t" and b.name == "rumqttd":
                 continue
             runs = [run_scenario(key, b, pki) for _ in range(args.runs)]
-            figures = {k: median([r.get(k) for r in runs]) for k in runs[0]}
-            text = ", ".join(f"{k} {v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{k} {v}"
-                             for k, v in figures.items())
-            print(f"| {key} | {b.name} | {text} |", flush=True)
+            print_row(key, b.name, runs)
+
+
+def print_row(key: str, name: str, runs: list[dict]):
+    figures = {k: median([r.get(k) for r in runs]) for k in runs[0]}
+    text = ", ".join(f"{k} {v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{k} {v}"
+                     for k, v in figures.items())
+    print(f"| {key} | {name} | {text} |", flush=True)
 
 
 BENCH = Path()
