@@ -33,3 +33,15 @@ impl Invalid {
 
 /// `Result` with [`Invalid`] as the error.
 pub type Result<T, E = Invalid> = std::result::Result<T, E>;
+
+/// Longest text from the payload quoted in a reason, in characters: a
+/// device's 1 MiB unit string must not become a 1 MiB log line.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// `text` quoted and escaped for a reason, cut short when long.
+pub(crate) fn quoted(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}

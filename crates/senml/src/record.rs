@@ -17,7 +17,7 @@
 //! Unknown labels are ignored unless their name ends in `_`, which marks a
 //! field the receiver must understand (§4.4): such a pack is rejected.
 
-use crate::error::{Invalid, Result};
+use crate::error::{quoted, Invalid, Result};
 
 /// A field of a record, named by its JSON label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +211,10 @@ impl RawRecord {
         if name.ends_with('_') {
             Err(Invalid::record(
                 index,
-                format!("field \"{name}\" must be understood but is not supported"),
+                format!(
+                    "field {} must be understood but is not supported",
+                    quoted(name)
+                ),
             ))
         } else {
             Ok(())

@@ -6,7 +6,7 @@
 //! nothing else (e.g. `{"bn":"urn:dev:ow:10e2073a01080063:"}` in §5.1.7) only
 //! sets them and yields no measurement. One pass, linear in the pack.
 
-use crate::error::{Invalid, Result};
+use crate::error::{quoted, Invalid, Result};
 use crate::record::RawRecord;
 use crate::{units, validate, Measurement, Value};
 
@@ -139,7 +139,10 @@ fn resolve_one(
     let unit = u.or_else(|| base.unit.clone());
     if let Some(unit) = &unit {
         if !units::is_registered(unit) {
-            return Err(format!("unit {unit:?} is not in the SenML units registry"));
+            return Err(format!(
+                "unit {} is not in the SenML units registry",
+                quoted(unit)
+            ));
         }
     }
 

@@ -330,3 +330,14 @@ fn unsupported_version() {
         r#"record 0: field "bver" is 0, not a supported version (1 to 10)"#,
     );
 }
+
+#[test]
+fn long_payload_text_is_cut_short_in_reasons() {
+    let unit = "x".repeat(10_000);
+    let invalid = reject(&format!(r#"[{{"n":"a","u":"{unit}","v":1}}]"#));
+    let quoted = format!("\"{}\"...", "x".repeat(64));
+    assert_eq!(
+        invalid.reason,
+        format!("record 0: unit {quoted} is not in the SenML units registry")
+    );
+}
