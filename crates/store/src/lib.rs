@@ -518,16 +518,27 @@ pub(crate) fn add_to_rollup(delta: &mut RollupDelta, row: &Row) {
 /// Each part is `(name, bucket start, aggregate)` in (name, bucket) order, at most `limit` long.
 /// Since every part is sorted and cut at `limit`, the first `limit` keys of the union are all
 /// in the parts.
-fn merge_buckets(parts: Vec<Vec<(String, i64, Agg)>>, limit: usize) -> Vec<Point> {
-    let mut merged: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-    for (name, bucket, agg) in parts.into_iter().flatten() {
-        match merged.get_mut(&(name.clone(), bucket)) {
-            Some(a) => a.add(agg),
-            None => {
-                merged.insert((name, bucket), agg);
+fn merge_buckets(mut parts: Vec<Vec<(String, i64, Agg)>>, limit: usize) -> Vec<Point> {
+    let merged: Vec<((String, i64), Agg)> = if parts.len() == 1 {
+        // The common case (an aligned range): already sorted, nothing to add up.
+        parts
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, bucket, agg)| ((name, bucket), agg))
+            .collect()
+    } else {
+        let mut merged: BTreeMap<(String, i64), Agg> = BTreeMap::new();
+        for (name, bucket, agg) in parts.into_iter().flatten() {
+            match merged.entry((name, bucket)) {
+                std::collections::btree_map::Entry::Occupied(mut a) => a.get_mut().add(agg),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(agg);
+                }
             }
         }
-    }
+        merged.into_iter().collect()
+    };
     merged
         .into_iter()
         .filter(|(_, agg)| agg.count > 0)

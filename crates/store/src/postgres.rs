@@ -7,7 +7,7 @@ use tokio_postgres::NoTls;
 
 use crate::{
     add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
-    Result, RollupDelta, Row, Source, Span, POSTGRES,
+    Result, RollupDelta, Row, Source, Span, MINUTE_MS, POSTGRES,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -297,6 +297,14 @@ impl Postgres {
             // Floor division (% truncates toward zero): buckets before the epoch start at the
             // multiple below, as after it.
             let sql = match span.source {
+                // One minute per bucket: the rollup rows are the buckets, already in
+                // primary-key order; no grouping or sorting.
+                Source::Rollup if bucket_ms == MINUTE_MS => format!(
+                    "SELECT name, minute + 0 * $5::int8, count, sum, min, max, unit
+                     FROM rollup_minute
+                     WHERE owner = $1 AND minute >= $2 AND minute < $3 {names}
+                     ORDER BY name, minute LIMIT $4"
+                ),
                 Source::Rollup => format!(
                     "SELECT name, minute - ((minute % $5) + $5) % $5 AS bucket,
                             SUM(count)::int8, SUM(sum), MIN(min), MAX(max), MAX(unit)

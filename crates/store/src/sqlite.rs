@@ -13,7 +13,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 
 use crate::{
     add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
-    Result, RollupDelta, Row, Source, Span, SQLITE,
+    Result, RollupDelta, Row, Source, Span, MINUTE_MS, SQLITE,
 };
 
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -233,6 +233,14 @@ impl Sqlite {
                 // Floor division (SQLite's % truncates toward zero): buckets before the epoch
                 // start at the multiple below, as after it.
                 let sql = match span.source {
+                    // One minute per bucket: the rollup rows are the buckets, already in
+                    // primary-key order; no grouping or sorting.
+                    Source::Rollup if bucket_ms == MINUTE_MS => format!(
+                        "SELECT name, minute + 0 * ?5, count, sum, min, max, unit
+                         FROM rollup_minute
+                         WHERE owner = ?1 AND minute >= ?2 AND minute < ?3 {names}
+                         ORDER BY name, minute LIMIT ?4"
+                    ),
                     Source::Rollup => format!(
                         "SELECT name, minute - ((minute % ?5) + ?5) % ?5 AS bucket,
                                 SUM(count), SUM(sum), MIN(min), MAX(max), MAX(unit)
