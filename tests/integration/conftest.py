@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from process import LOG_TAIL_BYTES, ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 AGAINST = os.environ.get("TRIBUTARY_TEST_AGAINST", "tributary").strip().lower() or "tributary"
@@ -39,7 +39,6 @@ if AGAINST not in ("tributary", "mosquitto"):
 
 START_DEADLINE_S = 20.0
 STOP_DEADLINE_S = 20.0
-LOG_TAIL_BYTES = 64 * 1024
 
 # Brokers alive in this process, so a failing test's report can carry their logs.
 _LIVE_BROKERS: list["Broker"] = []
@@ -98,23 +97,22 @@ def tributary_bin() -> str:
     return binary
 
 
-class Broker:
+class Broker(ManagedProcess):
     """One broker under test: a process bound to 127.0.0.1:`port` with `data_dir`."""
 
+    stop_deadline_s = STOP_DEADLINE_S
+
     def __init__(self, workdir: Path, config: dict | None = None, extra_args: list[str] | None = None):
-        self.kind = AGAINST
+        super().__init__(workdir / "broker.log")
+        self.kind = self.name = AGAINST
         self.host = "127.0.0.1"
         self.port = free_port()
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "broker.log"
         self.config = config or {}
         # More `tributary serve` flags (other listeners, certificates).
         self.extra_args = list(extra_args or [])
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self._log_file = None
 
     # -- command lines -------------------------------------------------------
 
@@ -157,16 +155,8 @@ class Broker:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> "Broker":
-        assert self.proc is None or self.proc.poll() is not None, "broker already running"
         cmd = self._tributary_cmd() if self.kind == "tributary" else self._mosquitto_cmd()
-        self._log_file = open(self.log_path, "ab", buffering=0)
-        self._log_file.write(f"=== start #{self.starts + 1}: {' '.join(cmd)}\n".encode())
-        env = dict(os.environ)
-        env.setdefault("RUST_BACKTRACE", "1")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
-                                     start_new_session=True)
-        self.starts += 1
+        self._spawn(cmd, cwd=self.workdir, env={"RUST_BACKTRACE": os.environ.get("RUST_BACKTRACE", "1")})
         if self not in _LIVE_BROKERS:
             _LIVE_BROKERS.append(self)
         self._wait_accepting()
@@ -188,70 +178,11 @@ class Broker:
                                      f"within {START_DEADLINE_S}s:\n{self.log_tail()}")
             time.sleep(0.02)
 
-    def _wait_exit(self, sig: int) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            # Marked in the log so a shutdown the fixture did not ask for stands out.
-            if self._log_file:
-                self._log_file.write(f"=== fixture sends signal {int(sig)}\n".encode())
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_DEADLINE_S)
-            raise AssertionError(f"{self.kind} did not exit within {STOP_DEADLINE_S}s of signal {sig}; "
-                                 f"killed it:\n{self.log_tail()}")
-        finally:
-            if self._log_file:
-                self._log_file.write(f"=== exited with {self.proc.returncode} after signal {sig}\n".encode())
-                self._log_file.close()
-                self._log_file = None
-        return rc
-
-    def stop(self) -> int:
-        """Graceful shutdown: SIGTERM, wait for the process to exit. Returns its exit status."""
-        return self._wait_exit(signal.SIGTERM)
-
-    def kill(self) -> int:
-        """SIGKILL: nothing gets flushed or closed by the broker."""
-        return self._wait_exit(signal.SIGKILL)
-
-    def restart(self, graceful: bool = True) -> "Broker":
-        """Stop (SIGTERM) or kill (SIGKILL), then start again on the same port and data dir."""
-        if self.running:
-            self.stop() if graceful else self.kill()
-        return self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def close(self):
         """Teardown: stop whatever is still running, without asserting anything."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                if self._log_file:
-                    self._log_file.write(b"=== fixture teardown sends signal 15\n")
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_DEADLINE_S)
-        if self._log_file:
-            self._log_file.close()
-            self._log_file = None
+        super().close()
         if self in _LIVE_BROKERS:
             _LIVE_BROKERS.remove(self)
-
-    def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return "(no broker log)"
-        if len(data) > limit:
-            data = b"... (log truncated) ...\n" + data[-limit:]
-        return data.decode("utf-8", "replace")
 
     def __repr__(self):
         return f"<{self.kind} {self.host}:{self.port} data={self.data_dir}>"

@@ -19,7 +19,6 @@ Environment: ``TANSU_BIN`` — the tansu binary (default ``/opt/tansu-0.6.0/bin/
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -30,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from process import ManagedProcess
+
 DEFAULT_TANSU_BIN = "/opt/tansu-0.6.0/bin/tansu"
 START_DEADLINE_S = 30.0
 STOP_DEADLINE_S = 10.0
 CLI_DEADLINE_S = 30.0
-LOG_TAIL_BYTES = 64 * 1024
 DB_NAME = "tansu.db"
 
 # The index tansu 0.6.0 is missing (RECIPES.md): fetches join `header` on (topition, offset_id).
@@ -65,24 +65,24 @@ def unique_name(prefix: str) -> str:
     return f"{safe}-{uuid.uuid4().hex[:12]}"
 
 
-class Tansu:
+class Tansu(ManagedProcess):
     """One tansu broker: a process in its own session, listening on 127.0.0.1:`port`, its sqlite
     database and log in `workdir`. `restart()` keeps the port and the data."""
 
+    name = "tansu"
+    stop_deadline_s = STOP_DEADLINE_S
+
     def __init__(self, workdir: Path, binary: str | None = None):
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir / "tansu.log")
         self.binary = binary or tansu_bin()
         self.host = "127.0.0.1"
         self.port = _free_port()
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.db_path = self.workdir / DB_NAME
-        self.log_path = self.workdir / "tansu.log"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
         # Seconds the last start took until the header index existed (reported by the tests).
         self.last_start_s: float | None = None
-        self.last_stop_s: float | None = None
-        self._log_file = None
 
     @property
     def bootstrap(self) -> str:
@@ -108,16 +108,9 @@ class Tansu:
         cmd = [self.binary, "broker", "--listener-url", self.url, "--advertised-listener-url", self.url,
                "--storage-engine", f"sqlite://{DB_NAME}"]
         t0 = time.monotonic()
-        self._log_file = open(self.log_path, "ab", buffering=0)
-        self._log_file.write(f"=== start #{self.starts + 1}: {' '.join(cmd)}\n".encode())
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "warn")
         # tansu colours its log even into a file; plain text reads better in a test report.
-        env.setdefault("NO_COLOR", "1")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, env=env, cwd=self.workdir,
-                                     start_new_session=True)
-        self.starts += 1
+        self._spawn(cmd, cwd=self.workdir, env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"),
+                                                 "NO_COLOR": os.environ.get("NO_COLOR", "1")})
         deadline = t0 + START_DEADLINE_S
         self._wait_accepting(deadline)
         self._create_header_index(deadline)
@@ -163,59 +156,6 @@ class Tansu:
                                      f"{START_DEADLINE_S}s:\n{self.log_tail()}")
             time.sleep(0.05)
 
-    def _signal_and_wait(self, sig: int) -> int:
-        assert self.proc is not None, "tansu was never started"
-        t0 = time.monotonic()
-        if self.proc.poll() is None:
-            if self._log_file:
-                self._log_file.write(f"=== fixture sends signal {int(sig)}\n".encode())
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=STOP_DEADLINE_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_DEADLINE_S)
-            raise AssertionError(f"tansu did not exit within {STOP_DEADLINE_S}s of signal {int(sig)}; "
-                                 f"killed it:\n{self.log_tail()}")
-        finally:
-            self.last_stop_s = time.monotonic() - t0
-            if self._log_file:
-                self._log_file.write(f"=== exited with {self.proc.returncode} after signal {int(sig)}\n".encode())
-                self._log_file.close()
-                self._log_file = None
-        return rc
-
-    def stop(self) -> int:
-        """SIGTERM, wait up to 10 s for the exit (else SIGKILL and fail). Returns the exit status."""
-        return self._signal_and_wait(signal.SIGTERM)
-
-    def kill(self) -> int:
-        """SIGKILL: tansu gets no chance to flush or close anything."""
-        return self._signal_and_wait(signal.SIGKILL)
-
-    def restart(self, graceful: bool = True) -> "Tansu":
-        """Stop (SIGTERM) or kill (SIGKILL), then start again on the same port and database."""
-        if self.running:
-            self.stop() if graceful else self.kill()
-        return self.start()
-
-    def close(self):
-        """Teardown: stop whatever still runs, without asserting anything."""
-        if self.running:
-            try:
-                if self._log_file:
-                    self._log_file.write(b"=== teardown sends signal 15\n")
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_DEADLINE_S)
-        if self._log_file:
-            self._log_file.close()
-            self._log_file = None
-
-    # -- topics --------------------------------------------------------------
-
     def create_topic(self, name: str, partitions: int = 1) -> str:
         """Create `name` with tansu's CLI (tansu does not auto-create topics) and wait until the
         broker's metadata lists it with all its partitions. Returns `name`."""
@@ -254,15 +194,6 @@ class Tansu:
             time.sleep(0.1)
 
     # -- diagnostics ---------------------------------------------------------
-
-    def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return "(no tansu log)"
-        if len(data) > limit:
-            data = b"... (log truncated) ...\n" + data[-limit:]
-        return data.decode("utf-8", "replace")
 
     def __repr__(self):
         return f"<tansu {self.bootstrap} dir={self.workdir}>"
