@@ -22,6 +22,16 @@ pub struct FileConfig {
     pub tls: Option<TlsConfig>,
     /// Kafka as the log (`--log kafka://...`); absent: the embedded log.
     pub kafka: Option<KafkaFileConfig>,
+    pub store: StoreFileConfig,
+}
+
+/// The `[store]` table: where measurements are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreFileConfig {
+    /// `sqlite` (DATA_DIR/store.sqlite, the default), `sqlite:///PATH` or
+    /// `postgres://USER@HOST:PORT/DB`.
+    pub url: Option<String>,
 }
 
 /// The `[kafka]` table.
@@ -101,6 +111,7 @@ impl Default for FileConfig {
             log: LogFileConfig::default(),
             tls: None,
             kafka: None,
+            store: StoreFileConfig::default(),
         }
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use tokio_util::sync::CancellationToken;
+use tributary_store::Store;
 use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfig};
 use tributary_log::Log;
 
@@ -62,6 +64,10 @@ pub struct ServeArgs {
     /// publishes are acknowledged once Kafka has them (see `[kafka]`).
     #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
     log: Option<String>,
+    /// Where measurements are kept: `sqlite` (DATA_DIR/store.sqlite, default),
+    /// `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "TRIBUTARY_STORE", value_name = "URL")]
+    store: Option<String>,
     /// With --tls-client-ca: refuse TLS clients without a certificate.
     #[arg(long, env = "TRIBUTARY_TLS_REQUIRE_CLIENT_CERT")]
     tls_require_client_cert: bool,
@@ -86,6 +92,9 @@ impl ServeArgs {
             config.mqtt.proxy_protocol = true;
         }
         self.compose_listeners(&mut config)?;
+        if let Some(url) = &self.store {
+            config.store.url = Some(url.clone());
+        }
         match self.log.as_deref() {
             None => {}
             Some("embedded") => config.kafka = None,
@@ -153,7 +162,10 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let log = Log::open(config.log_config())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
-    let broker = Broker::open(config.broker()?, log, &config.data_dir).await?;
+    let store = Store::open(config.store.url.as_deref(), &config.data_dir)
+        .await
+        .context("open the measurements store")?;
+    let broker = Broker::open(config.broker()?, log.clone(), &config.data_dir).await?;
     if let Some(kafka) = &config.kafka {
         tracing::info!(url = %kafka.url, "the log is Kafka: publishes are acknowledged once Kafka has them");
     }
@@ -174,7 +186,22 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
             if config.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
         );
     }
-    broker.run(listeners, shutdown_signal()).await?;
+    // The pipeline stops before the broker closes the log it reads.
+    let stop_pipeline = CancellationToken::new();
+    let pipeline = tokio::spawn(crate::pipeline::run(
+        config.clone(),
+        log,
+        store,
+        stop_pipeline.clone(),
+    ));
+    let shutdown = async move {
+        shutdown_signal().await;
+        stop_pipeline.cancel();
+        if let Ok(Err(e)) = pipeline.await {
+            tracing::error!(error = %e, "pipeline");
+        }
+    };
+    broker.run(listeners, shutdown).await?;
     Ok(())
 }
 

@@ -1,0 +1,116 @@
+//! The pipeline on the embedded log and the SQLite store, in-process: SenML
+//! JSON and CBOR of two owners become their measurements; a malformed corpus
+//! becomes dead letters while the valid messages after it are stored;
+//! reprocessing the whole log under a new consumer changes nothing.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tributary_log::{Log, LogConfig, MessageId, Record};
+use tributary_pipeline::{run, Stats};
+use tributary_store::{Query, Store};
+
+const T0: i64 = 1_790_000_000_000;
+
+fn record(id: u128, owner: &str, device: &str, suffix: &str, payload: Vec<u8>) -> Record {
+    Record {
+        receive_time_ms: T0 as u64 + 60_000,
+        topic: format!("tributary/v1/{device}/{suffix}"),
+        qos: 1,
+        payload: payload.into(),
+        client_id: format!("d:{device}:c"),
+        message_id: MessageId(id),
+        owner: owner.into(),
+        device: device.into(),
+        ..Record::default()
+    }
+}
+
+fn senml_json(device: &str, base_s: i64, values: &[f64]) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if i == 0 {
+                serde_json::json!({"bn": format!("{device}/"), "bt": base_s, "n": "hr", "u": "beat/min", "v": v})
+            } else {
+                serde_json::json!({"n": "hr", "t": i, "v": v})
+            }
+        })
+        .collect();
+    serde_json::to_vec(&records).expect("json")
+}
+
+/// Runs the pipeline until it has read `want` records in all.
+async fn run_until(log: &Log, store: &Store, consumer: &str, want: u64) -> Stats {
+    let stats = Stats::default();
+    let stop = CancellationToken::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let watcher = async {
+        while stats.records.load(Ordering::Relaxed) < want {
+            assert!(tokio::time::Instant::now() < deadline, "pipeline read only {:?}", stats);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    };
+    let (result, ()) = tokio::join!(run(log, store, consumer, &stats, stop.clone()), watcher);
+    result.expect("pipeline");
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senml_of_two_owners_is_stored_and_reprocessing_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
+    let store = Store::open(None, dir.path()).await.expect("store");
+    let mut records = vec![
+        record(1, "ann", "a1", "senml", senml_json("a1", T0 / 1000, &[61.0, 62.0, 63.0])),
+        record(2, "bob", "b1", "senml", senml_json("b1", T0 / 1000, &[71.0, 72.0])),
+        // Malformed: each is a dead letter, and what follows is still stored.
+        record(3, "ann", "a1", "senml", b"{not json".to_vec()),
+        record(4, "ann", "a1", "senml", br#"[{"n":"hr","u":"furlong","v":1}]"#.to_vec()),
+        record(5, "ann", "a1", "senml", br#"[{"n":"","v":1}]"#.to_vec()),
+        record(6, "ann", "a1", "senml", br#"[{"n":"hr"}]"#.to_vec()),
+        record(7, "bob", "b1", "senml", br#"[{"n":"hr","v":1,"t":-1e12}]"#.to_vec()),
+        // Not SenML and anonymous: passed over.
+        record(8, "ann", "a1", "raw", b"61".to_vec()),
+        record(9, "", "x", "senml", senml_json("x", T0 / 1000, &[1.0])),
+        record(10, "ann", "a1", "senml", senml_json("a1", T0 / 1000 + 10, &[64.0])),
+    ];
+    // CBOR: [{-2: "b1/", -3: bt, 0: "hr", 1: "beat/min", 2: 73.0}]
+    let mut cbor = vec![0x81, 0xa5, 0x21, 0x63, b'b', b'1', b'/', 0x22, 0x1a];
+    cbor.extend_from_slice(&((T0 / 1000 + 20) as u32).to_be_bytes());
+    cbor.extend_from_slice(&[0x00, 0x62, b'h', b'r', 0x01, 0x68]);
+    cbor.extend_from_slice(b"beat/min");
+    cbor.extend_from_slice(&[0x02, 0xf9, 0x54, 0x90]); // half float 73.0
+    records.push(record(11, "bob", "b1", "senml+cbor", cbor));
+    let total = records.len() as u64;
+    log.append_batch(records).await.expect("append");
+
+    let stats = run_until(&log, &store, "pipeline", total).await;
+    assert_eq!(stats.dead_letters.load(Ordering::Relaxed), 5, "{stats:?}");
+    assert_eq!(stats.measurements.load(Ordering::Relaxed), 7, "{stats:?}");
+
+    let query = |owner: &str| Query {
+        owner: owner.into(),
+        from_ms: T0 - 1,
+        to_ms: T0 + 3_600_000,
+        names: Vec::new(),
+        bucket_ms: None,
+        limit: 100,
+    };
+    let ann: Vec<f64> = store.query(&query("ann")).await.expect("query").iter().filter_map(|p| p.avg).collect();
+    let bob: Vec<f64> = store.query(&query("bob")).await.expect("query").iter().filter_map(|p| p.avg).collect();
+    assert_eq!(ann, [61.0, 62.0, 63.0, 64.0]);
+    assert_eq!(bob, [71.0, 72.0, 73.0]);
+    assert_eq!(store.dead_letters("ann", 10).await.expect("letters").len(), 4);
+    assert_eq!(store.dead_letters("bob", 10).await.expect("letters").len(), 1);
+
+    let before = store.count_and_checksum().await.expect("checksum");
+    let again = run_until(&log, &store, "reprocess-from-0", total).await;
+    assert_eq!(again.measurements.load(Ordering::Relaxed), 0, "{again:?}");
+    assert_eq!(again.already_stored.load(Ordering::Relaxed), 7);
+    assert_eq!(store.count_and_checksum().await.expect("checksum"), before);
+    log.close().await.expect("close");
+}
