@@ -151,6 +151,47 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null &
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); c.execute('create index if not exists header_topition_offset on header (topition, offset_id)'); c.commit()" "$kafka_dir/tansu.db"
 export TRIBUTARY_TEST_KAFKA="127.0.0.1:$kafka_port"
 
+# A throw-away PostgreSQL 15 for the Rust tests that run on PostgreSQL (tributary-store's test
+# body reads TRIBUTARY_TEST_POSTGRES and makes and drops a database of its own per run), created
+# and started as RECIPES.md shows, on a free port in a fresh directory; stopped and removed when
+# the script ends.
+pg_bin=/usr/lib/postgresql/15/bin
+pg_dir=$(mktemp -d /tmp/tributary-test-pg.XXXXXX)
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_test_postgres() {
+    if [ ! -x "$pg_bin/initdb" ]; then
+        echo "installing postgresql-15"
+        # As for mosquitto above: keep the package from starting the system cluster.
+        local made_policy=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+            chmod +x /usr/sbin/policy-rc.d
+            made_policy=1
+        fi
+        apt_install postgresql-15
+        if [ "$made_policy" -eq 1 ]; then
+            rm -f /usr/sbin/policy-rc.d
+        fi
+    fi
+    chown postgres:postgres "$pg_dir"
+    su postgres -c "$pg_bin/initdb -D $pg_dir/data -U postgres --auth=trust -E UTF8 --no-sync" >/dev/null &&
+        su postgres -c "$pg_bin/pg_ctl -D $pg_dir/data -l $pg_dir/pg.log -w start \
+            -o '-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1'"
+}
+stop_test_postgres() {
+    if [ -f "$pg_dir/data/postmaster.pid" ]; then
+        su postgres -c "$pg_bin/pg_ctl -D $pg_dir/data -m fast stop" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$pg_dir"
+}
+trap 'stop_test_kafka; stop_test_postgres' EXIT
+step "start PostgreSQL 15 for the store tests" start_test_postgres
+if [ "$last_rc" -eq 0 ]; then
+    export TRIBUTARY_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
+else
+    cat "$pg_dir/pg.log" 2>/dev/null || true
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run" cargo nextest run --workspace
 else

@@ -1,0 +1,625 @@
+//! The measurements store: every decoded SenML record, per owner, in SQLite (the embedded
+//! default) or PostgreSQL (to scale out), behind one interface.
+//!
+//! # Overview
+//!
+//! - [`Store`]: opened from a URL ([`Store::open`]), which also runs the numbered migrations.
+//!   [`Store::insert`] is idempotent by `(owner, message_id, seq)`, so the pipeline can
+//!   reprocess the log without duplicating anything; [`Store::query`] answers "one owner, a
+//!   time range, some names", raw or downsampled into buckets; [`Store::export`] pages through
+//!   everything an owner has; [`Store::dead_letter`] keeps what could not be decoded.
+//! - [`Row`]: one measurement as stored. [`Query`] and [`Point`]: what is asked and answered.
+//! - [`DeadLetter`]: a message the pipeline rejected, with the reason.
+//!
+//! Schema, indexes and the per-minute rollup that keeps 30-day queries fast are described in
+//! `docs/store.md`; the SQL is in `migrations/<engine>/NNNN_name.sql`.
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! use tributary_store::{Query, Row, Store};
+//!
+//! let dir = std::env::temp_dir().join(format!("tributary-store-doc-{}", std::process::id()));
+//! let store = Store::open(None, &dir).await?; // DATA_DIR/store.sqlite
+//! let row = Row {
+//!     owner: "alice".into(),
+//!     device: "watch".into(),
+//!     message_id: "0123456789abcdef0123456789abcdef".into(),
+//!     seq: 0,
+//!     name: "heart_rate".into(),
+//!     unit: Some("beat/min".into()),
+//!     time_ms: 1_700_000_000_000,
+//!     value: Some(72.0),
+//!     text: None,
+//!     bool: None,
+//!     data: None,
+//!     sum: None,
+//! };
+//! assert_eq!(store.insert(&[row.clone()]).await?, 1);
+//! assert_eq!(store.insert(&[row]).await?, 0); // already there
+//! let points = store
+//!     .query(&Query {
+//!         owner: "alice".into(),
+//!         from_ms: 1_699_999_980_000,
+//!         to_ms: 1_700_000_040_000,
+//!         names: vec![],
+//!         bucket_ms: Some(60_000),
+//!         limit: 100,
+//!     })
+//!     .await?;
+//! assert_eq!((points[0].avg, points[0].count), (Some(72.0), 1));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # })
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+mod error;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::{Error, Result};
+
+/// The engine names, as [`Store::engine`] returns them and errors print them.
+pub const SQLITE: &str = "sqlite";
+/// See [`SQLITE`].
+pub const POSTGRES: &str = "postgres";
+
+/// The file [`Store::open`] uses when no URL (or plain `"sqlite"`) is given.
+pub const DEFAULT_SQLITE_FILE: &str = "store.sqlite";
+
+/// Milliseconds in the rollup's bucket: bucketed queries whose `bucket_ms` is a multiple of
+/// this are answered from the per-minute rollup.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// Rows must have `|time_ms| <=` this (about 36 million years), and buckets be no wider: it keeps
+/// every bucket computation inside `i64` on both engines.
+pub const MAX_ABS_TIME_MS: i64 = 1 << 60;
+
+/// One measurement: one SenML record of one message, resolved (absolute time, full name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The authenticated owner: every query is scoped to one.
+    pub owner: String,
+    /// The authenticated device that published the message.
+    pub device: String,
+    /// The log message this record came from (32 hex digits); with `seq`, the idempotency key.
+    pub message_id: String,
+    /// The record's position in its message.
+    pub seq: u32,
+    /// The resolved SenML name (base name + name).
+    pub name: String,
+    /// The SenML unit, if any.
+    pub unit: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// A numeric value (must be finite): the only kind that is downsampled.
+    pub value: Option<f64>,
+    /// A string value (SenML `vs`).
+    pub text: Option<String>,
+    /// A boolean value (SenML `vb`).
+    pub bool: Option<bool>,
+    /// A data value (SenML `vd`, decoded).
+    pub data: Option<Vec<u8>>,
+    /// The SenML sum (`s`), kept as given (must be finite).
+    pub sum: Option<f64>,
+}
+
+/// A message the pipeline could not turn into measurements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The authenticated owner, who may list their dead letters.
+    pub owner: String,
+    /// The authenticated device that published it.
+    pub device: String,
+    /// The log message id: a dead letter is stored once per `(owner, message_id)`.
+    pub message_id: String,
+    /// The MQTT topic it was published on.
+    pub topic: String,
+    /// When the broker received it, in milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// Why it was rejected, for a person to read.
+    pub reason: String,
+    /// The payload as received.
+    pub payload: Vec<u8>,
+}
+
+/// What [`Store::query`] is asked: one owner, a time range, some names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Only this owner's measurements are considered.
+    pub owner: String,
+    /// Start of the range, inclusive, in milliseconds since the Unix epoch.
+    pub from_ms: i64,
+    /// End of the range, exclusive.
+    pub to_ms: i64,
+    /// The names to return; empty means all.
+    pub names: Vec<String>,
+    /// `Some`: downsample numeric values into buckets of this width, aligned to multiples of it
+    /// since the epoch. `None`: one point per row.
+    pub bucket_ms: Option<i64>,
+    /// At most this many points, the first ones in (name, time) order.
+    pub limit: usize,
+}
+
+/// One answer of [`Store::query`]: a bucket of one name, or one raw row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The measurement name.
+    pub name: String,
+    /// The unit (in a bucket: the greatest one in byte order, should a name have several).
+    pub unit: Option<String>,
+    /// The row's time, or the bucket's start.
+    pub time_ms: i64,
+    /// Average of the numeric values (raw: the value).
+    pub avg: Option<f64>,
+    /// Smallest numeric value (raw: the value).
+    pub min: Option<f64>,
+    /// Greatest numeric value (raw: the value).
+    pub max: Option<f64>,
+    /// How many numeric values the bucket holds (raw: 1).
+    pub count: u64,
+    /// Raw only: the device that measured it.
+    pub device: Option<String>,
+    /// Raw only: a string value.
+    pub text: Option<String>,
+    /// Raw only: a boolean value.
+    pub bool: Option<bool>,
+    /// Raw only: a data value.
+    pub data: Option<Vec<u8>>,
+}
+
+/// The measurements store on one of its engines.
+///
+/// Cheap to share behind an `Arc`; every method takes `&self` and may be called concurrently.
+pub enum Store {
+    /// The embedded default: one SQLite file in WAL mode.
+    Sqlite(sqlite::Sqlite),
+    /// A PostgreSQL database, shared by several Tributary processes.
+    Postgres(postgres::Postgres),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Store").field(&self.engine()).finish()
+    }
+}
+
+impl Store {
+    /// `url`: None or "sqlite" -> DATA_DIR/store.sqlite (WAL); "sqlite:///abs/path.db" (a
+    /// relative path is taken relative to `data_dir`); "postgres://user@host:port/db" (or
+    /// "postgresql://", any parameter tokio-postgres accepts; no TLS).
+    ///
+    /// Runs the numbered migrations (tracked in a schema_migrations table) before returning.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Store> {
+        match parse_url(url, data_dir)? {
+            Target::Sqlite(path) => Ok(Store::Sqlite(sqlite::Sqlite::open(path).await?)),
+            Target::Postgres(url) => Ok(Store::Postgres(postgres::Postgres::open(&url).await?)),
+        }
+    }
+
+    /// Inserts measurements; idempotent: a row whose (owner, message_id, seq) exists is skipped
+    /// (reprocessing the log never duplicates). Returns how many were new.
+    ///
+    /// All rows go in one transaction, together with the rollup of the new ones. A row with a
+    /// non-finite value or sum, a NUL character in a text field, or `|time_ms|` above
+    /// [`MAX_ABS_TIME_MS`] fails the whole call with [`Error::InvalidRow`] before anything is
+    /// written.
+    pub async fn insert(&self, rows: &[Row]) -> Result<usize> {
+        validate_rows(rows)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            Store::Sqlite(s) => s.insert(rows.to_vec()).await,
+            Store::Postgres(p) => p.insert(rows).await,
+        }
+    }
+
+    /// Idempotent by (owner, message_id): the first letter stored for a message is kept.
+    pub async fn dead_letter(&self, letter: &DeadLetter) -> Result<()> {
+        validate_dead_letter(letter)?;
+        match self {
+            Store::Sqlite(s) => s.dead_letter(letter.clone()).await,
+            Store::Postgres(p) => p.dead_letter(letter).await,
+        }
+    }
+
+    /// Downsampled (bucket_ms Some: one Point per name and bucket with avg/min/max/count of numeric
+    /// values, buckets aligned to multiples of bucket_ms since the epoch) or raw (bucket_ms None: one Point per
+    /// row, avg=min=max=value, count 1; non-numeric rows carry their value in `text`/`bool`/`data`).
+    ///
+    /// Points come in (name, time) order, names compared byte by byte; raw rows at the same
+    /// time are ordered by (message_id, seq). Buckets hold numeric values only: a bucket with
+    /// none is not returned. When `bucket_ms` is a multiple of [`MINUTE_MS`], the whole minutes
+    /// of the range are read from the rollup and only a partial minute at either end from the
+    /// rows. `bucket_ms` must be in `1..=`[`MAX_ABS_TIME_MS`].
+    pub async fn query(&self, q: &Query) -> Result<Vec<Point>> {
+        let Some(plan) = Plan::new(q)? else {
+            return Ok(Vec::new());
+        };
+        match (self, plan) {
+            (Store::Sqlite(s), Plan::Raw { from_ms, to_ms }) => {
+                s.raw(q.clone(), from_ms, to_ms).await
+            }
+            (Store::Postgres(p), Plan::Raw { from_ms, to_ms }) => p.raw(q, from_ms, to_ms).await,
+            (Store::Sqlite(s), Plan::Buckets { bucket_ms, spans }) => {
+                let parts = s.buckets(q.clone(), bucket_ms, spans).await?;
+                Ok(merge_buckets(parts, q.limit))
+            }
+            (Store::Postgres(p), Plan::Buckets { bucket_ms, spans }) => {
+                let parts = p.buckets(q, bucket_ms, &spans).await?;
+                Ok(merge_buckets(parts, q.limit))
+            }
+        }
+    }
+
+    /// An owner's dead letters, newest first (by `received_ms`, then `message_id`), at most `limit`.
+    pub async fn dead_letters(&self, owner: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(s) => s.dead_letters(owner.to_owned(), limit).await,
+            Store::Postgres(p) => p.dead_letters(owner, limit).await,
+        }
+    }
+
+    /// Every measurement of an owner in time order (for export), paged.
+    ///
+    /// Rows come ordered by `(time_ms, message_id, seq)`; `after` is the last row of the previous
+    /// page as `(time_ms, message_id, seq)` (exclusive), `None` for the first page. A page shorter
+    /// than `limit` is the last one.
+    pub async fn export(
+        &self,
+        owner: &str,
+        after: Option<(i64, String, u32)>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(s) => s.export(owner.to_owned(), after, limit).await,
+            Store::Postgres(p) => p.export(owner, after, limit).await,
+        }
+    }
+
+    /// Number of measurement rows and an order-independent checksum over all their fields (tests
+    /// compare it before and after reprocessing).
+    ///
+    /// Reads every row (of every owner): meant for tests and checks, not for a hot path. The
+    /// checksum is the wrapping sum of a 64-bit hash of each row's fields, so it is the same on
+    /// both engines for the same rows.
+    pub async fn count_and_checksum(&self) -> Result<(u64, u64)> {
+        match self {
+            Store::Sqlite(s) => s.count_and_checksum().await,
+            Store::Postgres(p) => p.count_and_checksum().await,
+        }
+    }
+
+    /// "sqlite" | "postgres"
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => SQLITE,
+            Store::Postgres(_) => POSTGRES,
+        }
+    }
+}
+
+/// One numbered migration of one engine, embedded in the binary.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn parse_url(url: Option<&str>, data_dir: &Path) -> Result<Target> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: url.unwrap_or_default().to_owned(),
+        reason: reason.to_owned(),
+    };
+    match url {
+        None | Some("sqlite") => Ok(Target::Sqlite(data_dir.join(DEFAULT_SQLITE_FILE))),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Target::Postgres(u.to_owned()))
+        }
+        Some(u) => match u.strip_prefix("sqlite://") {
+            Some("") => Err(invalid("no file path after sqlite://")),
+            Some(path) => Ok(Target::Sqlite(data_dir.join(path))),
+            None => Err(invalid(
+                "expected \"sqlite\", sqlite:///path/to/file.db or postgres://user@host:port/db",
+            )),
+        },
+    }
+}
+
+fn validate_rows(rows: &[Row]) -> Result<()> {
+    for row in rows {
+        let invalid = |reason: &str| Error::InvalidRow {
+            owner: row.owner.clone(),
+            message_id: row.message_id.clone(),
+            seq: row.seq,
+            reason: reason.to_owned(),
+        };
+        if row.time_ms.unsigned_abs() > MAX_ABS_TIME_MS.unsigned_abs() {
+            return Err(invalid("time_ms out of range"));
+        }
+        if row.value.is_some_and(|v| !v.is_finite()) {
+            return Err(invalid("value is not a finite number"));
+        }
+        if row.sum.is_some_and(|v| !v.is_finite()) {
+            return Err(invalid("sum is not a finite number"));
+        }
+        // PostgreSQL text cannot hold NUL; refusing it on both engines keeps them alike.
+        let texts = [&row.owner, &row.device, &row.message_id, &row.name];
+        if texts.iter().any(|t| t.contains('\0'))
+            || row.unit.as_deref().is_some_and(|t| t.contains('\0'))
+            || row.text.as_deref().is_some_and(|t| t.contains('\0'))
+        {
+            return Err(invalid("text contains a NUL character"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_dead_letter(l: &DeadLetter) -> Result<()> {
+    let texts = [&l.owner, &l.device, &l.message_id, &l.topic, &l.reason];
+    if texts.iter().any(|t| t.contains('\0')) {
+        return Err(Error::InvalidDeadLetter {
+            owner: l.owner.clone(),
+            message_id: l.message_id.clone(),
+            reason: "text contains a NUL character".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The start of the minute holding `time_ms` (validated rows cannot overflow).
+pub(crate) fn minute_of(time_ms: i64) -> i64 {
+    time_ms - time_ms.rem_euclid(MINUTE_MS)
+}
+
+/// Where one part of a bucketed query reads from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Source {
+    /// `rollup_minute`, minutes in `[from_ms, to_ms)`.
+    Rollup,
+    /// `measurements`, times in `[from_ms, to_ms)`.
+    Rows,
+}
+
+/// One part of a bucketed query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Span {
+    pub source: Source,
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+enum Plan {
+    Raw { from_ms: i64, to_ms: i64 },
+    Buckets { bucket_ms: i64, spans: Vec<Span> },
+}
+
+impl Plan {
+    /// `None`: the answer is empty without asking the engine.
+    fn new(q: &Query) -> Result<Option<Plan>> {
+        // No row lies outside ±MAX_ABS_TIME_MS, so clamping changes no answer and keeps the
+        // arithmetic below (and the engines') inside i64.
+        let from_ms = q.from_ms.max(-MAX_ABS_TIME_MS);
+        let to_ms = q.to_ms.min(MAX_ABS_TIME_MS + 1);
+        if let Some(b) = q.bucket_ms {
+            if !(1..=MAX_ABS_TIME_MS).contains(&b) {
+                return Err(Error::InvalidQuery {
+                    reason: format!("bucket_ms {b} is not in 1..={MAX_ABS_TIME_MS}"),
+                });
+            }
+        }
+        if from_ms >= to_ms || q.limit == 0 {
+            return Ok(None);
+        }
+        let Some(bucket_ms) = q.bucket_ms else {
+            return Ok(Some(Plan::Raw { from_ms, to_ms }));
+        };
+        let rows = |from_ms, to_ms| Span {
+            source: Source::Rows,
+            from_ms,
+            to_ms,
+        };
+        if bucket_ms % MINUTE_MS != 0 {
+            return Ok(Some(Plan::Buckets {
+                bucket_ms,
+                spans: vec![rows(from_ms, to_ms)],
+            }));
+        }
+        // Whole minutes from the rollup; the partial minute at either end from the rows. Every
+        // minute lies inside one bucket, so the parts add up bucket by bucket.
+        let first_whole = minute_of(from_ms + MINUTE_MS - 1);
+        let end_whole = minute_of(to_ms);
+        if first_whole >= end_whole {
+            return Ok(Some(Plan::Buckets {
+                bucket_ms,
+                spans: vec![rows(from_ms, to_ms)],
+            }));
+        }
+        let mut spans = vec![Span {
+            source: Source::Rollup,
+            from_ms: first_whole,
+            to_ms: end_whole,
+        }];
+        if from_ms < first_whole {
+            spans.push(rows(from_ms, first_whole));
+        }
+        if end_whole < to_ms {
+            spans.push(rows(end_whole, to_ms));
+        }
+        Ok(Some(Plan::Buckets { bucket_ms, spans }))
+    }
+}
+
+/// Numeric values of one name in one bucket (or one minute), before they become a [`Point`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Agg {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub unit: Option<String>,
+}
+
+impl Agg {
+    pub fn one(value: f64, unit: Option<&str>) -> Agg {
+        Agg {
+            count: 1,
+            sum: value,
+            min: value,
+            max: value,
+            unit: unit.map(str::to_owned),
+        }
+    }
+
+    pub fn add(&mut self, other: Agg) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        // The greatest unit in byte order, as SQL's MAX/GREATEST over "C"-collated text.
+        self.unit = self.unit.take().max(other.unit);
+    }
+}
+
+/// The rollup rows that new measurements add to, keyed by (owner, name, minute) in the order
+/// the engines update them (one order for every writer: no deadlocks on PostgreSQL).
+pub(crate) type RollupDelta = BTreeMap<(String, String, i64), Agg>;
+
+pub(crate) fn add_to_rollup(delta: &mut RollupDelta, row: &Row) {
+    let Some(value) = row.value else { return };
+    let key = (row.owner.clone(), row.name.clone(), minute_of(row.time_ms));
+    let one = Agg::one(value, row.unit.as_deref());
+    match delta.get_mut(&key) {
+        Some(agg) => agg.add(one),
+        None => {
+            delta.insert(key, one);
+        }
+    }
+}
+
+/// Each part is `(name, bucket start, aggregate)` in (name, bucket) order, at most `limit` long.
+/// Since every part is sorted and cut at `limit`, the first `limit` keys of the union are all
+/// in the parts.
+fn merge_buckets(parts: Vec<Vec<(String, i64, Agg)>>, limit: usize) -> Vec<Point> {
+    let mut merged: BTreeMap<(String, i64), Agg> = BTreeMap::new();
+    for (name, bucket, agg) in parts.into_iter().flatten() {
+        match merged.get_mut(&(name.clone(), bucket)) {
+            Some(a) => a.add(agg),
+            None => {
+                merged.insert((name, bucket), agg);
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .filter(|(_, agg)| agg.count > 0)
+        .take(limit)
+        .map(|((name, time_ms), agg)| Point {
+            name,
+            unit: agg.unit,
+            time_ms,
+            avg: Some(agg.sum / agg.count as f64),
+            min: Some(agg.min),
+            max: Some(agg.max),
+            count: agg.count,
+            device: None,
+            text: None,
+            bool: None,
+            data: None,
+        })
+        .collect()
+}
+
+pub(crate) fn raw_point(row: Row) -> Point {
+    Point {
+        name: row.name,
+        unit: row.unit,
+        time_ms: row.time_ms,
+        avg: row.value,
+        min: row.value,
+        max: row.value,
+        count: 1,
+        device: Some(row.device),
+        text: row.text,
+        bool: row.bool,
+        data: row.data,
+    }
+}
+
+/// A stable 64-bit hash of every field of a row (FNV-1a over a length-prefixed encoding, then
+/// a final mix so that summing hashes spreads well). Not `std`'s hasher: that may change between
+/// Rust releases, and checksums are compared across processes.
+pub(crate) fn row_hash(row: &Row) -> u64 {
+    struct Fnv(u64);
+    impl Fnv {
+        fn bytes(&mut self, b: &[u8]) {
+            for &x in (b.len() as u64).to_le_bytes().iter().chain(b) {
+                self.0 ^= u64::from(x);
+                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        fn opt(&mut self, b: Option<&[u8]>) {
+            match b {
+                None => self.bytes(&[0]),
+                Some(b) => {
+                    self.bytes(&[1]);
+                    self.bytes(b);
+                }
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.bytes(row.owner.as_bytes());
+    h.bytes(row.device.as_bytes());
+    h.bytes(row.message_id.as_bytes());
+    h.bytes(&row.seq.to_le_bytes());
+    h.bytes(row.name.as_bytes());
+    h.opt(row.unit.as_deref().map(str::as_bytes));
+    h.bytes(&row.time_ms.to_le_bytes());
+    h.opt(
+        row.value
+            .map(|v| v.to_bits().to_le_bytes())
+            .as_ref()
+            .map(|b| &b[..]),
+    );
+    h.opt(row.text.as_deref().map(str::as_bytes));
+    h.opt(row.bool.map(|b| [u8::from(b)]).as_ref().map(|b| &b[..]));
+    h.opt(row.data.as_deref());
+    h.opt(
+        row.sum
+            .map(|v| v.to_bits().to_le_bytes())
+            .as_ref()
+            .map(|b| &b[..]),
+    );
+    // splitmix64 finaliser
+    let mut z = h.0;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `limit` as an SQL LIMIT.
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

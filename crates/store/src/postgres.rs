@@ -1,0 +1,496 @@
+//! The PostgreSQL engine: a small connection pool (deadpool), statements prepared once per
+//! connection, whole batches sent as arrays (`UNNEST`) so an insert is two round trips
+//! whatever its size.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::{
+    add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
+    Result, RollupDelta, Row, Source, Span, POSTGRES,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/postgres/0001_init.sql"),
+}];
+
+/// Connections in the pool: the pipeline's writer plus a few API readers.
+const POOL_SIZE: usize = 8;
+
+/// Serialises concurrent migrations (pg_advisory_xact_lock key; "trib" "stor" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7472_6962_7374_6f72;
+
+const ROW_COLUMNS: &str =
+    "owner, device, message_id, seq, name, unit, time_ms, value, text, bool, data, sum";
+
+/// The PostgreSQL store (see the module docs).
+pub struct Postgres {
+    pool: Pool,
+}
+
+fn err(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |source| Error::Postgres { op, source }
+}
+
+fn pool_err(op: &'static str) -> impl FnOnce(deadpool_postgres::PoolError) -> Error {
+    move |source| Error::Pool { op, source }
+}
+
+impl Postgres {
+    pub(crate) async fn open(url: &str) -> Result<Postgres> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!("{e}"),
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: format!("build connection pool: {e}"),
+            })?;
+        let store = Postgres { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        const OP: &str = "run migrations";
+        let mut client = self.pool.get().await.map_err(pool_err(OP))?;
+        let tx = client.transaction().await.map_err(err(OP))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(err(OP))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    BIGINT PRIMARY KEY,
+                name       TEXT   NOT NULL,
+                applied_ms BIGINT NOT NULL
+            )",
+        )
+        .await
+        .map_err(err(OP))?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(err(OP))?
+            .get(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(Error::SchemaTooNew {
+                engine: POSTGRES,
+                found: current,
+                known,
+            });
+        }
+        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "postgres store: migrating"
+            );
+            tx.batch_execute(m.sql).await.map_err(err(OP))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_ms) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &crate::sqlite::now_ms()],
+            )
+            .await
+            .map_err(err(OP))?;
+        }
+        tx.commit().await.map_err(err(OP))
+    }
+
+    pub(crate) async fn insert(&self, rows: &[Row]) -> Result<usize> {
+        const OP: &str = "insert measurements";
+        let owners: Vec<&str> = rows.iter().map(|r| r.owner.as_str()).collect();
+        let devices: Vec<&str> = rows.iter().map(|r| r.device.as_str()).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| i64::from(r.seq)).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        let units: Vec<Option<&str>> = rows.iter().map(|r| r.unit.as_deref()).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.time_ms).collect();
+        let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
+        let texts: Vec<Option<&str>> = rows.iter().map(|r| r.text.as_deref()).collect();
+        let bools: Vec<Option<bool>> = rows.iter().map(|r| r.bool).collect();
+        let datas: Vec<Option<&[u8]>> = rows.iter().map(|r| r.data.as_deref()).collect();
+        let sums: Vec<Option<f64>> = rows.iter().map(|r| r.sum).collect();
+
+        let mut client = self.pool.get().await.map_err(pool_err(OP))?;
+        let tx = client.transaction().await.map_err(err(OP))?;
+        // RETURNING yields only the rows this statement inserted: a duplicate (already stored,
+        // stored by a concurrent transaction, or twice in this batch) is not returned.
+        let stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO measurements ({ROW_COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                     $6::text[], $7::int8[], $8::float8[], $9::text[], $10::bool[], $11::bytea[],
+                     $12::float8[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING owner, name, time_ms, value, unit"
+            ))
+            .await
+            .map_err(err(OP))?;
+        let inserted = tx
+            .query(
+                &stmt,
+                &[
+                    &owners, &devices, &ids, &seqs, &names, &units, &times, &values, &texts,
+                    &bools, &datas, &sums,
+                ],
+            )
+            .await
+            .map_err(err(OP))?;
+        let mut delta = RollupDelta::new();
+        for r in &inserted {
+            let row = Row {
+                owner: r.try_get(0).map_err(err(OP))?,
+                name: r.try_get(1).map_err(err(OP))?,
+                time_ms: r.try_get(2).map_err(err(OP))?,
+                value: r.try_get(3).map_err(err(OP))?,
+                unit: r.try_get(4).map_err(err(OP))?,
+                device: String::new(),
+                message_id: String::new(),
+                seq: 0,
+                text: None,
+                bool: None,
+                data: None,
+                sum: None,
+            };
+            add_to_rollup(&mut delta, &row);
+        }
+        if !delta.is_empty() {
+            let mut r_owners = Vec::with_capacity(delta.len());
+            let mut r_names = Vec::with_capacity(delta.len());
+            let mut minutes = Vec::with_capacity(delta.len());
+            let mut counts = Vec::with_capacity(delta.len());
+            let mut r_sums = Vec::with_capacity(delta.len());
+            let mut mins = Vec::with_capacity(delta.len());
+            let mut maxs = Vec::with_capacity(delta.len());
+            let mut r_units = Vec::with_capacity(delta.len());
+            for ((owner, name, minute), a) in &delta {
+                r_owners.push(owner.as_str());
+                r_names.push(name.as_str());
+                minutes.push(*minute);
+                counts.push(i64::try_from(a.count).unwrap_or(i64::MAX));
+                r_sums.push(a.sum);
+                mins.push(a.min);
+                maxs.push(a.max);
+                r_units.push(a.unit.as_deref());
+            }
+            // Keys are distinct and sorted (a BTreeMap): ON CONFLICT DO UPDATE may not touch a
+            // row twice, and every writer locks rollup rows in one order.
+            let up = tx
+                .prepare_cached(
+                    "INSERT INTO rollup_minute AS r (owner, name, minute, count, sum, min, max, unit)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
+                         $5::float8[], $6::float8[], $7::float8[], $8::text[])
+                     ON CONFLICT (owner, name, minute) DO UPDATE SET
+                        count = r.count + EXCLUDED.count,
+                        sum = r.sum + EXCLUDED.sum,
+                        min = LEAST(r.min, EXCLUDED.min),
+                        max = GREATEST(r.max, EXCLUDED.max),
+                        unit = GREATEST(r.unit, EXCLUDED.unit)",
+                )
+                .await
+                .map_err(err(OP))?;
+            tx.execute(
+                &up,
+                &[
+                    &r_owners, &r_names, &minutes, &counts, &r_sums, &mins, &maxs, &r_units,
+                ],
+            )
+            .await
+            .map_err(err(OP))?;
+        }
+        tx.commit().await.map_err(err(OP))?;
+        Ok(inserted.len())
+    }
+
+    pub(crate) async fn dead_letter(&self, l: &DeadLetter) -> Result<()> {
+        const OP: &str = "store dead letter";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO dead_letters
+                    (owner, device, message_id, topic, received_ms, reason, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(err(OP))?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &l.owner,
+                    &l.device,
+                    &l.message_id,
+                    &l.topic,
+                    &l.received_ms,
+                    &l.reason,
+                    &l.payload,
+                ],
+            )
+            .await
+            .map_err(err(OP))?;
+        Ok(())
+    }
+
+    pub(crate) async fn raw(&self, q: &Query, from_ms: i64, to_ms: i64) -> Result<Vec<Point>> {
+        const OP: &str = "query measurements";
+        let names = if q.names.is_empty() {
+            ""
+        } else {
+            "AND name = ANY($5::text[])"
+        };
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM measurements
+             WHERE owner = $1 AND time_ms >= $2 AND time_ms < $3 {names}
+             ORDER BY name, time_ms, message_id, seq LIMIT $4"
+        );
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client.prepare_cached(&sql).await.map_err(err(OP))?;
+        let limit = sql_limit(q.limit);
+        let rows = if q.names.is_empty() {
+            client
+                .query(&stmt, &[&q.owner, &from_ms, &to_ms, &limit])
+                .await
+        } else {
+            client
+                .query(&stmt, &[&q.owner, &from_ms, &to_ms, &limit, &q.names])
+                .await
+        }
+        .map_err(err(OP))?;
+        rows.iter()
+            .map(|r| read_row(r, OP).map(raw_point))
+            .collect()
+    }
+
+    pub(crate) async fn buckets(
+        &self,
+        q: &Query,
+        bucket_ms: i64,
+        spans: &[Span],
+    ) -> Result<Vec<Vec<(String, i64, Agg)>>> {
+        const OP: &str = "query measurement buckets";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let names = if q.names.is_empty() {
+            ""
+        } else {
+            "AND name = ANY($6::text[])"
+        };
+        let limit = sql_limit(q.limit);
+        let mut parts = Vec::new();
+        for span in spans {
+            // Floor division (% truncates toward zero): buckets before the epoch start at the
+            // multiple below, as after it.
+            let sql = match span.source {
+                Source::Rollup => format!(
+                    "SELECT name, minute - ((minute % $5) + $5) % $5 AS bucket,
+                            SUM(count)::int8, SUM(sum), MIN(min), MAX(max), MAX(unit)
+                     FROM rollup_minute
+                     WHERE owner = $1 AND minute >= $2 AND minute < $3 {names}
+                     GROUP BY name, bucket ORDER BY name, bucket LIMIT $4"
+                ),
+                Source::Rows => format!(
+                    "SELECT name, time_ms - ((time_ms % $5) + $5) % $5 AS bucket,
+                            COUNT(value), SUM(value), MIN(value), MAX(value), MAX(unit)
+                     FROM measurements
+                     WHERE owner = $1 AND time_ms >= $2 AND time_ms < $3
+                       AND value IS NOT NULL {names}
+                     GROUP BY name, bucket ORDER BY name, bucket LIMIT $4"
+                ),
+            };
+            let stmt = client.prepare_cached(&sql).await.map_err(err(OP))?;
+            let rows = if q.names.is_empty() {
+                client
+                    .query(
+                        &stmt,
+                        &[&q.owner, &span.from_ms, &span.to_ms, &limit, &bucket_ms],
+                    )
+                    .await
+            } else {
+                client
+                    .query(
+                        &stmt,
+                        &[
+                            &q.owner,
+                            &span.from_ms,
+                            &span.to_ms,
+                            &limit,
+                            &bucket_ms,
+                            &q.names,
+                        ],
+                    )
+                    .await
+            }
+            .map_err(err(OP))?;
+            let part = rows
+                .iter()
+                .map(|r| {
+                    let count: i64 = r.try_get(2).map_err(err(OP))?;
+                    Ok((
+                        r.try_get(0).map_err(err(OP))?,
+                        r.try_get(1).map_err(err(OP))?,
+                        Agg {
+                            count: u64::try_from(count).map_err(|_| Error::Corrupt {
+                                engine: POSTGRES,
+                                op: OP,
+                                what: format!("negative count {count}"),
+                            })?,
+                            sum: r.try_get(3).map_err(err(OP))?,
+                            min: r.try_get(4).map_err(err(OP))?,
+                            max: r.try_get(5).map_err(err(OP))?,
+                            unit: r.try_get(6).map_err(err(OP))?,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            parts.push(part);
+        }
+        Ok(parts)
+    }
+
+    pub(crate) async fn dead_letters(&self, owner: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+        const OP: &str = "list dead letters";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT owner, device, message_id, topic, received_ms, reason, payload
+                 FROM dead_letters WHERE owner = $1
+                 ORDER BY received_ms DESC, message_id DESC LIMIT $2",
+            )
+            .await
+            .map_err(err(OP))?;
+        let rows = client
+            .query(&stmt, &[&owner, &sql_limit(limit)])
+            .await
+            .map_err(err(OP))?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    owner: r.try_get(0).map_err(err(OP))?,
+                    device: r.try_get(1).map_err(err(OP))?,
+                    message_id: r.try_get(2).map_err(err(OP))?,
+                    topic: r.try_get(3).map_err(err(OP))?,
+                    received_ms: r.try_get(4).map_err(err(OP))?,
+                    reason: r.try_get(5).map_err(err(OP))?,
+                    payload: r.try_get(6).map_err(err(OP))?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn export(
+        &self,
+        owner: &str,
+        after: Option<(i64, String, u32)>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        const OP: &str = "export measurements";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let limit = sql_limit(limit);
+        let rows = match after {
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {ROW_COLUMNS} FROM measurements WHERE owner = $1
+                         ORDER BY time_ms, message_id, seq LIMIT $2"
+                    ))
+                    .await
+                    .map_err(err(OP))?;
+                client.query(&stmt, &[&owner, &limit]).await
+            }
+            Some((time_ms, message_id, seq)) => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {ROW_COLUMNS} FROM measurements
+                         WHERE owner = $1 AND (time_ms, message_id, seq) > ($3, $4, $5)
+                         ORDER BY time_ms, message_id, seq LIMIT $2"
+                    ))
+                    .await
+                    .map_err(err(OP))?;
+                let seq = i64::from(seq);
+                client
+                    .query(&stmt, &[&owner, &limit, &time_ms, &message_id, &seq])
+                    .await
+            }
+        }
+        .map_err(err(OP))?;
+        rows.iter().map(|r| read_row(r, OP)).collect()
+    }
+
+    pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {
+        const OP: &str = "checksum measurements";
+        // Paged by primary key rather than one huge result: bounded memory at any size.
+        const PAGE: i64 = 10_000;
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let first = client
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM measurements
+                 ORDER BY owner, message_id, seq LIMIT $1"
+            ))
+            .await
+            .map_err(err(OP))?;
+        let next = client
+            .prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM measurements
+                 WHERE (owner, message_id, seq) > ($2, $3, $4)
+                 ORDER BY owner, message_id, seq LIMIT $1"
+            ))
+            .await
+            .map_err(err(OP))?;
+        let (mut count, mut sum) = (0u64, 0u64);
+        let mut last: Option<(String, String, i64)> = None;
+        loop {
+            let rows = match &last {
+                None => client.query(&first, &[&PAGE]).await,
+                Some((o, m, s)) => client.query(&next, &[&PAGE, o, m, s]).await,
+            }
+            .map_err(err(OP))?;
+            for r in &rows {
+                let row = read_row(r, OP)?;
+                count += 1;
+                sum = sum.wrapping_add(row_hash(&row));
+                last = Some((row.owner, row.message_id, i64::from(row.seq)));
+            }
+            if (rows.len() as i64) < PAGE {
+                return Ok((count, sum));
+            }
+        }
+    }
+}
+
+fn read_row(r: &tokio_postgres::Row, op: &'static str) -> Result<Row> {
+    let seq: i64 = r.try_get(3).map_err(err(op))?;
+    Ok(Row {
+        owner: r.try_get(0).map_err(err(op))?,
+        device: r.try_get(1).map_err(err(op))?,
+        message_id: r.try_get(2).map_err(err(op))?,
+        seq: u32::try_from(seq).map_err(|_| Error::Corrupt {
+            engine: POSTGRES,
+            op,
+            what: format!("seq {seq} is not a u32"),
+        })?,
+        name: r.try_get(4).map_err(err(op))?,
+        unit: r.try_get(5).map_err(err(op))?,
+        time_ms: r.try_get(6).map_err(err(op))?,
+        value: r.try_get(7).map_err(err(op))?,
+        text: r.try_get(8).map_err(err(op))?,
+        bool: r.try_get(9).map_err(err(op))?,
+        data: r.try_get(10).map_err(err(op))?,
+        sum: r.try_get(11).map_err(err(op))?,
+    })
+}

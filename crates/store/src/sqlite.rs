@@ -1,0 +1,471 @@
+//! The SQLite engine: one file in WAL mode, one writer connection and a few reader
+//! connections, every call on tokio's blocking pool.
+//!
+//! WAL lets readers (API queries) run while the writer (the pipeline) inserts; SQLite allows one
+//! writer at a time anyway, so the writer connection sits behind a mutex rather than making
+//! writers wait on SQLite's busy handler.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{
+    add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
+    Result, RollupDelta, Row, Source, Span, SQLITE,
+};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../migrations/sqlite/0001_init.sql"),
+}];
+
+/// Reader connections kept open between calls; more may be opened under load, and are closed
+/// after use.
+const IDLE_READERS: usize = 4;
+
+const ROW_COLUMNS: &str =
+    "owner, device, message_id, seq, name, unit, time_ms, value, text, bool, data, sum";
+
+/// The SQLite store (see the module docs).
+pub struct Sqlite {
+    path: Arc<PathBuf>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |source| Error::Sqlite { op, source }
+}
+
+fn connect(path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    // FULL: a committed insert survives a power loss too, so the pipeline may commit its log
+    // offset right after. With WAL that is one fsync of the WAL per transaction.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Sqlite {
+    pub(crate) async fn open(path: PathBuf) -> Result<Sqlite> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let p = path.clone();
+        let conn = blocking("open store", move || {
+            let mut conn = connect(&p).map_err(err("open store"))?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        })
+        .await?;
+        tracing::debug!(path = %path.display(), "sqlite store open");
+        Ok(Sqlite {
+            path: Arc::new(path),
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let writer = Arc::clone(&self.writer);
+        blocking(op, move || {
+            // A panic while holding the lock cannot leave a transaction open (rusqlite rolls
+            // back on drop), so a poisoned connection is still good.
+            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn).map_err(err(op))
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = Arc::clone(&self.readers);
+        let path = Arc::clone(&self.path);
+        blocking(op, move || {
+            let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => connect(&path).map_err(err(op))?,
+            };
+            let result = f(&conn);
+            let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+    }
+
+    pub(crate) async fn insert(&self, rows: Vec<Row>) -> Result<usize> {
+        self.write("insert measurements", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut new = 0;
+            let mut delta = RollupDelta::new();
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO measurements ({ROW_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ))?;
+                for r in &rows {
+                    // 0 when (owner, message_id, seq) was already there: sqlite3_changes().
+                    let changed = stmt.execute(params![
+                        r.owner,
+                        r.device,
+                        r.message_id,
+                        r.seq,
+                        r.name,
+                        r.unit,
+                        r.time_ms,
+                        r.value,
+                        r.text,
+                        r.bool,
+                        r.data,
+                        r.sum
+                    ])?;
+                    if changed == 1 {
+                        new += 1;
+                        add_to_rollup(&mut delta, r);
+                    }
+                }
+                let mut up = tx.prepare_cached(
+                    "INSERT INTO rollup_minute (owner, name, minute, count, sum, min, max, unit)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (owner, name, minute) DO UPDATE SET
+                        count = rollup_minute.count + excluded.count,
+                        sum = rollup_minute.sum + excluded.sum,
+                        min = min(rollup_minute.min, excluded.min),
+                        max = max(rollup_minute.max, excluded.max),
+                        unit = CASE WHEN rollup_minute.unit IS NULL OR excluded.unit > rollup_minute.unit
+                                    THEN excluded.unit ELSE rollup_minute.unit END",
+                )?;
+                for ((owner, name, minute), a) in &delta {
+                    let count = i64::try_from(a.count).unwrap_or(i64::MAX);
+                    up.execute(params![owner, name, minute, count, a.sum, a.min, a.max, a.unit])?;
+                }
+            }
+            tx.commit()?;
+            Ok(new)
+        })
+        .await
+    }
+
+    pub(crate) async fn dead_letter(&self, l: DeadLetter) -> Result<()> {
+        self.write("store dead letter", move |conn| {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO dead_letters
+                    (owner, device, message_id, topic, received_ms, reason, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                l.owner,
+                l.device,
+                l.message_id,
+                l.topic,
+                l.received_ms,
+                l.reason,
+                l.payload
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn raw(&self, q: Query, from_ms: i64, to_ms: i64) -> Result<Vec<Point>> {
+        const OP: &str = "query measurements";
+        self.read(OP, move |conn| {
+            let mut args = vec![
+                Value::from(q.owner),
+                Value::from(from_ms),
+                Value::from(to_ms),
+                Value::from(sql_limit(q.limit)),
+            ];
+            let names = names_filter(&mut args, q.names);
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM measurements
+                 WHERE owner = ?1 AND time_ms >= ?2 AND time_ms < ?3 {names}
+                 ORDER BY name, time_ms, message_id, seq LIMIT ?4"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(err(OP))?;
+            let mut rows = stmt.query(params_from_iter(args)).map_err(err(OP))?;
+            let mut points = Vec::new();
+            while let Some(r) = rows.next().map_err(err(OP))? {
+                points.push(raw_point(read_row(r, OP)?));
+            }
+            Ok(points)
+        })
+        .await
+    }
+
+    pub(crate) async fn buckets(
+        &self,
+        q: Query,
+        bucket_ms: i64,
+        spans: Vec<Span>,
+    ) -> Result<Vec<Vec<(String, i64, Agg)>>> {
+        const OP: &str = "query measurement buckets";
+        self.read(OP, move |conn| {
+            let mut parts = Vec::new();
+            for span in spans {
+                let mut args = vec![
+                    Value::from(q.owner.clone()),
+                    Value::from(span.from_ms),
+                    Value::from(span.to_ms),
+                    Value::from(sql_limit(q.limit)),
+                    Value::from(bucket_ms),
+                ];
+                let names = names_filter(&mut args, q.names.clone());
+                // Floor division (SQLite's % truncates toward zero): buckets before the epoch
+                // start at the multiple below, as after it.
+                let sql = match span.source {
+                    Source::Rollup => format!(
+                        "SELECT name, minute - ((minute % ?5) + ?5) % ?5 AS bucket,
+                                SUM(count), SUM(sum), MIN(min), MAX(max), MAX(unit)
+                         FROM rollup_minute
+                         WHERE owner = ?1 AND minute >= ?2 AND minute < ?3 {names}
+                         GROUP BY name, bucket ORDER BY name, bucket LIMIT ?4"
+                    ),
+                    Source::Rows => format!(
+                        "SELECT name, time_ms - ((time_ms % ?5) + ?5) % ?5 AS bucket,
+                                COUNT(value), SUM(value), MIN(value), MAX(value), MAX(unit)
+                         FROM measurements
+                         WHERE owner = ?1 AND time_ms >= ?2 AND time_ms < ?3
+                           AND value IS NOT NULL {names}
+                         GROUP BY name, bucket ORDER BY name, bucket LIMIT ?4"
+                    ),
+                };
+                let mut stmt = conn.prepare(&sql).map_err(err(OP))?;
+                let part = stmt
+                    .query_map(params_from_iter(args), |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            Agg {
+                                count: 0,
+                                sum: r.get(3)?,
+                                min: r.get(4)?,
+                                max: r.get(5)?,
+                                unit: r.get(6)?,
+                            },
+                        ))
+                    })
+                    .map_err(err(OP))?
+                    .map(|r| {
+                        let (name, bucket, count, mut agg) = r.map_err(err(OP))?;
+                        agg.count = u64::try_from(count).map_err(|_| Error::Corrupt {
+                            engine: SQLITE,
+                            op: OP,
+                            what: format!("negative count {count}"),
+                        })?;
+                        Ok((name, bucket, agg))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                parts.push(part);
+            }
+            Ok(parts)
+        })
+        .await
+    }
+
+    pub(crate) async fn dead_letters(
+        &self,
+        owner: String,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        const OP: &str = "list dead letters";
+        self.read(OP, move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT owner, device, message_id, topic, received_ms, reason, payload
+                     FROM dead_letters WHERE owner = ?1
+                     ORDER BY received_ms DESC, message_id DESC LIMIT ?2",
+                )
+                .map_err(err(OP))?;
+            let letters = stmt
+                .query_map(params![owner, sql_limit(limit)], |r| {
+                    Ok(DeadLetter {
+                        owner: r.get(0)?,
+                        device: r.get(1)?,
+                        message_id: r.get(2)?,
+                        topic: r.get(3)?,
+                        received_ms: r.get(4)?,
+                        reason: r.get(5)?,
+                        payload: r.get(6)?,
+                    })
+                })
+                .map_err(err(OP))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err(OP))?;
+            Ok(letters)
+        })
+        .await
+    }
+
+    pub(crate) async fn export(
+        &self,
+        owner: String,
+        after: Option<(i64, String, u32)>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        const OP: &str = "export measurements";
+        self.read(OP, move |conn| {
+            let sql = match after {
+                None => format!(
+                    "SELECT {ROW_COLUMNS} FROM measurements WHERE owner = ?1
+                     ORDER BY time_ms, message_id, seq LIMIT ?2"
+                ),
+                Some(_) => format!(
+                    "SELECT {ROW_COLUMNS} FROM measurements
+                     WHERE owner = ?1 AND (time_ms, message_id, seq) > (?3, ?4, ?5)
+                     ORDER BY time_ms, message_id, seq LIMIT ?2"
+                ),
+            };
+            let mut args = vec![Value::from(owner), Value::from(sql_limit(limit))];
+            if let Some((time_ms, message_id, seq)) = after {
+                args.extend([
+                    Value::from(time_ms),
+                    Value::from(message_id),
+                    Value::from(seq),
+                ]);
+            }
+            let mut stmt = conn.prepare_cached(&sql).map_err(err(OP))?;
+            let mut rows = stmt.query(params_from_iter(args)).map_err(err(OP))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(err(OP))? {
+                out.push(read_row(r, OP)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {
+        const OP: &str = "checksum measurements";
+        self.read(OP, move |conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {ROW_COLUMNS} FROM measurements"))
+                .map_err(err(OP))?;
+            let mut rows = stmt.query([]).map_err(err(OP))?;
+            let (mut count, mut sum) = (0u64, 0u64);
+            while let Some(r) = rows.next().map_err(err(OP))? {
+                count += 1;
+                sum = sum.wrapping_add(row_hash(&read_row(r, OP)?));
+            }
+            Ok((count, sum))
+        })
+        .await
+    }
+}
+
+/// Appends the names to `args` and returns the SQL condition for them ("" for all names).
+fn names_filter(args: &mut Vec<Value>, names: Vec<String>) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let first = args.len() + 1;
+    let marks: Vec<String> = (first..first + names.len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    args.extend(names.into_iter().map(Value::from));
+    format!("AND name IN ({})", marks.join(", "))
+}
+
+fn read_row(r: &rusqlite::Row<'_>, op: &'static str) -> Result<Row> {
+    let get = |e| Error::Sqlite { op, source: e };
+    let seq: i64 = r.get(3).map_err(get)?;
+    Ok(Row {
+        owner: r.get(0).map_err(get)?,
+        device: r.get(1).map_err(get)?,
+        message_id: r.get(2).map_err(get)?,
+        seq: u32::try_from(seq).map_err(|_| Error::Corrupt {
+            engine: SQLITE,
+            op,
+            what: format!("seq {seq} is not a u32"),
+        })?,
+        name: r.get(4).map_err(get)?,
+        unit: r.get(5).map_err(get)?,
+        time_ms: r.get(6).map_err(get)?,
+        value: r.get(7).map_err(get)?,
+        text: r.get(8).map_err(get)?,
+        bool: r.get(9).map_err(get)?,
+        data: r.get(10).map_err(get)?,
+        sum: r.get(11).map_err(get)?,
+    })
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    const OP: &str = "run migrations";
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT    NOT NULL,
+            applied_ms INTEGER NOT NULL
+        )",
+    )
+    .map_err(err(OP))?;
+    // IMMEDIATE: two processes opening one file migrate one after the other.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err(OP))?;
+    let current: i64 = tx
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .optional()
+        .map_err(err(OP))?
+        .flatten()
+        .unwrap_or(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            engine: SQLITE,
+            found: current,
+            known,
+        });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "sqlite store: migrating"
+        );
+        tx.execute_batch(m.sql).map_err(err(OP))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, now_ms()],
+        )
+        .map_err(err(OP))?;
+    }
+    tx.commit().map_err(err(OP))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|source| Error::Task { op, source })?
+}

@@ -1,0 +1,471 @@
+//! One test body, run against every engine: SQLite always (in a temporary directory),
+//! PostgreSQL when `TRIBUTARY_TEST_POSTGRES` names a server (a fresh database per run, dropped
+//! afterwards).
+
+use std::error::Error as StdError;
+
+use tributary_store::{DeadLetter, Point, Query, Row, Store};
+
+type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
+
+/// 1_699_999_200_000: an hour boundary, so minutes, 5 minutes and 90 s buckets all start here.
+const T0: i64 = 472_222 * 3_600_000;
+
+fn mid(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+fn num(owner: &str, msg: u32, seq: u32, name: &str, unit: &str, time_ms: i64, v: f64) -> Row {
+    Row {
+        owner: owner.into(),
+        device: format!("{owner}-watch"),
+        message_id: mid(msg),
+        seq,
+        name: name.into(),
+        unit: Some(unit.into()),
+        time_ms,
+        value: Some(v),
+        text: None,
+        bool: None,
+        data: None,
+        sum: None,
+    }
+}
+
+fn other(owner: &str, msg: u32, seq: u32, name: &str, time_ms: i64) -> Row {
+    Row {
+        owner: owner.into(),
+        device: format!("{owner}-phone"),
+        message_id: mid(msg),
+        seq,
+        name: name.into(),
+        unit: None,
+        time_ms,
+        value: None,
+        text: None,
+        bool: None,
+        data: None,
+        sum: None,
+    }
+}
+
+fn dataset() -> Vec<Row> {
+    let hr = "heart_rate";
+    let bpm = "beat/min";
+    vec![
+        // alice's heart rate, straddling minute and 5-minute edges
+        num("alice", 1, 0, hr, bpm, T0, 60.0),
+        num("alice", 1, 1, hr, bpm, T0 + 59_999, 70.0),
+        num("alice", 2, 0, hr, bpm, T0 + 60_000, 80.0),
+        num("alice", 2, 1, hr, bpm, T0 + 150_000, 100.0),
+        num("alice", 3, 0, hr, bpm, T0 + 299_999, 90.0),
+        num("alice", 3, 1, hr, bpm, T0 + 300_000, 50.0),
+        // alice's steps, with a SenML sum
+        Row {
+            sum: Some(1234.5),
+            ..num("alice", 4, 0, "steps", "count", T0 + 30_000, 10.0)
+        },
+        num("alice", 4, 1, "steps", "count", T0 + 90_000, 20.0),
+        // alice's non-numeric values
+        Row {
+            text: Some("walking".into()),
+            ..other("alice", 5, 0, "activity", T0 + 45_000)
+        },
+        Row {
+            bool: Some(true),
+            ..other("alice", 5, 1, "worn", T0 + 46_000)
+        },
+        Row {
+            data: Some(vec![0, 1, 2, 255]),
+            ..other("alice", 5, 2, "blob", T0 + 47_000)
+        },
+        // bob: same names, times and even the same message id as alice's: never mixed in
+        num("bob", 1, 0, hr, bpm, T0 + 10_000, 200.0),
+        num("bob", 6, 0, "steps", "count", T0 + 30_000, 1000.0),
+        // carol, before the epoch: buckets floor, they do not truncate toward zero
+        num("carol", 7, 0, hr, bpm, -1, 5.0),
+        num("carol", 7, 1, hr, bpm, -60_001, 7.0),
+    ]
+}
+
+fn query(owner: &str, from_ms: i64, to_ms: i64, names: &[&str], bucket_ms: Option<i64>) -> Query {
+    Query {
+        owner: owner.into(),
+        from_ms,
+        to_ms,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        bucket_ms,
+        limit: 1000,
+    }
+}
+
+/// (name, time, count, avg, min, max, unit) of a bucketed point.
+type Bucket = (String, i64, u64, f64, f64, f64, Option<String>);
+
+fn buckets(points: &[Point]) -> Vec<Bucket> {
+    points
+        .iter()
+        .map(|p| {
+            assert_eq!(
+                (&p.device, &p.text, &p.bool, &p.data),
+                (&None, &None, &None, &None)
+            );
+            (
+                p.name.clone(),
+                p.time_ms,
+                p.count,
+                p.avg.expect("a bucket has an average"),
+                p.min.expect("a bucket has a minimum"),
+                p.max.expect("a bucket has a maximum"),
+                p.unit.clone(),
+            )
+        })
+        .collect()
+}
+
+fn b(name: &str, time_ms: i64, count: u64, avg: f64, min: f64, max: f64) -> Bucket {
+    let unit = match name {
+        "steps" => "count",
+        _ => "beat/min",
+    };
+    (
+        name.into(),
+        time_ms,
+        count,
+        avg,
+        min,
+        max,
+        Some(unit.into()),
+    )
+}
+
+fn raw(row: &Row) -> Point {
+    Point {
+        name: row.name.clone(),
+        unit: row.unit.clone(),
+        time_ms: row.time_ms,
+        avg: row.value,
+        min: row.value,
+        max: row.value,
+        count: 1,
+        device: Some(row.device.clone()),
+        text: row.text.clone(),
+        bool: row.bool,
+        data: row.data.clone(),
+    }
+}
+
+/// The body every engine runs.
+async fn store_contract(store: &Store) -> TestResult {
+    let rows = dataset();
+    let (count0, sum0) = store.count_and_checksum().await?;
+    assert_eq!(count0, 0, "{}: a fresh store is empty", store.engine());
+
+    // ---- insert, and insert again ----
+    assert_eq!(store.insert(&rows).await?, rows.len());
+    let (count, sum) = store.count_and_checksum().await?;
+    assert_eq!(count, rows.len() as u64);
+    assert_ne!(sum, sum0);
+    assert_eq!(store.insert(&rows).await?, 0, "re-inserting adds nothing");
+    assert_eq!(store.insert(&rows[3..5]).await?, 0);
+    assert_eq!(store.count_and_checksum().await?, (count, sum));
+
+    // ---- raw queries ----
+    let alice = |names: &[&str]| query("alice", T0, T0 + 301_000, names, None);
+    let by = |name: &str| -> Vec<Point> {
+        rows.iter()
+            .filter(|r| r.owner == "alice" && r.name == name)
+            .map(raw)
+            .collect()
+    };
+    let mut expected = Vec::new();
+    for name in ["activity", "blob", "heart_rate", "steps", "worn"] {
+        expected.extend(by(name));
+    }
+    assert_eq!(store.query(&alice(&[])).await?, expected);
+    assert_eq!(
+        store.query(&alice(&["worn", "steps"])).await?,
+        [by("steps"), by("worn")].concat()
+    );
+    let mut limited = alice(&["heart_rate"]);
+    limited.limit = 3;
+    assert_eq!(store.query(&limited).await?, by("heart_rate")[..3].to_vec());
+    // the range is [from, to): the row at T0 + 300_000 is out, T0 + 299_999 in
+    let hr = store
+        .query(&query("alice", T0 + 1, T0 + 300_000, &["heart_rate"], None))
+        .await?;
+    assert_eq!(hr, by("heart_rate")[1..5].to_vec());
+    let bob = store
+        .query(&query("bob", T0, T0 + 301_000, &[], None))
+        .await?;
+    let bobs: Vec<Point> = rows.iter().filter(|r| r.owner == "bob").map(raw).collect();
+    assert_eq!(bob, [bobs[0].clone(), bobs[1].clone()].to_vec());
+    assert!(store
+        .query(&query("nobody", T0, T0 + 301_000, &[], None))
+        .await?
+        .is_empty());
+
+    // ---- bucketed queries ----
+    // 1 minute, aligned range (from the rollup); non-numeric rows make no buckets
+    let minute = store
+        .query(&query("alice", T0, T0 + 360_000, &[], Some(60_000)))
+        .await?;
+    assert_eq!(
+        buckets(&minute),
+        vec![
+            b("heart_rate", T0, 2, 65.0, 60.0, 70.0),
+            b("heart_rate", T0 + 60_000, 1, 80.0, 80.0, 80.0),
+            b("heart_rate", T0 + 120_000, 1, 100.0, 100.0, 100.0),
+            b("heart_rate", T0 + 240_000, 1, 90.0, 90.0, 90.0),
+            b("heart_rate", T0 + 300_000, 1, 50.0, 50.0, 50.0),
+            b("steps", T0, 1, 10.0, 10.0, 10.0),
+            b("steps", T0 + 60_000, 1, 20.0, 20.0, 20.0),
+        ]
+    );
+    let mut two = query("alice", T0, T0 + 360_000, &[], Some(60_000));
+    two.limit = 2;
+    assert_eq!(store.query(&two).await?, minute[..2].to_vec());
+    // 5 minutes, aligned range
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query("alice", T0, T0 + 600_000, &[], Some(300_000)))
+                .await?
+        ),
+        vec![
+            b("heart_rate", T0, 5, 80.0, 60.0, 100.0),
+            b("heart_rate", T0 + 300_000, 1, 50.0, 50.0, 50.0),
+            b("steps", T0, 2, 15.0, 10.0, 20.0),
+        ]
+    );
+    // 5 minutes, a range with partial minutes at both ends (rollup + rows)
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query(
+                    "alice",
+                    T0 + 59_999,
+                    T0 + 300_001,
+                    &[],
+                    Some(300_000)
+                ))
+                .await?
+        ),
+        vec![
+            b("heart_rate", T0, 4, 85.0, 70.0, 100.0),
+            b("heart_rate", T0 + 300_000, 1, 50.0, 50.0, 50.0),
+            b("steps", T0, 1, 20.0, 20.0, 20.0),
+        ]
+    );
+    // 90 s: not a multiple of a minute (rows only); 299_999 and 300_000 share a bucket
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query(
+                    "alice",
+                    T0,
+                    T0 + 360_000,
+                    &["heart_rate"],
+                    Some(90_000)
+                ))
+                .await?
+        ),
+        vec![
+            b("heart_rate", T0, 3, 70.0, 60.0, 80.0),
+            b("heart_rate", T0 + 90_000, 1, 100.0, 100.0, 100.0),
+            b("heart_rate", T0 + 270_000, 2, 70.0, 50.0, 90.0),
+        ]
+    );
+    // two owners never mix, in buckets either
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query("bob", T0, T0 + 600_000, &[], Some(300_000)))
+                .await?
+        ),
+        vec![
+            b("heart_rate", T0, 1, 200.0, 200.0, 200.0),
+            b("steps", T0, 1, 1000.0, 1000.0, 1000.0),
+        ]
+    );
+    // before the epoch
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query("carol", -120_000, 0, &[], Some(60_000)))
+                .await?
+        ),
+        vec![
+            b("heart_rate", -120_000, 1, 7.0, 7.0, 7.0),
+            b("heart_rate", -60_000, 1, 5.0, 5.0, 5.0),
+        ]
+    );
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query("carol", -120_000, 0, &[], Some(90_000)))
+                .await?
+        ),
+        vec![b("heart_rate", -90_000, 2, 6.0, 5.0, 7.0)]
+    );
+    assert!(store
+        .query(&query("alice", T0, T0 + 1, &[], Some(0)))
+        .await
+        .is_err());
+
+    // ---- re-insert with something new: only the new row counts, in the rollup too ----
+    let new = num("alice", 8, 0, "heart_rate", "beat/min", T0 + 1, 61.0);
+    let batch = vec![rows[0].clone(), new.clone(), new.clone(), rows[1].clone()];
+    assert_eq!(
+        store.insert(&batch).await?,
+        1,
+        "a row twice in one batch is new once"
+    );
+    assert_eq!(
+        buckets(
+            &store
+                .query(&query(
+                    "alice",
+                    T0,
+                    T0 + 60_000,
+                    &["heart_rate"],
+                    Some(60_000)
+                ))
+                .await?
+        ),
+        vec![b("heart_rate", T0, 3, 191.0 / 3.0, 60.0, 70.0)]
+    );
+    let (count2, sum2) = store.count_and_checksum().await?;
+    assert_eq!(count2, count + 1);
+    assert_ne!(sum2, sum);
+
+    // ---- dead letters ----
+    let letter = DeadLetter {
+        owner: "alice".into(),
+        device: "alice-watch".into(),
+        message_id: mid(100),
+        topic: "alice/watch/senml".into(),
+        received_ms: T0,
+        reason: "not SenML: expected an array".into(),
+        payload: b"{\"oops\":1}".to_vec(),
+    };
+    let later = DeadLetter {
+        message_id: mid(101),
+        received_ms: T0 + 1,
+        payload: vec![0xff, 0],
+        ..letter.clone()
+    };
+    let bobs_letter = DeadLetter {
+        owner: "bob".into(),
+        ..letter.clone()
+    };
+    store.dead_letter(&letter).await?;
+    store.dead_letter(&later).await?;
+    store.dead_letter(&bobs_letter).await?;
+    let again = DeadLetter {
+        reason: "another reason".into(),
+        ..letter.clone()
+    };
+    store.dead_letter(&again).await?;
+    assert_eq!(
+        store.dead_letters("alice", 10).await?,
+        vec![later.clone(), letter.clone()]
+    );
+    assert_eq!(store.dead_letters("alice", 1).await?, vec![later]);
+    assert_eq!(store.dead_letters("bob", 10).await?, vec![bobs_letter]);
+    assert!(store.dead_letters("carol", 10).await?.is_empty());
+
+    // ---- export, paged ----
+    let mut all: Vec<Row> = rows
+        .iter()
+        .chain([&new])
+        .filter(|r| r.owner == "alice")
+        .cloned()
+        .collect();
+    all.sort_by(|a, b| (a.time_ms, &a.message_id, a.seq).cmp(&(b.time_ms, &b.message_id, b.seq)));
+    let mut exported = Vec::new();
+    let mut after = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = store.export("alice", after.clone(), 4).await?;
+        pages.push(page.len());
+        if let Some(last) = page.last() {
+            after = Some((last.time_ms, last.message_id.clone(), last.seq));
+        }
+        let done = page.len() < 4;
+        exported.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(pages, vec![4, 4, 4, 0], "12 rows in pages of 4");
+    assert_eq!(exported, all, "every field round-trips, in time order");
+    assert_eq!(store.export("bob", None, 1).await?, vec![rows[11].clone()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(None, dir.path()).await?;
+    assert_eq!(store.engine(), "sqlite");
+    store_contract(&store).await?;
+    let before = store.count_and_checksum().await?;
+    drop(store);
+    // Reopening runs no migration twice and keeps everything.
+    let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+    let reopened = Store::open(Some(&url), dir.path()).await?;
+    assert_eq!(reopened.count_and_checksum().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres() -> TestResult {
+    let Ok(url) = std::env::var("TRIBUTARY_TEST_POSTGRES") else {
+        println!("postgres: not run (set TRIBUTARY_TEST_POSTGRES to a postgres:// URL)");
+        return Ok(());
+    };
+    let db = format!(
+        "tributary_store_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await?;
+    let test_url = with_database(&url, &db);
+    let result = async {
+        let store = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
+        assert_eq!(store.engine(), "postgres");
+        store_contract(&store).await?;
+        let before = store.count_and_checksum().await?;
+        drop(store);
+        let reopened = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
+        assert_eq!(reopened.count_and_checksum().await?, before);
+        TestResult::Ok(())
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await?;
+    drop(admin);
+    conn.await??;
+    result
+}
+
+/// `url` with its database replaced by `db` (keeping any `?parameters`).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, params) = match url.split_once('?') {
+        Some((b, p)) => (b, format!("?{p}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{db}{params}", &base[..host_end])
+}
