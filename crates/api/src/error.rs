@@ -70,7 +70,6 @@ impl ApiError {
         }
     }
 
-    #[allow(dead_code)] // used by the store endpoints, which come next
     pub(crate) fn bad_param(param: &'static str, problem: impl Into<String>) -> ApiError {
         ApiError::BadParam {
             param,

@@ -1,12 +1,12 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
-//! devices, the live feed (Server-Sent Events from the log), health,
+//! devices, measurements, dead letters and export from the store, the live feed (Server-Sent Events from the log), health,
 //! Prometheus metrics and an OpenAPI 3.1 document. `docs/api.md` lists
 //! the endpoints with examples.
 //!
 //! # Overview
 //!
-//! - [`ApiState`]: what the handlers reach (data dir, accounts, log, login
-//!   sessions, metrics); cheap to clone.
+//! - [`ApiState`]: what the handlers reach (data dir, accounts, store, log,
+//!   login sessions, metrics); cheap to clone.
 //! - [`router`] builds the `axum::Router` (tests drive it directly);
 //!   [`serve`] runs it on a listener until a shutdown future resolves.
 //! - [`ApiError`]: every error, answered as `application/problem+json`.
@@ -28,14 +28,16 @@
 //! use std::sync::Arc;
 //! let data_dir = std::path::PathBuf::from("data");
 //! let accounts = Arc::new(tributary_accounts::Accounts::open(&data_dir).expect("accounts"));
+//! let store = Arc::new(tributary_store::Store::open(None, &data_dir).await.expect("store"));
 //! let log = tributary_log::Log::open(tributary_log::LogConfig::new(data_dir.join("log"))).expect("log");
-//! let state = tributary_api::ApiState::new(data_dir, accounts, log);
+//! let state = tributary_api::ApiState::new(data_dir, accounts, store, log);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! tributary_api::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
 //! # }
 //! ```
 
 pub mod auth;
+mod data;
 mod devices;
 mod error;
 pub mod live;
@@ -78,6 +80,8 @@ struct Inner {
     data_dir: PathBuf,
     /// The broker's view of the accounts, for login.
     accounts: Arc<tributary_accounts::Accounts>,
+    /// Measurements and dead letters, read for the caller only.
+    store: Arc<tributary_store::Store>,
     /// The live feed follows it.
     log: tributary_log::Log,
     sessions: auth::Sessions,
@@ -91,15 +95,17 @@ impl ApiState {
     pub fn new(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
+        store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
     ) -> ApiState {
-        ApiState::with_live_duration(data_dir, accounts, log, live::MAX_FEED_DURATION)
+        ApiState::with_live_duration(data_dir, accounts, store, log, live::MAX_FEED_DURATION)
     }
 
     /// Like [`ApiState::new`] with another bound on a live feed's duration.
     pub fn with_live_duration(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
+        store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
         live_max_duration: Duration,
     ) -> ApiState {
@@ -107,6 +113,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 data_dir,
                 accounts,
+                store,
                 log,
                 sessions: auth::Sessions::default(),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
@@ -138,6 +145,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/login", post(auth::login))
         .route("/devices", get(devices::list).post(devices::add))
         .route("/devices/{name}", delete(devices::revoke))
+        .route("/measurements", get(data::measurements))
+        .route("/dead-letters", get(data::dead_letters))
+        .route("/export", get(data::export))
         .route("/live", get(live::live));
     Router::new()
         .nest("/api/v1", v1)
@@ -190,13 +200,28 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the accounts file is readable (a store check joins it when
-/// the store is wired in).
+/// Ready when the accounts file is readable and the store answers a
+/// trivial query.
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
     let data_dir = state.inner.data_dir.clone();
     auth::blocking(move || tributary_accounts::list(&data_dir))
         .await?
         .map_err(|e| ApiError::Unavailable(format!("accounts not readable: {e}")))?;
+    let probe = tributary_store::Query {
+        owner: String::new(),
+        from_ms: 0,
+        to_ms: 1,
+        names: Vec::new(),
+        bucket_ms: None,
+        limit: 1,
+    };
+    state.inner.store.query(&probe).await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: store query");
+        ApiError::Unavailable(format!(
+            "the {} store does not answer",
+            state.inner.store.engine()
+        ))
+    })?;
     Ok("ready")
 }
 

@@ -19,22 +19,31 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 struct Api {
     router: Router,
     state: ApiState,
+    store: Arc<tributary_store::Store>,
     log: Log,
     _dir: tempfile::TempDir,
 }
 
-fn api() -> Result<Api, Box<dyn std::error::Error>> {
-    api_with_live(Duration::from_secs(60))
+async fn api() -> Result<Api, Box<dyn std::error::Error>> {
+    api_with_live(Duration::from_secs(60)).await
 }
 
-fn api_with_live(live: Duration) -> Result<Api, Box<dyn std::error::Error>> {
+async fn api_with_live(live: Duration) -> Result<Api, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let accounts = Arc::new(tributary_accounts::Accounts::open(dir.path())?);
+    let store = Arc::new(tributary_store::Store::open(None, dir.path()).await?);
     let log = Log::open(LogConfig::new(dir.path().join("log")))?;
-    let state = ApiState::with_live_duration(dir.path().to_owned(), accounts, log.clone(), live);
+    let state = ApiState::with_live_duration(
+        dir.path().to_owned(),
+        accounts,
+        store.clone(),
+        log.clone(),
+        live,
+    );
     Ok(Api {
         router: router(state.clone()),
         state,
+        store,
         log,
         _dir: dir,
     })
@@ -148,7 +157,7 @@ fn assert_problem(reply: &Reply, status: StatusCode, detail_contains: &str) {
 
 #[tokio::test]
 async fn signup_then_login_gives_a_token() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let token = api.owner("ann").await;
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -162,7 +171,7 @@ async fn signup_then_login_gives_a_token() -> TestResult {
 
 #[tokio::test]
 async fn signup_of_a_taken_name_is_409() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     api.owner("ann").await;
     let reply = api
         .call(
@@ -178,7 +187,7 @@ async fn signup_of_a_taken_name_is_409() -> TestResult {
 
 #[tokio::test]
 async fn bad_signups_are_400_naming_the_fault() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let reply = api
         .call(
             Method::POST,
@@ -221,7 +230,7 @@ async fn bad_signups_are_400_naming_the_fault() -> TestResult {
 
 #[tokio::test]
 async fn wrong_password_and_non_owners_get_401_at_login() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     api.owner("ann").await;
     let reply = api
         .call(
@@ -246,7 +255,7 @@ async fn wrong_password_and_non_owners_get_401_at_login() -> TestResult {
 
 #[tokio::test]
 async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let ann = api.owner("ann").await;
     let reply = api
         .call(
@@ -274,7 +283,7 @@ async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
 
 #[tokio::test]
 async fn missing_or_unknown_tokens_are_401() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let reply = api.call(Method::GET, "/api/v1/devices", None, None).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
     let reply = api
@@ -290,7 +299,7 @@ async fn missing_or_unknown_tokens_are_401() -> TestResult {
 
 #[tokio::test]
 async fn device_registration_returns_the_token_once_and_it_connects() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let ann = api.owner("ann").await;
     let reply = api
         .call(
@@ -347,7 +356,7 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
 
 #[tokio::test]
 async fn two_owners_never_see_each_others_devices() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let ann = api.owner("ann").await;
     let bob = api.owner("bob").await;
     let reply = api
@@ -425,7 +434,7 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let reply = api.call(Method::GET, "/api/v1/nothing", None, None).await;
     assert_problem(&reply, StatusCode::NOT_FOUND, "no such endpoint");
     let reply = api.call(Method::PUT, "/api/v1/signup", None, None).await;
@@ -438,7 +447,7 @@ async fn unknown_routes_and_methods_are_problems() -> TestResult {
 
 #[tokio::test]
 async fn health_and_metrics() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let reply = api.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(
         (reply.status, reply.body.as_slice()),
@@ -474,7 +483,7 @@ async fn health_and_metrics() -> TestResult {
 
 #[tokio::test]
 async fn openapi_lists_every_route() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let reply = api.call(Method::GET, "/api/openapi.json", None, None).await;
     assert_eq!(reply.status, StatusCode::OK);
     let doc = reply.json();
@@ -496,6 +505,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/devices", "get"),
     ("/api/v1/devices", "post"),
     ("/api/v1/devices/{name}", "delete"),
+    ("/api/v1/measurements", "get"),
+    ("/api/v1/dead-letters", "get"),
+    ("/api/v1/export", "get"),
     ("/api/v1/live", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),
@@ -516,7 +528,7 @@ fn record(owner: &str, device: &str, payload: &'static [u8]) -> Record {
 
 #[tokio::test]
 async fn live_feed_delivers_only_the_callers_records() -> TestResult {
-    let api = api_with_live(Duration::from_secs(2))?;
+    let api = api_with_live(Duration::from_secs(2)).await?;
     let ann = api.owner("ann").await;
     // Before the feed opens: never sent (the feed starts at the end).
     api.log.append(record("ann", "watch", b"old")).await?;
@@ -563,7 +575,7 @@ async fn live_feed_delivers_only_the_callers_records() -> TestResult {
 
 #[tokio::test]
 async fn live_feed_ends_when_the_log_closes() -> TestResult {
-    let api = api()?;
+    let api = api().await?;
     let ann = api.owner("ann").await;
     let request = Request::builder()
         .uri("/api/v1/live")
@@ -572,5 +584,256 @@ async fn live_feed_ends_when_the_log_closes() -> TestResult {
     let response = api.router.clone().oneshot(request).await?;
     api.log.close().await?;
     tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await??;
+    Ok(())
+}
+
+fn row(
+    owner: &str,
+    device: &str,
+    seq: u32,
+    name: &str,
+    time_ms: i64,
+    value: f64,
+) -> tributary_store::Row {
+    tributary_store::Row {
+        owner: owner.into(),
+        device: device.into(),
+        message_id: format!("{:032x}", time_ms),
+        seq,
+        name: name.into(),
+        unit: Some("beat/min".into()),
+        time_ms,
+        value: Some(value),
+        text: None,
+        bool: None,
+        data: None,
+        sum: None,
+    }
+}
+
+#[tokio::test]
+async fn measurements_are_the_callers_only() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    api.store
+        .insert(&[
+            row("ann", "watch", 0, "hr", 60_000, 60.0),
+            row("ann", "watch", 1, "hr", 90_000, 70.0),
+            row("ann", "watch", 2, "steps", 90_000, 5.0),
+            row("bob", "phone", 0, "hr", 60_000, 99.0),
+        ])
+        .await?;
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000&names=hr",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let points = reply.json();
+    let values: Vec<f64> = points
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert_eq!(values, [60.0, 70.0]);
+    assert_eq!(points[0]["device"], "watch");
+    // Downsampled into one minute bucket.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=60000&to=120000&names=hr&bucket=60000",
+            Some(&ann),
+            None,
+        )
+        .await;
+    let points = reply.json();
+    assert_eq!(points.as_array().map(Vec::len), Some(1), "{points}");
+    assert_eq!(
+        (points[0]["avg"].as_f64(), points[0]["count"].as_u64()),
+        (Some(65.0), Some(2))
+    );
+    // Bob sees his own row only.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000",
+            Some(&bob),
+            None,
+        )
+        .await;
+    let values: Vec<f64> = reply
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert_eq!(values, [99.0]);
+    // An owner parameter is no way around it.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000&owner=ann",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_problem(
+        &reply,
+        StatusCode::BAD_REQUEST,
+        "unknown query parameter 'owner'",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400_naming_the_parameter() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    for (uri, detail) in [
+        ("/api/v1/measurements?to=5", "'from': is required"),
+        (
+            "/api/v1/measurements?from=x&to=5",
+            "'from': must be an integer",
+        ),
+        ("/api/v1/measurements?from=0", "'to': is required"),
+        (
+            "/api/v1/measurements?from=10&to=5",
+            "'to': must not be before",
+        ),
+        ("/api/v1/measurements?from=0&to=5&bucket=0", "'bucket'"),
+        ("/api/v1/measurements?from=0&to=5&limit=0", "'limit'"),
+        ("/api/v1/measurements?from=0&to=5&limit=99999999", "'limit'"),
+        ("/api/v1/dead-letters?limit=-1", "'limit'"),
+        (
+            "/api/v1/export?format=xml",
+            "'format': must be senml or csv",
+        ),
+    ] {
+        let reply = api.call(Method::GET, uri, Some(&ann), None).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, detail);
+    }
+    let reply = api
+        .call(Method::GET, "/api/v1/measurements?from=0&to=5", None, None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_are_the_callers_only() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    for (owner, payload) in [("ann", b"not senml".to_vec()), ("bob", vec![0xff, 0x00])] {
+        api.store
+            .dead_letter(&tributary_store::DeadLetter {
+                owner: owner.into(),
+                device: "d".into(),
+                message_id: format!("{:032x}", 7),
+                topic: "tributary/v1/d/senml".into(),
+                received_ms: 1_000,
+                reason: "not a SenML pack".into(),
+                payload,
+            })
+            .await?;
+    }
+    let reply = api
+        .call(Method::GET, "/api/v1/dead-letters", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let letters = reply.json();
+    assert_eq!(letters.as_array().map(Vec::len), Some(1));
+    assert_eq!(letters[0]["payload"], "not senml");
+    assert_eq!(letters[0]["reason"], "not a SenML pack");
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/dead-letters?limit=5",
+            Some(&bob),
+            None,
+        )
+        .await;
+    let letters = reply.json();
+    assert_eq!(
+        (
+            letters[0]["payload"].as_str(),
+            letters[0]["encoding"].as_str()
+        ),
+        (Some("/wA="), Some("base64"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    // More than one export page.
+    let rows: Vec<_> = (0..2_500)
+        .map(|i| row("ann", "watch", 0, "hr", 1_000 * i, i as f64))
+        .collect();
+    api.store.insert(&rows).await?;
+    let mut odd = row("ann", "watch", 1, "note, \"quoted\"", 5, 0.0);
+    (odd.value, odd.text, odd.unit) = (None, Some("line\nbreak".into()), None);
+    let mut blob = row("ann", "watch", 2, "blob", 5, 0.0);
+    (blob.value, blob.data, blob.bool) = (None, Some(vec![0xfb, 0xff]), Some(true));
+    api.store
+        .insert(&[odd, blob, row("bob", "phone", 0, "hr", 0, 1.0)])
+        .await?;
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export", Some(&ann), None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.content_type.as_str()),
+        (StatusCode::OK, "application/senml+json")
+    );
+    let records = reply.json();
+    let records = records.as_array().ok_or("not an array")?;
+    assert_eq!(records.len(), 2_502);
+    assert_eq!(
+        records[0],
+        json!({"n": "hr", "u": "beat/min", "t": 0.0, "v": 0.0})
+    );
+    assert!(records
+        .iter()
+        .any(|r| *r == json!({"n": "blob", "u": "beat/min", "t": 0.005, "vb": true, "vd": "-_8"})));
+    assert_eq!(
+        records.last(),
+        Some(&json!({"n": "hr", "u": "beat/min", "t": 2499.0, "v": 2499.0}))
+    );
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export?format=csv", Some(&ann), None)
+        .await;
+    assert_eq!(reply.content_type, "text/csv; charset=utf-8");
+    let text = String::from_utf8(reply.body)?;
+    let mut lines = text.split("\r\n");
+    assert_eq!(
+        lines.next(),
+        Some("device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum")
+    );
+    assert!(
+        text.contains(",1,\"note, \"\"quoted\"\"\",,5,,\"line\nbreak\",,,\r\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\r\n").count(), 1 + 2_502);
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export?format=csv", Some(&bob), None)
+        .await;
+    assert_eq!(String::from_utf8(reply.body)?.matches("\r\n").count(), 2);
     Ok(())
 }
