@@ -1,0 +1,376 @@
+//! The caller's data from the store: measurements, dead letters, export.
+//! The owner of every store call is the authenticated caller; no request
+//! parameter can name another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::Serialize;
+use tributary_store::{Row, Store};
+
+use crate::auth::Owner;
+use crate::error::{ApiError, Result};
+use crate::ApiState;
+
+/// Points per measurements request unless `limit` says otherwise.
+pub const DEFAULT_POINTS: usize = 1_000;
+/// The most points one measurements request may ask for.
+pub const MAX_POINTS: usize = 10_000;
+/// Dead letters per request unless `limit` says otherwise.
+pub const DEFAULT_DEAD_LETTERS: usize = 100;
+/// The most dead letters one request may ask for.
+pub const MAX_DEAD_LETTERS: usize = 1_000;
+/// Rows per store call while exporting.
+const EXPORT_PAGE: usize = 1_000;
+
+/// The query string, checked: each endpoint names the parameters it knows,
+/// and any other is refused (a typo should not silently do nothing).
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Params> {
+        if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ApiError::UnknownParam(unknown.chars().take(64).collect()));
+        }
+        Ok(Params(raw))
+    }
+
+    fn i64(&self, name: &'static str) -> Result<Option<i64>> {
+        self.0
+            .get(name)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ApiError::bad_param(name, "must be an integer (Unix milliseconds)")
+                })
+            })
+            .transpose()
+    }
+
+    fn limit(&self, default: usize, max: usize) -> Result<usize> {
+        let Some(value) = self.0.get("limit") else {
+            return Ok(default);
+        };
+        match value.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_param(
+                "limit",
+                format!("must be an integer from 1 to {max}"),
+            )),
+        }
+    }
+}
+
+/// A point as sent: `data` in base64url.
+#[derive(Serialize)]
+pub(crate) struct PointView {
+    name: String,
+    unit: Option<String>,
+    time_ms: i64,
+    avg: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    count: u64,
+    device: Option<String>,
+    text: Option<String>,
+    bool: Option<bool>,
+    data: Option<String>,
+}
+
+/// `GET /api/v1/measurements?from=&to=&names=&bucket=&limit=`.
+pub(crate) async fn measurements(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<PointView>>> {
+    let params = Params::new(raw, &["from", "to", "names", "bucket", "limit"])?;
+    let from_ms = params
+        .i64("from")?
+        .ok_or_else(|| ApiError::bad_param("from", "is required (Unix milliseconds)"))?;
+    let to_ms = params
+        .i64("to")?
+        .ok_or_else(|| ApiError::bad_param("to", "is required (Unix milliseconds)"))?;
+    if to_ms < from_ms {
+        return Err(ApiError::bad_param("to", "must not be before 'from'"));
+    }
+    let bucket_ms = params.i64("bucket")?;
+    if let Some(bucket) = bucket_ms {
+        if !(1..=tributary_store::MAX_ABS_TIME_MS).contains(&bucket) {
+            return Err(ApiError::bad_param(
+                "bucket",
+                "must be a positive number of milliseconds",
+            ));
+        }
+    }
+    let names = params
+        .0
+        .get("names")
+        .map(|n| {
+            n.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let query = tributary_store::Query {
+        owner,
+        from_ms,
+        to_ms,
+        names,
+        bucket_ms,
+        limit: params.limit(DEFAULT_POINTS, MAX_POINTS)?,
+    };
+    let points = state.inner.store.query(&query).await.map_err(store_error)?;
+    Ok(Json(
+        points
+            .into_iter()
+            .map(|p| PointView {
+                name: p.name,
+                unit: p.unit,
+                time_ms: p.time_ms,
+                avg: p.avg,
+                min: p.min,
+                max: p.max,
+                count: p.count,
+                device: p.device,
+                text: p.text,
+                bool: p.bool,
+                data: p.data.map(|d| URL_SAFE_NO_PAD.encode(d)),
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/dead-letters?limit=`.
+pub(crate) async fn dead_letters(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let params = Params::new(raw, &["limit"])?;
+    let limit = params.limit(DEFAULT_DEAD_LETTERS, MAX_DEAD_LETTERS)?;
+    let letters = state
+        .inner
+        .store
+        .dead_letters(&owner, limit)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(
+        letters
+            .into_iter()
+            .map(|l| {
+                let mut v = serde_json::json!({
+                    "device": l.device,
+                    "message_id": l.message_id,
+                    "topic": l.topic,
+                    "received_ms": l.received_ms,
+                    "reason": l.reason,
+                });
+                match String::from_utf8(l.payload) {
+                    Ok(text) => v["payload"] = text.into(),
+                    Err(e) => {
+                        v["payload"] = STANDARD.encode(e.as_bytes()).into();
+                        v["encoding"] = "base64".into();
+                    }
+                }
+                v
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Senml,
+    Csv,
+}
+
+/// `GET /api/v1/export?format=senml|csv`: every measurement of the
+/// caller, streamed page by page. A store failure after the first page
+/// can only cut the response short (the status is already sent); it is
+/// logged.
+pub(crate) async fn export(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let params = Params::new(raw, &["format"])?;
+    let format = match params.0.get("format").map(String::as_str) {
+        None | Some("senml") => Format::Senml,
+        Some("csv") => Format::Csv,
+        Some(_) => return Err(ApiError::bad_param("format", "must be senml or csv")),
+    };
+    // The first page before the status, so that a failing store is a 503.
+    let store = state.inner.store.clone();
+    let first = store
+        .export(&owner, None, EXPORT_PAGE)
+        .await
+        .map_err(store_error)?;
+    let pages = futures_util::stream::unfold(
+        Some(Pager {
+            store,
+            owner,
+            page: Some(first),
+            written: 0,
+            started: false,
+            format,
+        }),
+        |pager| async move {
+            let mut pager = pager?;
+            let chunk = pager.next_chunk().await;
+            match chunk {
+                Some(Ok(bytes)) => Some((Ok::<_, std::io::Error>(bytes), Some(pager))),
+                Some(Err(e)) => Some((Err(e), None)),
+                None => None,
+            }
+        },
+    );
+    let content_type = match format {
+        Format::Senml => "application/senml+json",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    let filename = match format {
+        Format::Senml => "attachment; filename=\"tributary-export.json\"",
+        Format::Csv => "attachment; filename=\"tributary-export.csv\"",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+struct Pager {
+    store: Arc<Store>,
+    owner: String,
+    /// The page to write next; `None` once the last was written.
+    page: Option<Vec<Row>>,
+    /// Rows written so far (for the SenML commas).
+    written: u64,
+    /// Whether the header (`[` or the CSV header) was written.
+    started: bool,
+    format: Format,
+}
+
+impl Pager {
+    /// The next piece of the body, `None` after the end.
+    async fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        let page = self.page.take()?;
+        let mut out = String::new();
+        if !self.started {
+            self.started = true;
+            match self.format {
+                Format::Senml => out.push('['),
+                Format::Csv => out.push_str(
+                    "device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum\r\n",
+                ),
+            }
+        }
+        for row in &page {
+            match self.format {
+                Format::Senml => {
+                    if self.written > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&senml(row).to_string());
+                }
+                Format::Csv => csv_row(&mut out, row),
+            }
+            self.written += 1;
+        }
+        if page.len() == EXPORT_PAGE {
+            let last = page
+                .last()
+                .map(|r| (r.time_ms, r.message_id.clone(), r.seq));
+            match self.store.export(&self.owner, last, EXPORT_PAGE).await {
+                Ok(next) if next.is_empty() => {}
+                Ok(next) => self.page = Some(next),
+                Err(error) => {
+                    tracing::error!(%error, owner = %self.owner, "export: read store; response cut short");
+                    return Some(Err(std::io::Error::other("export failed")));
+                }
+            }
+        }
+        if self.page.is_none() && self.format == Format::Senml {
+            out.push(']');
+        }
+        Some(Ok(Bytes::from(out)))
+    }
+}
+
+/// One row as a SenML record (RFC 8428): absolute name and time (seconds).
+fn senml(row: &Row) -> serde_json::Value {
+    let mut record = serde_json::json!({ "n": row.name, "t": row.time_ms as f64 / 1000.0 });
+    if let Some(unit) = &row.unit {
+        record["u"] = unit.as_str().into();
+    }
+    if let Some(value) = row.value {
+        record["v"] = value.into();
+    }
+    if let Some(text) = &row.text {
+        record["vs"] = text.as_str().into();
+    }
+    if let Some(b) = row.bool {
+        record["vb"] = b.into();
+    }
+    if let Some(data) = &row.data {
+        record["vd"] = URL_SAFE_NO_PAD.encode(data).into();
+    }
+    if let Some(sum) = row.sum {
+        record["s"] = sum.into();
+    }
+    record
+}
+
+/// One CSV line (RFC 4180: fields with a comma, quote or line break are
+/// quoted, quotes doubled).
+fn csv_row(out: &mut String, row: &Row) {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let fields = [
+        row.device.clone(),
+        row.message_id.clone(),
+        row.seq.to_string(),
+        row.name.clone(),
+        opt(row.unit.clone()),
+        row.time_ms.to_string(),
+        opt(row.value.map(|v| v.to_string())),
+        opt(row.text.clone()),
+        opt(row.bool.map(|b| b.to_string())),
+        opt(row.data.as_ref().map(|d| URL_SAFE_NO_PAD.encode(d))),
+        opt(row.sum.map(|v| v.to_string())),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// Maps a store error: a query it cannot answer is the caller's (400),
+/// anything else is the store's (503, logged).
+fn store_error(error: tributary_store::Error) -> ApiError {
+    match error {
+        tributary_store::Error::InvalidQuery { reason } => ApiError::BadBody(reason),
+        other => {
+            tracing::error!(error = %other, "store");
+            ApiError::Unavailable("the store failed; the server log has the cause".into())
+        }
+    }
+}

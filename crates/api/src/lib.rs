@@ -1,0 +1,254 @@
+//! The owner-facing HTTP API (axum): sign-up and login, the owner's
+//! devices, measurements, dead letters and export from the store, the live feed (Server-Sent Events from the log), health,
+//! Prometheus metrics and an OpenAPI 3.1 document. `docs/api.md` lists
+//! the endpoints with examples.
+//!
+//! # Overview
+//!
+//! - [`ApiState`]: what the handlers reach (data dir, accounts, store, log,
+//!   login sessions, metrics); cheap to clone.
+//! - [`router`] builds the `axum::Router` (tests drive it directly);
+//!   [`serve`] runs it on a listener until a shutdown future resolves.
+//! - [`ApiError`]: every error, answered as `application/problem+json`.
+//!
+//! # Invariants
+//!
+//! - The owner of every data request comes from its bearer token
+//!   ([`auth::Owner`]), never from the path, query or body (DESIGN.md
+//!   principle 3); another owner's device is answered as absent (404).
+//! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
+//!   ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live feeds
+//!   ([`live::MAX_FEEDS`]) and their duration.
+//! - Login tokens live in memory only and do not survive a restart.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! let data_dir = std::path::PathBuf::from("data");
+//! let accounts = Arc::new(tributary_accounts::Accounts::open(&data_dir).expect("accounts"));
+//! let store = Arc::new(tributary_store::Store::open(None, &data_dir).await.expect("store"));
+//! let log = tributary_log::Log::open(tributary_log::LogConfig::new(data_dir.join("log"))).expect("log");
+//! let state = tributary_api::ApiState::new(data_dir, accounts, store, log);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! tributary_api::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod auth;
+mod data;
+mod devices;
+mod error;
+pub mod live;
+mod metrics;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tokio::sync::Semaphore;
+
+pub use error::{ApiError, Result};
+pub use metrics::{Metrics, HTTP_REQUESTS_TOTAL};
+
+/// Largest request body accepted (all bodies are small JSON objects).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Concurrent Argon2 checks at login: each takes a core for ~30 ms.
+const LOGIN_CONCURRENCY: usize = 2;
+
+/// The OpenAPI 3.1 document served at `/api/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// What the handlers reach. Clones share everything.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Where `accounts.json` lives: sign-up and devices write it there.
+    data_dir: PathBuf,
+    /// The broker's view of the accounts, for login.
+    accounts: Arc<tributary_accounts::Accounts>,
+    /// Measurements and dead letters, read for the caller only.
+    store: Arc<tributary_store::Store>,
+    /// The live feed follows it.
+    log: tributary_log::Log,
+    sessions: auth::Sessions,
+    login_permits: Semaphore,
+    feeds: Arc<Semaphore>,
+    live_max_duration: Duration,
+    metrics: Metrics,
+}
+
+impl ApiState {
+    pub fn new(
+        data_dir: PathBuf,
+        accounts: Arc<tributary_accounts::Accounts>,
+        store: Arc<tributary_store::Store>,
+        log: tributary_log::Log,
+    ) -> ApiState {
+        ApiState::with_live_duration(data_dir, accounts, store, log, live::MAX_FEED_DURATION)
+    }
+
+    /// Like [`ApiState::new`] with another bound on a live feed's duration.
+    pub fn with_live_duration(
+        data_dir: PathBuf,
+        accounts: Arc<tributary_accounts::Accounts>,
+        store: Arc<tributary_store::Store>,
+        log: tributary_log::Log,
+        live_max_duration: Duration,
+    ) -> ApiState {
+        ApiState {
+            inner: Arc::new(Inner {
+                data_dir,
+                accounts,
+                store,
+                log,
+                sessions: auth::Sessions::default(),
+                login_permits: Semaphore::new(LOGIN_CONCURRENCY),
+                feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
+                live_max_duration,
+                metrics: Metrics::default(),
+            }),
+        }
+    }
+
+    /// The metrics, for the server to set its gauges.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/signup", post(auth::signup))
+        .route("/login", post(auth::login))
+        .route("/devices", get(devices::list).post(devices::add))
+        .route("/devices/{name}", delete(devices::revoke))
+        .route("/measurements", get(data::measurements))
+        .route("/dead-letters", get(data::dead_letters))
+        .route("/export", get(data::export))
+        .route("/live", get(live::live));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish. A live feed ends when its log closes or its
+/// duration runs out, so close the log on shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "HTTP API listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(metrics::UNMATCHED_ROUTE.to_owned(), |p| {
+            p.as_str().to_owned()
+        });
+    let response = next.run(request).await;
+    state
+        .inner
+        .metrics
+        .count_request(&route, response.status().as_u16());
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the accounts file is readable and the store answers a
+/// trivial query.
+async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
+    let data_dir = state.inner.data_dir.clone();
+    auth::blocking(move || tributary_accounts::list(&data_dir))
+        .await?
+        .map_err(|e| ApiError::Unavailable(format!("accounts not readable: {e}")))?;
+    let probe = tributary_store::Query {
+        owner: String::new(),
+        from_ms: 0,
+        to_ms: 1,
+        names: Vec::new(),
+        bucket_ms: None,
+        limit: 1,
+    };
+    state.inner.store.query(&probe).await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness: store query");
+        ApiError::Unavailable(format!(
+            "the {} store does not answer",
+            state.inner.store.engine()
+        ))
+    })?;
+    Ok("ready")
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.inner.metrics.render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI_JSON,
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint (see /api/openapi.json)".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,140 @@
+//! `GET /api/v1/live`: the caller's messages as they arrive, as
+//! Server-Sent Events, read from the log (DESIGN.md: the live feed is one
+//! more log consumer; it commits no offset, since it starts at the end).
+//!
+//! Every feed reads every record and keeps those whose authenticated owner
+//! is the caller. That costs each feed a pass over the whole stream: fine
+//! for a single node's traffic, and what a per-owner index would replace.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use base64::Engine;
+use futures_util::stream::Stream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tributary_log::{Log, Offset, Record};
+
+use crate::auth::Owner;
+use crate::error::{ApiError, Result};
+use crate::ApiState;
+
+/// A comment line this often keeps proxies from closing an idle feed.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A feed ends after this long; an `EventSource` reconnects by itself.
+/// Bounds how long a client (or a stolen token) holds a feed.
+pub const MAX_FEED_DURATION: Duration = Duration::from_secs(60 * 60);
+/// At most this many feeds at once; more get 503.
+pub const MAX_FEEDS: usize = 256;
+/// Records read from the log per step.
+const READ_BATCH: usize = 256;
+
+/// `GET /api/v1/live`.
+pub(crate) async fn live(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+) -> Result<impl IntoResponse> {
+    let permit =
+        state.inner.feeds.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable("too many live feeds open; try again later".into())
+        })?;
+    let log = state.inner.log.clone();
+    let feed = Feed {
+        next: log.end_offset(),
+        log,
+        owner,
+        pending: VecDeque::new(),
+        deadline: Instant::now() + state.inner.live_max_duration,
+        _permit: permit,
+    };
+    Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+struct Feed {
+    log: Log,
+    owner: String,
+    /// The next log offset to read.
+    next: Offset,
+    /// The caller's events read but not yet sent.
+    pending: VecDeque<Event>,
+    deadline: Instant,
+    /// Held while the feed is open (the bound on feeds).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Feed {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures_util::stream::unfold(self, |mut feed| async move {
+            let event = feed.next_event().await?;
+            Some((Ok(event), feed))
+        })
+    }
+
+    /// The next of the caller's events; `None` ends the feed (deadline,
+    /// log closed or failed).
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if Instant::now() >= self.deadline {
+                return None;
+            }
+            match self.log.read(self.next, READ_BATCH).await {
+                Ok(records) if records.is_empty() => {
+                    let waited =
+                        tokio::time::timeout_at(self.deadline, self.log.wait_beyond(self.next))
+                            .await;
+                    // `wait_beyond` also returns when the log closes.
+                    if waited.is_ok() && self.log.end_offset() <= self.next {
+                        return None;
+                    }
+                }
+                Ok(records) => {
+                    if let Some((last, _)) = records.last() {
+                        self.next = Offset(last.0 + 1);
+                    }
+                    self.pending.extend(
+                        records
+                            .iter()
+                            .filter(|(_, r)| r.owner == self.owner)
+                            .map(|(_, r)| event(r)),
+                    );
+                }
+                // Retention passed this feed (it fell far behind): skip
+                // ahead rather than end it.
+                Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
+                    self.next = Offset(start);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, owner = %self.owner, "live feed: read log; ending the feed");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The event for one record.
+fn event(record: &Arc<Record>) -> Event {
+    let mut data = serde_json::json!({
+        "topic": record.topic,
+        "device": record.device,
+        "received_ms": record.receive_time_ms,
+    });
+    match std::str::from_utf8(&record.payload) {
+        Ok(text) => data["payload"] = text.into(),
+        Err(_) => {
+            data["payload"] = base64::engine::general_purpose::STANDARD
+                .encode(&record.payload)
+                .into();
+            data["encoding"] = "base64".into();
+        }
+    }
+    Event::default().event("message").data(data.to_string())
+}

@@ -1,0 +1,839 @@
+//! The API through its router (`tower::ServiceExt::oneshot`) with a real
+//! accounts file and a real log in a temporary directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tributary_log::{Log, LogConfig, Record};
+
+use crate::{router, ApiState};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct Api {
+    router: Router,
+    state: ApiState,
+    store: Arc<tributary_store::Store>,
+    log: Log,
+    _dir: tempfile::TempDir,
+}
+
+async fn api() -> Result<Api, Box<dyn std::error::Error>> {
+    api_with_live(Duration::from_secs(60)).await
+}
+
+async fn api_with_live(live: Duration) -> Result<Api, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let accounts = Arc::new(tributary_accounts::Accounts::open(dir.path())?);
+    let store = Arc::new(tributary_store::Store::open(None, dir.path()).await?);
+    let log = Log::open(LogConfig::new(dir.path().join("log")))?;
+    let state = ApiState::with_live_duration(
+        dir.path().to_owned(),
+        accounts,
+        store.clone(),
+        log.clone(),
+        live,
+    );
+    Ok(Api {
+        router: router(state.clone()),
+        state,
+        store,
+        log,
+        _dir: dir,
+    })
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).expect("valid request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// Signs `name` up and returns a login token.
+    async fn owner(&self, name: &str) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/v1/signup",
+                None,
+                Some(json!({"name": name, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({"name": name, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.json()["token"].as_str().expect("token").to_owned()
+    }
+}
+
+fn assert_problem(reply: &Reply, status: StatusCode, detail_contains: &str) {
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.content_type, "application/problem+json");
+    let problem = reply.json();
+    assert_eq!(problem["type"], "about:blank");
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["title"].is_string());
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(detail_contains),
+        "detail {detail:?} lacks {detail_contains:?}"
+    );
+}
+
+#[tokio::test]
+async fn signup_then_login_gives_a_token() -> TestResult {
+    let api = api().await?;
+    let token = api.owner("ann").await;
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&token), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn signup_of_a_taken_name_is_409() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "ann", "password": "another one"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::CONFLICT, "already exists");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_signups_are_400_naming_the_fault() -> TestResult {
+    let api = api().await?;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "a/b", "password": "correct horse"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::BAD_REQUEST, "may contain only");
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "ann", "password": "short"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::BAD_REQUEST, "password");
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "ann"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::BAD_REQUEST, "password");
+    let big = "x".repeat(crate::BODY_LIMIT + 1);
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "ann", "password": big})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE, "larger than");
+    Ok(())
+}
+
+#[tokio::test]
+async fn wrong_password_and_non_owners_get_401_at_login() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"name": "ann", "password": "wrong horse"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"name": "nobody", "password": "wrong horse"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&ann),
+            Some(json!({"name": "watch"})),
+        )
+        .await;
+    let device_token = reply.json()["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"name": "watch", "password": device_token})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_or_unknown_tokens_are_401() -> TestResult {
+    let api = api().await?;
+    let reply = api.call(Method::GET, "/api/v1/devices", None, None).await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some("00ff"), None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    let reply = api
+        .call(Method::GET, "/api/v1/live", Some("00ff"), None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    Ok(())
+}
+
+#[tokio::test]
+async fn device_registration_returns_the_token_once_and_it_connects() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&ann),
+            Some(json!({"name": "watch"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let created = reply.json();
+    assert_eq!(created["device"], "watch");
+    let token = created["token"].as_str().expect("token");
+    // The token is the device's MQTT password.
+    let accounts = tributary_accounts::Accounts::open(&api.state.inner.data_dir)?;
+    assert_eq!(
+        accounts.authenticate("watch", token.as_bytes()),
+        Ok(tributary_accounts::Identity::Device {
+            owner: "ann".into(),
+            device: "watch".into()
+        })
+    );
+    // Listed without the token.
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
+        .await;
+    let listed = reply.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed[0]["name"], "watch");
+    assert!(listed[0]["created_ms"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(listed[0]["revoked_ms"], Value::Null);
+    assert!(!String::from_utf8_lossy(&reply.body).contains(token));
+    // A taken name is 409.
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&ann),
+            Some(json!({"name": "watch"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::CONFLICT, "already exists");
+    // Revoked: listed with revoked_ms.
+    let reply = api
+        .call(Method::DELETE, "/api/v1/devices/watch", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
+        .await;
+    assert!(reply.json()[0]["revoked_ms"].as_i64().is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_owners_never_see_each_others_devices() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&ann),
+            Some(json!({"name": "anns-watch"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/devices",
+            Some(&bob),
+            Some(json!({"name": "bobs-phone"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+
+    let names = |reply: Reply| -> Vec<String> {
+        reply
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        names(
+            api.call(Method::GET, "/api/v1/devices", Some(&ann), None)
+                .await
+        ),
+        ["anns-watch"]
+    );
+    assert_eq!(
+        names(
+            api.call(Method::GET, "/api/v1/devices", Some(&bob), None)
+                .await
+        ),
+        ["bobs-phone"]
+    );
+
+    // Bob cannot revoke Ann's device, and is told the same as for a device
+    // that does not exist.
+    let reply = api
+        .call(
+            Method::DELETE,
+            "/api/v1/devices/anns-watch",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_problem(
+        &reply,
+        StatusCode::NOT_FOUND,
+        "you have no device named anns-watch",
+    );
+    let reply = api
+        .call(Method::DELETE, "/api/v1/devices/nothing", Some(&bob), None)
+        .await;
+    assert_problem(
+        &reply,
+        StatusCode::NOT_FOUND,
+        "you have no device named nothing",
+    );
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
+        .await;
+    assert_eq!(reply.json()[0]["revoked_ms"], Value::Null);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() -> TestResult {
+    let api = api().await?;
+    let reply = api.call(Method::GET, "/api/v1/nothing", None, None).await;
+    assert_problem(&reply, StatusCode::NOT_FOUND, "no such endpoint");
+    let reply = api.call(Method::PUT, "/api/v1/signup", None, None).await;
+    assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    let reply = api.call(Method::POST, "/api/v1/signup", None, None).await;
+    assert_eq!(reply.status.as_u16() / 100, 4);
+    assert_eq!(reply.content_type, "application/problem+json");
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_and_metrics() -> TestResult {
+    let api = api().await?;
+    let reply = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (StatusCode::OK, b"ok".as_slice())
+    );
+    let reply = api.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    api.call(Method::GET, "/api/v1/devices", None, None).await;
+    api.state
+        .metrics()
+        .set_gauge("tributary_test_gauge", "a test gauge.", 3.0);
+    let reply = api.call(Method::GET, "/metrics", None, None).await;
+    assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(reply.body)?;
+    assert!(
+        text.contains("# TYPE tributary_http_requests_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tributary_http_requests_total{route=\"/healthz\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tributary_http_requests_total{route=\"/api/v1/devices\",status=\"401\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE tributary_test_gauge gauge\ntributary_test_gauge 3\n"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() -> TestResult {
+    let api = api().await?;
+    let reply = api.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let doc = reply.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().ok_or("no paths")?;
+    for (path, method) in ROUTES {
+        assert!(
+            paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    Ok(())
+}
+
+/// Every route the router has, as the OpenAPI document names it.
+const ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/signup", "post"),
+    ("/api/v1/login", "post"),
+    ("/api/v1/devices", "get"),
+    ("/api/v1/devices", "post"),
+    ("/api/v1/devices/{name}", "delete"),
+    ("/api/v1/measurements", "get"),
+    ("/api/v1/dead-letters", "get"),
+    ("/api/v1/export", "get"),
+    ("/api/v1/live", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+    ("/metrics", "get"),
+    ("/api/openapi.json", "get"),
+];
+
+fn record(owner: &str, device: &str, payload: &'static [u8]) -> Record {
+    Record {
+        receive_time_ms: 1_767_225_600_000,
+        topic: format!("tributary/v1/{device}/senml"),
+        payload: payload.into(),
+        owner: owner.into(),
+        device: device.into(),
+        ..Record::default()
+    }
+}
+
+#[tokio::test]
+async fn live_feed_delivers_only_the_callers_records() -> TestResult {
+    let api = api_with_live(Duration::from_secs(2)).await?;
+    let ann = api.owner("ann").await;
+    // Before the feed opens: never sent (the feed starts at the end).
+    api.log.append(record("ann", "watch", b"old")).await?;
+
+    let request = Request::builder()
+        .uri("/api/v1/live")
+        .header(header::AUTHORIZATION, format!("Bearer {ann}"))
+        .body(Body::empty())?;
+    let response = api.router.clone().oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+
+    api.log.append(record("bob", "phone", b"bob's")).await?;
+    api.log
+        .append(record("ann", "watch", b"[{\"n\":\"hr\",\"v\":61}]"))
+        .await?;
+    api.log.append(record("", "anonymous", b"anon")).await?;
+    api.log.append(record("ann", "watch", b"\xff\x00")).await?;
+
+    // The feed ends by itself after its 2 s bound: read it all.
+    let body =
+        tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await??;
+    let text = String::from_utf8(body.to_bytes().to_vec())?;
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        events,
+        [
+            json!({"topic": "tributary/v1/watch/senml", "device": "watch", "received_ms": 1_767_225_600_000u64,
+                   "payload": "[{\"n\":\"hr\",\"v\":61}]"}),
+            json!({"topic": "tributary/v1/watch/senml", "device": "watch", "received_ms": 1_767_225_600_000u64,
+                   "payload": "/wA=", "encoding": "base64"}),
+        ],
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn live_feed_ends_when_the_log_closes() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let request = Request::builder()
+        .uri("/api/v1/live")
+        .header(header::AUTHORIZATION, format!("Bearer {ann}"))
+        .body(Body::empty())?;
+    let response = api.router.clone().oneshot(request).await?;
+    api.log.close().await?;
+    tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await??;
+    Ok(())
+}
+
+fn row(
+    owner: &str,
+    device: &str,
+    seq: u32,
+    name: &str,
+    time_ms: i64,
+    value: f64,
+) -> tributary_store::Row {
+    tributary_store::Row {
+        owner: owner.into(),
+        device: device.into(),
+        message_id: format!("{:032x}", time_ms),
+        seq,
+        name: name.into(),
+        unit: Some("beat/min".into()),
+        time_ms,
+        value: Some(value),
+        text: None,
+        bool: None,
+        data: None,
+        sum: None,
+    }
+}
+
+#[tokio::test]
+async fn measurements_are_the_callers_only() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    api.store
+        .insert(&[
+            row("ann", "watch", 0, "hr", 60_000, 60.0),
+            row("ann", "watch", 1, "hr", 90_000, 70.0),
+            row("ann", "watch", 2, "steps", 90_000, 5.0),
+            row("bob", "phone", 0, "hr", 60_000, 99.0),
+        ])
+        .await?;
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000&names=hr",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let points = reply.json();
+    let values: Vec<f64> = points
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert_eq!(values, [60.0, 70.0]);
+    assert_eq!(points[0]["device"], "watch");
+    // Downsampled into one minute bucket.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=60000&to=120000&names=hr&bucket=60000",
+            Some(&ann),
+            None,
+        )
+        .await;
+    let points = reply.json();
+    assert_eq!(points.as_array().map(Vec::len), Some(1), "{points}");
+    assert_eq!(
+        (points[0]["avg"].as_f64(), points[0]["count"].as_u64()),
+        (Some(65.0), Some(2))
+    );
+    // Bob sees his own row only.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000",
+            Some(&bob),
+            None,
+        )
+        .await;
+    let values: Vec<f64> = reply
+        .json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["avg"].as_f64())
+        .collect();
+    assert_eq!(values, [99.0]);
+    // An owner parameter is no way around it.
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/measurements?from=0&to=120000&owner=ann",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_problem(
+        &reply,
+        StatusCode::BAD_REQUEST,
+        "unknown query parameter 'owner'",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400_naming_the_parameter() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    for (uri, detail) in [
+        ("/api/v1/measurements?to=5", "'from': is required"),
+        (
+            "/api/v1/measurements?from=x&to=5",
+            "'from': must be an integer",
+        ),
+        ("/api/v1/measurements?from=0", "'to': is required"),
+        (
+            "/api/v1/measurements?from=10&to=5",
+            "'to': must not be before",
+        ),
+        ("/api/v1/measurements?from=0&to=5&bucket=0", "'bucket'"),
+        ("/api/v1/measurements?from=0&to=5&limit=0", "'limit'"),
+        ("/api/v1/measurements?from=0&to=5&limit=99999999", "'limit'"),
+        ("/api/v1/dead-letters?limit=-1", "'limit'"),
+        (
+            "/api/v1/export?format=xml",
+            "'format': must be senml or csv",
+        ),
+    ] {
+        let reply = api.call(Method::GET, uri, Some(&ann), None).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, detail);
+    }
+    let reply = api
+        .call(Method::GET, "/api/v1/measurements?from=0&to=5", None, None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+    Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_are_the_callers_only() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    for (owner, payload) in [("ann", b"not senml".to_vec()), ("bob", vec![0xff, 0x00])] {
+        api.store
+            .dead_letter(&tributary_store::DeadLetter {
+                owner: owner.into(),
+                device: "d".into(),
+                message_id: format!("{:032x}", 7),
+                topic: "tributary/v1/d/senml".into(),
+                received_ms: 1_000,
+                reason: "not a SenML pack".into(),
+                payload,
+            })
+            .await?;
+    }
+    let reply = api
+        .call(Method::GET, "/api/v1/dead-letters", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let letters = reply.json();
+    assert_eq!(letters.as_array().map(Vec::len), Some(1));
+    assert_eq!(letters[0]["payload"], "not senml");
+    assert_eq!(letters[0]["reason"], "not a SenML pack");
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/dead-letters?limit=5",
+            Some(&bob),
+            None,
+        )
+        .await;
+    let letters = reply.json();
+    assert_eq!(
+        (
+            letters[0]["payload"].as_str(),
+            letters[0]["encoding"].as_str()
+        ),
+        (Some("/wA="), Some("base64"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    // More than one export page.
+    let rows: Vec<_> = (0..2_500)
+        .map(|i| row("ann", "watch", 0, "hr", 1_000 * i, i as f64))
+        .collect();
+    api.store.insert(&rows).await?;
+    let mut odd = row("ann", "watch", 1, "note, \"quoted\"", 5, 0.0);
+    (odd.value, odd.text, odd.unit) = (None, Some("line\nbreak".into()), None);
+    let mut blob = row("ann", "watch", 2, "blob", 5, 0.0);
+    (blob.value, blob.data, blob.bool) = (None, Some(vec![0xfb, 0xff]), Some(true));
+    api.store
+        .insert(&[odd, blob, row("bob", "phone", 0, "hr", 0, 1.0)])
+        .await?;
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export", Some(&ann), None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.content_type.as_str()),
+        (StatusCode::OK, "application/senml+json")
+    );
+    let records = reply.json();
+    let records = records.as_array().ok_or("not an array")?;
+    assert_eq!(records.len(), 2_502);
+    assert_eq!(
+        records[0],
+        json!({"n": "hr", "u": "beat/min", "t": 0.0, "v": 0.0})
+    );
+    assert!(records
+        .iter()
+        .any(|r| *r == json!({"n": "blob", "u": "beat/min", "t": 0.005, "vb": true, "vd": "-_8"})));
+    assert_eq!(
+        records.last(),
+        Some(&json!({"n": "hr", "u": "beat/min", "t": 2499.0, "v": 2499.0}))
+    );
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export?format=csv", Some(&ann), None)
+        .await;
+    assert_eq!(reply.content_type, "text/csv; charset=utf-8");
+    let text = String::from_utf8(reply.body)?;
+    let mut lines = text.split("\r\n");
+    assert_eq!(
+        lines.next(),
+        Some("device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum")
+    );
+    assert!(
+        text.contains(",1,\"note, \"\"quoted\"\"\",,5,,\"line\nbreak\",,,\r\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\r\n").count(), 1 + 2_502);
+
+    let reply = api
+        .call(Method::GET, "/api/v1/export?format=csv", Some(&bob), None)
+        .await;
+    assert_eq!(String::from_utf8(reply.body)?.matches("\r\n").count(), 2);
+    Ok(())
+}
