@@ -75,7 +75,8 @@ class Broker:
                 tls = ["--mqtt-tls", f"127.0.0.1:{self.tls_port}", "--tls-cert", str(self.pki.server_cert),
                        "--tls-key", str(self.pki.server_key)]
             kafka = ["--log", f"kafka://{self.kafka}"] if self.kafka else []
-            return [self.binary, "serve", "--mqtt", f"127.0.0.1:{self.port}", "--data-dir",
+            return [self.binary, "serve", "--mqtt", f"127.0.0.1:{self.port}", "--http", f"127.0.0.1:{free_port()}",
+                    "--data-dir",
                     str(workdir / "data"), "--allow-anonymous", *tls, *kafka]
         if self.name == "mosquitto":
             conf = workdir / "mosquitto.conf"

@@ -107,6 +107,8 @@ class Broker(ManagedProcess):
         self.kind = self.name = AGAINST
         self.host = "127.0.0.1"
         self.port = free_port()
+        # The HTTP API (tributary only): `http_url`.
+        self.http_port = free_port()
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,8 +118,13 @@ class Broker(ManagedProcess):
 
     # -- command lines -------------------------------------------------------
 
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
     def _tributary_cmd(self) -> list[str]:
         cmd = [tributary_bin(), "serve", "--mqtt", f"{self.host}:{self.port}",
+               "--http", f"{self.host}:{self.http_port}",
                "--data-dir", str(self.data_dir), "--allow-anonymous"]
         if self.config:
             cfg = self.workdir / "tributary.toml"

@@ -162,7 +162,8 @@ impl Broker {
         &self.log
     }
 
-    pub fn accounts(&self) -> &Accounts {
+    /// The account store the broker authenticates against (shared with the HTTP API).
+    pub fn accounts(&self) -> &Arc<Accounts> {
         &self.accounts
     }
 

@@ -23,6 +23,22 @@ pub struct FileConfig {
     /// Kafka as the log (`--log kafka://...`); absent: the embedded log.
     pub kafka: Option<KafkaFileConfig>,
     pub store: StoreFileConfig,
+    pub http: HttpFileConfig,
+}
+
+/// The `[http]` table: the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpFileConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for HttpFileConfig {
+    fn default() -> Self {
+        HttpFileConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
 }
 
 /// The `[store]` table: where measurements are kept.
@@ -112,6 +128,7 @@ impl Default for FileConfig {
             tls: None,
             kafka: None,
             store: StoreFileConfig::default(),
+            http: HttpFileConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (several nodes share its partitions).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,12 @@ pub const KAFKA_GROUP: &str = "tributary-pipeline";
 /// How often the pipeline's counters are logged while it works.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
-pub async fn run(config: FileConfig, log: Log, store: Store, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: FileConfig,
+    log: Log,
+    store: Arc<Store>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let stats = Stats::default();
     let progress = async {
         let mut last = 0;
@@ -43,7 +49,9 @@ pub async fn run(config: FileConfig, log: Log, store: Store, stop: CancellationT
                 let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
                 tributary_pipeline::run(&stream, &store, KAFKA_GROUP, &stats, stop.clone()).await
             }
-            None => tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()).await,
+            None => {
+                tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()).await
+            }
         }
         .map_err(anyhow::Error::msg)
     };

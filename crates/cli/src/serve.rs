@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use tributary_store::Store;
 use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfig};
 use tributary_log::Log;
+use tributary_store::Store;
 
 use crate::config::{FileConfig, KafkaFileConfig};
 
@@ -64,6 +65,9 @@ pub struct ServeArgs {
     /// publishes are acknowledged once Kafka has them (see `[kafka]`).
     #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
     log: Option<String>,
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "TRIBUTARY_HTTP", value_name = "ADDR")]
+    http: Option<SocketAddr>,
     /// Where measurements are kept: `sqlite` (DATA_DIR/store.sqlite, default),
     /// `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
     #[arg(long, env = "TRIBUTARY_STORE", value_name = "URL")]
@@ -94,6 +98,9 @@ impl ServeArgs {
         self.compose_listeners(&mut config)?;
         if let Some(url) = &self.store {
             config.store.url = Some(url.clone());
+        }
+        if let Some(addr) = self.http {
+            config.http.listen = addr;
         }
         match self.log.as_deref() {
             None => {}
@@ -162,9 +169,14 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let log = Log::open(config.log_config())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
-    let store = Store::open(config.store.url.as_deref(), &config.data_dir)
+    let store = Arc::new(
+        Store::open(config.store.url.as_deref(), &config.data_dir)
+            .await
+            .context("open the measurements store")?,
+    );
+    let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .context("open the measurements store")?;
+        .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
     let broker = Broker::open(config.broker()?, log.clone(), &config.data_dir).await?;
     if let Some(kafka) = &config.kafka {
         tracing::info!(url = %kafka.url, "the log is Kafka: publishes are acknowledged once Kafka has them");
@@ -186,19 +198,32 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
             if config.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
         );
     }
-    // The pipeline stops before the broker closes the log it reads.
-    let stop_pipeline = CancellationToken::new();
+    // The pipeline and the HTTP API stop before the broker closes the log they read.
+    let stop = CancellationToken::new();
+    let api_state = tributary_api::ApiState::new(
+        config.data_dir.clone(),
+        broker.accounts().clone(),
+        store.clone(),
+        log.clone(),
+    );
+    let api = tokio::spawn(tributary_api::serve(http, api_state, {
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    }));
     let pipeline = tokio::spawn(crate::pipeline::run(
         config.clone(),
         log,
         store,
-        stop_pipeline.clone(),
+        stop.clone(),
     ));
     let shutdown = async move {
         shutdown_signal().await;
-        stop_pipeline.cancel();
+        stop.cancel();
         if let Ok(Err(e)) = pipeline.await {
             tracing::error!(error = %e, "pipeline");
+        }
+        if let Ok(Err(e)) = api.await {
+            tracing::error!(error = %e, "HTTP API");
         }
     };
     broker.run(listeners, shutdown).await?;

@@ -19,7 +19,8 @@ pub fn process(record: &Record) -> Outcome {
         return Outcome::Skip;
     }
     let properties = tributary_mqtt::stored::load_properties(&record.properties);
-    let Some(format) = tributary_senml::format_of(properties.content_type.as_deref(), &record.topic)
+    let Some(format) =
+        tributary_senml::format_of(properties.content_type.as_deref(), &record.topic)
     else {
         return Outcome::Skip;
     };
@@ -97,25 +98,41 @@ mod tests {
             panic!("rows expected");
         };
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].name.as_str(), rows[0].value, rows[0].time_ms), ("w1/hr", Some(61.0), 1_790_000_000_000));
-        assert_eq!((rows[1].seq, rows[1].time_ms, rows[1].value), (1, 1_790_000_001_000, Some(62.0)));
+        assert_eq!(
+            (rows[0].name.as_str(), rows[0].value, rows[0].time_ms),
+            ("w1/hr", Some(61.0), 1_790_000_000_000)
+        );
+        assert_eq!(
+            (rows[1].seq, rows[1].time_ms, rows[1].value),
+            (1, 1_790_000_001_000, Some(62.0))
+        );
         assert!(rows.iter().all(|r| r.owner == "ann" && r.device == "w1"));
         assert_eq!(rows[0].message_id, format!("{:032x}", 0xabc));
     }
 
     #[test]
     fn invalid_senml_is_a_dead_letter_with_the_reason() {
-        let Outcome::Dead(letter) = process(&record("ann", "tributary/v1/w1/senml", b"{not json")) else {
+        let Outcome::Dead(letter) = process(&record("ann", "tributary/v1/w1/senml", b"{not json"))
+        else {
             panic!("dead letter expected");
         };
-        assert_eq!((letter.owner.as_str(), letter.device.as_str()), ("ann", "w1"));
+        assert_eq!(
+            (letter.owner.as_str(), letter.device.as_str()),
+            ("ann", "w1")
+        );
         assert!(!letter.reason.is_empty());
         assert_eq!(letter.payload, b"{not json");
     }
 
     #[test]
     fn other_topics_and_anonymous_data_are_passed_over() {
-        assert_eq!(process(&record("ann", "tributary/v1/w1/raw", b"[]")), Outcome::Skip);
-        assert_eq!(process(&record("", "tributary/v1/w1/senml", b"[]")), Outcome::Skip);
+        assert_eq!(
+            process(&record("ann", "tributary/v1/w1/raw", b"[]")),
+            Outcome::Skip
+        );
+        assert_eq!(
+            process(&record("", "tributary/v1/w1/senml", b"[]")),
+            Outcome::Skip
+        );
     }
 }

@@ -86,7 +86,9 @@ pub async fn run<S: Stream>(
                 }
             }
         }
-        stats.records.fetch_add(positions.len() as u64, Ordering::Relaxed);
+        stats
+            .records
+            .fetch_add(positions.len() as u64, Ordering::Relaxed);
         stats
             .dead_letters
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
@@ -101,7 +103,11 @@ async fn store_batch(
     rows: &[tributary_store::Row],
     letters: &[tributary_store::DeadLetter],
 ) -> tributary_store::Result<usize> {
-    let new = if rows.is_empty() { 0 } else { store.insert(rows).await? };
+    let new = if rows.is_empty() {
+        0
+    } else {
+        store.insert(rows).await?
+    };
     for letter in letters {
         store.dead_letter(letter).await?;
     }

@@ -49,7 +49,11 @@ async fn run_until(log: &Log, store: &Store, consumer: &str, want: u64) -> Stats
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let watcher = async {
         while stats.records.load(Ordering::Relaxed) < want {
-            assert!(tokio::time::Instant::now() < deadline, "pipeline read only {:?}", stats);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pipeline read only {:?}",
+                stats
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stop.cancel();
@@ -65,18 +69,48 @@ async fn senml_of_two_owners_is_stored_and_reprocessing_changes_nothing() {
     let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
     let store = Store::open(None, dir.path()).await.expect("store");
     let mut records = vec![
-        record(1, "ann", "a1", "senml", senml_json("a1", T0 / 1000, &[61.0, 62.0, 63.0])),
-        record(2, "bob", "b1", "senml", senml_json("b1", T0 / 1000, &[71.0, 72.0])),
+        record(
+            1,
+            "ann",
+            "a1",
+            "senml",
+            senml_json("a1", T0 / 1000, &[61.0, 62.0, 63.0]),
+        ),
+        record(
+            2,
+            "bob",
+            "b1",
+            "senml",
+            senml_json("b1", T0 / 1000, &[71.0, 72.0]),
+        ),
         // Malformed: each is a dead letter, and what follows is still stored.
         record(3, "ann", "a1", "senml", b"{not json".to_vec()),
-        record(4, "ann", "a1", "senml", br#"[{"n":"hr","u":"furlong","v":1}]"#.to_vec()),
+        record(
+            4,
+            "ann",
+            "a1",
+            "senml",
+            br#"[{"n":"hr","u":"furlong","v":1}]"#.to_vec(),
+        ),
         record(5, "ann", "a1", "senml", br#"[{"n":"","v":1}]"#.to_vec()),
         record(6, "ann", "a1", "senml", br#"[{"n":"hr"}]"#.to_vec()),
-        record(7, "bob", "b1", "senml", br#"[{"n":"hr","v":1,"t":-1e12}]"#.to_vec()),
+        record(
+            7,
+            "bob",
+            "b1",
+            "senml",
+            br#"[{"n":"hr","v":1,"t":-1e12}]"#.to_vec(),
+        ),
         // Not SenML and anonymous: passed over.
         record(8, "ann", "a1", "raw", b"61".to_vec()),
         record(9, "", "x", "senml", senml_json("x", T0 / 1000, &[1.0])),
-        record(10, "ann", "a1", "senml", senml_json("a1", T0 / 1000 + 10, &[64.0])),
+        record(
+            10,
+            "ann",
+            "a1",
+            "senml",
+            senml_json("a1", T0 / 1000 + 10, &[64.0]),
+        ),
     ];
     // CBOR: [{-2: "b1/", -3: bt, 0: "hr", 1: "beat/min", 2: 73.0}]
     let mut cbor = vec![0x81, 0xa5, 0x21, 0x63, b'b', b'1', b'/', 0x22, 0x1a];
@@ -100,12 +134,30 @@ async fn senml_of_two_owners_is_stored_and_reprocessing_changes_nothing() {
         bucket_ms: None,
         limit: 100,
     };
-    let ann: Vec<f64> = store.query(&query("ann")).await.expect("query").iter().filter_map(|p| p.avg).collect();
-    let bob: Vec<f64> = store.query(&query("bob")).await.expect("query").iter().filter_map(|p| p.avg).collect();
+    let ann: Vec<f64> = store
+        .query(&query("ann"))
+        .await
+        .expect("query")
+        .iter()
+        .filter_map(|p| p.avg)
+        .collect();
+    let bob: Vec<f64> = store
+        .query(&query("bob"))
+        .await
+        .expect("query")
+        .iter()
+        .filter_map(|p| p.avg)
+        .collect();
     assert_eq!(ann, [61.0, 62.0, 63.0, 64.0]);
     assert_eq!(bob, [71.0, 72.0, 73.0]);
-    assert_eq!(store.dead_letters("ann", 10).await.expect("letters").len(), 4);
-    assert_eq!(store.dead_letters("bob", 10).await.expect("letters").len(), 1);
+    assert_eq!(
+        store.dead_letters("ann", 10).await.expect("letters").len(),
+        4
+    );
+    assert_eq!(
+        store.dead_letters("bob", 10).await.expect("letters").len(),
+        1
+    );
 
     let before = store.count_and_checksum().await.expect("checksum");
     let again = run_until(&log, &store, "reprocess-from-0", total).await;
