@@ -138,11 +138,17 @@ step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D war
 # TRIBUTARY_TEST_KAFKA); stopped when the script ends. The integration tests start their own.
 kafka_dir=$(mktemp -d /tmp/tributary-test-kafka.XXXXXX)
 kafka_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(cd "$kafka_dir" && RUST_LOG=warn NO_COLOR=1 setsid "$tansu_root/bin/tansu" broker \
+# `exec`: the background job is tansu itself, so $! is the process to stop.
+(cd "$kafka_dir" && RUST_LOG=warn NO_COLOR=1 exec "$tansu_root/bin/tansu" broker \
     --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-    --storage-engine sqlite://tansu.db >tansu.log 2>&1 </dev/null & echo $! >tansu.pid)
+    --storage-engine sqlite://tansu.db >tansu.log 2>&1 </dev/null) &
+kafka_pid=$!
 stop_test_kafka() {
-    kill "$(cat "$kafka_dir/tansu.pid" 2>/dev/null)" 2>/dev/null || true
+    if [ -n "${kafka_pid:-}" ]; then
+        kill "$kafka_pid" 2>/dev/null || true
+        wait "$kafka_pid" 2>/dev/null || true
+        kafka_pid=
+    fi
     rm -rf "$kafka_dir"
 }
 trap stop_test_kafka EXIT
