@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -34,6 +35,15 @@ def kafka_broker(tmp_path, kafka, topic: str, **extra) -> Broker:
     config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic,
                         "ack_timeout_ms": ACK_TIMEOUT_MS, "partitions": 3, **extra}}
     return Broker(tmp_path, config).start()
+
+
+def kafka_reachable_metric(broker) -> str | None:
+    """The value of tributary_kafka_reachable on the broker's /metrics."""
+    with urllib.request.urlopen(broker.http_url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("tributary_kafka_reachable "):
+                return line.split()[1].split(".")[0]
+    return None
 
 
 def found_numbers(records) -> list[int]:
@@ -186,6 +196,7 @@ def test_kafka_stopped_for_ten_seconds_loses_nothing_acknowledged(tmp_path, kafk
             probe_reason["after_s"] = time.monotonic() - t0
             probe_reason["text"] = getattr(props, "ReasonString", None)
             probe.close()
+            probe_reason["metric_down"] = kafka_reachable_metric(broker)
             time.sleep(max(0.0, 10 - probe_reason["after_s"]))
         finally:
             kafka.start()
@@ -195,3 +206,4 @@ def test_kafka_stopped_for_ten_seconds_loses_nothing_acknowledged(tmp_path, kafk
             f"{probe_reason['after_s']:.1f}s ({probe_reason['text']})")
     assert probe_reason["code"] == 0x97
     assert probe_reason["after_s"] >= ACK_TIMEOUT_MS / 1000 - 0.5
+    assert probe_reason["metric_down"] == "0", "/metrics says Kafka is unreachable during the outage"

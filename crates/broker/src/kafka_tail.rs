@@ -76,7 +76,7 @@ pub(crate) async fn run(
                 continue;
             }
         }
-        if let Err(e) = consumer.commit(&positions) {
+        if let Err(e) = consumer.commit(&positions).await {
             tracing::warn!(error = %e, "kafka tail: commit offsets");
         }
     }

@@ -162,6 +162,16 @@ impl Broker {
         &self.log
     }
 
+    /// With Kafka as the log: whether Kafka is reachable (for metrics).
+    pub fn kafka_reachable(&self) -> Option<bool> {
+        self.kafka.as_ref().map(|producer| producer.reachable())
+    }
+
+    /// Open MQTT connections (for metrics).
+    pub fn connections(&self) -> usize {
+        self.config.limits.max_connections - self.connection_permits.available_permits()
+    }
+
     /// The account store the broker authenticates against (shared with the HTTP API).
     pub fn accounts(&self) -> &Arc<Accounts> {
         &self.accounts

@@ -206,6 +206,11 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         store.clone(),
         log.clone(),
     );
+    tokio::spawn(publish_gauges(
+        broker.clone(),
+        api_state.clone(),
+        stop.clone(),
+    ));
     let api = tokio::spawn(tributary_api::serve(http, api_state, {
         let stop = stop.clone();
         async move { stop.cancelled().await }
@@ -228,6 +233,39 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     };
     broker.run(listeners, shutdown).await?;
     Ok(())
+}
+
+/// Copies the broker's figures into the HTTP API's `/metrics` once a second.
+async fn publish_gauges(
+    broker: Arc<Broker>,
+    api: tributary_api::ApiState,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let metrics = api.metrics();
+        metrics.set_gauge(
+            "tributary_mqtt_connections",
+            "Open MQTT connections.",
+            broker.connections() as f64,
+        );
+        metrics.set_gauge(
+            "tributary_log_end_offset",
+            "Offset the next record appended to the local log gets.",
+            broker.log().end_offset().0 as f64,
+        );
+        if let Some(reachable) = broker.kafka_reachable() {
+            metrics.set_gauge(
+                "tributary_kafka_reachable",
+                "1 while Kafka answers, 0 while every Kafka broker is unreachable (acknowledgements wait).",
+                if reachable { 1.0 } else { 0.0 },
+            );
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

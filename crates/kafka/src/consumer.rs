@@ -38,7 +38,8 @@ pub struct Received {
 }
 
 pub struct Consumer {
-    inner: StreamConsumer<Context>,
+    /// Shared with the blocking thread a commit runs on.
+    inner: Arc<StreamConsumer<Context>>,
     outage: Arc<Outage>,
 }
 
@@ -73,7 +74,10 @@ impl Consumer {
         inner
             .subscribe(&topics)
             .map_err(|e| Error::kafka("subscribe", e))?;
-        Ok(Consumer { inner, outage })
+        Ok(Consumer {
+            inner: Arc::new(inner),
+            outage,
+        })
     }
 
     /// The next message; waits for one.
@@ -95,8 +99,10 @@ impl Consumer {
     }
 
     /// Commits everything up to and including each partition's highest
-    /// position in `done` (a restart resumes after it).
-    pub fn commit(&self, done: &[Position]) -> Result<()> {
+    /// position in `done` (a restart resumes after it). The commit waits
+    /// for Kafka's answer on a blocking thread: while Kafka is away it can
+    /// take seconds, which must not hold up the runtime's threads.
+    pub async fn commit(&self, done: &[Position]) -> Result<()> {
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
         for p in done {
             let entry = next.entry((p.topic.as_str(), p.partition)).or_insert(0);
@@ -110,8 +116,10 @@ impl Consumer {
             list.add_partition_offset(topic, partition, Offset::Offset(offset))
                 .map_err(|e| Error::kafka("commit", e))?;
         }
-        self.inner
-            .commit(&list, CommitMode::Sync)
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(|e| Error::NotStored(format!("commit: {e}")))?
             .map_err(|e| Error::kafka("commit", e))
     }
 }

@@ -36,6 +36,11 @@ impl Outage {
         }
     }
 
+    /// True from the moment every broker was reported down until Kafka answers again.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
     /// True once per outage: the producer starts a new session then.
     pub(crate) fn take_renewal(&self) -> bool {
         self.renew.swap(false, Ordering::Relaxed)

@@ -65,12 +65,26 @@ impl Producer {
             fresh,
         );
         tracing::info!("kafka: new producer session after an outage; unacknowledged messages of the old one are failed back to their publishers");
-        // Dropping a producer purges and flushes for up to half a second:
-        // off the async threads.
+        // Dropping a producer purges, flushes for up to half a second and
+        // joins its thread: off the async threads, once the last `send`
+        // that still holds it is done (they hold it only while enqueueing).
         std::thread::spawn(move || {
             old.purge(PurgeConfig::default().queue().inflight());
-            drop(old);
+            let mut old = old;
+            for _ in 0..500 {
+                match Arc::try_unwrap(old) {
+                    Ok(last) => return drop(last),
+                    Err(shared) => old = shared,
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
         });
+    }
+
+    /// False while Kafka is unreachable (every broker reported down and
+    /// nothing acknowledged since), for metrics.
+    pub fn reachable(&self) -> bool {
+        !self.outage.is_down()
     }
 
     pub fn config(&self) -> &KafkaConfig {

@@ -13,15 +13,25 @@ const LINGER: Duration = Duration::from_millis(5);
 
 pub struct KafkaStream {
     config: KafkaConfig,
-    producer: Producer,
+    /// Made by the first append: a stream that only consumes (the
+    /// pipeline) has no producer.
+    producer: std::sync::OnceLock<Producer>,
 }
 
 impl KafkaStream {
     pub fn new(config: &KafkaConfig) -> crate::Result<KafkaStream> {
         Ok(KafkaStream {
             config: config.clone(),
-            producer: Producer::new(config)?,
+            producer: std::sync::OnceLock::new(),
         })
+    }
+
+    fn producer(&self) -> Result<&Producer, String> {
+        if let Some(producer) = self.producer.get() {
+            return Ok(producer);
+        }
+        let producer = Producer::new(&self.config).map_err(|e| e.to_string())?;
+        Ok(self.producer.get_or_init(|| producer))
     }
 }
 
@@ -30,9 +40,10 @@ impl Stream for KafkaStream {
     type Consumer = KafkaStreamConsumer;
 
     async fn append_all(&self, records: Vec<Record>) -> Result<(), String> {
+        let producer = self.producer()?;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
-            deliveries.push(self.producer.send(record).map_err(|e| e.to_string())?);
+            deliveries.push(producer.send(record).map_err(|e| e.to_string())?);
         }
         for delivery in deliveries {
             delivery.await.map_err(|e| e.to_string())?;
@@ -75,7 +86,7 @@ impl StreamConsumer for KafkaStreamConsumer {
         Ok(batch)
     }
 
-    fn commit(&mut self, done: &[Position]) -> Result<(), String> {
-        self.consumer.commit(done).map_err(|e| e.to_string())
+    async fn commit(&mut self, done: &[Position]) -> Result<(), String> {
+        self.consumer.commit(done).await.map_err(|e| e.to_string())
     }
 }

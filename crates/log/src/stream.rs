@@ -32,7 +32,10 @@ pub trait StreamConsumer: Send {
     ) -> impl Future<Output = Result<Vec<(Self::Position, Record)>, String>> + Send;
 
     /// Marks everything up to and including `done` as processed.
-    fn commit(&mut self, done: &[Self::Position]) -> Result<(), String>;
+    fn commit(
+        &mut self,
+        done: &[Self::Position],
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 impl Stream for Log {
@@ -87,7 +90,7 @@ impl StreamConsumer for LogConsumer {
         }
     }
 
-    fn commit(&mut self, done: &[Offset]) -> Result<(), String> {
+    async fn commit(&mut self, done: &[Offset]) -> Result<(), String> {
         match done.iter().max() {
             Some(last) => self
                 .log
@@ -143,7 +146,7 @@ pub mod conformance {
                 seen.insert(text);
                 read.push(position);
                 if commit_after == Some(seen.len()) {
-                    consumer.commit(&read)?;
+                    consumer.commit(&read).await?;
                     return Ok(seen);
                 }
             }

@@ -95,7 +95,7 @@ pub async fn run<S: Stream>(
         stats
             .dead_letters
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
-        if let Err(e) = reader.commit(&positions) {
+        if let Err(e) = reader.commit(&positions).await {
             tracing::warn!(error = %e, "pipeline: commit the consumer offset");
         }
     }
