@@ -54,21 +54,28 @@ impl Stream for KafkaStream {
     fn consumer(&self, name: &str) -> Result<KafkaStreamConsumer, String> {
         let consumer = Consumer::new(&self.config, name, &self.config.topics(), Start::Earliest)
             .map_err(|e| e.to_string())?;
-        Ok(KafkaStreamConsumer { consumer })
+        Ok(KafkaStreamConsumer {
+            consumer,
+            pending: Vec::new(),
+        })
     }
 }
 
 pub struct KafkaStreamConsumer {
     consumer: Consumer,
+    /// The batch being gathered, kept here rather than in `next`'s frame.
+    pending: Vec<(Position, Record)>,
 }
 
 impl StreamConsumer for KafkaStreamConsumer {
     type Position = Position;
 
+    /// Cancel-safe: records received by a cancelled call are kept for the
+    /// next one (a sink that waits on `next` and a timer at once loses
+    /// nothing).
     async fn next(&mut self, max: usize) -> Result<Vec<(Position, Record)>, String> {
-        let mut batch = Vec::new();
-        let mut deadline = None;
-        while batch.len() < max.max(1) {
+        let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + LINGER);
+        while self.pending.len() < max.max(1) {
             let received = match deadline {
                 None => self.consumer.recv().await,
                 Some(at) => match tokio::time::timeout_at(at, self.consumer.recv()).await {
@@ -79,11 +86,11 @@ impl StreamConsumer for KafkaStreamConsumer {
             .map_err(|e| e.to_string())?;
             // Messages that are no Tributary record are skipped.
             if let Ok(record) = received.record {
-                batch.push((received.position, record));
+                self.pending.push((received.position, record));
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             }
         }
-        Ok(batch)
+        Ok(std::mem::take(&mut self.pending))
     }
 
     async fn commit(&mut self, done: &[Position]) -> Result<(), String> {

@@ -25,7 +25,8 @@ pub trait Stream: Send + Sync {
 pub trait StreamConsumer: Send {
     type Position: Clone + Send + std::fmt::Debug;
 
-    /// Up to `max` records, waiting for at least one.
+    /// Up to `max` records, waiting for at least one. Cancel-safe: a
+    /// call dropped before it resolves loses no record.
     fn next(
         &mut self,
         max: usize,

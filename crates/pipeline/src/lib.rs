@@ -11,9 +11,14 @@
 //!   rows it has, so reprocessing the log from any offset changes nothing.
 //! - Offsets are committed only after the store has the batch's rows and
 //!   dead letters; a store error retries the batch (nothing is skipped).
+//! - The archive ([`archive`]) is a second consumer with its own offsets:
+//!   it gathers rows into large batches of Parquet files
+//!   (`tributary-archive`) and commits once they are durable.
 
+mod archive;
 mod process;
 mod run;
 
+pub use archive::{archive, ArchiveStats, FlushPolicy};
 pub use process::{process, Outcome};
 pub use run::{run, Stats};

@@ -7,40 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tributary_log::{Log, LogConfig, MessageId, Record};
+use tributary_log::{Log, LogConfig};
 use tributary_pipeline::{run, Stats};
 use tributary_store::{Query, Store};
 
-const T0: i64 = 1_790_000_000_000;
+mod common;
 
-fn record(id: u128, owner: &str, device: &str, suffix: &str, payload: Vec<u8>) -> Record {
-    Record {
-        receive_time_ms: T0 as u64 + 60_000,
-        topic: format!("tributary/v1/{device}/{suffix}"),
-        qos: 1,
-        payload: payload.into(),
-        client_id: format!("d:{device}:c"),
-        message_id: MessageId(id),
-        owner: owner.into(),
-        device: device.into(),
-        ..Record::default()
-    }
-}
-
-fn senml_json(device: &str, base_s: i64, values: &[f64]) -> Vec<u8> {
-    let records: Vec<serde_json::Value> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            if i == 0 {
-                serde_json::json!({"bn": format!("{device}/"), "bt": base_s, "n": "hr", "u": "beat/min", "v": v})
-            } else {
-                serde_json::json!({"n": "hr", "t": i, "v": v})
-            }
-        })
-        .collect();
-    serde_json::to_vec(&records).expect("json")
-}
+use common::{record, senml_json, T0};
 
 /// Runs the pipeline until it has read `want` records in all.
 async fn run_until(log: &Log, store: &Store, consumer: &str, want: u64) -> Stats {

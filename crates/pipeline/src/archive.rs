@@ -1,0 +1,189 @@
+//! The archive sink: a second consumer of the log that gathers measurement
+//! rows into large batches and writes them to the Parquet archive.
+//!
+//! It has its own consumer name (its own offsets), so the archive neither
+//! slows the store down nor depends on it. Its offsets are committed only
+//! after [`Archive::write`] returned (the files are durable): a crash
+//! re-reads and rewrites what was not committed, and loses nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tributary_archive::Archive;
+use tributary_log::{Stream, StreamConsumer};
+use tributary_store::Row;
+
+use crate::{process, Outcome};
+
+/// Records taken from the log per read at most.
+const READ: usize = 1024;
+/// First pause before retrying a write the storage refused; doubled up to
+/// [`RETRY_MAX`] (the batch is retried, never dropped).
+const RETRY: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// When a batch is written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlushPolicy {
+    /// Once this many rows are gathered (bounds the sink's memory: a row
+    /// is about 150 bytes plus its strings).
+    pub max_rows: usize,
+    /// Once the oldest gathered record is this old (bounds how far the
+    /// archive lags behind when little arrives).
+    pub max_age: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_rows: 100_000,
+            max_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the archive sink did, since it started.
+#[derive(Debug, Default)]
+pub struct ArchiveStats {
+    pub records: AtomicU64,
+    pub rows: AtomicU64,
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Writes the storage refused (each is retried).
+    pub failures: AtomicU64,
+}
+
+/// Consumes `stream` under `consumer` into `archive` until `stop` is
+/// cancelled; then writes what it has gathered (once, without retrying).
+pub async fn archive<S: Stream>(
+    stream: &S,
+    archive: &Archive,
+    consumer: &str,
+    policy: FlushPolicy,
+    stats: &ArchiveStats,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    let mut reader = stream.consumer(consumer)?;
+    tracing::info!(consumer, archive = archive.location(), "archive started");
+    let mut batch = Batch::<S::Position>::default();
+    loop {
+        // `next` is cancel-safe, so waiting on it and on the age limit at
+        // once loses no record.
+        let deadline = batch.deadline(policy.max_age);
+        let event = tokio::select! {
+            () = stop.cancelled() => None,
+            () = sleep_until(deadline) => Some(Ok(Vec::new())),
+            read = reader.next(READ) => Some(read),
+        };
+        match event {
+            None => {
+                if !batch.positions.is_empty() {
+                    if let Err(e) = flush(archive, &mut reader, &mut batch, stats).await {
+                        tracing::warn!(error = %e, "archive: final write failed; it is redone at the next start");
+                    }
+                }
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "archive: read the log; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            Some(Ok(records)) => {
+                let due = records.is_empty(); // the age limit was reached
+                for (position, record) in records {
+                    if let Outcome::Rows(rows) = process(&record) {
+                        batch.rows.extend(rows);
+                    }
+                    batch.add(position);
+                }
+                if !due && batch.rows.len() < policy.max_rows {
+                    continue;
+                }
+            }
+        }
+        let mut pause = RETRY;
+        while let Err(e) = flush(archive, &mut reader, &mut batch, stats).await {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, rows = batch.rows.len(), retry_in = ?pause, "archive: write failed; retrying");
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+/// What is gathered and not yet written.
+struct Batch<P> {
+    rows: Vec<Row>,
+    positions: Vec<P>,
+    /// When the first record of this batch was read.
+    since: Option<Instant>,
+}
+
+impl<P> Default for Batch<P> {
+    fn default() -> Self {
+        Batch {
+            rows: Vec::new(),
+            positions: Vec::new(),
+            since: None,
+        }
+    }
+}
+
+impl<P> Batch<P> {
+    fn add(&mut self, position: P) {
+        self.positions.push(position);
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    fn deadline(&self, max_age: Duration) -> Option<Instant> {
+        self.since.map(|since| since + max_age)
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the batch, then commits its positions; empties it on success.
+async fn flush<C: StreamConsumer>(
+    archive: &Archive,
+    reader: &mut C,
+    batch: &mut Batch<C::Position>,
+    stats: &ArchiveStats,
+) -> Result<(), String> {
+    let written = archive
+        .write(&batch.rows)
+        .await
+        .map_err(|e| e.to_string())?;
+    stats
+        .records
+        .fetch_add(batch.positions.len() as u64, Ordering::Relaxed);
+    stats.rows.fetch_add(written.rows as u64, Ordering::Relaxed);
+    stats
+        .files
+        .fetch_add(written.files.len() as u64, Ordering::Relaxed);
+    stats.bytes.fetch_add(written.bytes, Ordering::Relaxed);
+    if !written.files.is_empty() {
+        tracing::debug!(
+            files = written.files.len(),
+            rows = written.rows,
+            "archive: batch written"
+        );
+    }
+    // A failed commit only means these records are archived again after a
+    // restart (readers drop the repeats by message id and index).
+    if let Err(e) = reader.commit(&batch.positions).await {
+        tracing::warn!(error = %e, "archive: commit the consumer offset");
+    }
+    *batch = Batch::default();
+    Ok(())
+}
