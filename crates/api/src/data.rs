@@ -13,6 +13,7 @@ use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::Serialize;
+use tributary_archive::parquet_file::ParquetWriter;
 use tributary_store::{Row, Store};
 
 use crate::auth::Owner;
@@ -189,9 +190,10 @@ pub(crate) async fn dead_letters(
 enum Format {
     Senml,
     Csv,
+    Parquet,
 }
 
-/// `GET /api/v1/export?format=senml|csv`: every measurement of the
+/// `GET /api/v1/export?format=senml|csv|parquet`: every measurement of the
 /// caller, streamed page by page. A store failure after the first page
 /// can only cut the response short (the status is already sent); it is
 /// logged.
@@ -204,7 +206,13 @@ pub(crate) async fn export(
     let format = match params.0.get("format").map(String::as_str) {
         None | Some("senml") => Format::Senml,
         Some("csv") => Format::Csv,
-        Some(_) => return Err(ApiError::bad_param("format", "must be senml or csv")),
+        Some("parquet") => Format::Parquet,
+        Some(_) => {
+            return Err(ApiError::bad_param(
+                "format",
+                "must be senml, csv or parquet",
+            ))
+        }
     };
     // The first page before the status, so that a failing store is a 503.
     let store = state.inner.store.clone();
@@ -212,6 +220,13 @@ pub(crate) async fn export(
         .export(&owner, None, EXPORT_PAGE)
         .await
         .map_err(store_error)?;
+    let parquet = match format {
+        Format::Parquet => Some(ParquetWriter::new().map_err(|e| {
+            tracing::error!(error = %e, "export: start a Parquet file");
+            ApiError::Unavailable("the export failed; the server log has the cause".into())
+        })?),
+        _ => None,
+    };
     let pages = futures_util::stream::unfold(
         Some(Pager {
             store,
@@ -220,6 +235,7 @@ pub(crate) async fn export(
             written: 0,
             started: false,
             format,
+            parquet,
         }),
         |pager| async move {
             let mut pager = pager?;
@@ -234,10 +250,12 @@ pub(crate) async fn export(
     let content_type = match format {
         Format::Senml => "application/senml+json",
         Format::Csv => "text/csv; charset=utf-8",
+        Format::Parquet => "application/vnd.apache.parquet",
     };
     let filename = match format {
         Format::Senml => "attachment; filename=\"tributary-export.json\"",
         Format::Csv => "attachment; filename=\"tributary-export.csv\"",
+        Format::Parquet => "attachment; filename=\"tributary-export.parquet\"",
     };
     Ok((
         [
@@ -259,11 +277,16 @@ struct Pager {
     /// Whether the header (`[` or the CSV header) was written.
     started: bool,
     format: Format,
+    /// Parquet: the file being written, one row group per page.
+    parquet: Option<ParquetWriter>,
 }
 
 impl Pager {
     /// The next piece of the body, `None` after the end.
     async fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        if self.format == Format::Parquet {
+            return self.next_parquet_chunk().await;
+        }
         let page = self.page.take()?;
         let mut out = String::new();
         if !self.started {
@@ -273,6 +296,7 @@ impl Pager {
                 Format::Csv => out.push_str(
                     "device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum\r\n",
                 ),
+                Format::Parquet => {} // next_parquet_chunk
             }
         }
         for row in &page {
@@ -284,27 +308,63 @@ impl Pager {
                     out.push_str(&senml(row).to_string());
                 }
                 Format::Csv => csv_row(&mut out, row),
+                Format::Parquet => {} // next_parquet_chunk
             }
             self.written += 1;
         }
-        if page.len() == EXPORT_PAGE {
-            let last = page
-                .last()
-                .map(|r| (r.time_ms, r.message_id.clone(), r.seq));
-            match self.store.export(&self.owner, last, EXPORT_PAGE).await {
-                Ok(next) if next.is_empty() => {}
-                Ok(next) => self.page = Some(next),
-                Err(error) => {
-                    tracing::error!(%error, owner = %self.owner, "export: read store; response cut short");
-                    return Some(Err(std::io::Error::other("export failed")));
-                }
-            }
+        if let Err(e) = self.fetch_after(&page).await {
+            return Some(Err(e));
         }
         if self.page.is_none() && self.format == Format::Senml {
             out.push(']');
         }
         Some(Ok(Bytes::from(out)))
     }
+}
+
+impl Pager {
+    /// Reads the page after `page` into `self.page` (none after a short page).
+    async fn fetch_after(&mut self, page: &[Row]) -> std::io::Result<()> {
+        if page.len() < EXPORT_PAGE {
+            return Ok(());
+        }
+        let last = page
+            .last()
+            .map(|r| (r.time_ms, r.message_id.clone(), r.seq));
+        match self.store.export(&self.owner, last, EXPORT_PAGE).await {
+            Ok(next) if next.is_empty() => Ok(()),
+            Ok(next) => {
+                self.page = Some(next);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, owner = %self.owner, "export: read store; response cut short");
+                Err(std::io::Error::other("export failed"))
+            }
+        }
+    }
+
+    /// Parquet: a page becomes a row group; after the last, the footer.
+    async fn next_parquet_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        let writer = self.parquet.as_mut()?;
+        let Some(page) = self.page.take() else {
+            let writer = self.parquet.take()?;
+            return Some(writer.finish().map(Bytes::from).map_err(parquet_error));
+        };
+        if let Err(e) = writer.write(&page) {
+            return Some(Err(parquet_error(e)));
+        }
+        let bytes = writer.take();
+        if let Err(e) = self.fetch_after(&page).await {
+            return Some(Err(e));
+        }
+        Some(Ok(Bytes::from(bytes)))
+    }
+}
+
+fn parquet_error(error: tributary_archive::Error) -> std::io::Error {
+    tracing::error!(%error, "export: write Parquet; response cut short");
+    std::io::Error::other("export failed")
 }
 
 /// One row as a SenML record (RFC 8428): absolute name and time (seconds).

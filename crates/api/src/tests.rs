@@ -717,7 +717,7 @@ async fn bad_query_parameters_are_400_naming_the_parameter() -> TestResult {
         ("/api/v1/dead-letters?limit=-1", "'limit'"),
         (
             "/api/v1/export?format=xml",
-            "'format': must be senml or csv",
+            "'format': must be senml, csv or parquet",
         ),
     ] {
         let reply = api.call(Method::GET, uri, Some(&ann), None).await;
@@ -835,5 +835,59 @@ async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
         .call(Method::GET, "/api/v1/export?format=csv", Some(&bob), None)
         .await;
     assert_eq!(String::from_utf8(reply.body)?.matches("\r\n").count(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn export_as_parquet_is_one_file_with_a_row_group_per_page() -> TestResult {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let rows: Vec<_> = (0..2_500)
+        .map(|i| row("ann", "watch", 0, "hr", 1_000 * i, i as f64))
+        .collect();
+    api.store.insert(&rows).await?;
+    api.store
+        .insert(&[row("bob", "phone", 0, "hr", 0, 1.0)])
+        .await?;
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/export?format=parquet",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.content_type.as_str()),
+        (StatusCode::OK, "application/vnd.apache.parquet")
+    );
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(reply.body))?;
+    assert_eq!(reader.metadata().num_row_groups(), 3, "pages of 1,000");
+    let batches = reader.build()?.collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2_500);
+    let values: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("value")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::Float64Array>())
+                .map(|a| a.values().to_vec())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(values, (0..2_500).map(f64::from).collect::<Vec<_>>());
+
+    // An owner without measurements gets a valid, empty file.
+    let carol = api.owner("carol").await;
+    let reply = api
+        .call(
+            Method::GET,
+            "/api/v1/export?format=parquet",
+            Some(&carol),
+            None,
+        )
+        .await;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(reply.body))?;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
     Ok(())
 }

@@ -23,7 +23,71 @@ pub struct FileConfig {
     /// Kafka as the log (`--log kafka://...`); absent: the embedded log.
     pub kafka: Option<KafkaFileConfig>,
     pub store: StoreFileConfig,
+    pub archive: ArchiveFileConfig,
     pub http: HttpFileConfig,
+}
+
+/// The `[archive]` table: the Parquet archive the pipeline writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveFileConfig {
+    /// `false`: no archive is written.
+    pub enabled: bool,
+    /// A directory (relative to the data dir) or `file:///PATH`, or
+    /// `s3://BUCKET[/PREFIX]` [default: DATA_DIR/archive].
+    pub url: Option<String>,
+    /// S3: the endpoint of an S3-compatible service.
+    pub endpoint: Option<String>,
+    /// S3: the region.
+    pub region: Option<String>,
+    /// S3: allow an `http://` endpoint.
+    pub allow_http: bool,
+    /// A batch is written once it holds this many measurements…
+    pub max_rows: usize,
+    /// …or once its oldest record waited this long.
+    pub max_age_secs: f64,
+}
+
+impl Default for ArchiveFileConfig {
+    fn default() -> Self {
+        let policy = tributary_pipeline::FlushPolicy::default();
+        ArchiveFileConfig {
+            enabled: true,
+            url: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            max_rows: policy.max_rows,
+            max_age_secs: policy.max_age.as_secs_f64(),
+        }
+    }
+}
+
+impl ArchiveFileConfig {
+    pub fn archive(&self) -> tributary_archive::ArchiveConfig {
+        tributary_archive::ArchiveConfig {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+        }
+    }
+
+    /// The flush policy, each value checked with a message naming its key.
+    pub fn policy(&self) -> anyhow::Result<tributary_pipeline::FlushPolicy> {
+        anyhow::ensure!(
+            (1..=10_000_000).contains(&self.max_rows),
+            "archive.max_rows must be from 1 to 10000000"
+        );
+        anyhow::ensure!(
+            self.max_age_secs.is_finite() && (0.01..=86_400.0).contains(&self.max_age_secs),
+            "archive.max_age_secs must be from 0.01 to 86400"
+        );
+        Ok(tributary_pipeline::FlushPolicy {
+            max_rows: self.max_rows,
+            max_age: Duration::from_secs_f64(self.max_age_secs),
+        })
+    }
 }
 
 /// The `[http]` table: the HTTP API.
@@ -128,6 +192,7 @@ impl Default for FileConfig {
             tls: None,
             kafka: None,
             store: StoreFileConfig::default(),
+            archive: ArchiveFileConfig::default(),
             http: HttpFileConfig::default(),
         }
     }

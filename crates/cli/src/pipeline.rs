@@ -1,14 +1,16 @@
 //! The pipeline inside `serve`: on the embedded log under the consumer name
 //! `pipeline`, or on Kafka under the consumer group `tributary-pipeline`
-//! (several nodes share its partitions).
+//! (several nodes share its partitions); beside it the archive sink, under
+//! `archive` / `tributary-archive`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tributary_log::Log;
-use tributary_pipeline::Stats;
+use tributary_archive::Archive;
+use tributary_log::{Log, Stream};
+use tributary_pipeline::{ArchiveStats, Stats};
 use tributary_store::Store;
 
 use crate::config::FileConfig;
@@ -16,6 +18,9 @@ use crate::config::FileConfig;
 /// The embedded log's consumer name and Kafka's consumer group.
 pub const EMBEDDED_CONSUMER: &str = "pipeline";
 pub const KAFKA_GROUP: &str = "tributary-pipeline";
+/// The archive sink's consumer name and Kafka consumer group.
+pub const ARCHIVE_CONSUMER: &str = "archive";
+pub const ARCHIVE_KAFKA_GROUP: &str = "tributary-archive";
 /// How often the pipeline's counters are logged while it works.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -23,9 +28,11 @@ pub async fn run(
     config: FileConfig,
     log: Log,
     store: Arc<Store>,
+    archive: Option<Arc<Archive>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let stats = Stats::default();
+    let archive_stats = ArchiveStats::default();
     let progress = async {
         let mut last = 0;
         loop {
@@ -38,6 +45,8 @@ pub async fn run(
                     measurements = stats.measurements.load(Ordering::Relaxed),
                     already_stored = stats.already_stored.load(Ordering::Relaxed),
                     dead_letters = stats.dead_letters.load(Ordering::Relaxed),
+                    archived_rows = archive_stats.rows.load(Ordering::Relaxed),
+                    archive_files = archive_stats.files.load(Ordering::Relaxed),
                     "pipeline progress"
                 );
             }
@@ -47,10 +56,32 @@ pub async fn run(
         match &config.kafka {
             Some(kafka) => {
                 let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
-                tributary_pipeline::run(&stream, &store, KAFKA_GROUP, &stats, stop.clone()).await
+                let (store_sink, archive_sink) = tokio::join!(
+                    tributary_pipeline::run(&stream, &store, KAFKA_GROUP, &stats, stop.clone()),
+                    archive_sink(
+                        &config,
+                        &stream,
+                        archive.as_deref(),
+                        ARCHIVE_KAFKA_GROUP,
+                        &archive_stats,
+                        &stop
+                    ),
+                );
+                store_sink.and(archive_sink)
             }
             None => {
-                tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()).await
+                let (store_sink, archive_sink) = tokio::join!(
+                    tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()),
+                    archive_sink(
+                        &config,
+                        &log,
+                        archive.as_deref(),
+                        ARCHIVE_CONSUMER,
+                        &archive_stats,
+                        &stop
+                    ),
+                );
+                store_sink.and(archive_sink)
             }
         }
         .map_err(anyhow::Error::msg)
@@ -59,4 +90,20 @@ pub async fn run(
         result = work => result,
         () = progress => Ok(()),
     }
+}
+
+/// The archive sink, when there is an archive; otherwise nothing to do.
+async fn archive_sink<S: Stream>(
+    config: &FileConfig,
+    stream: &S,
+    archive: Option<&Archive>,
+    consumer: &str,
+    stats: &ArchiveStats,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let Some(archive) = archive else {
+        return Ok(());
+    };
+    let policy = config.archive.policy().map_err(|e| e.to_string())?;
+    tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await
 }

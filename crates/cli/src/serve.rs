@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
     #[arg(long, env = "TRIBUTARY_STORE", value_name = "URL")]
     store: Option<String>,
+    /// Where the Parquet archive goes: a directory (relative to the data
+    /// dir; default `archive`), `file:///PATH`, `s3://BUCKET[/PREFIX]`
+    /// (credentials from AWS_* variables; see `[archive]`), or `off`.
+    #[arg(long, env = "TRIBUTARY_ARCHIVE", value_name = "URL")]
+    archive: Option<String>,
     /// With --tls-client-ca: refuse TLS clients without a certificate.
     #[arg(long, env = "TRIBUTARY_TLS_REQUIRE_CLIENT_CERT")]
     tls_require_client_cert: bool,
@@ -102,6 +107,15 @@ impl ServeArgs {
         if let Some(addr) = self.http {
             config.http.listen = addr;
         }
+        match self.archive.as_deref() {
+            None => {}
+            Some("off") => config.archive.enabled = false,
+            Some(url) => {
+                config.archive.enabled = true;
+                config.archive.url = Some(url.to_owned());
+            }
+        }
+        config.archive.policy()?;
         match self.log.as_deref() {
             None => {}
             Some("embedded") => config.kafka = None,
@@ -174,6 +188,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
             .await
             .context("open the measurements store")?,
     );
+    let archive = open_archive(&config).await?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
@@ -219,6 +234,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         config.clone(),
         log,
         store,
+        archive,
         stop.clone(),
     ));
     let shutdown = async move {
@@ -233,6 +249,26 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     };
     broker.run(listeners, shutdown).await?;
     Ok(())
+}
+
+/// The archive, when enabled. A bad URL stops the start; unreachable
+/// object storage only warns (ingest goes on, the sink retries).
+async fn open_archive(
+    config: &FileConfig,
+) -> anyhow::Result<Option<Arc<tributary_archive::Archive>>> {
+    if !config.archive.enabled {
+        tracing::info!("archive off");
+        return Ok(None);
+    }
+    let archive = tributary_archive::Archive::open(&config.archive.archive(), &config.data_dir)
+        .context("open the archive")?;
+    match archive.check().await {
+        Ok(()) => tracing::info!(archive = archive.location(), "archive ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "archive unreachable; measurements are archived once it answers")
+        }
+    }
+    Ok(Some(Arc::new(archive)))
 }
 
 /// Copies the broker's figures into the HTTP API's `/metrics` once a second.
