@@ -166,24 +166,8 @@ class Broker(ManagedProcess):
         self._spawn(cmd, cwd=self.workdir, env={"RUST_BACKTRACE": os.environ.get("RUST_BACKTRACE", "1")})
         if self not in _LIVE_BROKERS:
             _LIVE_BROKERS.append(self)
-        self._wait_accepting()
+        self.wait_accepting(self.host, self.port, time.monotonic() + START_DEADLINE_S)
         return self
-
-    def _wait_accepting(self):
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise AssertionError(f"{self.kind} exited with status {rc} while starting:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"{self.kind} did not accept on {self.host}:{self.port} "
-                                     f"within {START_DEADLINE_S}s:\n{self.log_tail()}")
-            time.sleep(0.02)
 
     def close(self):
         """Teardown: stop whatever is still running, without asserting anything."""

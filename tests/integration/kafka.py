@@ -112,7 +112,7 @@ class Tansu(ManagedProcess):
         self._spawn(cmd, cwd=self.workdir, env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"),
                                                  "NO_COLOR": os.environ.get("NO_COLOR", "1")})
         deadline = t0 + START_DEADLINE_S
-        self._wait_accepting(deadline)
+        self.wait_accepting(self.host, self.port, deadline)
         self._create_header_index(deadline)
         self.last_start_s = time.monotonic() - t0
         return self
@@ -121,19 +121,6 @@ class Tansu(ManagedProcess):
         rc = self.proc.poll()
         if rc is not None:
             raise AssertionError(f"tansu exited with status {rc} while {what}:\n{self.log_tail()}")
-
-    def _wait_accepting(self, deadline: float):
-        while True:
-            self._check_alive("starting")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"tansu did not accept on {self.bootstrap} within "
-                                     f"{START_DEADLINE_S}s:\n{self.log_tail()}")
-            time.sleep(0.05)
 
     def _create_header_index(self, deadline: float):
         """Create the missing header index as soon as tansu has made its schema (idempotent, so

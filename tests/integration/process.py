@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -97,6 +98,22 @@ class ManagedProcess:
         if self._log_file:
             self._log_file.close()
             self._log_file = None
+
+    def wait_accepting(self, host: str, port: int, deadline: float):
+        """Until a TCP connection to host:port succeeds; fails (with the log) if the process exits or
+        `deadline` (time.monotonic()) passes first."""
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"{self.name} exited with status {rc} while starting:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((host, port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.name} did not accept on {host}:{port} in time:\n{self.log_tail()}")
+            time.sleep(0.02)
 
     def log_tail(self, limit: int = LOG_TAIL_BYTES) -> str:
         try:

@@ -16,46 +16,19 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import cbor2
 import pytest
 
-from accounts_cli import add_device, add_owner, login_when_known
-from clients import V5, Client, unique
+from api_client import api, device_client, login, people
+from clients import unique
 from conftest import Broker
 
 pytestmark = pytest.mark.tributary_only("the pipeline, store and HTTP API are tributary's own")
 
 T0 = 1_790_000_000  # seconds; the measurements' base time
 WAIT_S = 30
-
-
-def api(broker, method: str, path: str, token: str | None = None, body: dict | None = None):
-    """(status, parsed JSON or text) of one API call."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(broker.http_url + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as e:
-        status, text = e.code, e.read().decode()
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
-
-
-def login(broker, owner: str, password: str) -> str:
-    status, body = api(broker, "POST", "/api/v1/login", body={"name": owner, "password": password})
-    assert status == 200, body
-    return body["token"]
 
 
 def measurements(broker, token: str, want: int | None = None) -> list[dict]:
@@ -97,27 +70,6 @@ def store_broker(request, tmp_path):
         yield b
     finally:
         b.close()
-
-
-def people(broker, *owners: str) -> dict:
-    """Each owner with one device, logged in: {owner: (password, device, token, mqtt client)}."""
-    suffix = unique("").replace("-", "")[-6:]
-    world = {}
-    for owner in owners:
-        name, device = f"{owner}{suffix}", f"{owner}dev{suffix}"
-        password = add_owner(broker, name)
-        token = add_device(broker, name, device)
-        world[owner] = (name, password, device, token)
-    last = world[owners[-1]]
-    login_when_known(broker, last[2], last[3]).close()
-    return world
-
-
-def device_client(broker, device: str, token: str) -> Client:
-    client = Client(broker, V5)
-    client.c.username_pw_set(device, token)
-    client.connect()
-    return client
 
 
 def test_each_owner_reads_their_own_senml_json_and_cbor(store_broker, figures):

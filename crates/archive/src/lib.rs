@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::{ObjectStore, ObjectStoreExt};
 use tributary_store::Row;
@@ -35,6 +36,25 @@ pub mod parquet_file;
 
 /// The directory under the data dir that holds the local archive.
 pub const DEFAULT_DIR: &str = "archive";
+
+/// Object storage: how long to wait for a connection and for a request.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// [`Archive::check`] gives up after this (an unreachable service must not
+/// hold up a start).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A few quick retries inside one request: the archive sink retries a
+/// failed batch itself, forever and with its own backoff, and reports each
+/// failure, which the library's default (10 retries within 3 minutes)
+/// would hide for minutes.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(15),
+        ..object_store::RetryConfig::default()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -113,13 +133,31 @@ impl Archive {
             reason: reason.to_owned(),
         };
         if let Some(rest) = url.strip_prefix("s3://") {
+            // The S3 client's TLS (rustls) finds no default crypto provider
+            // when the process has more than one compiled in (ring for the
+            // MQTT listeners, aws-lc-rs from the client): name one. An
+            // error means one is installed already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                tracing::warn!(
+                    archive = url,
+                    "AWS_ACCESS_KEY_ID is not set: the archive tries the instance's own credentials"
+                );
+            }
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(invalid("expected s3://BUCKET[/PREFIX]"));
             }
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_allow_http(config.allow_http);
+                .with_retry(retry())
+                // The client options carry allow_http too: set together.
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_allow_http(config.allow_http)
+                        .with_connect_timeout(CONNECT_TIMEOUT)
+                        .with_timeout(REQUEST_TIMEOUT),
+                );
             if let Some(endpoint) = &config.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
@@ -170,14 +208,20 @@ impl Archive {
                         source,
                     })
             }
-            Target::Object { store, prefix } => store
-                .list_with_delimiter(Some(prefix))
-                .await
-                .map(|_| ())
-                .map_err(|source| Error::Object {
-                    location: self.location.clone(),
-                    source,
-                }),
+            Target::Object { store, prefix } => {
+                match tokio::time::timeout(CHECK_TIMEOUT, store.list_with_delimiter(Some(prefix)))
+                    .await
+                {
+                    Ok(listed) => listed.map(|_| ()).map_err(|source| Error::Object {
+                        location: self.location.clone(),
+                        source,
+                    }),
+                    Err(_) => Err(Error::Config {
+                        url: self.location.clone(),
+                        reason: format!("no answer within {CHECK_TIMEOUT:?}"),
+                    }),
+                }
+            }
         }
     }
 
