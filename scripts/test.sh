@@ -5,7 +5,8 @@
 # Works on a fresh Debian 12 machine as root: it installs what is missing (mosquitto and its
 # clients, haproxy, openssl, node and npm from apt, a Python venv at .venv with
 # tests/requirements.txt, MQTT.js from npm into tests/integration/js, the Kafka-protocol broker
-# tansu 0.6.0 from crates.io into /opt/tansu-0.6.0), idempotently.
+# tansu 0.6.0 from crates.io into /opt/tansu-0.6.0, the S3-compatible server s3s-fs 0.14.1 into
+# /opt/s3s-fs-0.14.1), idempotently.
 #
 # Every step runs even when an earlier one failed (except the integration tests, which need the
 # release build); the script exits non-zero if any step failed and lists them at the end.
@@ -125,10 +126,19 @@ if ! grep -q 'Storage engines:.*libsql' <<<"$tansu_help"; then
     echo "building tansu 0.6.0 into $tansu_root (about 10 minutes)"
     cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$tansu_root"
 fi
+# s3s-fs, an S3-compatible server (S3 REST API with SigV4) over a directory, for the archive's
+# S3 test (~3 minutes to build once; 0.14.1 is the newest that builds with Rust 1.95).
+s3s_root=/opt/s3s-fs-0.14.1
+if ! "$s3s_root/bin/s3s-fs" --version >/dev/null 2>&1; then
+    echo "building s3s-fs 0.14.1 into $s3s_root (about 3 minutes)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$s3s_root"
+fi
+export TRIBUTARY_S3S_FS="$s3s_root/bin/s3s-fs"
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
 echo "tansu: $tansu_root/bin/tansu"
+echo "s3s-fs: $TRIBUTARY_S3S_FS"
 echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \
-    list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout|confluent-kafka) ' | tr -s ' ' | paste -sd, -)"
+    list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout|confluent-kafka|pyarrow|duckdb) ' | tr -s ' ' | paste -sd, -)"
 
 # ---- Rust checks -------------------------------------------------------------------------------
 
