@@ -16,6 +16,9 @@ use crate::config::FileConfig;
 /// The embedded log's consumer name and Kafka's consumer group.
 pub const EMBEDDED_CONSUMER: &str = "pipeline";
 pub const KAFKA_GROUP: &str = "tributary-pipeline";
+/// The embedded log's consumer `tributary reprocess` reads under: it pins
+/// the log against retention while it runs and is removed when it ends.
+pub const REPROCESS_CONSUMER: &str = "reprocess";
 /// How often the pipeline's counters are logged while it works.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -50,6 +53,13 @@ pub async fn run(
                 tributary_pipeline::run(&stream, &store, KAFKA_GROUP, &stats, stop.clone()).await
             }
             None => {
+                // A reprocessing run that was killed left its consumer behind,
+                // which would hold back retention for ever; none runs now (it
+                // needs the log's lock, which this process has).
+                if log.committed_offset(REPROCESS_CONSUMER).is_some() {
+                    tracing::info!("removing the consumer of an interrupted `tributary reprocess`");
+                    log.remove_consumer(REPROCESS_CONSUMER)?;
+                }
                 tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()).await
             }
         }
