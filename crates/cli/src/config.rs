@@ -20,8 +20,9 @@ pub struct DataArgs {
     /// Directory for the log, sessions and retained messages [default: ./data].
     #[arg(long, env = "TRIBUTARY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The log: `embedded` (default) or `kafka://HOST:PORT[,HOST:PORT]`, where
-    /// publishes are acknowledged once Kafka has them (see `[kafka]`).
+    /// The log: `embedded` (default, DATA_DIR/log) or
+    /// `kafka://HOST:PORT[,HOST:PORT]` (see `[kafka]`; `serve` then acknowledges
+    /// publishes once Kafka has them).
     #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
     pub log: Option<String>,
     /// Where measurements are kept: `sqlite` (DATA_DIR/store.sqlite, default),

@@ -11,6 +11,10 @@
 //!   rows it has, so reprocessing the log from any offset changes nothing.
 //! - Offsets are committed only after the store has the batch's rows and
 //!   dead letters; a store error retries the batch (nothing is skipped).
+//! - [`run`] is the pipeline of `serve`, for as long as it runs; [`reprocess`]
+//!   is the same loop once from a new consumer's start to an end taken
+//!   before (`tributary_log::ReadToEnd`), committing nothing
+//!   (`tributary reprocess`).
 
 mod process;
 mod run;
