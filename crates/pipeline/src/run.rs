@@ -122,7 +122,7 @@ async fn consume<C: StreamConsumer>(
         }
         let batch = tokio::select! {
             () = stop.cancelled() => return Ok(Finish::Interrupted),
-            batch = reader.next(BATCH) => batch,
+            batch = next(reader, policy.patience) => batch?,
         };
         let batch = match batch {
             Ok(batch) => batch,
@@ -188,6 +188,27 @@ async fn consume<C: StreamConsumer>(
                 tracing::warn!(error = %e, "pipeline: commit the consumer offset");
             }
         }
+    }
+}
+
+/// The next batch; with a patience, nothing read for that long (Kafka
+/// unreachable: its client retries without reporting an error) is an
+/// error. `consume` asks only while records before the end remain, so
+/// there is something to wait for. A batch being gathered when the time
+/// runs out is lost to this reader, which the error ends anyway.
+async fn next<C: StreamConsumer>(
+    reader: &mut C,
+    patience: Option<Duration>,
+) -> Result<Result<Vec<(C::Position, tributary_log::Record)>, String>, String> {
+    match patience {
+        None => Ok(reader.next(BATCH).await),
+        Some(patience) => tokio::time::timeout(patience, reader.next(BATCH))
+            .await
+            .map_err(|_| {
+                format!(
+                    "read the log: nothing came for {patience:?} although the end was not reached"
+                )
+            }),
     }
 }
 

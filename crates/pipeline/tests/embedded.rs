@@ -3,7 +3,8 @@
 //! becomes dead letters while the valid messages after it are stored;
 //! reprocessing the whole log under a new consumer changes nothing; a
 //! reprocessing run into an empty store rebuilds it, and stops at the end
-//! the log had when it started.
+//! the log had when it started, and fails when a log delivers nothing for
+//! longer than its patience.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -250,4 +251,54 @@ async fn reprocessing_into_an_empty_store_rebuilds_it_and_stops_at_the_end_seen_
         (Finish::Complete, 0)
     );
     empty.close().await.expect("close");
+}
+
+/// A log that never delivers what it claims to hold (Kafka unreachable:
+/// its client waits without an error).
+struct Stalled;
+
+impl tributary_log::StreamConsumer for Stalled {
+    type Position = u64;
+
+    async fn next(&mut self, _max: usize) -> Result<Vec<(u64, Record)>, String> {
+        std::future::pending().await
+    }
+
+    async fn commit(&mut self, _done: &[u64]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl ReadToEnd for Stalled {
+    type End = u64;
+
+    async fn end(&self) -> Result<u64, String> {
+        Ok(1)
+    }
+
+    fn reached(&self, _end: &u64) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn reprocessing_a_log_that_delivers_nothing_fails_after_its_patience() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(None, dir.path()).await.expect("store");
+    let stats = Stats::default();
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        reprocess(
+            &mut Stalled,
+            &1,
+            &store,
+            &stats,
+            &CancellationToken::new(),
+            Duration::from_millis(200),
+        ),
+    )
+    .await
+    .expect("bounded by its patience");
+    let err = result.expect_err("a stalled log is an error");
+    assert!(err.contains("nothing came"), "{err}");
 }
