@@ -78,7 +78,6 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
         }
         Some(kafka) => {
             let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
-            let store = open_store(&config).await?;
             // A group of its own, never used again: it starts at the oldest
             // record and, committing nothing, leaves no offsets in Kafka.
             let nanos = SystemTime::now()
@@ -92,6 +91,8 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("read where the Kafka topics end")?;
+            // Opened once the log is known to be there, as on the embedded log.
+            let store = open_store(&config).await?;
             let source = format!(
                 "Kafka {} (topics {}, group {group})",
                 kafka.url,
