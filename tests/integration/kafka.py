@@ -7,7 +7,11 @@ Apache Kafka cannot run here; tansu speaks the Kafka protocol and keeps its data
 * 0.6.0 lacks an index on the ``header`` table, without which fetching records that carry
   headers stalls the broker: ``Tansu.start`` creates it once the schema exists;
 * the sqlite path is relative to the working directory, so each broker gets its own directory;
-* one broker per test run, unique topic and group names per test (``unique_name``).
+* one broker per test run, unique topic and group names per test (``unique_name``);
+* a consumer group member that dies without leaving (kill -9) is expired after its session timeout,
+  but the survivors are handed their old assignment again in the old generation: the dead member's
+  partitions stay unread until the group changes again (a member joins or leaves). Apache Kafka
+  reassigns them; tests that kill a group member restart it (test_pipeline_kafka.py).
 
 The independent client is confluent-kafka (the PyPI wheel bundles a current librdkafka; Debian's
 librdkafka 2.0.2 cannot talk to tansu).

@@ -5,9 +5,61 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 use serde::Deserialize;
 use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig, TlsConfig};
 use tributary_log::LogConfig;
+
+/// The flags of every command that works on a node's data: `serve` and
+/// `reprocess` read the same config file, data dir, log and store.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// TOML config file (see docs/configuration.md); flags override it.
+    #[arg(long, env = "TRIBUTARY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the log, sessions and retained messages [default: ./data].
+    #[arg(long, env = "TRIBUTARY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The log: `embedded` (default, DATA_DIR/log) or
+    /// `kafka://HOST:PORT[,HOST:PORT]` (see `[kafka]`; `serve` then acknowledges
+    /// publishes once Kafka has them).
+    #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
+    pub log: Option<String>,
+    /// Where measurements are kept: `sqlite` (DATA_DIR/store.sqlite, default),
+    /// `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "TRIBUTARY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}
+
+impl DataArgs {
+    /// The config file (or the defaults) with these flags applied.
+    pub fn compose(&self) -> anyhow::Result<FileConfig> {
+        let mut config = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.store {
+            config.store.url = Some(url.clone());
+        }
+        match self.log.as_deref() {
+            None => {}
+            Some("embedded") => config.kafka = None,
+            Some(url) if url.starts_with("kafka://") => {
+                let kafka = config
+                    .kafka
+                    .get_or_insert_with(|| KafkaFileConfig::from_url(url));
+                kafka.url = url.to_owned();
+            }
+            Some(other) => {
+                anyhow::bail!("--log {other:?}: expected embedded or kafka://HOST:PORT[,HOST:PORT]")
+            }
+        }
+        Ok(config)
+    }
+}
 
 /// The whole config file; every table and key is optional.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,7 @@ mod bench;
 mod bridge;
 mod config;
 mod pipeline;
+mod reprocess;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,11 @@ struct Cli {
 enum Command {
     /// Run the MQTT broker on the embedded log.
     Serve(serve::ServeArgs),
+    /// Read the whole log again into the measurements store, from its
+    /// first record to where it ended at the start, then stop: rebuilds a
+    /// lost or new store, or checks that reprocessing changes nothing
+    /// (prints the store's row count and checksum before and after).
+    Reprocess(reprocess::ReprocessArgs),
     /// Load an MQTT broker: publishers, subscribers or idle connections.
     Bench(bench::BenchArgs),
     /// Move messages from an existing MQTT broker into Kafka, at least once.
@@ -73,6 +79,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Reprocess(args) => reprocess::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Bridge(args) => bridge::run(args),
         Command::Owner(args) => admin::owner(args),

@@ -21,6 +21,9 @@ pub const KAFKA_GROUP: &str = "tributary-pipeline";
 /// The archive sink's consumer name and Kafka consumer group.
 pub const ARCHIVE_CONSUMER: &str = "archive";
 pub const ARCHIVE_KAFKA_GROUP: &str = "tributary-archive";
+/// The embedded log's consumer `tributary reprocess` reads under: it pins
+/// the log against retention while it runs and is removed when it ends.
+pub const REPROCESS_CONSUMER: &str = "reprocess";
 /// How often the pipeline's counters are logged while it works.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -70,6 +73,13 @@ pub async fn run(
                 store_sink.and(archive_sink)
             }
             None => {
+                // A reprocessing run that was killed left its consumer behind,
+                // which would hold back retention for ever; none runs now (it
+                // needs the log's lock, which this process has).
+                if log.committed_offset(REPROCESS_CONSUMER).is_some() {
+                    tracing::info!("removing the consumer of an interrupted `tributary reprocess`");
+                    log.remove_consumer(REPROCESS_CONSUMER)?;
+                }
                 let (store_sink, archive_sink) = tokio::join!(
                     tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()),
                     archive_sink(

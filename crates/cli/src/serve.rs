@@ -11,19 +11,16 @@ use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfi
 use tributary_log::Log;
 use tributary_store::Store;
 
-use crate::config::{FileConfig, KafkaFileConfig};
+use crate::config::{DataArgs, FileConfig};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file (see docs/configuration.md); flags override it.
-    #[arg(long, env = "TRIBUTARY_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// --config, --data-dir, --log, --store.
+    #[command(flatten)]
+    data: DataArgs,
     /// Address of the MQTT listener [default: 127.0.0.1:1883].
     #[arg(long, env = "TRIBUTARY_MQTT", value_name = "ADDR")]
     mqtt: Option<SocketAddr>,
-    /// Directory for the log, sessions and retained messages [default: ./data].
-    #[arg(long, env = "TRIBUTARY_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
     /// Let clients connect without credentials; only on a loopback listener.
     #[arg(long, env = "TRIBUTARY_ALLOW_ANONYMOUS")]
     allow_anonymous: bool,
@@ -61,17 +58,9 @@ pub struct ServeArgs {
     /// certificate's common name then authenticates that device.
     #[arg(long, env = "TRIBUTARY_TLS_CLIENT_CA", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
-    /// The log: `embedded` (default) or `kafka://HOST:PORT[,HOST:PORT]`, where
-    /// publishes are acknowledged once Kafka has them (see `[kafka]`).
-    #[arg(long, env = "TRIBUTARY_LOG", value_name = "URL")]
-    log: Option<String>,
     /// Address of the HTTP API [default: 127.0.0.1:8080].
     #[arg(long, env = "TRIBUTARY_HTTP", value_name = "ADDR")]
     http: Option<SocketAddr>,
-    /// Where measurements are kept: `sqlite` (DATA_DIR/store.sqlite, default),
-    /// `sqlite:///PATH` or `postgres://USER@HOST:PORT/DB`.
-    #[arg(long, env = "TRIBUTARY_STORE", value_name = "URL")]
-    store: Option<String>,
     /// Where the Parquet archive goes: a directory (relative to the data
     /// dir; default `archive`), `file:///PATH`, `s3://BUCKET[/PREFIX]`
     /// (credentials from AWS_* variables; see `[archive]`), or `off`.
@@ -84,15 +73,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn compose(&self) -> anyhow::Result<FileConfig> {
-        let mut config = match &self.config {
-            Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
-        };
+        let mut config = self.data.compose()?;
         if let Some(addr) = self.mqtt {
             config.mqtt.listen = addr;
-        }
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
         }
         if self.allow_anonymous {
             config.mqtt.allow_anonymous = true;
@@ -101,9 +84,6 @@ impl ServeArgs {
             config.mqtt.proxy_protocol = true;
         }
         self.compose_listeners(&mut config)?;
-        if let Some(url) = &self.store {
-            config.store.url = Some(url.clone());
-        }
         if let Some(addr) = self.http {
             config.http.listen = addr;
         }
@@ -116,19 +96,6 @@ impl ServeArgs {
             }
         }
         config.archive.policy()?;
-        match self.log.as_deref() {
-            None => {}
-            Some("embedded") => config.kafka = None,
-            Some(url) if url.starts_with("kafka://") => {
-                let kafka = config
-                    .kafka
-                    .get_or_insert_with(|| KafkaFileConfig::from_url(url));
-                kafka.url = url.to_owned();
-            }
-            Some(other) => {
-                anyhow::bail!("--log {other:?}: expected embedded or kafka://HOST:PORT[,HOST:PORT]")
-            }
-        }
         config.broker()?.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }

@@ -41,7 +41,27 @@ pub struct Consumer {
     /// Shared with the blocking thread a commit runs on.
     inner: Arc<StreamConsumer<Context>>,
     outage: Arc<Outage>,
+    /// What it subscribed to: the topics `watermarks` looks at.
+    topics: Vec<String>,
 }
+
+/// Each partition's offsets at one moment: `(low, high)`, the oldest
+/// record Kafka keeps and the offset the next record gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watermarks(pub HashMap<(String, i32), (i64, i64)>);
+
+impl Watermarks {
+    /// Records between the low and high marks, summed over the partitions.
+    pub fn records(&self) -> u64 {
+        self.0
+            .values()
+            .map(|(low, high)| u64::try_from(high - low).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// How long one metadata or watermark request may take.
+const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Consumer {
     /// Joins `group` and subscribes to `topics`.
@@ -68,7 +88,7 @@ impl Consumer {
                 crate::producer::MAX_MESSAGE_BYTES.to_string(),
             )
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(Context::new("consumer", outage.clone()))
+            .create_with_context(Context::consumer(group, outage.clone()))
             .map_err(|e| Error::kafka("create the consumer", e))?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         inner
@@ -77,7 +97,44 @@ impl Consumer {
         Ok(Consumer {
             inner: Arc::new(inner),
             outage,
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
         })
+    }
+
+    /// The low and high watermarks of every partition of the subscribed
+    /// topics, asked of Kafka now (on a blocking thread: each request
+    /// waits for Kafka's answer). A topic Kafka does not have is an error.
+    pub async fn watermarks(&self) -> Result<Watermarks> {
+        let inner = self.inner.clone();
+        let topics = self.topics.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut marks = HashMap::new();
+            for topic in topics {
+                let metadata = inner
+                    .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+                    .map_err(|e| Error::kafka("fetch topic metadata", e))?;
+                let partitions: Vec<i32> = metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.name() == topic && t.error().is_none())
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect();
+                if partitions.is_empty() {
+                    return Err(Error::Config(format!(
+                        "Kafka has no topic {topic} (or it has no partitions)"
+                    )));
+                }
+                for partition in partitions {
+                    let (low, high) = inner
+                        .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                        .map_err(|e| Error::kafka("fetch watermarks", e))?;
+                    marks.insert((topic.clone(), partition), (low, high));
+                }
+            }
+            Ok(Watermarks(marks))
+        })
+        .await
+        .map_err(|e| Error::NotStored(format!("fetch watermarks: {e}")))?
     }
 
     /// The next message; waits for one.

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
 
 /// Whether Kafka is unreachable, shared by a client and its successors.
 #[derive(Debug, Default)]
@@ -50,12 +51,41 @@ impl Outage {
 pub(crate) struct Context {
     client: &'static str,
     outage: Arc<Outage>,
+    /// A consumer's group, named in its rebalance lines.
+    group: Option<String>,
 }
 
 impl Context {
     pub(crate) fn new(client: &'static str, outage: Arc<Outage>) -> Self {
-        Context { client, outage }
+        Context {
+            client,
+            outage,
+            group: None,
+        }
     }
+
+    pub(crate) fn consumer(group: &str, outage: Arc<Outage>) -> Self {
+        Context {
+            client: "consumer",
+            outage,
+            group: Some(group.to_owned()),
+        }
+    }
+}
+
+/// `topic/partition` for each partition of `list`, in order.
+fn partitions(list: &TopicPartitionList) -> String {
+    let mut names: Vec<(String, i32)> = list
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|(topic, partition)| format!("{topic}/{partition}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl ClientContext for Context {
@@ -88,4 +118,20 @@ impl ClientContext for Context {
     }
 }
 
-impl ConsumerContext for Context {}
+/// One line per rebalance: which partitions this member of the group now
+/// reads is what tells an operator how the nodes share the work (and that a
+/// stopped node's partitions were taken over).
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let group = self.group.as_deref().unwrap_or_default();
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(group, partitions = %partitions(list), "kafka partitions assigned")
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(group, partitions = %partitions(list), "kafka partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(group, error = %e, "kafka rebalance failed"),
+        }
+    }
+}

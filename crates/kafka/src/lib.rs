@@ -22,7 +22,7 @@ mod stream;
 
 pub use admin::ensure_topics;
 pub use config::{valid_kafka_topic, KafkaConfig, TopicRule, DEFAULT_TOPIC};
-pub use consumer::{Consumer, Position, Received, Start};
+pub use consumer::{Consumer, Position, Received, Start, Watermarks};
 pub use producer::{Delivered, Producer};
 pub use stream::{KafkaStream, KafkaStreamConsumer};
 

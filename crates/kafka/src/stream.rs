@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use tributary_log::{Record, Stream, StreamConsumer};
+use std::collections::HashMap;
 
-use crate::{Consumer, KafkaConfig, Position, Producer, Start};
+use tributary_log::{ReadToEnd, Record, Stream, StreamConsumer};
+
+use crate::{Consumer, KafkaConfig, Position, Producer, Start, Watermarks};
 
 /// How long `next` waits for more records once it has one.
 const LINGER: Duration = Duration::from_millis(5);
@@ -57,6 +59,7 @@ impl Stream for KafkaStream {
         Ok(KafkaStreamConsumer {
             consumer,
             pending: Vec::new(),
+            read: HashMap::new(),
         })
     }
 }
@@ -65,14 +68,19 @@ pub struct KafkaStreamConsumer {
     consumer: Consumer,
     /// The batch being gathered, kept here rather than in `next`'s frame.
     pending: Vec<(Position, Record)>,
+    /// Per partition, the offset after the last message `next` took,
+    /// records and others alike: how `reached` knows where it is.
+    read: HashMap<(String, i32), i64>,
 }
 
 impl StreamConsumer for KafkaStreamConsumer {
     type Position = Position;
 
-    /// Cancel-safe: records received by a cancelled call are kept for the
-    /// next one (a sink that waits on `next` and a timer at once loses
-    /// nothing).
+    /// Up to `max` records, waiting for at least one message: a batch is
+    /// empty when only messages that are no record came (so that a reader
+    /// looking for the end of the log learns it passed them). Cancel-safe:
+    /// records received by a cancelled call are kept for the next one (a
+    /// sink that waits on `next` and a timer at once loses nothing).
     async fn next(&mut self, max: usize) -> Result<Vec<(Position, Record)>, String> {
         let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + LINGER);
         while self.pending.len() < max.max(1) {
@@ -84,10 +92,20 @@ impl StreamConsumer for KafkaStreamConsumer {
                 },
             }
             .map_err(|e| e.to_string())?;
+            let Position {
+                topic,
+                partition,
+                offset,
+            } = &received.position;
+            let read = self
+                .read
+                .entry((topic.clone(), *partition))
+                .or_insert(offset + 1);
+            *read = (*read).max(offset + 1);
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             // Messages that are no Tributary record are skipped.
             if let Ok(record) = received.record {
                 self.pending.push((received.position, record));
-                deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             }
         }
         Ok(std::mem::take(&mut self.pending))
@@ -95,5 +113,24 @@ impl StreamConsumer for KafkaStreamConsumer {
 
     async fn commit(&mut self, done: &[Position]) -> Result<(), String> {
         self.consumer.commit(done).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The end is each partition's high watermark when `end` was called. A
+/// partition is done once a message at or after its mark's predecessor was
+/// read, or when it held nothing (low = high). Tributary's producer writes
+/// no transactions, so its topics have no control records that could make
+/// the last offset below the mark unreadable.
+impl ReadToEnd for KafkaStreamConsumer {
+    type End = Watermarks;
+
+    async fn end(&self) -> Result<Watermarks, String> {
+        self.consumer.watermarks().await.map_err(|e| e.to_string())
+    }
+
+    fn reached(&self, end: &Watermarks) -> bool {
+        end.0.iter().all(|(partition, (low, high))| {
+            high <= low || self.read.get(partition).is_some_and(|read| read >= high)
+        })
     }
 }

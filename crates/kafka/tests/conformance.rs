@@ -23,5 +23,6 @@ async fn kafka_passes_the_stream_conformance_body() -> Result<(), String> {
     config.partitions = 3;
     ensure_topics(&config).await.map_err(|e| e.to_string())?;
     let stream = KafkaStream::new(&config).map_err(|e| e.to_string())?;
-    tributary_log::conformance::consume_commit_resume(&stream, &tag).await
+    tributary_log::conformance::consume_commit_resume(&stream, &tag).await?;
+    tributary_log::conformance::read_to_end(&stream, &tag).await
 }

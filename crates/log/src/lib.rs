@@ -80,7 +80,7 @@ mod writer;
 mod tests;
 
 pub use config::{LogConfig, LogTuning};
-pub use stream::{conformance, LogConsumer, Stream, StreamConsumer};
+pub use stream::{conformance, LogConsumer, ReadToEnd, Stream, StreamConsumer};
 
 use offsets::{Consumers, Journal};
 use state::{Progress, ReadStep, Shared, State};
@@ -106,6 +106,10 @@ pub enum Error {
     /// message names the file and byte position.
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// Another `Log` (in this process or another: a running `tributary
+    /// serve`) has the directory open; two writers would corrupt it.
+    #[error("log directory {dir} is in use: another process has it open")]
+    Locked { dir: String },
     #[error("{context}: {source}")]
     Io {
         context: String,

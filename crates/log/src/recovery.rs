@@ -125,8 +125,9 @@ fn lock_dir(dir: &Path, wait: Duration) -> Result<File, Error> {
             return Err(Error::io(context(), e));
         }
         if Instant::now() >= deadline {
-            let e = std::io::Error::new(e.kind(), "another log holds it");
-            return Err(Error::io(context(), e));
+            return Err(Error::Locked {
+                dir: dir.display().to_string(),
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -39,6 +39,22 @@ pub trait StreamConsumer: Send {
     ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
+/// A consumer that can tell when it has read everything the log held at
+/// one moment: where a batch job over the whole log (`tributary reprocess`)
+/// stops, however many records are appended meanwhile.
+pub trait ReadToEnd: StreamConsumer {
+    /// Where the log ends, per backend: one offset, or one per partition.
+    type End: Send + Sync + std::fmt::Debug;
+
+    /// Where the log ends now.
+    fn end(&self) -> impl Future<Output = Result<Self::End, String>> + Send;
+
+    /// Whether `next` has returned (or passed over, when it is no record)
+    /// everything before `end`. Checked between calls of `next`, which
+    /// waits when there is nothing more.
+    fn reached(&self, end: &Self::End) -> bool;
+}
+
 impl Stream for Log {
     type Position = Offset;
     type Consumer = LogConsumer;
@@ -102,6 +118,18 @@ impl StreamConsumer for LogConsumer {
     }
 }
 
+impl ReadToEnd for LogConsumer {
+    type End = Offset;
+
+    async fn end(&self) -> Result<Offset, String> {
+        Ok(self.log.end_offset())
+    }
+
+    fn reached(&self, end: &Offset) -> bool {
+        self.next >= *end
+    }
+}
+
 /// The test body every backend passes (run by each backend's own tests):
 /// records appended durably are read back by a named consumer; a consumer
 /// that commits half and starts again under the same name gets every
@@ -111,7 +139,7 @@ pub mod conformance {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
-    use super::{Stream, StreamConsumer};
+    use super::{ReadToEnd, Stream, StreamConsumer};
     use crate::Record;
 
     const COUNT: usize = 200;
@@ -191,6 +219,58 @@ pub mod conformance {
         let everything = read_until(&mut other, tag, COUNT, None).await?;
         if everything != all {
             return Err("a new consumer name did not read every record".into());
+        }
+        Ok(())
+    }
+
+    /// A consumer reads up to the end it saw and knows it is there, while
+    /// records appended after that moment keep arriving: every record
+    /// appended before `end` was read when `reached` says so, and `reached`
+    /// says so (within the patience) although the log keeps growing.
+    pub async fn read_to_end<S>(stream: &S, tag: &str) -> Result<(), String>
+    where
+        S: Stream,
+        S::Consumer: ReadToEnd,
+    {
+        let record = |i: usize, when: &str| Record {
+            topic: format!("tributary/v1/conformance/{}", i % 4),
+            device: format!("conformance-{}", i % 4),
+            payload: format!("{tag}-{when}-{i:05}").into(),
+            qos: 1,
+            ..Record::default()
+        };
+        stream
+            .append_all((0..COUNT).map(|i| record(i, "before")).collect())
+            .await?;
+        let mut consumer = stream.consumer(&format!("{tag}-to-end"))?;
+        let end = consumer.end().await?;
+        stream
+            .append_all((0..COUNT).map(|i| record(i, "after")).collect())
+            .await?;
+        let before = format!("{tag}-before-");
+        let mut seen = BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !consumer.reached(&end) {
+            let batch = tokio::time::timeout_at(deadline, consumer.next(64))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "end {end:?} not reached within {PATIENCE:?} ({} of {COUNT} records before it read)",
+                        seen.len()
+                    )
+                })??;
+            for (_, record) in batch {
+                let text = String::from_utf8_lossy(&record.payload).into_owned();
+                if text.starts_with(&before) {
+                    seen.insert(text);
+                }
+            }
+        }
+        if seen.len() != COUNT {
+            return Err(format!(
+                "reached the end having read {} of the {COUNT} records before it",
+                seen.len()
+            ));
         }
         Ok(())
     }

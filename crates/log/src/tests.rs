@@ -207,8 +207,8 @@ async fn a_directory_is_opened_by_one_log_at_a_time() -> TestResult {
         ..LogTuning::default()
     };
     match Log::open_with(config(dir.path()), tuning.clone()) {
-        Err(Error::Io { context, .. }) => {
-            assert!(context.starts_with("lock log directory"), "{context}")
+        Err(Error::Locked { dir: locked }) => {
+            assert_eq!(locked, dir.path().display().to_string())
         }
         other => panic!("expected a lock error, got {other:?}"),
     }
@@ -1001,5 +1001,8 @@ async fn embedded_log_passes_the_stream_conformance_body() {
     crate::conformance::consume_commit_resume(&log, "embedded")
         .await
         .expect("conformance");
+    crate::conformance::read_to_end(&log, "embedded")
+        .await
+        .expect("read to end");
     log.close().await.expect("close");
 }

@@ -73,12 +73,12 @@ pub async fn archive<S: Stream>(
         // once loses no record.
         let deadline = batch.deadline(policy.max_age);
         let event = tokio::select! {
-            () = stop.cancelled() => None,
-            () = sleep_until(deadline) => Some(Ok(Vec::new())),
-            read = reader.next(READ) => Some(read),
+            () = stop.cancelled() => Event::Stop,
+            () = sleep_until(deadline) => Event::Due,
+            read = reader.next(READ) => Event::Read(read),
         };
         match event {
-            None => {
+            Event::Stop => {
                 if !batch.positions.is_empty() {
                     if let Err(e) = flush(archive, &mut reader, &mut batch, stats).await {
                         tracing::warn!(error = %e, "archive: final write failed; it is redone at the next start");
@@ -86,20 +86,20 @@ pub async fn archive<S: Stream>(
                 }
                 return Ok(());
             }
-            Some(Err(e)) => {
+            Event::Due => {}
+            Event::Read(Err(e)) => {
                 tracing::warn!(error = %e, "archive: read the log; retrying");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
-            Some(Ok(records)) => {
-                let due = records.is_empty(); // the age limit was reached
+            Event::Read(Ok(records)) => {
                 for (position, record) in records {
                     if let Outcome::Rows(rows) = process(&record) {
                         batch.rows.extend(rows);
                     }
                     batch.add(position);
                 }
-                if !due && batch.rows.len() < policy.max_rows {
+                if batch.rows.len() < policy.max_rows {
                     continue;
                 }
             }
@@ -115,6 +115,14 @@ pub async fn archive<S: Stream>(
             pause = (pause * 2).min(RETRY_MAX);
         }
     }
+}
+
+/// What woke the sink up.
+enum Event<P> {
+    Stop,
+    /// The oldest gathered record reached the age limit.
+    Due,
+    Read(Result<Vec<(P, tributary_log::Record)>, String>),
 }
 
 /// What is gathered and not yet written.

@@ -14,6 +14,10 @@
 //! - The archive ([`archive`]) is a second consumer with its own offsets:
 //!   it gathers rows into large batches of Parquet files
 //!   (`tributary-archive`) and commits once they are durable.
+//! - [`run`] is the pipeline of `serve`, for as long as it runs; [`reprocess`]
+//!   is the same loop once from a new consumer's start to an end taken
+//!   before (`tributary_log::ReadToEnd`), committing nothing
+//!   (`tributary reprocess`).
 
 mod archive;
 mod process;
@@ -21,4 +25,4 @@ mod run;
 
 pub use archive::{archive, ArchiveStats, FlushPolicy};
 pub use process::{process, Outcome};
-pub use run::{run, Stats};
+pub use run::{reprocess, run, Finish, Stats};

@@ -1,11 +1,14 @@
 //! The consuming loop: read a batch, turn it into rows and dead letters,
-//! store them, commit.
+//! store them, commit. `run` is the pipeline inside `serve` (forever, on a
+//! committed consumer); `reprocess` is the same loop once over the whole
+//! log, up to where it ended when it started.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tributary_log::{Stream, StreamConsumer};
+use tributary_log::{ReadToEnd, Stream, StreamConsumer};
 use tributary_store::Store;
 
 use crate::{process, Outcome};
@@ -26,6 +29,25 @@ pub struct Stats {
     pub skipped: AtomicU64,
 }
 
+/// How a `reprocess` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Everything before the end was stored.
+    Complete,
+    /// `stop` was cancelled first: the store has what was processed so far.
+    Interrupted,
+}
+
+/// What the loop does besides storing.
+struct Policy {
+    /// Commit each batch's positions once stored (a resumable consumer).
+    commit: bool,
+    /// How long a failing read or store is retried before the loop gives
+    /// up with its error; `None`: retried until stopped (the pipeline of a
+    /// server waits out a store or Kafka outage).
+    patience: Option<Duration>,
+}
+
 /// Consumes `stream` under `consumer` until `stop` is cancelled.
 pub async fn run<S: Stream>(
     stream: &S,
@@ -36,19 +58,84 @@ pub async fn run<S: Stream>(
 ) -> Result<(), String> {
     let mut reader = stream.consumer(consumer)?;
     tracing::info!(consumer, store = store.engine(), "pipeline started");
+    let policy = Policy {
+        commit: true,
+        patience: None,
+    };
+    consume(&mut reader, store, stats, &stop, &policy, |_| false)
+        .await
+        .map(|_| ())
+}
+
+/// Processes what `reader` reads until it has read everything before
+/// `end` (`ReadToEnd::end`, taken before), or until `stop` is cancelled.
+/// Commits nothing: a reprocessing run always starts from the first record
+/// and leaves no progress behind. A read or store error that lasts longer
+/// than `patience` ends it with that error.
+pub async fn reprocess<C: ReadToEnd>(
+    reader: &mut C,
+    end: &C::End,
+    store: &Store,
+    stats: &Stats,
+    stop: &CancellationToken,
+    patience: Duration,
+) -> Result<Finish, String> {
+    let policy = Policy {
+        commit: false,
+        patience: Some(patience),
+    };
+    consume(reader, store, stats, stop, &policy, |reader| {
+        reader.reached(end)
+    })
+    .await
+}
+
+/// Remembers since when an operation has been failing, to give up after
+/// the policy's patience.
+struct Failing(Option<Instant>);
+
+impl Failing {
+    /// Logs `e`; `Err` once it has lasted beyond `patience`.
+    fn failed(&mut self, what: &str, e: &str, patience: Option<Duration>) -> Result<(), String> {
+        let since = *self.0.get_or_insert_with(Instant::now);
+        if patience.is_some_and(|patience| since.elapsed() >= patience) {
+            return Err(format!("{what}: {e}"));
+        }
+        tracing::warn!(error = %e, "pipeline: {what}; retrying");
+        Ok(())
+    }
+}
+
+/// The loop under `run` and `reprocess`; `done` is asked before each read.
+async fn consume<C: StreamConsumer>(
+    reader: &mut C,
+    store: &Store,
+    stats: &Stats,
+    stop: &CancellationToken,
+    policy: &Policy,
+    done: impl Fn(&C) -> bool,
+) -> Result<Finish, String> {
+    let mut read_failing = Failing(None);
     loop {
+        if done(reader) {
+            return Ok(Finish::Complete);
+        }
         let batch = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            batch = reader.next(BATCH) => batch,
+            () = stop.cancelled() => return Ok(Finish::Interrupted),
+            batch = next(reader, policy.patience) => batch?,
         };
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
-                tracing::warn!(error = %e, "pipeline: read the log; retrying");
-                tokio::time::sleep(RETRY).await;
+                read_failing.failed("read the log", &e, policy.patience)?;
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(Finish::Interrupted),
+                    () = tokio::time::sleep(RETRY) => {}
+                }
                 continue;
             }
         };
+        read_failing = Failing(None);
         let mut rows = Vec::new();
         let mut letters = Vec::new();
         let mut positions = Vec::with_capacity(batch.len());
@@ -71,6 +158,7 @@ pub async fn run<S: Stream>(
         }
         // Until the store has the whole batch, nothing is committed: a
         // failure retries it (rows it already has are skipped by the store).
+        let mut store_failing = Failing(None);
         loop {
             match store_batch(store, &rows, &letters).await {
                 Ok(new) => {
@@ -81,9 +169,9 @@ pub async fn run<S: Stream>(
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "pipeline: store the batch; retrying");
+                    store_failing.failed("store the batch", &e.to_string(), policy.patience)?;
                     tokio::select! {
-                        () = stop.cancelled() => return Ok(()),
+                        () = stop.cancelled() => return Ok(Finish::Interrupted),
                         () = tokio::time::sleep(RETRY) => {}
                     }
                 }
@@ -95,9 +183,32 @@ pub async fn run<S: Stream>(
         stats
             .dead_letters
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
-        if let Err(e) = reader.commit(&positions).await {
-            tracing::warn!(error = %e, "pipeline: commit the consumer offset");
+        if policy.commit {
+            if let Err(e) = reader.commit(&positions).await {
+                tracing::warn!(error = %e, "pipeline: commit the consumer offset");
+            }
         }
+    }
+}
+
+/// The next batch; with a patience, nothing read for that long (Kafka
+/// unreachable: its client retries without reporting an error) is an
+/// error. `consume` asks only while records before the end remain, so
+/// there is something to wait for. A batch being gathered when the time
+/// runs out is lost to this reader, which the error ends anyway.
+async fn next<C: StreamConsumer>(
+    reader: &mut C,
+    patience: Option<Duration>,
+) -> Result<Result<Vec<(C::Position, tributary_log::Record)>, String>, String> {
+    match patience {
+        None => Ok(reader.next(BATCH).await),
+        Some(patience) => tokio::time::timeout(patience, reader.next(BATCH))
+            .await
+            .map_err(|_| {
+                format!(
+                    "read the log: nothing came for {patience:?} although the end was not reached"
+                )
+            }),
     }
 }
 

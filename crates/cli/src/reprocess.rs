@@ -1,0 +1,270 @@
+//! `tributary reprocess`: the pipeline once over the whole log, from its
+//! first record to where it ended when the command started, into the store.
+//! Rows are keyed by (owner, message id, record index), so reprocessing
+//! adds only what the store lacks: it rebuilds a lost or new store, or
+//! checks (count and checksum before and after) that nothing changes.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use tributary_log::{Log, LogTuning, ReadToEnd, Stream};
+use tributary_pipeline::{Finish, Stats};
+use tributary_store::Store;
+
+use crate::config::{DataArgs, FileConfig};
+use crate::pipeline::REPROCESS_CONSUMER;
+
+/// How often a progress line is printed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How long reading the log or writing the store may keep failing before
+/// the command gives up (a server's pipeline waits for ever instead).
+const PATIENCE: Duration = Duration::from_secs(30);
+/// How long to wait for the embedded log's lock: a `serve` that is
+/// stopping releases it within this; a running one never does.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// --config, --data-dir, --log, --store: as for `serve`.
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub fn run(args: ReprocessArgs) -> anyhow::Result<()> {
+    let config = args.data.compose()?;
+    if let Some(kafka) = &config.kafka {
+        kafka.resolve()?;
+    }
+    crate::runtime()?.block_on(reprocess(config))
+}
+
+/// What the run read and what the store was before and after.
+struct Report {
+    source: String,
+    in_log: u64,
+    before: (u64, u64),
+    after: (u64, u64),
+    elapsed: Duration,
+}
+
+async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
+    let stats = Stats::default();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            crate::serve::shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let started = Instant::now();
+    let (finish, mut report) = match &config.kafka {
+        None => {
+            let log = open_embedded(&config)?;
+            let store = open_store(&config).await?;
+            let dir = config.log_config().dir;
+            let result = on_embedded(&log, &dir, &store, &stats, &stop).await;
+            // Whatever happened: the consumer must not pin the log after this.
+            let removed = log.remove_consumer(REPROCESS_CONSUMER);
+            let closed = log.close().await;
+            let (finish, report) = result?;
+            removed.context("remove the reprocessing consumer")?;
+            closed.context("close the log")?;
+            (finish, report)
+        }
+        Some(kafka) => {
+            let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
+            // A group of its own, never used again: it starts at the oldest
+            // record and, committing nothing, leaves no offsets in Kafka.
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let group = format!("tributary-reprocess-{nanos}-{}", std::process::id());
+            let mut reader = stream.consumer(&group).map_err(anyhow::Error::msg)?;
+            let end = reader
+                .end()
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("read where the Kafka topics end")?;
+            // Opened once the log is known to be there, as on the embedded log.
+            let store = open_store(&config).await?;
+            let source = format!(
+                "Kafka {} (topics {}, group {group})",
+                kafka.url,
+                kafka.resolve()?.topics().join(", ")
+            );
+            drive(
+                &mut reader,
+                &end,
+                end.records(),
+                source,
+                &store,
+                &stats,
+                &stop,
+            )
+            .await?
+        }
+    };
+    report.elapsed = started.elapsed();
+    print_summary(&report, &stats, finish);
+    match finish {
+        Finish::Complete => Ok(()),
+        Finish::Interrupted => anyhow::bail!(
+            "interrupted: the store keeps what was processed; run reprocess again to finish"
+        ),
+    }
+}
+
+/// The embedded log of the data dir, which must exist and not be in use.
+fn open_embedded(config: &FileConfig) -> anyhow::Result<Log> {
+    let log_config = config.log_config();
+    let dir = &log_config.dir;
+    if !has_segments(dir) {
+        anyhow::bail!(
+            "no log in {}: nothing to reprocess (is --data-dir the directory `tributary serve` uses? \
+             with Kafka as the log, pass --log kafka://...)",
+            dir.display()
+        );
+    }
+    let tuning = LogTuning {
+        lock_wait: LOCK_WAIT,
+        ..LogTuning::default()
+    };
+    match Log::open_with(log_config.clone(), tuning) {
+        Ok(log) => Ok(log),
+        Err(tributary_log::Error::Locked { dir }) => anyhow::bail!(
+            "the log in {dir} is in use, most likely by a running `tributary serve`: stop it first \
+             (reprocess reads the embedded log alone; with Kafka as the log it runs beside serve)"
+        ),
+        Err(e) => Err(e).with_context(|| format!("open the log in {}", dir.display())),
+    }
+}
+
+fn has_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".log"))
+    })
+}
+
+async fn open_store(config: &FileConfig) -> anyhow::Result<Store> {
+    let url = config.store.url.as_deref().unwrap_or("sqlite");
+    Store::open(config.store.url.as_deref(), &config.data_dir)
+        .await
+        .with_context(|| format!("open the measurements store {url}"))
+}
+
+async fn on_embedded(
+    log: &Log,
+    dir: &Path,
+    store: &Store,
+    stats: &Stats,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Finish, Report)> {
+    // Committed at the start offset, the consumer keeps retention from
+    // deleting a segment this run has still to read.
+    log.remove_consumer(REPROCESS_CONSUMER)?;
+    log.commit_offset(REPROCESS_CONSUMER, log.start_offset())?;
+    let mut reader = log
+        .consumer(REPROCESS_CONSUMER)
+        .map_err(anyhow::Error::msg)?;
+    let end = reader.end().await.map_err(anyhow::Error::msg)?;
+    let in_log = end.0 - log.start_offset().0;
+    let source = format!("the embedded log in {}", dir.display());
+    drive(&mut reader, &end, in_log, source, store, stats, stop).await
+}
+
+/// Runs the pipeline to `end`, a progress line every few seconds.
+async fn drive<C: ReadToEnd>(
+    reader: &mut C,
+    end: &C::End,
+    in_log: u64,
+    source: String,
+    store: &Store,
+    stats: &Stats,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Finish, Report)> {
+    let before = store
+        .count_and_checksum()
+        .await
+        .context("count the store's rows")?;
+    eprintln!(
+        "reprocess: reading {in_log} records from {source} into the {} store ({} rows)",
+        store.engine(),
+        before.0
+    );
+    let work = tributary_pipeline::reprocess(reader, end, store, stats, stop, PATIENCE);
+    let progress = async {
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            eprintln!(
+                "reprocess: {} of {in_log} records, measurements {} new / {} already stored, {} dead letters",
+                stats.records.load(Ordering::Relaxed),
+                stats.measurements.load(Ordering::Relaxed),
+                stats.already_stored.load(Ordering::Relaxed),
+                stats.dead_letters.load(Ordering::Relaxed),
+            );
+        }
+    };
+    let finish = tokio::select! {
+        finish = work => finish.map_err(anyhow::Error::msg).context("reprocess")?,
+        () = progress => unreachable!("the progress loop never ends"),
+    };
+    let after = store
+        .count_and_checksum()
+        .await
+        .context("count the store's rows")?;
+    Ok((
+        finish,
+        Report {
+            source,
+            in_log,
+            before,
+            after,
+            elapsed: Duration::ZERO,
+        },
+    ))
+}
+
+fn print_summary(report: &Report, stats: &Stats, finish: Finish) {
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+    let (before, after) = (report.before, report.after);
+    println!(
+        "reprocess {}: {} records read of {} in {} in {:.1}s",
+        match finish {
+            Finish::Complete => "complete",
+            Finish::Interrupted => "interrupted",
+        },
+        load(&stats.records),
+        report.in_log,
+        report.source,
+        report.elapsed.as_secs_f64()
+    );
+    println!("measurements new:            {}", load(&stats.measurements));
+    println!(
+        "measurements already stored: {}",
+        load(&stats.already_stored)
+    );
+    println!("dead letters:                {}", load(&stats.dead_letters));
+    println!("not measurements:            {}", load(&stats.skipped));
+    println!(
+        "store before:                {} rows, checksum {:016x}",
+        before.0, before.1
+    );
+    println!(
+        "store after:                 {} rows, checksum {:016x} ({})",
+        after.0,
+        after.1,
+        if after == before {
+            "unchanged"
+        } else {
+            "changed"
+        }
+    );
+}
