@@ -246,7 +246,12 @@ fn print_summary(report: &Report, stats: &Stats, finish: Finish) {
         report.source,
         report.elapsed.as_secs_f64()
     );
-    println!("measurements new:            {}", load(&stats.measurements));
+    let rate = (load(&stats.measurements) + load(&stats.already_stored)) as f64
+        / report.elapsed.as_secs_f64().max(1e-3);
+    println!(
+        "measurements new:            {} ({rate:.0} measurements/s read and stored)",
+        load(&stats.measurements)
+    );
     println!(
         "measurements already stored: {}",
         load(&stats.already_stored)
