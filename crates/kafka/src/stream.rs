@@ -54,21 +54,29 @@ impl Stream for KafkaStream {
     fn consumer(&self, name: &str) -> Result<KafkaStreamConsumer, String> {
         let consumer = Consumer::new(&self.config, name, &self.config.topics(), Start::Earliest)
             .map_err(|e| e.to_string())?;
-        Ok(KafkaStreamConsumer { consumer })
+        Ok(KafkaStreamConsumer {
+            consumer,
+            pending: Vec::new(),
+        })
     }
 }
 
 pub struct KafkaStreamConsumer {
     consumer: Consumer,
+    /// Records received by a `next` that was dropped before it returned
+    /// them (the pipeline waits for `next` with a timeout): the next call
+    /// starts with them, so `next` is cancel-safe.
+    pending: Vec<(Position, Record)>,
 }
 
 impl StreamConsumer for KafkaStreamConsumer {
     type Position = Position;
 
     async fn next(&mut self, max: usize) -> Result<Vec<(Position, Record)>, String> {
-        let mut batch = Vec::new();
-        let mut deadline = None;
-        while batch.len() < max.max(1) {
+        // Cancel-safe: what arrives is kept in `self.pending` at once (and
+        // `recv` itself loses nothing when dropped).
+        let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + LINGER);
+        while self.pending.len() < max.max(1) {
             let received = match deadline {
                 None => self.consumer.recv().await,
                 Some(at) => match tokio::time::timeout_at(at, self.consumer.recv()).await {
@@ -79,14 +87,25 @@ impl StreamConsumer for KafkaStreamConsumer {
             .map_err(|e| e.to_string())?;
             // Messages that are no Tributary record are skipped.
             if let Ok(record) = received.record {
-                batch.push((received.position, record));
+                self.pending.push((received.position, record));
                 deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             }
         }
-        Ok(batch)
+        Ok(std::mem::take(&mut self.pending))
     }
 
     async fn commit(&mut self, done: &[Position]) -> Result<(), String> {
         self.consumer.commit(done).await.map_err(|e| e.to_string())
+    }
+
+    async fn lag(&self) -> Option<u64> {
+        // Records received but still in `pending` have not been read.
+        match self.consumer.lag().await {
+            Ok(lag) => lag.map(|lag| lag + self.pending.len() as u64),
+            Err(e) => {
+                tracing::debug!(error = %e, "kafka consumer lag");
+                None
+            }
+        }
     }
 }
