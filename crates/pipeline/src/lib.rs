@@ -16,4 +16,4 @@ mod process;
 mod run;
 
 pub use process::{process, Outcome};
-pub use run::{run, Stats};
+pub use run::{run, Stats, LAG_EVERY};

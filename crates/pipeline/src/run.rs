@@ -2,7 +2,7 @@
 //! store them, commit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Stream, StreamConsumer};
@@ -14,16 +14,27 @@ use crate::{process, Outcome};
 const BATCH: usize = 512;
 /// Pause before retrying a batch the store refused (it is retried, never skipped).
 const RETRY: Duration = Duration::from_secs(1);
+/// How often `Stats::lag` is refreshed: at most this often while busy (on
+/// Kafka each refresh asks the brokers), and at least this often while the
+/// pipeline waits for records, so an idle, caught-up pipeline shows 0.
+pub const LAG_EVERY: Duration = Duration::from_secs(1);
 
-/// What the pipeline did, since it started.
+/// What the pipeline did, since it started; shared with whoever reports
+/// it (the progress line, `/metrics`).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Log records read and done with (stored, dead-lettered or skipped).
     pub records: AtomicU64,
+    /// New measurement rows the store accepted.
     pub measurements: AtomicU64,
     /// Rows the store had already (reprocessing).
     pub already_stored: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Records that are no measurements (not SenML, or anonymous).
     pub skipped: AtomicU64,
+    /// Records in the log the pipeline has not read yet, as of the last
+    /// refresh (`LAG_EVERY`); kept when the backend cannot tell.
+    pub lag: AtomicU64,
 }
 
 /// Consumes `stream` under `consumer` until `stop` is cancelled.
@@ -36,14 +47,24 @@ pub async fn run<S: Stream>(
 ) -> Result<(), String> {
     let mut reader = stream.consumer(consumer)?;
     tracing::info!(consumer, store = store.engine(), "pipeline started");
+    let mut lag_refreshed: Option<Instant> = None;
     loop {
+        if lag_refreshed.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            if let Some(lag) = reader.lag().await {
+                stats.lag.store(lag, Ordering::Relaxed);
+            }
+            lag_refreshed = Some(Instant::now());
+        }
+        // Waits at most `LAG_EVERY` (`next` is cancel-safe), so the lag is
+        // refreshed while idle too.
         let batch = tokio::select! {
             () = stop.cancelled() => return Ok(()),
-            batch = reader.next(BATCH) => batch,
+            batch = tokio::time::timeout(LAG_EVERY, reader.next(BATCH)) => batch,
         };
         let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
+            Err(_idle) => continue,
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "pipeline: read the log; retrying");
                 tokio::time::sleep(RETRY).await;
                 continue;
