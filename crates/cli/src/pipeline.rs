@@ -23,9 +23,9 @@ pub async fn run(
     config: FileConfig,
     log: Log,
     store: Arc<Store>,
+    stats: Arc<Stats>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let stats = Stats::default();
     let progress = async {
         let mut last = 0;
         loop {
