@@ -50,7 +50,13 @@ pub async fn run<S: Stream>(
     let mut lag_refreshed: Option<Instant> = None;
     loop {
         if lag_refreshed.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
-            if let Some(lag) = reader.lag().await {
+            // On Kafka this asks the brokers, which can take seconds while
+            // they are away: shutdown does not wait for it.
+            let lag = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                lag = reader.lag() => lag,
+            };
+            if let Some(lag) = lag {
                 stats.lag.store(lag, Ordering::Relaxed);
             }
             lag_refreshed = Some(Instant::now());
