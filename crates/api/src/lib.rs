@@ -59,7 +59,7 @@ use axum::Router;
 use tokio::sync::Semaphore;
 
 pub use error::{ApiError, Result};
-pub use metrics::{Metrics, HTTP_REQUESTS_TOTAL};
+pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
 
 /// Largest request body accepted (all bodies are small JSON objects).
 pub const BODY_LIMIT: usize = 64 * 1024;

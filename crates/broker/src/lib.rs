@@ -37,6 +37,7 @@ mod retained;
 mod server;
 mod session;
 mod shared;
+mod stats;
 mod store;
 mod tls;
 mod transport;
@@ -46,3 +47,4 @@ pub use config::{BrokerConfig, LimitsConfig, ListenerConfig, MqttConfig, TlsConf
 pub use error::{Error, Result};
 pub use listener::{ListenerKind, Listeners};
 pub use server::Broker;
+pub use stats::{BrokerStats, LatencySnapshot};

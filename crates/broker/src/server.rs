@@ -62,6 +62,8 @@ pub struct Broker {
     pub(crate) kafka: Option<Arc<tributary_kafka::Producer>>,
     /// Names this node's consumer group on Kafka (kept in the data dir).
     node_id: String,
+    /// Messages in and out, append latency (for metrics).
+    pub(crate) stats: crate::stats::BrokerStats,
 }
 
 impl Broker {
@@ -126,6 +128,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             kafka,
             node_id,
+            stats: crate::stats::BrokerStats::default(),
         };
         let applied = broker.replay_retained(applied).await?;
         broker.retained_applied.store(applied.0, Ordering::Relaxed);
@@ -165,6 +168,11 @@ impl Broker {
     /// With Kafka as the log: whether Kafka is reachable (for metrics).
     pub fn kafka_reachable(&self) -> Option<bool> {
         self.kafka.as_ref().map(|producer| producer.reachable())
+    }
+
+    /// Messages in and out and append latency (for metrics).
+    pub fn stats(&self) -> &crate::stats::BrokerStats {
+        &self.stats
     }
 
     /// Open MQTT connections (for metrics).

@@ -10,6 +10,7 @@ mod admin;
 mod bench;
 mod bridge;
 mod config;
+mod metrics;
 mod pipeline;
 mod reprocess;
 mod serve;

@@ -32,10 +32,10 @@ pub async fn run(
     log: Log,
     store: Arc<Store>,
     archive: Option<Arc<Archive>>,
+    stats: Arc<Stats>,
+    archive_stats: Arc<ArchiveStats>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let stats = Stats::default();
-    let archive_stats = ArchiveStats::default();
     let progress = async {
         let mut last = 0;
         loop {

@@ -188,8 +188,13 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         store.clone(),
         log.clone(),
     );
-    tokio::spawn(publish_gauges(
+    // Shared by the pipeline, which counts, and `/metrics`, which shows.
+    let pipeline_stats = Arc::new(tributary_pipeline::Stats::default());
+    let archive_stats = Arc::new(tributary_pipeline::ArchiveStats::default());
+    tokio::spawn(crate::metrics::publish(
         broker.clone(),
+        pipeline_stats.clone(),
+        archive_stats.clone(),
         api_state.clone(),
         stop.clone(),
     ));
@@ -202,6 +207,8 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         log,
         store,
         archive,
+        pipeline_stats,
+        archive_stats,
         stop.clone(),
     ));
     let shutdown = async move {
@@ -236,39 +243,6 @@ async fn open_archive(
         }
     }
     Ok(Some(Arc::new(archive)))
-}
-
-/// Copies the broker's figures into the HTTP API's `/metrics` once a second.
-async fn publish_gauges(
-    broker: Arc<Broker>,
-    api: tributary_api::ApiState,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let metrics = api.metrics();
-        metrics.set_gauge(
-            "tributary_mqtt_connections",
-            "Open MQTT connections.",
-            broker.connections() as f64,
-        );
-        metrics.set_gauge(
-            "tributary_log_end_offset",
-            "Offset the next record appended to the local log gets.",
-            broker.log().end_offset().0 as f64,
-        );
-        if let Some(reachable) = broker.kafka_reachable() {
-            metrics.set_gauge(
-                "tributary_kafka_reachable",
-                "1 while Kafka answers, 0 while every Kafka broker is unreachable (acknowledgements wait).",
-                if reachable { 1.0 } else { 0.0 },
-            );
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

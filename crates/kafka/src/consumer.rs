@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
@@ -12,6 +13,9 @@ use tributary_log::Record;
 use crate::context::{Context, Outage};
 use crate::producer::client_config;
 use crate::{message, Error, KafkaConfig, Result};
+
+/// How long one question to Kafka behind [`Consumer::lag`] may take.
+const LAG_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a group without committed offsets starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub struct Consumer {
     outage: Arc<Outage>,
     /// What it subscribed to: the topics `watermarks` looks at.
     topics: Vec<String>,
+    /// Where a partition it has read nothing from starts, for [`Consumer::lag`].
+    start: Start,
 }
 
 /// Each partition's offsets at one moment: `(low, high)`, the oldest
@@ -98,6 +104,7 @@ impl Consumer {
             inner: Arc::new(inner),
             outage,
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            start,
         })
     }
 
@@ -179,4 +186,68 @@ impl Consumer {
             .map_err(|e| Error::NotStored(format!("commit: {e}")))?
             .map_err(|e| Error::kafka("commit", e))
     }
+
+    /// Records in this consumer's partitions it has not received yet: per
+    /// assigned partition, the high watermark minus the position (the next
+    /// offset `recv` returns; for a partition it has read nothing from yet,
+    /// the committed offset, else where `start` says). `None` while no
+    /// partition is assigned (before the group is joined). The watermarks
+    /// are asked of Kafka on a blocking thread, like a commit.
+    pub async fn lag(&self) -> Result<Option<u64>> {
+        let inner = self.inner.clone();
+        let start = self.start;
+        tokio::task::spawn_blocking(move || lag_of(&inner, start))
+            .await
+            .map_err(|e| Error::NotStored(format!("lag: {e}")))?
+    }
+}
+
+fn lag_of(consumer: &StreamConsumer<Context>, start: Start) -> Result<Option<u64>> {
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| Error::kafka("read the assignment", e))?;
+    if assignment.count() == 0 {
+        return Ok(None);
+    }
+    let positions = consumer
+        .position()
+        .map_err(|e| Error::kafka("read the positions", e))?;
+    // Asked for only when a partition has no position yet.
+    let mut committed: Option<TopicPartitionList> = None;
+    let mut lag = 0u64;
+    for element in assignment.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, LAG_TIMEOUT)
+            .map_err(|e| Error::kafka("fetch the watermarks", e))?;
+        let position = match positions
+            .find_partition(topic, partition)
+            .map(|p| p.offset())
+        {
+            Some(Offset::Offset(position)) => position,
+            _ => {
+                if committed.is_none() {
+                    committed = Some(
+                        consumer
+                            .committed(LAG_TIMEOUT)
+                            .map_err(|e| Error::kafka("read the committed offsets", e))?,
+                    );
+                }
+                match committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(topic, partition))
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => match start {
+                        Start::Earliest => low,
+                        Start::Latest => high,
+                    },
+                }
+            }
+        };
+        // Below the low watermark means deleted before it was read: gone, not waiting.
+        lag += u64::try_from(high - position.max(low)).unwrap_or(0);
+    }
+    Ok(Some(lag))
 }

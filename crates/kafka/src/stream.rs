@@ -114,6 +114,17 @@ impl StreamConsumer for KafkaStreamConsumer {
     async fn commit(&mut self, done: &[Position]) -> Result<(), String> {
         self.consumer.commit(done).await.map_err(|e| e.to_string())
     }
+
+    async fn lag(&self) -> Option<u64> {
+        // Records received but still in `pending` have not been read.
+        match self.consumer.lag().await {
+            Ok(lag) => lag.map(|lag| lag + self.pending.len() as u64),
+            Err(e) => {
+                tracing::debug!(error = %e, "kafka consumer lag");
+                None
+            }
+        }
+    }
 }
 
 /// The end is each partition's high watermark when `end` was called. A

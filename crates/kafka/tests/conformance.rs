@@ -1,28 +1,46 @@
-//! The backend-neutral log test body (`tributary_log::conformance`) against
-//! a real Kafka-protocol broker. `scripts/test.sh` starts tansu and sets
-//! `TRIBUTARY_TEST_KAFKA=HOST:PORT`; without it the test says it did not run.
+//! The backend-neutral log test bodies (`tributary_log::conformance`)
+//! against a real Kafka-protocol broker. `scripts/test.sh` starts tansu and
+//! sets `TRIBUTARY_TEST_KAFKA=HOST:PORT`; without it the tests say they did
+//! not run.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tributary_kafka::{ensure_topics, KafkaConfig, KafkaStream};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_passes_the_stream_conformance_body() -> Result<(), String> {
+/// A stream on a new three-partition topic named `{prefix}-{pid}-{ms}`, and
+/// that name; `None` without a Kafka broker to test against.
+async fn fresh_stream(prefix: &str) -> Result<Option<(KafkaStream, String)>, String> {
     let Ok(bootstrap) = std::env::var("TRIBUTARY_TEST_KAFKA") else {
         eprintln!("TRIBUTARY_TEST_KAFKA is not set: no Kafka broker to test against (scripts/test.sh starts one)");
-        return Ok(());
+        return Ok(None);
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_millis();
-    let tag = format!("conformance-{}-{now}", std::process::id());
+    let tag = format!("{prefix}-{}-{now}", std::process::id());
     let mut config =
         KafkaConfig::from_url(&format!("kafka://{bootstrap}")).map_err(|e| e.to_string())?;
     config.default_topic = tag.clone();
     config.partitions = 3;
     ensure_topics(&config).await.map_err(|e| e.to_string())?;
     let stream = KafkaStream::new(&config).map_err(|e| e.to_string())?;
+    Ok(Some((stream, tag)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_passes_the_stream_conformance_body() -> Result<(), String> {
+    let Some((stream, tag)) = fresh_stream("conformance").await? else {
+        return Ok(());
+    };
     tributary_log::conformance::consume_commit_resume(&stream, &tag).await?;
     tributary_log::conformance::read_to_end(&stream, &tag).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_consumer_lag_counts_unread_records() -> Result<(), String> {
+    let Some((stream, tag)) = fresh_stream("lag").await? else {
+        return Ok(());
+    };
+    tributary_log::conformance::lag_counts_unread_records(&stream, &tag).await
 }

@@ -25,8 +25,9 @@ pub trait Stream: Send + Sync {
 pub trait StreamConsumer: Send {
     type Position: Clone + Send + std::fmt::Debug;
 
-    /// Up to `max` records, waiting for at least one. Cancel-safe: a
-    /// call dropped before it resolves loses no record.
+    /// Up to `max` records, waiting for at least one. Cancel-safe: a call
+    /// dropped before it resolved loses no record (the next call returns
+    /// it), so callers may wait for it with a timeout.
     fn next(
         &mut self,
         max: usize,
@@ -37,6 +38,11 @@ pub trait StreamConsumer: Send {
         &mut self,
         done: &[Self::Position],
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// How many durable records this consumer has not read yet (`next`
+    /// returned them: a record read but not committed is not lag); 0 when
+    /// it is caught up. `None` when the backend cannot tell right now.
+    fn lag(&self) -> impl Future<Output = Option<u64>> + Send;
 }
 
 /// A consumer that can tell when it has read everything the log held at
@@ -115,6 +121,13 @@ impl StreamConsumer for LogConsumer {
                 .map_err(|e| e.to_string()),
             None => Ok(()),
         }
+    }
+
+    async fn lag(&self) -> Option<u64> {
+        // Records below the log start were deleted by retention before this
+        // consumer read them: they are gone, not waiting.
+        let next = self.next.max(self.log.start_offset());
+        Some(self.log.end_offset().0.saturating_sub(next.0))
     }
 }
 
@@ -273,5 +286,60 @@ pub mod conformance {
             ));
         }
         Ok(())
+    }
+
+    /// Waits (bounded) until the consumer's lag is `want`.
+    async fn lag_becomes<C: StreamConsumer>(consumer: &C, want: u64) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let lag = consumer.lag().await;
+            if lag == Some(want) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("lag is {lag:?}, not {want}, after {PATIENCE:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A consumer's lag counts the records it has not read: all of them
+    /// before it starts (where the backend already knows its share), those
+    /// left after it read some, 0 once it read everything. The stream must
+    /// hold only this call's records (a fresh log or topic).
+    pub async fn lag_counts_unread_records<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
+        let records: Vec<Record> = (0..COUNT)
+            .map(|i| Record {
+                topic: format!("tributary/v1/conformance/{}", i % 4),
+                device: format!("conformance-{}", i % 4),
+                payload: payload(tag, i).into(),
+                qos: 1,
+                ..Record::default()
+            })
+            .collect();
+        stream.append_all(records).await?;
+        let mut consumer = stream.consumer(&format!("{tag}-lag"))?;
+        // A Kafka consumer has no partitions before it joined its group.
+        match consumer.lag().await {
+            None => {}
+            Some(lag) if lag == COUNT as u64 => {}
+            Some(lag) => return Err(format!("lag {lag} before reading, not {COUNT}")),
+        }
+        let mut read = 0;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while read < COUNT / 2 {
+            let batch = tokio::time::timeout_at(deadline, consumer.next(10))
+                .await
+                .map_err(|_| format!("only {read} of {COUNT} records within {PATIENCE:?}"))??;
+            read += batch.len();
+        }
+        lag_becomes(&consumer, (COUNT - read) as u64).await?;
+        while read < COUNT {
+            let batch = tokio::time::timeout_at(deadline, consumer.next(64))
+                .await
+                .map_err(|_| format!("only {read} of {COUNT} records within {PATIENCE:?}"))??;
+            read += batch.len();
+        }
+        lag_becomes(&consumer, 0).await
     }
 }

@@ -1006,3 +1006,14 @@ async fn embedded_log_passes_the_stream_conformance_body() {
         .expect("read to end");
     log.close().await.expect("close");
 }
+
+/// The consumer-lag body of `conformance` on the embedded log (Kafka runs it in `tributary-kafka`).
+#[tokio::test]
+async fn embedded_consumer_lag_counts_unread_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path())).expect("open");
+    crate::conformance::lag_counts_unread_records(&log, "embedded-lag")
+        .await
+        .expect("lag");
+    log.close().await.expect("close");
+}

@@ -25,4 +25,4 @@ mod run;
 
 pub use archive::{archive, ArchiveStats, FlushPolicy};
 pub use process::{process, Outcome};
-pub use run::{reprocess, run, Finish, Stats};
+pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};

@@ -17,16 +17,27 @@ use crate::{process, Outcome};
 const BATCH: usize = 512;
 /// Pause before retrying a batch the store refused (it is retried, never skipped).
 const RETRY: Duration = Duration::from_secs(1);
+/// How often `Stats::lag` is refreshed: at most this often while busy (on
+/// Kafka each refresh asks the brokers), and at least this often while the
+/// pipeline waits for records, so an idle, caught-up pipeline shows 0.
+pub const LAG_EVERY: Duration = Duration::from_secs(1);
 
-/// What the pipeline did, since it started.
+/// What the pipeline did, since it started; shared with whoever reports
+/// it (the progress line, `/metrics`).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Log records read and done with (stored, dead-lettered or skipped).
     pub records: AtomicU64,
+    /// New measurement rows the store accepted.
     pub measurements: AtomicU64,
     /// Rows the store had already (reprocessing).
     pub already_stored: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Records that are no measurements (not SenML, or anonymous).
     pub skipped: AtomicU64,
+    /// Records in the log the pipeline has not read yet, as of the last
+    /// refresh (`LAG_EVERY`); kept when the backend cannot tell.
+    pub lag: AtomicU64,
 }
 
 /// How a `reprocess` ended.
@@ -116,17 +127,47 @@ async fn consume<C: StreamConsumer>(
     done: impl Fn(&C) -> bool,
 ) -> Result<Finish, String> {
     let mut read_failing = Failing(None);
+    let mut lag_refreshed: Option<Instant> = None;
+    // Since when nothing came although more was expected (reprocess).
+    let mut idle_since = Instant::now();
     loop {
         if done(reader) {
             return Ok(Finish::Complete);
         }
+        if lag_refreshed.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            // On Kafka this asks the brokers, which can take seconds while
+            // they are away: shutdown does not wait for it.
+            let lag = tokio::select! {
+                () = stop.cancelled() => return Ok(Finish::Interrupted),
+                lag = reader.lag() => lag,
+            };
+            if let Some(lag) = lag {
+                stats.lag.store(lag, Ordering::Relaxed);
+            }
+            lag_refreshed = Some(Instant::now());
+        }
+        // Waits at most `LAG_EVERY` (`next` is cancel-safe), so the lag is
+        // refreshed while idle too.
         let batch = tokio::select! {
             () = stop.cancelled() => return Ok(Finish::Interrupted),
-            batch = next(reader, policy.patience) => batch?,
+            batch = tokio::time::timeout(LAG_EVERY, reader.next(BATCH)) => batch,
         };
         let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
+            Err(_idle) => {
+                // With a patience, nothing read for that long (Kafka
+                // unreachable: its client retries without reporting an
+                // error) ends the loop; `done` said records remain.
+                if let Some(patience) = policy.patience {
+                    if idle_since.elapsed() >= patience {
+                        return Err(format!(
+                            "read the log: nothing came for {patience:?} although the end was not reached"
+                        ));
+                    }
+                }
+                continue;
+            }
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
                 read_failing.failed("read the log", &e, policy.patience)?;
                 tokio::select! {
                     () = stop.cancelled() => return Ok(Finish::Interrupted),
@@ -135,6 +176,7 @@ async fn consume<C: StreamConsumer>(
                 continue;
             }
         };
+        idle_since = Instant::now();
         read_failing = Failing(None);
         let mut rows = Vec::new();
         let mut letters = Vec::new();
@@ -188,27 +230,6 @@ async fn consume<C: StreamConsumer>(
                 tracing::warn!(error = %e, "pipeline: commit the consumer offset");
             }
         }
-    }
-}
-
-/// The next batch; with a patience, nothing read for that long (Kafka
-/// unreachable: its client retries without reporting an error) is an
-/// error. `consume` asks only while records before the end remain, so
-/// there is something to wait for. A batch being gathered when the time
-/// runs out is lost to this reader, which the error ends anyway.
-async fn next<C: StreamConsumer>(
-    reader: &mut C,
-    patience: Option<Duration>,
-) -> Result<Result<Vec<(C::Position, tributary_log::Record)>, String>, String> {
-    match patience {
-        None => Ok(reader.next(BATCH).await),
-        Some(patience) => tokio::time::timeout(patience, reader.next(BATCH))
-            .await
-            .map_err(|_| {
-                format!(
-                    "read the log: nothing came for {patience:?} although the end was not reached"
-                )
-            }),
     }
 }
 

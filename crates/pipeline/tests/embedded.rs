@@ -240,6 +240,10 @@ impl tributary_log::StreamConsumer for Stalled {
     async fn commit(&mut self, _done: &[u64]) -> Result<(), String> {
         Ok(())
     }
+
+    async fn lag(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl ReadToEnd for Stalled {
@@ -274,4 +278,48 @@ async fn reprocessing_a_log_that_delivers_nothing_fails_after_its_patience() {
     .expect("bounded by its patience");
     let err = result.expect_err("a stalled log is an error");
     assert!(err.contains("nothing came"), "{err}");
+}
+
+/// Regression: the lag was refreshed only after a batch, so a pipeline that
+/// had caught up and then waited for records kept showing the lag it had
+/// before its last batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_caught_up_pipeline_reports_no_lag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
+    let store = Store::open(None, dir.path()).await.expect("store");
+    let raw = |id: u128| record(id, "ann", "a1", "raw", b"1".to_vec());
+    log.append_batch((0..20).map(raw).collect())
+        .await
+        .expect("append");
+    let stats = Stats::default();
+    let stop = CancellationToken::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let wait_until = |records: u64| {
+        let stats = &stats;
+        async move {
+            while stats.records.load(Ordering::Relaxed) < records
+                || stats.lag.load(Ordering::Relaxed) != 0
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "pipeline: {stats:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let watcher = async {
+        // The first refresh, before the first batch, saw all 20 unread.
+        wait_until(20).await;
+        log.append_batch((20..25).map(raw).collect())
+            .await
+            .expect("append");
+        wait_until(25).await;
+        stop.cancel();
+    };
+    let (result, ()) = tokio::join!(run(&log, &store, "pipeline", &stats, stop.clone()), watcher);
+    result.expect("pipeline");
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), 25, "{stats:?}");
+    log.close().await.expect("close");
 }

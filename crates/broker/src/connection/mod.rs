@@ -162,6 +162,10 @@ struct Append {
     acks: Acks,
     /// It waits for room in the log's queue (see `Ingest::blocked`).
     blocking: bool,
+    /// When it was handed to the log, and how many records it carries: the
+    /// append-latency histogram counts each record once.
+    submitted: std::time::Instant,
+    records: u64,
 }
 
 pub(crate) struct Connection {
@@ -209,6 +213,9 @@ pub(crate) struct Connection {
     keep_alive_deadline: Option<Instant>,
     /// Room made in `rbuf` before each read: `SMALL_READ` or `BIG_READ`.
     read_chunk: u32,
+    /// PUBLISH packets written since they were last added to the broker's
+    /// count: added once per turn of the loop, not per message (`stats`).
+    unreported_sent: u32,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
     /// Created with the first shared subscription: an idle connection
@@ -250,6 +257,7 @@ impl Connection {
             client_topic_alias_maximum: 0,
             shared: None,
             read_chunk: SMALL_READ,
+            unreported_sent: 0,
             keep_alive_deadline: None,
         }
     }
@@ -407,7 +415,7 @@ impl Connection {
                         }
                     }
                 },
-                done = poll_append(&mut self.ingest) => {
+                done = poll_append(&mut self.ingest, &self.broker.stats) => {
                     if let Err(close) = self.appended(held, done) {
                         return Some(close);
                     }
@@ -456,6 +464,7 @@ impl Connection {
     /// Starts the next append when none is in flight, and commits the
     /// session cursor when it moved.
     fn flush_progress(&mut self, held: &mut Held) -> Result<(), Close> {
+        self.report_sent();
         if let Some(ingest) = self.ingest.as_mut().filter(|i| i.can_submit()) {
             let batch = std::mem::take(&mut ingest.queued);
             let mut records = Vec::with_capacity(batch.len());
@@ -469,18 +478,34 @@ impl Connection {
                 }
                 acks.push(ack);
             }
+            let count = records.len() as u64;
+            if count > 0 {
+                // Once per batch, not per publish: see `stats`.
+                self.broker.stats.add_received(count);
+            }
             let (future, blocking) = crate::store::submit(&self.broker, records);
             ingest.blocked = blocking;
             ingest.appending.push_back(Append {
                 future,
                 acks,
                 blocking,
+                submitted: std::time::Instant::now(),
+                records: count,
             });
         }
         if held.state.persistent {
             self.sync_cursor(&held.state);
         }
         Ok(())
+    }
+
+    /// Adds the PUBLISH packets written since last time to the broker's count.
+    fn report_sent(&mut self) {
+        if self.unreported_sent > 0 {
+            self.broker
+                .stats
+                .add_sent(u64::from(std::mem::take(&mut self.unreported_sent)));
+        }
     }
 
     /// Commits a persistent session's cursor when it moved. A session that
@@ -623,7 +648,7 @@ impl Connection {
         // socket allows, acknowledged: the client may not resend them.
         while self.ingest.as_ref().is_some_and(|i| !i.is_empty()) {
             let _ = self.flush_progress(&mut held);
-            let done = poll_append(&mut self.ingest).await;
+            let done = poll_append(&mut self.ingest, &self.broker.stats).await;
             let _ = self.appended(&mut held, done);
         }
         if let (ProtocolVersion::V5, Some((reason, text))) = (self.version, close.reason()) {
@@ -634,6 +659,7 @@ impl Connection {
             self.send(&Packet::Disconnect(disconnect));
         }
         self.flush().await;
+        self.report_sent();
         self.transport.shutdown().await;
         let state = &mut held.state;
         for key in Subscription::shared_keys(state.subscriptions.values()) {
@@ -734,14 +760,19 @@ async fn recv_shared(
     }
 }
 
-/// Resolves with the result of the oldest append in flight; pending
-/// forever when none is. Cancel-safe: the append stays queued until it resolves.
+/// Resolves with the result of the oldest append in flight, its latency
+/// counted in `stats` when it succeeded; pending forever when none is.
+/// Cancel-safe: the append stays queued until it resolves.
 async fn poll_append(
     ingest: &mut Option<Box<Ingest>>,
+    stats: &crate::stats::BrokerStats,
 ) -> (Result<crate::store::Stored, crate::store::NotStored>, Acks) {
     match ingest.as_mut().and_then(|i| i.appending.front_mut()) {
         Some(append) => {
             let result = (&mut append.future).await;
+            if result.is_ok() && append.records > 0 {
+                stats.observe_append(append.submitted.elapsed(), append.records);
+            }
             let ingest = ingest.as_mut().expect("append in flight");
             let append = ingest.appending.pop_front().expect("append in flight");
             if append.blocking {

@@ -254,6 +254,7 @@ impl Connection {
                 .outbound
                 .insert(topic.to_owned(), alias);
         }
+        self.unreported_sent = self.unreported_sent.saturating_add(1);
         true
     }
 }
