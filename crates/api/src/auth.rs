@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
@@ -71,6 +71,14 @@ impl Sessions {
         Ok(token)
     }
 
+    /// Ends a session; whether the token was live.
+    fn end(&self, token: &str) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .remove(token)
+            .is_some_and(|session| session.expires > now)
+    }
+
     /// The owner of a live token; an expired one is removed.
     fn owner(&self, token: &str) -> Option<String> {
         let mut tokens = self.lock();
@@ -93,20 +101,7 @@ impl FromRequestParts<ApiState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Owner> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization header (Bearer token from POST /api/v1/login)",
-            ))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "the Authorization header must be 'Bearer TOKEN'",
-            ))?;
+        let token = bearer(&parts.headers)?;
         state
             .inner
             .sessions
@@ -115,6 +110,38 @@ impl FromRequestParts<ApiState> for Owner {
             .ok_or(ApiError::Unauthorized(
                 "unknown or expired token; log in again",
             ))
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(headers: &HeaderMap) -> Result<&str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "missing Authorization header (Bearer token from POST /api/v1/login)",
+        ))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be 'Bearer TOKEN'",
+        ))
+}
+
+/// `POST /api/v1/logout`: the caller's token stops working at once.
+pub(crate) async fn logout(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    let token = bearer(&headers)?;
+    if state.inner.sessions.end(token) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::Unauthorized(
+            "unknown or expired token; log in again",
+        ))
     }
 }
 
@@ -131,6 +158,15 @@ pub(crate) async fn signup(
     State(state): State<ApiState>,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
+    if !state
+        .inner
+        .signup_open
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::Forbidden(
+            "sign-up is turned off on this server; its operator adds owners (tributary owner add)",
+        ));
+    }
     let Json(credentials) = body?;
     let data_dir = state.inner.data_dir.clone();
     let name = credentials.name.clone();
@@ -152,6 +188,13 @@ pub(crate) async fn login(
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>> {
     let Json(credentials) = body?;
+    let throttle = &state.inner.login_throttle;
+    let name = credentials.name.clone();
+    if let Err(wait) = throttle.check(&name, Instant::now()) {
+        return Err(ApiError::TooManyLogins {
+            retry_after_s: wait.as_secs_f64().ceil() as u64,
+        });
+    }
     // One Argon2 check at a time per permit: logins cannot take every core.
     let _permit = state
         .inner
@@ -169,8 +212,15 @@ pub(crate) async fn login(
         Ok(Identity::Owner { owner }) => owner,
         // A device, service or admin is not an owner: the same answer as a
         // wrong password, so that nothing about the name leaks.
-        Ok(_) | Err(_) => return Err(ApiError::BadCredentials),
+        Ok(_) | Err(_) => {
+            if let Some(lock) = throttle.failed(&name, Instant::now()) {
+                // One line per lock, not per attempt.
+                tracing::warn!(name = %name, lock_s = lock.as_secs(), "login: too many wrong passwords; name locked");
+            }
+            return Err(ApiError::BadCredentials);
+        }
     };
+    throttle.succeeded(&name);
     let token = state.inner.sessions.create(owner.clone())?;
     Ok(Json(serde_json::json!({
         "token": token,

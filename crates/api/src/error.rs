@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Wrong name or password at login.
     #[error("wrong name or password")]
     BadCredentials,
+    /// Not allowed on this server (sign-up turned off).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// Nothing here for this owner (it may exist for another owner: that
     /// is never revealed).
     #[error("{0}")]
@@ -43,6 +46,9 @@ pub enum ApiError {
     /// The name is taken.
     #[error("{0}")]
     Conflict(String),
+    /// Too many wrong passwords for this name: try again after the wait.
+    #[error("too many failed logins for this name; try again in {retry_after_s} s")]
+    TooManyLogins { retry_after_s: u64 },
 
     // Ours.
     /// A bound was reached (sessions, live feeds); try again later.
@@ -62,9 +68,11 @@ impl ApiError {
             }
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +134,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let ApiError::TooManyLogins { retry_after_s } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -16,6 +16,8 @@
 //! - The owner of every data request comes from its bearer token
 //!   ([`auth::Owner`]), never from the path, query or body (DESIGN.md
 //!   principle 3); another owner's device is answered as absent (404).
+//! - Logins are throttled per name after a few wrong passwords
+//!   (`throttle.rs`: 429 with Retry-After, doubling locks).
 //! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
 //!   ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live feeds
 //!   ([`live::MAX_FEEDS`]) and their duration.
@@ -44,6 +46,7 @@ pub mod live;
 mod metrics;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -85,6 +88,9 @@ struct Inner {
     /// The live feed follows it.
     log: tributary_log::Log,
     sessions: auth::Sessions,
+    login_throttle: throttle::LoginThrottle,
+    /// Whether `POST /api/v1/signup` is open (`[http] signup`).
+    signup_open: std::sync::atomic::AtomicBool,
     login_permits: Semaphore,
     feeds: Arc<Semaphore>,
     live_max_duration: Duration,
@@ -116,12 +122,22 @@ impl ApiState {
                 store,
                 log,
                 sessions: auth::Sessions::default(),
+                login_throttle: throttle::LoginThrottle::default(),
+                signup_open: std::sync::atomic::AtomicBool::new(true),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
                 feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
                 live_max_duration,
                 metrics: Metrics::default(),
             }),
         }
+    }
+
+    /// Opens or closes `POST /api/v1/signup` (open by default); closed, it
+    /// answers 403 and owners are added with `tributary owner add`.
+    pub fn set_signup(&self, open: bool) {
+        self.inner
+            .signup_open
+            .store(open, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The metrics, for the server to set its gauges.
@@ -143,6 +159,7 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/signup", post(auth::signup))
         .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
         .route("/devices", get(devices::list).post(devices::add))
         .route("/devices/{name}", delete(devices::revoke))
         .route("/measurements", get(data::measurements))

@@ -52,6 +52,7 @@ async fn api_with_live(live: Duration) -> Result<Api, Box<dyn std::error::Error>
 struct Reply {
     status: StatusCode,
     content_type: String,
+    retry_after: Option<String>,
     body: Vec<u8>,
 }
 
@@ -93,6 +94,11 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .into_body()
             .collect()
@@ -103,6 +109,7 @@ impl Api {
         Reply {
             status,
             content_type,
+            retry_after,
             body,
         }
     }
@@ -250,6 +257,79 @@ async fn wrong_password_and_non_owners_get_401_at_login() -> TestResult {
         )
         .await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
+    Ok(())
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_name_with_retry_after() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    let login = |name: &'static str, password: &'static str| {
+        api.call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"name": name, "password": password})),
+        )
+    };
+    for name in ["ann", "nobody"] {
+        for _ in 0..crate::throttle::FREE_FAILURES {
+            let reply = login(name, "wrong horse").await;
+            assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
+        }
+        // Locked: even the right password waits, and a name that does not
+        // exist is answered alike.
+        let reply = login(name, "correct horse").await;
+        assert_problem(
+            &reply,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins",
+        );
+        assert_eq!(reply.retry_after.as_deref(), Some("30"), "{name}");
+    }
+    // Other names are not affected.
+    api.owner("bob").await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn logout_ends_the_token_at_once() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = api
+        .call(Method::POST, "/api/v1/logout", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = api
+        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    let reply = api
+        .call(Method::POST, "/api/v1/logout", Some(&ann), None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    Ok(())
+}
+
+#[tokio::test]
+async fn signup_can_be_turned_off() -> TestResult {
+    let api = api().await?;
+    api.state.set_signup(false);
+    let reply = api
+        .call(
+            Method::POST,
+            "/api/v1/signup",
+            None,
+            Some(json!({"name": "ann", "password": "correct horse"})),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::FORBIDDEN, "sign-up is turned off");
+    api.state.set_signup(true);
+    api.owner("ann").await;
     Ok(())
 }
 
@@ -502,6 +582,7 @@ async fn openapi_lists_every_route() -> TestResult {
 const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/signup", "post"),
     ("/api/v1/login", "post"),
+    ("/api/v1/logout", "post"),
     ("/api/v1/devices", "get"),
     ("/api/v1/devices", "post"),
     ("/api/v1/devices/{name}", "delete"),

@@ -147,12 +147,15 @@ impl ArchiveFileConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpFileConfig {
     pub listen: std::net::SocketAddr,
+    /// Whether anyone who reaches the API may sign up as an owner.
+    pub signup: bool,
 }
 
 impl Default for HttpFileConfig {
     fn default() -> Self {
         HttpFileConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            signup: true,
         }
     }
 }

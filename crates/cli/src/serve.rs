@@ -191,6 +191,10 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     // Shared by the pipeline, which counts, and `/metrics`, which shows.
     let pipeline_stats = Arc::new(tributary_pipeline::Stats::default());
     let archive_stats = Arc::new(tributary_pipeline::ArchiveStats::default());
+    api_state.set_signup(config.http.signup);
+    if !config.http.signup {
+        tracing::info!("sign-up through the HTTP API is off ([http] signup = false)");
+    }
     tokio::spawn(crate::metrics::publish(
         broker.clone(),
         pipeline_stats.clone(),
