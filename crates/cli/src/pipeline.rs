@@ -59,18 +59,18 @@ pub async fn run(
         match &config.kafka {
             Some(kafka) => {
                 let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
-                let (store_sink, archive_sink) = tokio::join!(
-                    tributary_pipeline::run(&stream, &store, KAFKA_GROUP, &stats, stop.clone()),
-                    archive_sink(
-                        &config,
-                        &stream,
-                        archive.as_deref(),
-                        ARCHIVE_KAFKA_GROUP,
-                        &archive_stats,
-                        &stop
-                    ),
-                );
-                store_sink.and(archive_sink)
+                let names = (KAFKA_GROUP, ARCHIVE_KAFKA_GROUP);
+                both_sinks(
+                    &config,
+                    &stream,
+                    names,
+                    &store,
+                    archive.as_deref(),
+                    &stats,
+                    &archive_stats,
+                    &stop,
+                )
+                .await
             }
             None => {
                 // A reprocessing run that was killed left its consumer behind,
@@ -80,18 +80,18 @@ pub async fn run(
                     tracing::info!("removing the consumer of an interrupted `tributary reprocess`");
                     log.remove_consumer(REPROCESS_CONSUMER)?;
                 }
-                let (store_sink, archive_sink) = tokio::join!(
-                    tributary_pipeline::run(&log, &store, EMBEDDED_CONSUMER, &stats, stop.clone()),
-                    archive_sink(
-                        &config,
-                        &log,
-                        archive.as_deref(),
-                        ARCHIVE_CONSUMER,
-                        &archive_stats,
-                        &stop
-                    ),
-                );
-                store_sink.and(archive_sink)
+                let names = (EMBEDDED_CONSUMER, ARCHIVE_CONSUMER);
+                both_sinks(
+                    &config,
+                    &log,
+                    names,
+                    &store,
+                    archive.as_deref(),
+                    &stats,
+                    &archive_stats,
+                    &stop,
+                )
+                .await
             }
         }
         .map_err(anyhow::Error::msg)
@@ -100,6 +100,33 @@ pub async fn run(
         result = work => result,
         () = progress => Ok(()),
     }
+}
+
+/// The store's pipeline and the archive sink side by side on one stream,
+/// under their consumer names `(store, archive)`.
+#[allow(clippy::too_many_arguments)]
+async fn both_sinks<S: Stream>(
+    config: &FileConfig,
+    stream: &S,
+    (store_consumer, archive_consumer): (&str, &str),
+    store: &Store,
+    archive: Option<&Archive>,
+    stats: &Stats,
+    archive_stats: &ArchiveStats,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let (store_sink, archive_sink) = tokio::join!(
+        tributary_pipeline::run(stream, store, store_consumer, stats, stop.clone()),
+        archive_sink(
+            config,
+            stream,
+            archive,
+            archive_consumer,
+            archive_stats,
+            stop
+        ),
+    );
+    store_sink.and(archive_sink)
 }
 
 /// The archive sink, when there is an archive; otherwise nothing to do.

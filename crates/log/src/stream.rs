@@ -162,6 +162,19 @@ pub mod conformance {
         format!("{tag}-{i:05}")
     }
 
+    /// `COUNT` records of four devices whose payloads are `{tag}-00000`…
+    fn numbered(tag: &str) -> Vec<Record> {
+        (0..COUNT)
+            .map(|i| Record {
+                topic: format!("tributary/v1/conformance/{}", i % 4),
+                device: format!("conformance-{}", i % 4),
+                payload: payload(tag, i).into(),
+                qos: 1,
+                ..Record::default()
+            })
+            .collect()
+    }
+
     /// Reads until `want` distinct payloads of this run were seen (bounded in time).
     async fn read_until<C: StreamConsumer>(
         consumer: &mut C,
@@ -197,16 +210,7 @@ pub mod conformance {
     }
 
     pub async fn consume_commit_resume<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
-        let records: Vec<Record> = (0..COUNT)
-            .map(|i| Record {
-                topic: format!("tributary/v1/conformance/{}", i % 4),
-                device: format!("conformance-{}", i % 4),
-                payload: payload(tag, i).into(),
-                qos: 1,
-                ..Record::default()
-            })
-            .collect();
-        stream.append_all(records).await?;
+        stream.append_all(numbered(tag)).await?;
 
         let first_name = format!("{tag}-first");
         let mut first = stream.consumer(&first_name)?;
@@ -245,21 +249,12 @@ pub mod conformance {
         S: Stream,
         S::Consumer: ReadToEnd,
     {
-        let record = |i: usize, when: &str| Record {
-            topic: format!("tributary/v1/conformance/{}", i % 4),
-            device: format!("conformance-{}", i % 4),
-            payload: format!("{tag}-{when}-{i:05}").into(),
-            qos: 1,
-            ..Record::default()
-        };
         stream
-            .append_all((0..COUNT).map(|i| record(i, "before")).collect())
+            .append_all(numbered(&format!("{tag}-before")))
             .await?;
         let mut consumer = stream.consumer(&format!("{tag}-to-end"))?;
         let end = consumer.end().await?;
-        stream
-            .append_all((0..COUNT).map(|i| record(i, "after")).collect())
-            .await?;
+        stream.append_all(numbered(&format!("{tag}-after"))).await?;
         let before = format!("{tag}-before-");
         let mut seen = BTreeSet::new();
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -308,16 +303,7 @@ pub mod conformance {
     /// left after it read some, 0 once it read everything. The stream must
     /// hold only this call's records (a fresh log or topic).
     pub async fn lag_counts_unread_records<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
-        let records: Vec<Record> = (0..COUNT)
-            .map(|i| Record {
-                topic: format!("tributary/v1/conformance/{}", i % 4),
-                device: format!("conformance-{}", i % 4),
-                payload: payload(tag, i).into(),
-                qos: 1,
-                ..Record::default()
-            })
-            .collect();
-        stream.append_all(records).await?;
+        stream.append_all(numbered(tag)).await?;
         let mut consumer = stream.consumer(&format!("{tag}-lag"))?;
         // A Kafka consumer has no partitions before it joined its group.
         match consumer.lag().await {
