@@ -12,6 +12,7 @@ the full store (every measurement already stored: decode + idempotency check) an
 into an emptied store (decode + insert); it prints measurements/s itself.
 
     .venv/bin/python scripts/bench_pipeline.py [--devices 4] [--messages 2500] [--records 10] [--store URL]
+        [--empty-store URL]
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main():
     p.add_argument("--messages", type=int, default=2500, help="per device")
     p.add_argument("--records", type=int, default=10, help="SenML records per message")
     p.add_argument("--store", default=None, help="store URL (default: SQLite in the data dir)")
+    p.add_argument("--empty-store", default=None,
+                   help="with a PostgreSQL --store: an empty database to reprocess into (SQLite: the file is deleted)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     broker = Broker(work, {"store": {"url": args.store}} if args.store else None).start()
@@ -118,7 +121,9 @@ def main():
         if not args.store:
             for suffix in ("", "-wal", "-shm"):
                 (broker.data_dir / f"store.sqlite{suffix}").unlink(missing_ok=True)
-            reprocess(broker, args.store, "into an emptied store")
+            reprocess(broker, None, "into an emptied store")
+        elif args.empty_store:
+            reprocess(broker, args.empty_store, "into an empty database")
     finally:
         broker.close()
 
