@@ -27,8 +27,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// When a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlushPolicy {
-    /// Once this many rows are gathered (bounds the sink's memory: a row
-    /// is about 150 bytes plus its strings).
+    /// Once this many rows are gathered, or this many log records were
+    /// read (bounds the sink's memory: a row is about 150 bytes plus its
+    /// strings, a record's position up to a few dozen).
     pub max_rows: usize,
     /// Once the oldest gathered record is this old (bounds how far the
     /// archive lags behind when little arrives).
@@ -99,7 +100,9 @@ pub async fn archive<S: Stream>(
                     }
                     batch.add(position);
                 }
-                if batch.rows.len() < policy.max_rows {
+                // Records that are no measurements count too: their
+                // positions wait for the commit, and must stay bounded.
+                if batch.rows.len() < policy.max_rows && batch.positions.len() < policy.max_rows {
                     continue;
                 }
             }

@@ -179,3 +179,39 @@ async fn a_full_batch_is_written_before_the_age_limit() {
     // The hour-long age limit was not waited for.
     assert!(started.elapsed() < Duration::from_secs(20), "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_are_no_measurements_are_committed_without_waiting_for_the_age_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
+    let archive_ = Archive::open(&ArchiveConfig::default(), dir.path()).expect("archive");
+    let raw = (0..50)
+        .map(|i| record(200 + i, "ann", "a1", "raw", b"1".to_vec()))
+        .collect();
+    log.append_batch(raw).await.expect("append");
+    let policy = FlushPolicy {
+        max_rows: 10,
+        max_age: Duration::from_secs(3600),
+    };
+    let stats = ArchiveStats::default();
+    let stop = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let watcher = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while stats.records.load(Ordering::Relaxed) < 50 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    };
+    let (result, ()) = tokio::join!(
+        archive(&log, &archive_, "archive", policy, &stats, stop.clone()),
+        watcher
+    );
+    result.expect("archive sink");
+    // Committed (and counted) although no row was ever gathered, long
+    // before the watcher's 20 s (the final write at stop would count them
+    // too).
+    assert!(started.elapsed() < Duration::from_secs(15), "{stats:?}");
+    assert_eq!(stats.records.load(Ordering::Relaxed), 50, "{stats:?}");
+    assert_eq!(stats.files.load(Ordering::Relaxed), 0);
+}
