@@ -2,11 +2,11 @@
 //! through the idempotent producer, consumers are consumer groups named
 //! after the consumer, starting at the oldest record when new.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use tributary_log::{ReadToEnd, Record, Stream, StreamConsumer};
+use tributary_log::{Batch, ReadToEnd, Record, Stream, StreamConsumer};
 
 use crate::{Consumer, KafkaConfig, Position, Producer, Start, Watermarks};
 
@@ -67,7 +67,7 @@ impl Stream for KafkaStream {
 pub struct KafkaStreamConsumer {
     consumer: Consumer,
     /// The batch being gathered, kept here rather than in `next`'s frame.
-    pending: Vec<(Position, Record)>,
+    pending: Vec<(Position, Arc<Record>)>,
     /// Per partition, the offset after the last message `next` took,
     /// records and others alike: how `reached` knows where it is.
     read: HashMap<(String, i32), i64>,
@@ -81,7 +81,7 @@ impl StreamConsumer for KafkaStreamConsumer {
     /// looking for the end of the log learns it passed them). Cancel-safe:
     /// records received by a cancelled call are kept for the next one (a
     /// sink that waits on `next` and a timer at once loses nothing).
-    async fn next(&mut self, max: usize) -> Result<Vec<(Position, Record)>, String> {
+    async fn next(&mut self, max: usize) -> Result<Batch<Position>, String> {
         let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + LINGER);
         while self.pending.len() < max.max(1) {
             let received = match deadline {
@@ -105,7 +105,7 @@ impl StreamConsumer for KafkaStreamConsumer {
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
             // Messages that are no Tributary record are skipped.
             if let Ok(record) = received.record {
-                self.pending.push((received.position, record));
+                self.pending.push((received.position, Arc::new(record)));
             }
         }
         Ok(std::mem::take(&mut self.pending))

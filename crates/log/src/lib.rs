@@ -80,7 +80,7 @@ mod writer;
 mod tests;
 
 pub use config::{LogConfig, LogTuning};
-pub use stream::{conformance, LogConsumer, ReadToEnd, Stream, StreamConsumer};
+pub use stream::{conformance, Batch, LogConsumer, ReadToEnd, Stream, StreamConsumer};
 
 use offsets::{Consumers, Journal};
 use state::{Progress, ReadStep, Shared, State};

@@ -6,8 +6,13 @@
 //! body both backends pass.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::{Log, Offset, Record, Result};
+
+/// What a consumer reads at once: records with their positions, shared
+/// (the embedded log hands out its cached records without a copy).
+pub type Batch<P> = Vec<(P, Arc<Record>)>;
 
 /// A log as consumers see it.
 pub trait Stream: Send + Sync {
@@ -31,7 +36,7 @@ pub trait StreamConsumer: Send {
     fn next(
         &mut self,
         max: usize,
-    ) -> impl Future<Output = Result<Vec<(Self::Position, Record)>, String>> + Send;
+    ) -> impl Future<Output = Result<Batch<Self::Position>, String>> + Send;
 
     /// Marks everything up to and including `done` as processed.
     fn commit(
@@ -95,7 +100,7 @@ pub struct LogConsumer {
 impl StreamConsumer for LogConsumer {
     type Position = Offset;
 
-    async fn next(&mut self, max: usize) -> Result<Vec<(Offset, Record)>, String> {
+    async fn next(&mut self, max: usize) -> Result<Batch<Offset>, String> {
         loop {
             let batch = self
                 .log
@@ -104,10 +109,8 @@ impl StreamConsumer for LogConsumer {
                 .map_err(|e| e.to_string())?;
             if let Some((last, _)) = batch.last() {
                 self.next = Offset(last.0 + 1);
-                return Ok(batch
-                    .into_iter()
-                    .map(|(o, r)| (o, Record::clone(&r)))
-                    .collect());
+                // Shared with the log's cache: no copy per consumer.
+                return Ok(batch);
             }
             self.log.wait_beyond(self.next).await;
         }

@@ -125,7 +125,7 @@ enum Event<P> {
     Stop,
     /// The oldest gathered record reached the age limit.
     Due,
-    Read(Result<Vec<(P, tributary_log::Record)>, String>),
+    Read(Result<tributary_log::Batch<P>, String>),
 }
 
 /// What is gathered and not yet written.

@@ -233,7 +233,7 @@ struct Stalled;
 impl tributary_log::StreamConsumer for Stalled {
     type Position = u64;
 
-    async fn next(&mut self, _max: usize) -> Result<Vec<(u64, Record)>, String> {
+    async fn next(&mut self, _max: usize) -> Result<tributary_log::Batch<u64>, String> {
         std::future::pending().await
     }
 
