@@ -319,6 +319,36 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
+impl Migration {
+    /// Those of `all` (in version order) a schema at version `current`
+    /// still needs, each announced in the log; a schema newer than this
+    /// binary knows is an error (an older binary must not write to it).
+    pub(crate) fn pending(
+        all: &'static [Migration],
+        current: i64,
+        engine: &'static str,
+    ) -> Result<&'static [Migration]> {
+        let known = all.last().map_or(0, |m| m.version);
+        if current > known {
+            return Err(Error::SchemaTooNew {
+                engine,
+                found: current,
+                known,
+            });
+        }
+        let pending = &all[all.partition_point(|m| m.version <= current)..];
+        for m in pending {
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                engine,
+                "store: migrating"
+            );
+        }
+        Ok(pending)
+    }
+}
+
 enum Target {
     Sqlite(PathBuf),
     Postgres(String),

@@ -87,20 +87,7 @@ impl Postgres {
             .await
             .map_err(err(OP))?
             .get(0);
-        let known = MIGRATIONS.last().map_or(0, |m| m.version);
-        if current > known {
-            return Err(Error::SchemaTooNew {
-                engine: POSTGRES,
-                found: current,
-                known,
-            });
-        }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-            tracing::info!(
-                version = m.version,
-                name = m.name,
-                "postgres store: migrating"
-            );
+        for m in Migration::pending(MIGRATIONS, current, POSTGRES)? {
             tx.batch_execute(m.sql).await.map_err(err(OP))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_ms) VALUES ($1, $2, $3)",

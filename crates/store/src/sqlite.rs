@@ -439,20 +439,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .map_err(err(OP))?
         .flatten()
         .unwrap_or(0);
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if current > known {
-        return Err(Error::SchemaTooNew {
-            engine: SQLITE,
-            found: current,
-            known,
-        });
-    }
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "sqlite store: migrating"
-        );
+    for m in Migration::pending(MIGRATIONS, current, SQLITE)? {
         tx.execute_batch(m.sql).map_err(err(OP))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_ms) VALUES (?1, ?2, ?3)",

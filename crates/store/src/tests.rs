@@ -292,3 +292,35 @@ fn rows_that_the_engines_would_store_differently_are_refused() {
         ));
     }
 }
+
+#[test]
+fn pending_migrations_follow_the_schema_version() {
+    use crate::Migration;
+    static ALL: [Migration; 2] = [
+        Migration {
+            version: 1,
+            name: "init",
+            sql: "",
+        },
+        Migration {
+            version: 2,
+            name: "more",
+            sql: "",
+        },
+    ];
+    let versions = |current| {
+        Migration::pending(&ALL, current, crate::SQLITE)
+            .map(|p| p.iter().map(|m| m.version).collect::<Vec<_>>())
+    };
+    assert_eq!(versions(0).ok(), Some(vec![1, 2]));
+    assert_eq!(versions(1).ok(), Some(vec![2]));
+    assert_eq!(versions(2).ok(), Some(vec![]));
+    assert!(matches!(
+        versions(3),
+        Err(crate::Error::SchemaTooNew {
+            found: 3,
+            known: 2,
+            ..
+        })
+    ));
+}
