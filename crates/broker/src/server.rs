@@ -203,7 +203,7 @@ impl Broker {
         tasks.spawn(self.clone().expire_sessions(stop.clone()));
         tasks.spawn(self.clone().watch_accounts(stop.clone()));
         if let Some(kafka) = &self.config.kafka {
-            let group = format!("tributary-router-{}", self.node_id);
+            let group = kafka.group(&format!("router-{}", self.node_id));
             tasks.spawn(crate::kafka_tail::run(
                 self.clone(),
                 kafka.clone(),

@@ -188,6 +188,13 @@ pub struct KafkaFileConfig {
     /// Partitions of topics Tributary creates.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// Start of the consumer groups' names.
+    #[serde(default = "default_group_prefix")]
+    pub group_prefix: String,
+}
+
+fn default_group_prefix() -> String {
+    tributary_kafka::DEFAULT_GROUP_PREFIX.to_owned()
 }
 
 fn default_kafka_topic() -> String {
@@ -208,6 +215,7 @@ impl KafkaFileConfig {
             default_topic: default_kafka_topic(),
             ack_timeout_ms: default_ack_timeout_ms(),
             partitions: default_partitions(),
+            group_prefix: default_group_prefix(),
         }
     }
 
@@ -230,6 +238,12 @@ impl KafkaFileConfig {
             "kafka.ack_timeout_ms must be at least 1000"
         );
         anyhow::ensure!(self.partitions >= 1, "kafka.partitions must be at least 1");
+        anyhow::ensure!(
+            tributary_kafka::valid_group_prefix(&self.group_prefix),
+            "kafka.group_prefix {:?} must be 1–200 of a-z A-Z 0-9 . _ -",
+            self.group_prefix
+        );
+        config.group_prefix = self.group_prefix.clone();
         config.default_topic = self.default_topic.clone();
         config.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
         config.partitions = self.partitions;
@@ -390,6 +404,22 @@ mod tests {
             toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ntopics = [\"a/# b\"]\n")?;
         let err = format!("{:#}", bad.broker().expect_err("bad rule"));
         assert!(err.contains("kafka.topics"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn kafka_group_prefix_names_every_group() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str("[kafka]\nurl = \"kafka://k:1\"\n")?;
+        let kafka = config.broker()?.kafka.expect("kafka");
+        assert_eq!(kafka.group("pipeline"), "tributary-pipeline");
+        let config: FileConfig =
+            toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ngroup_prefix = \"site-b\"\n")?;
+        let kafka = config.broker()?.kafka.expect("kafka");
+        assert_eq!(kafka.group("archive"), "site-b-archive");
+        let bad: FileConfig =
+            toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ngroup_prefix = \"a b\"\n")?;
+        let err = format!("{:#}", bad.broker().expect_err("bad prefix"));
+        assert!(err.contains("kafka.group_prefix"), "{err}");
         Ok(())
     }
 }

@@ -15,12 +15,10 @@ use tributary_store::Store;
 
 use crate::config::FileConfig;
 
-/// The embedded log's consumer name and Kafka's consumer group.
+/// The embedded log's consumer names; on Kafka the consumer groups are
+/// `{kafka.group_prefix}-{name}` (`tributary-pipeline`, `tributary-archive`).
 pub const EMBEDDED_CONSUMER: &str = "pipeline";
-pub const KAFKA_GROUP: &str = "tributary-pipeline";
-/// The archive sink's consumer name and Kafka consumer group.
 pub const ARCHIVE_CONSUMER: &str = "archive";
-pub const ARCHIVE_KAFKA_GROUP: &str = "tributary-archive";
 /// The embedded log's consumer `tributary reprocess` reads under: it pins
 /// the log against retention while it runs and is removed when it ends.
 pub const REPROCESS_CONSUMER: &str = "reprocess";
@@ -58,8 +56,13 @@ pub async fn run(
     let work = async {
         match &config.kafka {
             Some(kafka) => {
-                let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
-                let names = (KAFKA_GROUP, ARCHIVE_KAFKA_GROUP);
+                let kafka = kafka.resolve()?;
+                let stream = tributary_kafka::KafkaStream::new(&kafka)?;
+                let groups = (
+                    kafka.group(EMBEDDED_CONSUMER),
+                    kafka.group(ARCHIVE_CONSUMER),
+                );
+                let names = (groups.0.as_str(), groups.1.as_str());
                 both_sinks(
                     &config,
                     &stream,

@@ -76,15 +76,16 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
             closed.context("close the log")?;
             (finish, report)
         }
-        Some(kafka) => {
-            let stream = tributary_kafka::KafkaStream::new(&kafka.resolve()?)?;
+        Some(file) => {
+            let kafka = file.resolve()?;
+            let stream = tributary_kafka::KafkaStream::new(&kafka)?;
             // A group of its own, never used again: it starts at the oldest
             // record and, committing nothing, leaves no offsets in Kafka.
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
-            let group = format!("tributary-reprocess-{nanos}-{}", std::process::id());
+            let group = kafka.group(&format!("reprocess-{nanos}-{}", std::process::id()));
             let mut reader = stream.consumer(&group).map_err(anyhow::Error::msg)?;
             let end = reader
                 .end()
@@ -95,8 +96,8 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let source = format!(
                 "Kafka {} (topics {}, group {group})",
-                kafka.url,
-                kafka.resolve()?.topics().join(", ")
+                file.url,
+                kafka.topics().join(", ")
             );
             drive(
                 &mut reader,

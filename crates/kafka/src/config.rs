@@ -22,6 +22,20 @@ pub struct KafkaConfig {
     pub ack_timeout: Duration,
     /// Partitions of the topics Tributary creates when they do not exist.
     pub partitions: i32,
+    /// Start of every consumer group Tributary joins
+    /// (`{prefix}-pipeline`, `{prefix}-archive`, `{prefix}-router-{node}`):
+    /// installations sharing one Kafka cluster keep apart by it.
+    pub group_prefix: String,
+}
+
+/// The default of [`KafkaConfig::group_prefix`].
+pub const DEFAULT_GROUP_PREFIX: &str = "tributary";
+
+impl KafkaConfig {
+    /// The consumer group `{group_prefix}-{role}`.
+    pub fn group(&self, role: &str) -> String {
+        format!("{}-{role}", self.group_prefix)
+    }
 }
 
 impl KafkaConfig {
@@ -51,6 +65,7 @@ impl KafkaConfig {
             default_topic: DEFAULT_TOPIC.to_owned(),
             ack_timeout: Duration::from_secs(30),
             partitions: 3,
+            group_prefix: DEFAULT_GROUP_PREFIX.to_owned(),
         })
     }
 
@@ -105,6 +120,12 @@ impl std::str::FromStr for TopicRule {
             topic: topic.to_owned(),
         })
     }
+}
+
+/// Whether `prefix` makes valid consumer group names (the characters of a
+/// topic name, at most 200, so that `-router-NODE` still fits).
+pub fn valid_group_prefix(prefix: &str) -> bool {
+    prefix.len() <= 200 && valid_kafka_topic(prefix)
 }
 
 /// Kafka's own rule for topic names.

@@ -21,7 +21,10 @@ mod producer;
 mod stream;
 
 pub use admin::ensure_topics;
-pub use config::{valid_kafka_topic, KafkaConfig, TopicRule, DEFAULT_TOPIC};
+pub use config::{
+    valid_group_prefix, valid_kafka_topic, KafkaConfig, TopicRule, DEFAULT_GROUP_PREFIX,
+    DEFAULT_TOPIC,
+};
 pub use consumer::{Consumer, Position, Received, Start, Watermarks};
 pub use producer::{Delivered, Producer};
 pub use stream::{KafkaStream, KafkaStreamConsumer};
