@@ -171,18 +171,13 @@ pub fn owner(args: OwnerArgs) -> anyhow::Result<()> {
             name,
             password_stdin,
             dir,
-        } => {
-            let data_dir = dir.data_dir()?;
-            if password_stdin {
-                let password = read_password_line()?;
-                tributary_accounts::add_owner(&data_dir, &name, Some(&password))?;
-                println!("owner {name} added");
-            } else {
-                let password = tributary_accounts::add_owner(&data_dir, &name, None)?;
-                println!("owner {name} added; password (shown once): {password}");
-            }
-            Ok(())
-        }
+        } => add_with_password(
+            "owner",
+            &name,
+            password_stdin,
+            &dir,
+            tributary_accounts::add_owner,
+        ),
         OwnerCommand::List { dir } => {
             let listing = tributary_accounts::list(&dir.data_dir()?)?;
             print_owners(&listing);
@@ -257,23 +252,39 @@ pub fn admin(args: AdminArgs) -> anyhow::Result<()> {
             name,
             password_stdin,
             dir,
-        } => {
-            let data_dir = dir.data_dir()?;
-            if password_stdin {
-                let password = read_password_line()?;
-                tributary_accounts::add_admin(&data_dir, &name, Some(&password))?;
-                println!("admin {name} added");
-            } else {
-                let password = tributary_accounts::add_admin(&data_dir, &name, None)?;
-                println!("admin {name} added; password (shown once): {password}");
-            }
-            Ok(())
-        }
+        } => add_with_password(
+            "admin",
+            &name,
+            password_stdin,
+            &dir,
+            tributary_accounts::add_admin,
+        ),
         AdminCommand::List { dir } => {
             print_admins(&tributary_accounts::list(&dir.data_dir()?)?.admins);
             Ok(())
         }
     }
+}
+
+/// Adds an owner or admin (`add`) with the password from standard input,
+/// or a generated one that is printed once.
+fn add_with_password(
+    kind: &str,
+    name: &str,
+    password_stdin: bool,
+    dir: &DataDirArgs,
+    add: fn(&std::path::Path, &str, Option<&str>) -> Result<String, tributary_accounts::Error>,
+) -> anyhow::Result<()> {
+    let data_dir = dir.data_dir()?;
+    if password_stdin {
+        let password = read_password_line()?;
+        add(&data_dir, name, Some(&password))?;
+        println!("{kind} {name} added");
+    } else {
+        let password = add(&data_dir, name, None)?;
+        println!("{kind} {name} added; password (shown once): {password}");
+    }
+    Ok(())
 }
 
 /// The first line of standard input, without its line ending.
