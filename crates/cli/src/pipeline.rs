@@ -53,6 +53,14 @@ pub async fn run(
             }
         }
     };
+    let sinks = Sinks {
+        config: &config,
+        store: &store,
+        archive: archive.as_deref(),
+        stats: &stats,
+        archive_stats: &archive_stats,
+        stop: &stop,
+    };
     let work = async {
         match &config.kafka {
             Some(kafka) => {
@@ -62,18 +70,9 @@ pub async fn run(
                     kafka.group(EMBEDDED_CONSUMER),
                     kafka.group(ARCHIVE_CONSUMER),
                 );
-                let names = (groups.0.as_str(), groups.1.as_str());
-                both_sinks(
-                    &config,
-                    &stream,
-                    names,
-                    &store,
-                    archive.as_deref(),
-                    &stats,
-                    &archive_stats,
-                    &stop,
-                )
-                .await
+                sinks
+                    .run_on(&stream, (groups.0.as_str(), groups.1.as_str()))
+                    .await
             }
             None => {
                 // A reprocessing run that was killed left its consumer behind,
@@ -83,18 +82,9 @@ pub async fn run(
                     tracing::info!("removing the consumer of an interrupted `tributary reprocess`");
                     log.remove_consumer(REPROCESS_CONSUMER)?;
                 }
-                let names = (EMBEDDED_CONSUMER, ARCHIVE_CONSUMER);
-                both_sinks(
-                    &config,
-                    &log,
-                    names,
-                    &store,
-                    archive.as_deref(),
-                    &stats,
-                    &archive_stats,
-                    &stop,
-                )
-                .await
+                sinks
+                    .run_on(&log, (EMBEDDED_CONSUMER, ARCHIVE_CONSUMER))
+                    .await
             }
         }
         .map_err(anyhow::Error::msg)
@@ -105,31 +95,37 @@ pub async fn run(
     }
 }
 
-/// The store's pipeline and the archive sink side by side on one stream,
-/// under their consumer names `(store, archive)`.
-#[allow(clippy::too_many_arguments)]
-async fn both_sinks<S: Stream>(
-    config: &FileConfig,
-    stream: &S,
-    (store_consumer, archive_consumer): (&str, &str),
-    store: &Store,
-    archive: Option<&Archive>,
-    stats: &Stats,
-    archive_stats: &ArchiveStats,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let (store_sink, archive_sink) = tokio::join!(
-        tributary_pipeline::run(stream, store, store_consumer, stats, stop.clone()),
-        archive_sink(
-            config,
-            stream,
-            archive,
-            archive_consumer,
-            archive_stats,
-            stop
-        ),
-    );
-    store_sink.and(archive_sink)
+/// What the store's pipeline and the archive sink run with.
+struct Sinks<'a> {
+    config: &'a FileConfig,
+    store: &'a Store,
+    archive: Option<&'a Archive>,
+    stats: &'a Stats,
+    archive_stats: &'a ArchiveStats,
+    stop: &'a CancellationToken,
+}
+
+impl Sinks<'_> {
+    /// Both sinks side by side on one stream, under their consumer names
+    /// `(store, archive)`.
+    async fn run_on<S: Stream>(
+        &self,
+        stream: &S,
+        (store, archive): (&str, &str),
+    ) -> Result<(), String> {
+        let (store_sink, archive_sink) = tokio::join!(
+            tributary_pipeline::run(stream, self.store, store, self.stats, self.stop.clone()),
+            archive_sink(
+                self.config,
+                stream,
+                self.archive,
+                archive,
+                self.archive_stats,
+                self.stop
+            ),
+        );
+        store_sink.and(archive_sink)
+    }
 }
 
 /// The archive sink, when there is an archive; otherwise nothing to do.
