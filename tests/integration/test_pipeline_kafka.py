@@ -23,6 +23,7 @@ import threading
 import time
 import zlib
 
+import pyarrow.dataset as ds
 import pytest
 
 from accounts_cli import add_device, add_owner, login_when_known
@@ -250,6 +251,23 @@ def test_two_nodes_share_the_pipeline_and_a_killed_nodes_partitions_are_taken_ov
         records = read_all(kafka.bootstrap, topic, expected=sum(len(n) for n in acked.values()), timeout=60)
         spread = {r.partition for r in records if r.key and not r.key.decode().endswith("a")}
         assert spread == set(range(PARTITIONS)), spread
+        # The archive sinks share their own group the same way: with both nodes stopped (each writes
+        # what it gathered when it stops), their archives together hold every acknowledged
+        # measurement. A's sink gathers for up to 60 s and was killed before writing, so what it had
+        # is B's (or A's after its restart) to archive; which node holds which rows is the group's
+        # choice, only the union is checked.
+        expected = {(d, n) for d, numbers in acked.items() for n in numbers}
+        archived, per_node = set(), []
+        for node in (a, b):
+            root = node.data_dir / "archive"
+            rows_here = ds.dataset(root, format="parquet", partitioning="hive").to_table(
+                columns=["device", "name", "value"]).to_pylist() if any(root.rglob("*.parquet")) else []
+            per_node.append(len(rows_here))
+            archived |= {(r["device"], int(r["value"])) for r in rows_here if r["name"].endswith("/seq")}
+        assert not expected - archived, f"{len(expected - archived)} acknowledged measurements not archived"
+        figures(f"archives of the two nodes: A {per_node[0]} rows, B {per_node[1]} rows for {2 * len(expected)} "
+                f"measurements of {len(expected)} acknowledged messages: every one archived, "
+                f"{sum(per_node) - 2 * len(expected)} rows written twice (batches gathered across rebalances)")
         # Reprocessing the topic from Kafka into the same store adds nothing.
         again = summary(reprocess("--data-dir", str(b.data_dir), "--config", str(b.workdir / "tributary.toml")))
         assert (again["new"], again["after_n"], again["after_c"]) == (0, rows, again["before_c"]), again

@@ -225,8 +225,9 @@ impl Archive {
         }
     }
 
-    /// Writes `rows`, one file per (owner, UTC day), each sorted by time;
-    /// returns once all are durable.
+    /// Writes `rows`, one file per (owner, UTC day), each sorted by time and
+    /// without repeats of one `(message_id, seq)`; returns once all are
+    /// durable.
     pub async fn write(&self, rows: &[Row]) -> Result<Written> {
         let mut groups: BTreeMap<(&str, String), Vec<&Row>> = BTreeMap::new();
         for row in rows {
@@ -240,6 +241,10 @@ impl Archive {
             group.sort_by(|a, b| {
                 (a.time_ms, &a.message_id, a.seq).cmp(&(b.time_ms, &b.message_id, b.seq))
             });
+            // A record read twice (a consumer group's rebalance hands a
+            // partition back from its last commit) is written once: its
+            // copies share a time, so they are neighbours now.
+            group.dedup_by(|a, b| a.message_id == b.message_id && a.seq == b.seq);
             let first = group[0];
             let relative = format!(
                 "owner={owner}/date={day}/part-{}-{}.parquet",

@@ -191,3 +191,16 @@ fn bad_urls_are_refused_with_the_reason() {
         assert!(error.contains(url), "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_row_read_twice_is_written_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let archive = Archive::open(&ArchiveConfig::default(), dir.path())?;
+    let twice = row("ann", 5_000, 0, 1.0);
+    let rows = vec![twice.clone(), row("ann", 6_000, 0, 2.0), twice];
+    let written = archive.write(&rows).await?;
+    assert_eq!((written.rows, written.files.len()), (2, 1));
+    let batches = read_file(&dir.path().join(DEFAULT_DIR).join(&written.files[0]))?;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    Ok(())
+}
