@@ -114,14 +114,21 @@ impl Api {
         }
     }
 
+    async fn post(&self, uri: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, uri, token, Some(body)).await
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, uri, token, None).await
+    }
+
     /// Signs `name` up and returns a login token.
     async fn owner(&self, name: &str) -> String {
         let reply = self
-            .call(
-                Method::POST,
+            .post(
                 "/api/v1/signup",
                 None,
-                Some(json!({"name": name, "password": "correct horse"})),
+                json!({"name": name, "password": "correct horse"}),
             )
             .await;
         assert_eq!(
@@ -131,11 +138,10 @@ impl Api {
             String::from_utf8_lossy(&reply.body)
         );
         let reply = self
-            .call(
-                Method::POST,
+            .post(
                 "/api/v1/login",
                 None,
-                Some(json!({"name": name, "password": "correct horse"})),
+                json!({"name": name, "password": "correct horse"}),
             )
             .await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -168,9 +174,7 @@ async fn signup_then_login_gives_a_token() -> TestResult {
     let token = api.owner("ann").await;
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&token), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&token)).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.json(), json!([]));
     Ok(())
@@ -181,11 +185,10 @@ async fn signup_of_a_taken_name_is_409() -> TestResult {
     let api = api().await?;
     api.owner("ann").await;
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/signup",
             None,
-            Some(json!({"name": "ann", "password": "another one"})),
+            json!({"name": "ann", "password": "another one"}),
         )
         .await;
     assert_problem(&reply, StatusCode::CONFLICT, "already exists");
@@ -196,39 +199,31 @@ async fn signup_of_a_taken_name_is_409() -> TestResult {
 async fn bad_signups_are_400_naming_the_fault() -> TestResult {
     let api = api().await?;
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/signup",
             None,
-            Some(json!({"name": "a/b", "password": "correct horse"})),
+            json!({"name": "a/b", "password": "correct horse"}),
         )
         .await;
     assert_problem(&reply, StatusCode::BAD_REQUEST, "may contain only");
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/signup",
             None,
-            Some(json!({"name": "ann", "password": "short"})),
+            json!({"name": "ann", "password": "short"}),
         )
         .await;
     assert_problem(&reply, StatusCode::BAD_REQUEST, "password");
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/signup",
-            None,
-            Some(json!({"name": "ann"})),
-        )
+        .post("/api/v1/signup", None, json!({"name": "ann"}))
         .await;
     assert_problem(&reply, StatusCode::BAD_REQUEST, "password");
     let big = "x".repeat(crate::BODY_LIMIT + 1);
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/signup",
             None,
-            Some(json!({"name": "ann", "password": big})),
+            json!({"name": "ann", "password": big}),
         )
         .await;
     assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE, "larger than");
@@ -240,20 +235,18 @@ async fn wrong_password_and_non_owners_get_401_at_login() -> TestResult {
     let api = api().await?;
     api.owner("ann").await;
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/login",
             None,
-            Some(json!({"name": "ann", "password": "wrong horse"})),
+            json!({"name": "ann", "password": "wrong horse"}),
         )
         .await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/login",
             None,
-            Some(json!({"name": "nobody", "password": "wrong horse"})),
+            json!({"name": "nobody", "password": "wrong horse"}),
         )
         .await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
@@ -265,11 +258,10 @@ async fn repeated_wrong_passwords_lock_the_name_with_retry_after() -> TestResult
     let api = api().await?;
     api.owner("ann").await;
     let login = |name: &'static str, password: &'static str| {
-        api.call(
-            Method::POST,
+        api.post(
             "/api/v1/login",
             None,
-            Some(json!({"name": name, "password": password})),
+            json!({"name": name, "password": password}),
         )
     };
     for name in ["ann", "nobody"] {
@@ -296,17 +288,13 @@ async fn repeated_wrong_passwords_lock_the_name_with_retry_after() -> TestResult
 async fn logout_ends_the_token_at_once() -> TestResult {
     let api = api().await?;
     let ann = api.owner("ann").await;
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let reply = api
         .call(Method::POST, "/api/v1/logout", Some(&ann), None)
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
     let reply = api
         .call(Method::POST, "/api/v1/logout", Some(&ann), None)
@@ -320,11 +308,10 @@ async fn signup_can_be_turned_off() -> TestResult {
     let api = api().await?;
     api.state.set_signup(false);
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/signup",
             None,
-            Some(json!({"name": "ann", "password": "correct horse"})),
+            json!({"name": "ann", "password": "correct horse"}),
         )
         .await;
     assert_problem(&reply, StatusCode::FORBIDDEN, "sign-up is turned off");
@@ -338,23 +325,17 @@ async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
     let api = api().await?;
     let ann = api.owner("ann").await;
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/devices",
-            Some(&ann),
-            Some(json!({"name": "watch"})),
-        )
+        .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
         .await;
     let device_token = reply.json()["token"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let reply = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/login",
             None,
-            Some(json!({"name": "watch", "password": device_token})),
+            json!({"name": "watch", "password": device_token}),
         )
         .await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
@@ -364,15 +345,11 @@ async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
 #[tokio::test]
 async fn missing_or_unknown_tokens_are_401() -> TestResult {
     let api = api().await?;
-    let reply = api.call(Method::GET, "/api/v1/devices", None, None).await;
+    let reply = api.get("/api/v1/devices", None).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some("00ff"), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some("00ff")).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
-    let reply = api
-        .call(Method::GET, "/api/v1/live", Some("00ff"), None)
-        .await;
+    let reply = api.get("/api/v1/live", Some("00ff")).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
     Ok(())
 }
@@ -382,12 +359,7 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
     let api = api().await?;
     let ann = api.owner("ann").await;
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/devices",
-            Some(&ann),
-            Some(json!({"name": "watch"})),
-        )
+        .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let created = reply.json();
@@ -403,9 +375,7 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
         })
     );
     // Listed without the token.
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&ann)).await;
     let listed = reply.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(listed[0]["name"], "watch");
@@ -414,12 +384,7 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
     assert!(!String::from_utf8_lossy(&reply.body).contains(token));
     // A taken name is 409.
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/devices",
-            Some(&ann),
-            Some(json!({"name": "watch"})),
-        )
+        .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
         .await;
     assert_problem(&reply, StatusCode::CONFLICT, "already exists");
     // Revoked: listed with revoked_ms.
@@ -427,9 +392,7 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
         .call(Method::DELETE, "/api/v1/devices/watch", Some(&ann), None)
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert!(reply.json()[0]["revoked_ms"].as_i64().is_some());
     Ok(())
 }
@@ -440,21 +403,11 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
     let ann = api.owner("ann").await;
     let bob = api.owner("bob").await;
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/devices",
-            Some(&ann),
-            Some(json!({"name": "anns-watch"})),
-        )
+        .post("/api/v1/devices", Some(&ann), json!({"name": "anns-watch"}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let reply = api
-        .call(
-            Method::POST,
-            "/api/v1/devices",
-            Some(&bob),
-            Some(json!({"name": "bobs-phone"})),
-        )
+        .post("/api/v1/devices", Some(&bob), json!({"name": "bobs-phone"}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
 
@@ -468,17 +421,11 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
             .collect()
     };
     assert_eq!(
-        names(
-            api.call(Method::GET, "/api/v1/devices", Some(&ann), None)
-                .await
-        ),
+        names(api.get("/api/v1/devices", Some(&ann)).await),
         ["anns-watch"]
     );
     assert_eq!(
-        names(
-            api.call(Method::GET, "/api/v1/devices", Some(&bob), None)
-                .await
-        ),
+        names(api.get("/api/v1/devices", Some(&bob)).await),
         ["bobs-phone"]
     );
 
@@ -505,9 +452,7 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
         StatusCode::NOT_FOUND,
         "you have no device named nothing",
     );
-    let reply = api
-        .call(Method::GET, "/api/v1/devices", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert_eq!(reply.json()[0]["revoked_ms"], Value::Null);
     Ok(())
 }
@@ -515,7 +460,7 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() -> TestResult {
     let api = api().await?;
-    let reply = api.call(Method::GET, "/api/v1/nothing", None, None).await;
+    let reply = api.get("/api/v1/nothing", None).await;
     assert_problem(&reply, StatusCode::NOT_FOUND, "no such endpoint");
     let reply = api.call(Method::PUT, "/api/v1/signup", None, None).await;
     assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -528,18 +473,18 @@ async fn unknown_routes_and_methods_are_problems() -> TestResult {
 #[tokio::test]
 async fn health_and_metrics() -> TestResult {
     let api = api().await?;
-    let reply = api.call(Method::GET, "/healthz", None, None).await;
+    let reply = api.get("/healthz", None).await;
     assert_eq!(
         (reply.status, reply.body.as_slice()),
         (StatusCode::OK, b"ok".as_slice())
     );
-    let reply = api.call(Method::GET, "/readyz", None, None).await;
+    let reply = api.get("/readyz", None).await;
     assert_eq!(reply.status, StatusCode::OK);
-    api.call(Method::GET, "/api/v1/devices", None, None).await;
+    api.get("/api/v1/devices", None).await;
     api.state
         .metrics()
         .set_gauge("tributary_test_gauge", "a test gauge.", 3.0);
-    let reply = api.call(Method::GET, "/metrics", None, None).await;
+    let reply = api.get("/metrics", None).await;
     assert!(reply.content_type.starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(reply.body)?;
     assert!(
@@ -564,7 +509,7 @@ async fn health_and_metrics() -> TestResult {
 #[tokio::test]
 async fn openapi_lists_every_route() -> TestResult {
     let api = api().await?;
-    let reply = api.call(Method::GET, "/api/openapi.json", None, None).await;
+    let reply = api.get("/api/openapi.json", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     let doc = reply.json();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -706,12 +651,7 @@ async fn measurements_are_the_callers_only() -> TestResult {
         ])
         .await?;
     let reply = api
-        .call(
-            Method::GET,
-            "/api/v1/measurements?from=0&to=120000&names=hr",
-            Some(&ann),
-            None,
-        )
+        .get("/api/v1/measurements?from=0&to=120000&names=hr", Some(&ann))
         .await;
     assert_eq!(
         reply.status,
@@ -730,11 +670,9 @@ async fn measurements_are_the_callers_only() -> TestResult {
     assert_eq!(points[0]["device"], "watch");
     // Downsampled into one minute bucket.
     let reply = api
-        .call(
-            Method::GET,
+        .get(
             "/api/v1/measurements?from=60000&to=120000&names=hr&bucket=60000",
             Some(&ann),
-            None,
         )
         .await;
     let points = reply.json();
@@ -745,12 +683,7 @@ async fn measurements_are_the_callers_only() -> TestResult {
     );
     // Bob sees his own row only.
     let reply = api
-        .call(
-            Method::GET,
-            "/api/v1/measurements?from=0&to=120000",
-            Some(&bob),
-            None,
-        )
+        .get("/api/v1/measurements?from=0&to=120000", Some(&bob))
         .await;
     let values: Vec<f64> = reply
         .json()
@@ -762,11 +695,9 @@ async fn measurements_are_the_callers_only() -> TestResult {
     assert_eq!(values, [99.0]);
     // An owner parameter is no way around it.
     let reply = api
-        .call(
-            Method::GET,
+        .get(
             "/api/v1/measurements?from=0&to=120000&owner=ann",
             Some(&bob),
-            None,
         )
         .await;
     assert_problem(
@@ -801,12 +732,10 @@ async fn bad_query_parameters_are_400_naming_the_parameter() -> TestResult {
             "'format': must be senml, csv or parquet",
         ),
     ] {
-        let reply = api.call(Method::GET, uri, Some(&ann), None).await;
+        let reply = api.get(uri, Some(&ann)).await;
         assert_problem(&reply, StatusCode::BAD_REQUEST, detail);
     }
-    let reply = api
-        .call(Method::GET, "/api/v1/measurements?from=0&to=5", None, None)
-        .await;
+    let reply = api.get("/api/v1/measurements?from=0&to=5", None).await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
     Ok(())
 }
@@ -829,22 +758,13 @@ async fn dead_letters_are_the_callers_only() -> TestResult {
             })
             .await?;
     }
-    let reply = api
-        .call(Method::GET, "/api/v1/dead-letters", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/dead-letters", Some(&ann)).await;
     assert_eq!(reply.status, StatusCode::OK);
     let letters = reply.json();
     assert_eq!(letters.as_array().map(Vec::len), Some(1));
     assert_eq!(letters[0]["payload"], "not senml");
     assert_eq!(letters[0]["reason"], "not a SenML pack");
-    let reply = api
-        .call(
-            Method::GET,
-            "/api/v1/dead-letters?limit=5",
-            Some(&bob),
-            None,
-        )
-        .await;
+    let reply = api.get("/api/v1/dead-letters?limit=5", Some(&bob)).await;
     let letters = reply.json();
     assert_eq!(
         (
@@ -874,9 +794,7 @@ async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
         .insert(&[odd, blob, row("bob", "phone", 0, "hr", 0, 1.0)])
         .await?;
 
-    let reply = api
-        .call(Method::GET, "/api/v1/export", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/export", Some(&ann)).await;
     assert_eq!(
         (reply.status, reply.content_type.as_str()),
         (StatusCode::OK, "application/senml+json")
@@ -896,9 +814,7 @@ async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
         Some(&json!({"n": "hr", "u": "beat/min", "t": 2499.0, "v": 2499.0}))
     );
 
-    let reply = api
-        .call(Method::GET, "/api/v1/export?format=csv", Some(&ann), None)
-        .await;
+    let reply = api.get("/api/v1/export?format=csv", Some(&ann)).await;
     assert_eq!(reply.content_type, "text/csv; charset=utf-8");
     let text = String::from_utf8(reply.body)?;
     let mut lines = text.split("\r\n");
@@ -912,9 +828,7 @@ async fn export_pages_through_every_row_as_senml_and_csv() -> TestResult {
     );
     assert_eq!(text.matches("\r\n").count(), 1 + 2_502);
 
-    let reply = api
-        .call(Method::GET, "/api/v1/export?format=csv", Some(&bob), None)
-        .await;
+    let reply = api.get("/api/v1/export?format=csv", Some(&bob)).await;
     assert_eq!(String::from_utf8(reply.body)?.matches("\r\n").count(), 2);
     Ok(())
 }
@@ -931,14 +845,7 @@ async fn export_as_parquet_is_one_file_with_a_row_group_per_page() -> TestResult
     api.store
         .insert(&[row("bob", "phone", 0, "hr", 0, 1.0)])
         .await?;
-    let reply = api
-        .call(
-            Method::GET,
-            "/api/v1/export?format=parquet",
-            Some(&ann),
-            None,
-        )
-        .await;
+    let reply = api.get("/api/v1/export?format=parquet", Some(&ann)).await;
     assert_eq!(
         (reply.status, reply.content_type.as_str()),
         (StatusCode::OK, "application/vnd.apache.parquet")
@@ -960,14 +867,7 @@ async fn export_as_parquet_is_one_file_with_a_row_group_per_page() -> TestResult
 
     // An owner without measurements gets a valid, empty file.
     let carol = api.owner("carol").await;
-    let reply = api
-        .call(
-            Method::GET,
-            "/api/v1/export?format=parquet",
-            Some(&carol),
-            None,
-        )
-        .await;
+    let reply = api.get("/api/v1/export?format=parquet", Some(&carol)).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(reply.body))?;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
     Ok(())
