@@ -129,26 +129,52 @@ pub async fn publish(
             "Log records the pipeline has not read yet (refreshed about once a second; 0 when caught up).",
             pipeline.lag.load(Ordering::Relaxed) as f64,
         );
-        metrics.set_counter(
-            PIPELINE_RECORDS_TOTAL,
-            "Log records the pipeline is done with (stored, dead-lettered or skipped).",
-            pipeline.records.load(Ordering::Relaxed),
-        );
-        metrics.set_counter(
-            PIPELINE_DEAD_LETTERS_TOTAL,
-            "Invalid SenML messages the pipeline made dead letters.",
-            pipeline.dead_letters.load(Ordering::Relaxed),
-        );
-        metrics.set_counter(
-            PIPELINE_SKIPPED_TOTAL,
-            "Log records that are no measurements (not SenML, or anonymous).",
-            pipeline.skipped.load(Ordering::Relaxed),
-        );
-        metrics.set_counter(
-            PIPELINE_ALREADY_STORED_TOTAL,
-            "Measurement rows the store had already (the log read again).",
-            pipeline.already_stored.load(Ordering::Relaxed),
-        );
+        // Counters copied as they are: (name, help, atomic).
+        let counters = [
+            (
+                PIPELINE_RECORDS_TOTAL,
+                "Log records the pipeline is done with (stored, dead-lettered or skipped).",
+                &pipeline.records,
+            ),
+            (
+                PIPELINE_DEAD_LETTERS_TOTAL,
+                "Invalid SenML messages the pipeline made dead letters.",
+                &pipeline.dead_letters,
+            ),
+            (
+                PIPELINE_SKIPPED_TOTAL,
+                "Log records that are no measurements (not SenML, or anonymous).",
+                &pipeline.skipped,
+            ),
+            (
+                PIPELINE_ALREADY_STORED_TOTAL,
+                "Measurement rows the store had already (the log read again).",
+                &pipeline.already_stored,
+            ),
+            (
+                ARCHIVE_ROWS_TOTAL,
+                "Measurement rows written to the Parquet archive.",
+                &archive.rows,
+            ),
+            (
+                ARCHIVE_FILES_TOTAL,
+                "Parquet files written to the archive.",
+                &archive.files,
+            ),
+            (
+                ARCHIVE_BYTES_TOTAL,
+                "Bytes of Parquet written to the archive.",
+                &archive.bytes,
+            ),
+            (
+                ARCHIVE_FAILURES_TOTAL,
+                "Archive writes the storage refused (each batch is retried until written).",
+                &archive.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            metrics.set_counter(name, help, value.load(Ordering::Relaxed));
+        }
         metrics.set_counter(
             STORE_ROWS_TOTAL,
             "New measurement rows the store accepted.",
@@ -158,27 +184,6 @@ pub async fn publish(
             STORE_ROWS_PER_SECOND,
             "Measurement rows written per second over the last second (for people; use rate() over the _total counter).",
             rate(|t| t.rows),
-        );
-        let archived = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
-        metrics.set_counter(
-            ARCHIVE_ROWS_TOTAL,
-            "Measurement rows written to the Parquet archive.",
-            archived(&archive.rows),
-        );
-        metrics.set_counter(
-            ARCHIVE_FILES_TOTAL,
-            "Parquet files written to the archive.",
-            archived(&archive.files),
-        );
-        metrics.set_counter(
-            ARCHIVE_BYTES_TOTAL,
-            "Bytes of Parquet written to the archive.",
-            archived(&archive.bytes),
-        );
-        metrics.set_counter(
-            ARCHIVE_FAILURES_TOTAL,
-            "Archive writes the storage refused (each batch is retried until written).",
-            archived(&archive.failures),
         );
         last = Some(now);
     }
