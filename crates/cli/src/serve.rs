@@ -155,7 +155,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
             .await
             .context("open the measurements store")?,
     );
-    let archive = open_archive(&config).await?;
+    let archive = open_archive(&config)?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
@@ -229,24 +229,28 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The archive, when enabled. A bad URL stops the start; unreachable
-/// object storage only warns (ingest goes on, the sink retries).
-async fn open_archive(
-    config: &FileConfig,
-) -> anyhow::Result<Option<Arc<tributary_archive::Archive>>> {
+/// The archive, when enabled. A bad URL stops the start; whether the
+/// storage answers is asked in the background (object storage that does not
+/// answer must not hold up the broker's start): unreachable, it only warns,
+/// and the sink retries.
+fn open_archive(config: &FileConfig) -> anyhow::Result<Option<Arc<tributary_archive::Archive>>> {
     if !config.archive.enabled {
         tracing::info!("archive off");
         return Ok(None);
     }
     let archive = tributary_archive::Archive::open(&config.archive.archive(), &config.data_dir)
         .context("open the archive")?;
-    match archive.check().await {
-        Ok(()) => tracing::info!(archive = archive.location(), "archive ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "archive unreachable; measurements are archived once it answers")
+    let archive = Arc::new(archive);
+    let checked = archive.clone();
+    tokio::spawn(async move {
+        match checked.check().await {
+            Ok(()) => tracing::info!(archive = checked.location(), "archive ready"),
+            Err(e) => {
+                tracing::warn!(error = %e, "archive unreachable; measurements are archived once it answers")
+            }
         }
-    }
-    Ok(Some(Arc::new(archive)))
+    });
+    Ok(Some(archive))
 }
 
 /// Resolves on SIGINT or SIGTERM.
