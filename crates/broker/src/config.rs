@@ -155,6 +155,46 @@ impl LimitsConfig {
     }
 }
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// MQTT over TCP.
+    Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket, path `/mqtt`.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl ListenerKind {
+    pub fn encrypted(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// The URL scheme clients use for it.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "mqtt",
+            ListenerKind::Tls => "mqtts",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ListenerKind::Tcp => "mqtt",
+            ListenerKind::Tls => "mqtt.tls",
+            ListenerKind::Ws => "mqtt.ws",
+            ListenerKind::Wss => "mqtt.wss",
+        })
+    }
+}
+
 /// Everything the broker needs besides the log.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerConfig {
@@ -169,8 +209,7 @@ pub struct BrokerConfig {
 impl BrokerConfig {
     /// Every listener that is on, with its kind. Setting `[tls]` alone
     /// turns MQTT over TLS on at its default address (0.0.0.0:8883).
-    pub fn listeners(&self) -> Vec<(crate::ListenerKind, ListenerConfig)> {
-        use crate::ListenerKind;
+    pub fn listeners(&self) -> Vec<(ListenerKind, ListenerConfig)> {
         let mut all = vec![(
             ListenerKind::Tcp,
             ListenerConfig {

@@ -18,10 +18,11 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// Kafka as the log: creating its topics or its producer failed.
+    #[error("set up kafka as the log: {0}")]
+    Kafka(#[source] tributary_kafka::Error),
     #[error("open the account store: {0}")]
-    Accounts(String),
+    Accounts(#[source] tributary_accounts::Error),
     #[error("{context}: {source}")]
     Log {
         context: &'static str,

@@ -9,14 +9,11 @@
 //! local append and the commit may be appended twice: MQTT delivery is at
 //! least once). A new node starts at Kafka's end.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tributary_kafka::{Consumer, KafkaConfig, Position, Start};
-use tributary_log::Record;
-
-use crate::server::Broker;
+use tributary_log::{Log, Record};
 
 /// Records appended to the local log at once at most.
 const BATCH: usize = 1024;
@@ -25,12 +22,9 @@ const LINGER: Duration = Duration::from_millis(2);
 /// Pause after an error before trying again (Kafka away, say).
 const RETRY: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run(
-    broker: Arc<Broker>,
-    config: KafkaConfig,
-    group: String,
-    stop: CancellationToken,
-) {
+/// Appends what this node's consumer group `group` reads from Kafka to
+/// `log`, until `stop` is cancelled.
+pub(crate) async fn run(log: Log, config: KafkaConfig, group: String, stop: CancellationToken) {
     let consumer = loop {
         match Consumer::new(&config, &group, &config.topics(), Start::Latest) {
             Ok(consumer) => break consumer,
@@ -70,7 +64,7 @@ pub(crate) async fn run(
         if !records.is_empty() {
             // Not cancelled by `stop`: what was read is appended before the
             // offsets move, or neither happens.
-            if let Err(e) = broker.log.append_batch(records).await {
+            if let Err(e) = log.append_batch(records).await {
                 tracing::error!(error = %e, "kafka tail: append to the local log; rereading from the last commit");
                 tokio::time::sleep(RETRY).await;
                 continue;

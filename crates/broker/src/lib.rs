@@ -25,11 +25,14 @@
 //! ```
 
 mod acl;
+mod broker;
 mod config;
 mod connection;
+mod durable;
 mod error;
 mod kafka_tail;
 mod listener;
+mod node_id;
 mod persist;
 mod proxy;
 mod rate;
@@ -38,13 +41,13 @@ mod server;
 mod session;
 mod shared;
 mod stats;
-mod store;
 mod tls;
 mod transport;
+mod upkeep;
 mod websocket;
 
-pub use config::{BrokerConfig, LimitsConfig, ListenerConfig, MqttConfig, TlsConfig};
+pub use broker::Broker;
+pub use config::{BrokerConfig, LimitsConfig, ListenerConfig, ListenerKind, MqttConfig, TlsConfig};
 pub use error::{Error, Result};
-pub use listener::{ListenerKind, Listeners};
-pub use server::Broker;
+pub use listener::Listeners;
 pub use stats::{BrokerStats, LatencySnapshot};

@@ -9,49 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{BrokerConfig, ListenerConfig};
+use crate::config::{BrokerConfig, ListenerConfig, ListenerKind};
 use crate::transport::Transport;
 use crate::{Error, Result};
-
-/// What a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerKind {
-    /// MQTT over TCP.
-    Tcp,
-    /// MQTT over TLS.
-    Tls,
-    /// MQTT over WebSocket, path `/mqtt`.
-    Ws,
-    /// MQTT over WebSocket over TLS.
-    Wss,
-}
-
-impl ListenerKind {
-    pub fn encrypted(self) -> bool {
-        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
-    }
-
-    /// The URL scheme clients use for it.
-    pub fn scheme(self) -> &'static str {
-        match self {
-            ListenerKind::Tcp => "mqtt",
-            ListenerKind::Tls => "mqtts",
-            ListenerKind::Ws => "ws",
-            ListenerKind::Wss => "wss",
-        }
-    }
-}
-
-impl std::fmt::Display for ListenerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ListenerKind::Tcp => "mqtt",
-            ListenerKind::Tls => "mqtt.tls",
-            ListenerKind::Ws => "mqtt.ws",
-            ListenerKind::Wss => "mqtt.wss",
-        })
-    }
-}
 
 /// One bound listener.
 pub(crate) struct Listener {

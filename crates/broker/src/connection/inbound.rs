@@ -7,8 +7,8 @@ use tributary_mqtt::{
 };
 
 use super::{Acks, Close, Connection, PendingAck};
+use crate::durable::{Durable, NotDurable};
 use crate::session::{Held, OutboundState, Subscription};
-use crate::store::{NotStored, Stored};
 
 impl Connection {
     pub(super) async fn handle_packet(
@@ -249,7 +249,7 @@ impl Connection {
     pub(super) fn appended(
         &mut self,
         held: &mut Held,
-        (result, acks): (Result<Stored, NotStored>, Acks),
+        (result, acks): (Result<Durable, NotDurable>, Acks),
     ) -> Result<(), Close> {
         let stored = match result {
             Ok(stored) => stored,
@@ -270,10 +270,10 @@ impl Connection {
             }
         };
         let mut offsets = match stored {
-            Stored::InLog(offsets) => Some(offsets.into_iter()),
+            Durable::InLog(offsets) => Some(offsets.into_iter()),
             // The retained map learns of retained messages from the local
             // log, which Kafka feeds; there is no local offset yet.
-            Stored::InKafka => None,
+            Durable::InKafka => None,
         };
         for ack in acks {
             if let Some(refusal) = ack.refused {

@@ -28,7 +28,7 @@ use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonC
 
 use tributary_accounts::Identity;
 
-use crate::server::Broker;
+use crate::broker::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
 use crate::transport::Transport;
@@ -120,7 +120,7 @@ struct PendingAck {
     retained: Option<Arc<Record>>,
 }
 
-type AppendFuture = crate::store::StoreFuture;
+type AppendFuture = crate::durable::DurableFuture;
 
 /// Publishes with the answers they are owed, in arrival order.
 type Acks = Vec<PendingAck>;
@@ -483,7 +483,7 @@ impl Connection {
                 // Once per batch, not per publish: see `stats`.
                 self.broker.stats.add_received(count);
             }
-            let (future, blocking) = crate::store::submit(&self.broker, records);
+            let (future, blocking) = self.broker.durability.submit(records);
             ingest.blocked = blocking;
             ingest.appending.push_back(Append {
                 future,
@@ -736,14 +736,14 @@ impl Connection {
 /// Appends a will message to the log like any publish.
 async fn append_will(broker: &Broker, record: Record) {
     let record = Arc::new(record);
-    match crate::store::store(broker, vec![Record::clone(&record)]).await {
-        Ok(crate::store::Stored::InLog(offsets)) => {
+    match broker.durability.store(vec![Record::clone(&record)]).await {
+        Ok(crate::durable::Durable::InLog(offsets)) => {
             if let (true, Some(offset)) = (record.retain, offsets.first()) {
                 broker.retained.apply(*offset, &record);
             }
         }
         // The retained map learns it from the local log, which Kafka feeds.
-        Ok(crate::store::Stored::InKafka) => {}
+        Ok(crate::durable::Durable::InKafka) => {}
         Err(e) => {
             tracing::error!(client_id = %record.client_id, error = %e, "append the will message")
         }
@@ -766,7 +766,10 @@ async fn recv_shared(
 async fn poll_append(
     ingest: &mut Option<Box<Ingest>>,
     stats: &crate::stats::BrokerStats,
-) -> (Result<crate::store::Stored, crate::store::NotStored>, Acks) {
+) -> (
+    Result<crate::durable::Durable, crate::durable::NotDurable>,
+    Acks,
+) {
     match ingest.as_mut().and_then(|i| i.appending.front_mut()) {
         Some(append) => {
             let result = (&mut append.future).await;

@@ -1,0 +1,198 @@
+//! The broker's state and its construction: everything the connections of
+//! one node share (the log and where publishes are made durable, sessions,
+//! retained messages, shared subscription groups, accounts, limits and
+//! figures), loaded from the data dir and the log by [`Broker::open`].
+//!
+//! Serving it is apart: `server` runs the listeners and the connections,
+//! `upkeep` the background tasks. Neither is needed to build a `Broker`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tributary_accounts::Accounts;
+use tributary_log::{Log, MessageId, MessageIds, Offset};
+
+use crate::config::BrokerConfig;
+use crate::durable::Durability;
+use crate::persist::SessionFile;
+use crate::rate::SourceLimiter;
+use crate::retained::{Retained, RetainedSnapshot};
+use crate::session::{Registry, Subscription};
+use crate::shared::SharedGroups;
+use crate::stats::BrokerStats;
+use crate::{Error, Result};
+
+/// Records read from the log per batch when replaying retained messages.
+const REPLAY_BATCH: usize = 1024;
+
+/// State shared by every connection of one broker.
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    pub(crate) log: Log,
+    pub(crate) sessions: Arc<Registry>,
+    pub(crate) session_file: Arc<SessionFile>,
+    pub(crate) retained: Arc<Retained>,
+    /// Shared subscriptions (`$share/{group}/{filter}`), delivered by group.
+    pub(crate) shared: Arc<SharedGroups>,
+    /// Connection attempts per source address (`limits.max_connections_per_sec_per_source`).
+    pub(crate) sources: SourceLimiter,
+    /// Owners and devices, for authentication and the ACL.
+    pub(crate) accounts: Arc<Accounts>,
+    /// Where the retained map is saved; written by the retained consumer.
+    pub(crate) retained_snapshot: Arc<RetainedSnapshot>,
+    /// Where the retained map stood at the last snapshot load or replay.
+    retained_applied: Offset,
+    message_ids: MessageIds,
+    next_connection: AtomicU64,
+    /// Cancelled when shutdown starts; every connection's token is a child.
+    pub(crate) shutdown: CancellationToken,
+    /// One permit per open connection (`limits.max_connections`).
+    pub(crate) connection_permits: Arc<Semaphore>,
+    /// Where publishes are made durable: the log itself, or Kafka.
+    pub(crate) durability: Durability,
+    /// Names this node's consumer group on Kafka (kept in the data dir).
+    node_id: String,
+    /// Messages in and out, append latency (for metrics).
+    pub(crate) stats: BrokerStats,
+}
+
+impl Broker {
+    /// Loads persistent sessions and retained messages from `data_dir` and the log.
+    pub async fn open(config: BrokerConfig, log: Log, data_dir: &Path) -> Result<Arc<Broker>> {
+        config.validate().map_err(Error::Config)?;
+        let session_file = Arc::new(SessionFile::new(data_dir));
+        let sessions = Arc::new(Registry::default());
+        let stored = session_file
+            .load()
+            .map_err(|e| Error::io("load sessions.json", e))?;
+        let restored = stored.len();
+        let shared = Arc::new(SharedGroups::new(log.clone()));
+        for session in stored {
+            for key in Subscription::shared_keys(&session.subscriptions) {
+                shared.hold(&key);
+            }
+            let name = session.client_id.consumer_name();
+            // Without a committed cursor (a crash between the session file
+            // and the offsets journal) start at the oldest subscription: each
+            // subscription's `since` keeps older records out anyway.
+            let oldest_subscription = session.subscriptions.iter().map(|s| Offset(s.since)).min();
+            let cursor = log
+                .committed_offset(&name)
+                .or(oldest_subscription)
+                .unwrap_or(log.end_offset())
+                .max(log.start_offset());
+            sessions.restore(session.restore(cursor));
+        }
+        let accounts = Arc::new(Accounts::open(data_dir).map_err(Error::Accounts)?);
+        let durability = match &config.kafka {
+            Some(kafka) => {
+                tributary_kafka::ensure_topics(kafka)
+                    .await
+                    .map_err(Error::Kafka)?;
+                let producer = tributary_kafka::Producer::new(kafka).map_err(Error::Kafka)?;
+                Durability::Kafka(Arc::new(producer))
+            }
+            None => Durability::Embedded(log.clone()),
+        };
+        let node_id =
+            crate::node_id::load_or_create(data_dir).map_err(|e| Error::io("read node_id", e))?;
+        let retained_snapshot = Arc::new(RetainedSnapshot::new(data_dir));
+        let (retained, applied) = retained_snapshot
+            .load()
+            .map_err(|e| Error::io("load retained.snapshot", e))?;
+        let mut broker = Broker {
+            connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
+            config,
+            log,
+            sessions,
+            session_file,
+            retained: Arc::new(retained),
+            shared,
+            accounts,
+            sources: SourceLimiter::default(),
+            retained_snapshot,
+            retained_applied: applied,
+            message_ids: MessageIds::new(),
+            next_connection: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            durability,
+            node_id,
+            stats: BrokerStats::default(),
+        };
+        broker.retained_applied = broker.replay_retained(applied).await?;
+        tracing::info!(
+            sessions = restored,
+            retained = broker.retained.len(),
+            "broker state loaded"
+        );
+        Ok(Arc::new(broker))
+    }
+
+    /// Applies retained records from `from` to the log end; returns the end.
+    async fn replay_retained(&self, from: Offset) -> Result<Offset> {
+        let mut pos = from.max(self.log.start_offset());
+        loop {
+            let batch = self
+                .log
+                .read(pos, REPLAY_BATCH)
+                .await
+                .map_err(|e| Error::log("replay retained messages", e))?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(pos);
+            };
+            pos = Offset(last.0 + 1);
+            for (offset, record) in &batch {
+                if record.retain {
+                    self.retained.apply(*offset, record);
+                }
+            }
+        }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// With Kafka as the log: whether Kafka is reachable (for metrics).
+    pub fn kafka_reachable(&self) -> Option<bool> {
+        self.durability.kafka_reachable()
+    }
+
+    /// Messages in and out and append latency (for metrics).
+    pub fn stats(&self) -> &BrokerStats {
+        &self.stats
+    }
+
+    /// Open MQTT connections (for metrics).
+    pub fn connections(&self) -> usize {
+        self.config.limits.max_connections - self.connection_permits.available_permits()
+    }
+
+    /// The account store the broker authenticates against (shared with the HTTP API).
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    pub(crate) fn next_message_id(&self) -> MessageId {
+        self.message_ids.next()
+    }
+
+    /// A number for a new connection, unique in this process (the session
+    /// registry tells a connection from the one that took its session over).
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Where the retained map stood once `open` had replayed the log.
+    pub(crate) fn retained_applied(&self) -> Offset {
+        self.retained_applied
+    }
+
+    /// This node's id (its Kafka consumer group is named after it).
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
