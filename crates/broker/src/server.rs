@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::ListenerKind;
-use crate::connection::Connection;
+use crate::connection;
 use crate::listener::{Layers, Listeners};
 use crate::transport::Transport;
 use crate::upkeep::{self, ExpiryScope};
@@ -114,9 +114,7 @@ impl Broker {
         let id = self.next_connection_id();
         let stop = self.shutdown.child_token();
         let transport = Transport::layered(Box::new(io), None);
-        Box::new(Connection::new(self, id, transport, peer, stop))
-            .run()
-            .await;
+        connection::serve(self, id, transport, peer, stop).await;
     }
 
     /// Accepts on one listener until `accepting` is cancelled; each
@@ -153,9 +151,7 @@ impl Broker {
                 // and no second task-sized future for an idle device.
                 connections.spawn(async move {
                     let transport = Transport::Tcp(stream);
-                    Box::new(Connection::new(broker, id, transport, peer, stop))
-                        .run()
-                        .await;
+                    connection::serve(broker, id, transport, peer, stop).await;
                 });
                 continue;
             }
@@ -169,9 +165,7 @@ impl Broker {
                     }
                     return;
                 };
-                Box::new(Connection::new(broker, id, transport, peer, stop))
-                    .run()
-                    .await;
+                connection::serve(broker, id, transport, peer, stop).await;
             });
         }
     }

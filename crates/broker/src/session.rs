@@ -298,12 +298,14 @@ struct Entry {
     /// The state of a session that outlives (or may outlive) its
     /// connection; `None` for a connection whose session ends with it,
     /// which keeps its state to itself (see [`SessionRef::Own`]).
-    state: Option<SharedSession>,
+    state: Option<SessionSlot>,
     /// Cancelled to make the connection holding the session let go of it.
     holder: Option<(u64, CancellationToken)>,
 }
 
-type SharedSession = Arc<tokio::sync::Mutex<Option<SessionState>>>;
+/// Where the registry keeps a session's state; a connection holds the lock
+/// while it serves the session, and the next one waits for it.
+type SessionSlot = Arc<tokio::sync::Mutex<Option<SessionState>>>;
 
 /// All sessions by client id. A new connection for a client id takes the
 /// session over: the previous connection is told to close and the new one
@@ -326,9 +328,9 @@ pub struct Held {
 /// A connection's hold on its session's state.
 pub enum SessionRef {
     /// A session in the registry, which later connections may take over.
-    Shared(OwnedMappedMutexGuard<Option<SessionState>, SessionState>),
+    Registered(OwnedMappedMutexGuard<Option<SessionState>, SessionState>),
     /// A session that ends with its connection (clean session / expiry 0):
-    /// nobody else will ever need its state, so it is not shared.
+    /// nobody else will ever need its state, so it stays out of the registry.
     Own(Box<SessionState>),
 }
 
@@ -337,7 +339,7 @@ impl std::ops::Deref for SessionRef {
 
     fn deref(&self) -> &SessionState {
         match self {
-            SessionRef::Shared(guard) => guard,
+            SessionRef::Registered(guard) => guard,
             SessionRef::Own(state) => state,
         }
     }
@@ -346,7 +348,7 @@ impl std::ops::Deref for SessionRef {
 impl std::ops::DerefMut for SessionRef {
     fn deref_mut(&mut self) -> &mut SessionState {
         match self {
-            SessionRef::Shared(guard) => &mut *guard,
+            SessionRef::Registered(guard) => &mut *guard,
             SessionRef::Own(state) => &mut *state,
         }
     }
@@ -403,7 +405,7 @@ impl Registry {
         let state =
             OwnedMutexGuard::map(guard, |s| s.as_mut().expect("session state was just set"));
         Held {
-            state: SessionRef::Shared(state),
+            state: SessionRef::Registered(state),
             resumed,
             discarded_shared,
         }
@@ -455,10 +457,10 @@ impl Registry {
             if entry.holder.is_some() {
                 return true;
             }
-            let Some(shared) = &entry.state else {
+            let Some(slot) = &entry.state else {
                 return true;
             };
-            let Ok(state) = shared.try_lock() else {
+            let Ok(state) = slot.try_lock() else {
                 return true;
             };
             let Some(state) = state.as_ref() else {

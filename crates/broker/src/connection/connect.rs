@@ -1,20 +1,91 @@
-//! `ExpectConnect`: the first packet of a connection, its answer, and taking
-//! over (or creating) the client's session.
+//! `ExpectConnect`: the first packet of a connection and its answer. It
+//! reads CONNECT, admits or refuses the client, and returns the terms both
+//! sides agreed on ([`Negotiated`]), from which the connected
+//! [`Connection`] is made; that connection then takes over (or creates) the
+//! client's session and sends CONNACK.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
+use tokio_util::sync::CancellationToken;
 use tributary_accounts::{AuthError, Identity};
-use tributary_mqtt::{ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, ReasonCode};
+use tributary_mqtt::{
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResp, ReasonCode, Will,
+};
 
-use super::Connection;
+use super::{Connection, CLOSE_FLUSH_TIMEOUT};
+use crate::broker::Broker;
 use crate::session::{ClientId, Held, OutboundMessage, OutboundState, SessionState, Subscription};
+use crate::transport::Transport;
 
-impl Connection {
-    /// Reads CONNECT (within `limits.connect_timeout_ms`), answers CONNACK and
-    /// returns the session this connection now holds, or `None` when the
-    /// connection was refused or closed.
-    pub(super) async fn handshake(&mut self) -> Option<Held> {
+/// A connection before its CONNECT: what it has is the socket and the
+/// broker; what it will be is decided by the CONNECT.
+pub(crate) struct ExpectConnect {
+    pub(super) broker: Arc<Broker>,
+    pub(super) id: u64,
+    pub(super) peer: SocketAddr,
+    pub(super) transport: Transport,
+    /// Bytes read so far; what follows the CONNECT goes to the connection.
+    pub(super) rbuf: BytesMut,
+    /// Cancelled at shutdown and when another connection takes the session over.
+    pub(super) stop: CancellationToken,
+}
+
+/// The terms of a connection, agreed by CONNECT and CONNACK.
+pub(super) struct Negotiated {
+    pub(super) version: ProtocolVersion,
+    /// Namespaced by the identity (see [`ClientId::for_identity`]).
+    pub(super) client_id: ClientId,
+    /// Who authenticated; `None` for an anonymous client (loopback only).
+    pub(super) identity: Option<Box<Identity>>,
+    /// Seconds; 0 turns keep-alive off. The broker's own where it imposes one.
+    pub(super) keep_alive: u16,
+    pub(super) will: Option<Box<Will>>,
+    /// Smaller of `limits.inflight` and the client's 5.0 Receive Maximum.
+    pub(super) outbound_window: u32,
+    /// The client's 5.0 Maximum Packet Size.
+    pub(super) client_max_packet: u32,
+    /// Whether the client asked for reason strings and user properties (5.0).
+    pub(super) problem_information: bool,
+    /// The client's 5.0 Topic Alias Maximum.
+    pub(super) client_topic_alias_maximum: u16,
+}
+
+/// What the client asked of its session.
+pub(super) struct SessionTerms {
+    clean_start: bool,
+    /// 3.1.1 clean session off, or 5.0 Session Expiry Interval > 0.
+    persistent: bool,
+    /// Seconds, capped by `limits.max_session_expiry_secs`.
+    expiry_secs: u32,
+    /// The CONNACK properties decided so far (5.0).
+    connack: Properties,
+}
+
+impl ExpectConnect {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        id: u64,
+        transport: Transport,
+        peer: SocketAddr,
+        stop: CancellationToken,
+    ) -> Self {
+        ExpectConnect {
+            broker,
+            id,
+            peer,
+            transport,
+            rbuf: BytesMut::new(),
+            stop,
+        }
+    }
+
+    /// Reads CONNECT (within `limits.connect_timeout_ms`) and admits the
+    /// client: returns the connected connection and the session it now
+    /// holds (CONNACK sent), or `None` when it was refused or closed.
+    pub(super) async fn handshake(mut self) -> Option<(Box<Connection>, Held)> {
         let timeout = self.broker.config.limits.connect_timeout();
         let connect = match tokio::time::timeout(timeout, self.read_connect()).await {
             Ok(Some(connect)) => connect,
@@ -24,7 +95,7 @@ impl Connection {
                 return None;
             }
         };
-        self.version = connect.protocol;
+        let version = connect.protocol;
         let per_source = self.broker.config.limits.max_connections_per_sec_per_source;
         if !self
             .broker
@@ -32,30 +103,24 @@ impl Connection {
             .admit(self.peer.ip(), per_source, std::time::Instant::now())
         {
             tracing::info!(peer = %self.peer, "refused: over limits.max_connections_per_sec_per_source");
-            self.send(&Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason: ReasonCode::ConnectionRateExceeded,
-                properties: Properties::default(),
-            }));
-            self.flush().await;
+            self.refuse(version, ReasonCode::ConnectionRateExceeded)
+                .await;
             return None;
         }
         if self.rbuf.is_empty() {
             // Most clients now go quiet: hold no read buffer while they do.
-            self.rbuf = bytes::BytesMut::new();
+            self.rbuf = BytesMut::new();
         }
-        match self.accept(connect).await {
-            Ok(held) => Some(held),
+        let (terms, session) = match self.admit(connect).await {
+            Ok(admitted) => admitted,
             Err(reason) => {
-                self.send(&Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    reason,
-                    properties: Properties::default(),
-                }));
-                self.flush().await;
-                None
+                self.refuse(version, reason).await;
+                return None;
             }
-        }
+        };
+        let mut connection = Box::new(Connection::new(self, terms));
+        let held = connection.open_session(session).await;
+        Some((connection, held))
     }
 
     /// Reads until a whole first packet arrived; anything but a valid
@@ -107,8 +172,9 @@ impl Connection {
         }
     }
 
-    /// Checks CONNECT, takes the session and sends CONNACK.
-    async fn accept(&mut self, connect: Connect) -> Result<Held, ReasonCode> {
+    /// Checks CONNECT (credentials, the will's topic, the client id) and
+    /// decides the connection's terms; the reason code refuses it.
+    async fn admit(&mut self, connect: Connect) -> Result<(Negotiated, SessionTerms), ReasonCode> {
         let broker = self.broker.clone();
         let limits = &broker.config.limits;
         let identity = self.authenticate(&connect).await?;
@@ -135,9 +201,8 @@ impl Connection {
             connect.client_id.clone()
         };
         let client_id = ClientId::for_identity(identity.as_ref(), &client_id);
-        self.identity = identity.map(Box::new);
         let max_expiry = limits.max_session_expiry_secs;
-        let (persistent, expiry) = if v5 {
+        let (persistent, expiry_secs) = if v5 {
             let requested = connect.properties.session_expiry_interval.unwrap_or(0);
             if requested > max_expiry {
                 properties.session_expiry_interval = Some(max_expiry);
@@ -149,80 +214,77 @@ impl Connection {
                 if connect.clean_start { 0 } else { max_expiry },
             )
         };
+        let mut terms = Negotiated {
+            version: connect.protocol,
+            client_id,
+            identity: identity.map(Box::new),
+            keep_alive: connect.keep_alive,
+            will: connect.will.map(Box::new),
+            outbound_window: u32::from(limits.inflight),
+            client_max_packet: u32::MAX,
+            problem_information: true,
+            client_topic_alias_maximum: 0,
+        };
         if v5 {
             if let Some(receive_maximum) = connect.properties.receive_maximum {
-                self.outbound_window = self.outbound_window.min(u32::from(receive_maximum));
+                terms.outbound_window = terms.outbound_window.min(u32::from(receive_maximum));
             }
             if let Some(max) = connect.properties.maximum_packet_size {
-                self.client_max_packet = max;
+                terms.client_max_packet = max;
             }
-            self.problem_information = connect.properties.request_problem_information != Some(0);
+            terms.problem_information = connect.properties.request_problem_information != Some(0);
+            terms.client_topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
             properties.receive_maximum = Some(limits.receive_maximum);
             properties.maximum_packet_size =
                 Some(limits.max_packet_size.min(u32::MAX as usize) as u32);
             properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
-            self.client_topic_alias_maximum = connect.properties.topic_alias_maximum.unwrap_or(0);
             properties.retain_available = Some(1);
             properties.wildcard_subscription_available = Some(1);
             properties.subscription_identifier_available = Some(1);
             properties.shared_subscription_available = Some(1);
+            let max_keep_alive = limits.max_keep_alive_secs;
+            if max_keep_alive > 0 && (terms.keep_alive == 0 || terms.keep_alive > max_keep_alive) {
+                // 5.0 §3.2.2.3.14: the server may impose its own keep-alive.
+                terms.keep_alive = max_keep_alive;
+                properties.server_keep_alive = Some(max_keep_alive);
+            }
         }
-        self.client_id = client_id.clone();
-        let mut keep_alive = connect.keep_alive;
-        let max_keep_alive = limits.max_keep_alive_secs;
-        if v5 && max_keep_alive > 0 && (keep_alive == 0 || keep_alive > max_keep_alive) {
-            // 5.0 §3.2.2.3.14: the server may impose its own keep-alive.
-            keep_alive = max_keep_alive;
-            properties.server_keep_alive = Some(max_keep_alive);
-        }
-        self.keep_alive = keep_alive;
-        self.will = connect.will.map(Box::new);
+        let session = SessionTerms {
+            clean_start: connect.clean_start,
+            persistent,
+            expiry_secs,
+            connack: properties,
+        };
+        Ok((terms, session))
+    }
 
-        let end = broker.log.end_offset();
-        let protocol = connect.protocol;
-        let mut held = broker
-            .sessions
-            .take(
-                &client_id,
-                self.id,
-                self.stop.clone(),
-                connect.clean_start,
-                persistent,
-                || SessionState::new(client_id.clone(), protocol, end),
-            )
-            .await;
-        for key in std::mem::take(&mut held.discarded_shared) {
-            broker.shared.release(&key);
+    /// Refuses the client with a CONNACK carrying `reason`.
+    async fn refuse(&mut self, version: ProtocolVersion, reason: ReasonCode) {
+        let connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason,
+            properties: Properties::default(),
+        });
+        let mut out = BytesMut::new();
+        if tributary_mqtt::encode(&connack, version, &mut out).is_ok() {
+            let write = self.transport.writer().write_all(&out);
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, write).await;
         }
-        let state = &mut held.state;
-        state.protocol = protocol;
-        state.persistent = persistent;
-        state.expiry_secs = expiry;
-        state.disconnected_at = None;
-        if persistent {
-            self.committed = broker.log.committed_offset(&client_id.consumer_name());
-            self.save_session(state, true).await;
-        } else {
-            // A clean start may have discarded a persistent session.
-            self.forget_stored_session().await;
+    }
+
+    /// Answers a connection over `limits.max_connections` once its CONNECT
+    /// arrives: CONNACK "server busy" (5.0) or "server unavailable" (3.1.1).
+    pub(super) async fn refuse_busy(mut self) {
+        tracing::warn!(peer = %self.peer, "refused: limits.max_connections reached");
+        let timeout = self
+            .broker
+            .config
+            .limits
+            .connect_timeout()
+            .min(Duration::from_secs(5));
+        if let Ok(Some(connect)) = tokio::time::timeout(timeout, self.read_connect()).await {
+            self.refuse(connect.protocol, ReasonCode::ServerBusy).await;
         }
-        let resumed = held.resumed;
-        tracing::info!(client_id = %client_id, peer = %self.peer, protocol = protocol.level(), resumed, persistent, "connected");
-        self.send(&Packet::ConnAck(ConnAck {
-            session_present: resumed,
-            reason: ReasonCode::Success,
-            properties,
-        }));
-        if resumed {
-            self.resend_inflight(&mut held);
-        }
-        // QoS 2 flows awaiting PUBREL still use the client's quota.
-        self.unacked_inbound = held.state.inbound_qos2.len() as u32;
-        for key in Subscription::shared_keys(held.state.subscriptions.values()) {
-            let sender = self.shared_sender();
-            broker.shared.join(&key, self.id, sender);
-        }
-        Ok(held)
     }
 
     /// Checks the CONNECT's credentials against the account store: a device
@@ -293,6 +355,60 @@ impl Connection {
             }),
         }
     }
+}
+
+impl Connection {
+    /// Takes over (or creates) the client's session, answers CONNACK, and
+    /// resends what a resumed session still owes the client.
+    pub(super) async fn open_session(&mut self, terms: SessionTerms) -> Held {
+        let broker = self.broker.clone();
+        let client_id = self.client_id.clone();
+        let end = broker.log.end_offset();
+        let protocol = self.version;
+        let mut held = broker
+            .sessions
+            .take(
+                &client_id,
+                self.id,
+                self.stop.clone(),
+                terms.clean_start,
+                terms.persistent,
+                || SessionState::new(client_id.clone(), protocol, end),
+            )
+            .await;
+        for key in std::mem::take(&mut held.discarded_shared) {
+            broker.shared.release(&key);
+        }
+        let state = &mut held.state;
+        state.protocol = protocol;
+        state.persistent = terms.persistent;
+        state.expiry_secs = terms.expiry_secs;
+        state.disconnected_at = None;
+        if terms.persistent {
+            self.committed = broker.log.committed_offset(&client_id.consumer_name());
+            self.save_session(state, true).await;
+        } else {
+            // A clean start may have discarded a persistent session.
+            self.forget_stored_session().await;
+        }
+        let resumed = held.resumed;
+        tracing::info!(client_id = %client_id, peer = %self.peer, protocol = protocol.level(), resumed, persistent = terms.persistent, "connected");
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: resumed,
+            reason: ReasonCode::Success,
+            properties: terms.connack,
+        }));
+        if resumed {
+            self.resend_inflight(&mut held);
+        }
+        // QoS 2 flows awaiting PUBREL still use the client's quota.
+        self.unacked_inbound = held.state.inbound_qos2.len() as u32;
+        for key in Subscription::shared_keys(held.state.subscriptions.values()) {
+            let sender = self.shared_sender();
+            broker.shared.join(&key, self.id, sender);
+        }
+        held
+    }
 
     /// Drops what disk holds of a session that is no longer persistent.
     /// Cheap when there is nothing to forget (the common case of a
@@ -334,27 +450,6 @@ impl Connection {
                     self.resend(id, &message)
                 }
             }
-        }
-    }
-
-    /// Answers a connection over `limits.max_connections` once its CONNECT
-    /// arrives: CONNACK "server busy" (5.0) or "server unavailable" (3.1.1).
-    pub(super) async fn refuse_busy(&mut self) {
-        tracing::warn!(peer = %self.peer, "refused: limits.max_connections reached");
-        let timeout = self
-            .broker
-            .config
-            .limits
-            .connect_timeout()
-            .min(Duration::from_secs(5));
-        if let Ok(Some(connect)) = tokio::time::timeout(timeout, self.read_connect()).await {
-            self.version = connect.protocol;
-            self.send(&Packet::ConnAck(ConnAck {
-                session_present: false,
-                reason: ReasonCode::ServerBusy,
-                properties: Properties::default(),
-            }));
-            self.flush().await;
         }
     }
 }

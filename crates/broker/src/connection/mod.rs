@@ -32,6 +32,7 @@ use crate::broker::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
 use crate::transport::Transport;
+use connect::{ExpectConnect, Negotiated};
 
 /// Buffer capacity kept by a connection whose buffer just emptied; larger
 /// buffers are freed so that idle connections stay small.
@@ -168,6 +169,32 @@ struct Append {
     records: u64,
 }
 
+/// Serves one accepted connection to its end: its CONNECT
+/// ([`ExpectConnect`]), then the connected loop, then the will and the
+/// session's hand-back.
+pub(crate) async fn serve(
+    broker: Arc<Broker>,
+    id: u64,
+    transport: Transport,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let expect = ExpectConnect::new(broker, id, transport, peer, stop);
+    let Ok(permit) = expect.broker.connection_permits.clone().try_acquire_owned() else {
+        Box::pin(expect.refuse_busy()).await;
+        return;
+    };
+    // Boxed where a step is large and rare or short-lived, so that the task
+    // of an idle connection only keeps the small `serve` loop alive.
+    let Some((mut connection, mut held)) = Box::pin(expect.handshake()).await else {
+        return;
+    };
+    let close = connection.serve(&mut held).await;
+    Box::pin(connection.finish(held, close)).await;
+    drop(permit);
+}
+
+/// A client connection after CONNACK.
 pub(crate) struct Connection {
     broker: Arc<Broker>,
     id: u64,
@@ -224,65 +251,36 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(
-        broker: Arc<Broker>,
-        id: u64,
-        transport: Transport,
-        peer: SocketAddr,
-        stop: CancellationToken,
-    ) -> Self {
-        let outbound_window = u32::from(broker.config.limits.inflight);
+    /// The connected connection, on the terms its CONNECT negotiated.
+    fn new(expect: ExpectConnect, terms: Negotiated) -> Self {
         Connection {
-            broker,
-            id,
-            peer,
-            transport,
-            rbuf: BytesMut::new(),
+            broker: expect.broker,
+            id: expect.id,
+            peer: expect.peer,
+            transport: expect.transport,
+            rbuf: expect.rbuf,
             wbuf: BytesMut::new(),
-            stop,
-            version: ProtocolVersion::V311,
-            client_id: ClientId::new(""),
-            keep_alive: 0,
-            will: None,
+            stop: expect.stop,
+            version: terms.version,
+            client_id: terms.client_id,
+            keep_alive: terms.keep_alive,
+            will: terms.will,
             ingest: None,
-            identity: None,
+            identity: terms.identity,
             rates: None,
             throttled_until: None,
             unacked_inbound: 0,
-            outbound_window,
-            client_max_packet: u32::MAX,
-            problem_information: true,
+            outbound_window: terms.outbound_window,
+            client_max_packet: terms.client_max_packet,
+            problem_information: terms.problem_information,
             committed: None,
             aliases: None,
-            client_topic_alias_maximum: 0,
+            client_topic_alias_maximum: terms.client_topic_alias_maximum,
             shared: None,
             read_chunk: SMALL_READ,
             unreported_sent: 0,
             keep_alive_deadline: None,
         }
-    }
-
-    /// Runs the connection to its end. Takes a box so the task's future
-    /// holds a pointer, not the whole connection twice.
-    pub(crate) async fn run(mut self: Box<Self>) {
-        let Some(permit) = self
-            .broker
-            .connection_permits
-            .clone()
-            .try_acquire_owned()
-            .ok()
-        else {
-            Box::pin(self.refuse_busy()).await;
-            return;
-        };
-        // Boxed where a step is large and rare or short-lived, so that the task
-        // of an idle connection only keeps the small `serve` loop alive.
-        let Some(mut held) = Box::pin(self.handshake()).await else {
-            return;
-        };
-        let close = self.serve(&mut held).await;
-        Box::pin(self.finish(held, close)).await;
-        drop(permit);
     }
 
     /// The connected loop. Returns why it ended.
@@ -643,7 +641,7 @@ impl Connection {
 
     /// Ends the connection: finishes appends in flight, sends the last word,
     /// publishes the will, and hands the session back to the registry.
-    async fn finish(mut self, mut held: Held, close: Close) {
+    async fn finish(mut self: Box<Self>, mut held: Held, close: Close) {
         // Publishes already received are still made durable and, where the
         // socket allows, acknowledged: the client may not resend them.
         while self.ingest.as_ref().is_some_and(|i| !i.is_empty()) {
@@ -836,14 +834,13 @@ mod tests {
             let addr = listener.local_addr().expect("addr");
             let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let (server, peer) = listener.accept().await.expect("accept");
-            let conn = Box::new(Connection::new(
+            let future = serve(
                 broker,
                 1,
                 Transport::Tcp(server),
                 peer,
                 CancellationToken::new(),
-            ));
-            let future = conn.run();
+            );
             let size = size_of_future(&future);
             let connection = std::mem::size_of::<Connection>();
             eprintln!("connection future: {size} bytes, Connection: {connection} bytes");
