@@ -2,9 +2,12 @@
 //! publish to the durable log before acknowledging it, and delivers to
 //! subscribers what it reads back from the log.
 //!
-//! - [`Broker`] holds the shared state (log, session registry, retained
-//!   messages); [`Broker::run`] serves the [`Listeners`] (MQTT over TCP,
-//!   TLS, WebSocket, secure WebSocket) until a shutdown future resolves.
+//! - [`Broker`] holds what one node's connections share (the log and where
+//!   publishes are made durable, the session registry, retained messages);
+//!   [`Broker::open`] builds it from the data dir and the log, and
+//!   [`Broker::run`] serves the [`Listeners`] (MQTT over TCP, TLS,
+//!   WebSocket, secure WebSocket) until a shutdown future resolves.
+//!   [`Broker::serve_io`] serves one connection over any byte stream.
 //! - [`BrokerConfig`] with [`MqttConfig`] and [`LimitsConfig`] carries the
 //!   documented defaults.
 //! - Sessions keep their undelivered messages as a cursor into the log
