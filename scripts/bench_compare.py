@@ -12,7 +12,7 @@ are those of docs/benchmarks.md:
                                                                        (RSS and anonymous RSS growth / 1,000)
   e  5,000 msg/s QoS 1 with a subscriber                            -> publish->PUBACK p50/p99
   k  Tributary alone, on its embedded log and on Kafka (a tansu 0.6.0 started per run, see
-     RECIPES.md): 4 publishers x 25,000 x 100 B, QoS 1, one subscriber -> msg/s end to end, ack p50
+     docs/testing.md): 4 publishers x 25,000 x 100 B, QoS 1, one subscriber -> msg/s end to end, ack p50
   t  scenario c over TLS 1.3 (server certificate from a throwaway CA) -> msg/s end to end, lost;
      run `--scenarios ct` for TLS beside plaintext in one run (rumqttd is left out: its TLS
      listener needs a config of its own)
@@ -132,7 +132,7 @@ class Broker:
 
 
 class Tansu:
-    """A throwaway tansu (Kafka-protocol broker) as RECIPES.md starts it."""
+    """A throwaway tansu (Kafka-protocol broker) as docs/testing.md starts it."""
 
     BINARY = os.environ.get("TANSU_BIN", "/opt/tansu-0.6.0/bin/tansu")
 

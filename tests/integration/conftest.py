@@ -310,7 +310,7 @@ def pytest_runtest_makereport(item, call):
 
 
 # -- Kafka (tansu) -----------------------------------------------------------
-# One Kafka-protocol broker for the whole run (tests/integration/kafka.py; RECIPES.md: tansu keeps
+# One Kafka-protocol broker for the whole run (tests/integration/kafka.py; docs/testing.md: tansu keeps
 # to one broker per run, so tests isolate themselves with unique topic and group names).
 
 
@@ -345,7 +345,7 @@ def kafka(request, tmp_path_factory):
         pytest.skip("the Kafka tests need tributary's Kafka producer; mosquitto has none")
     if not Path(tansu_bin()).exists():
         pytest.fail(f"tansu binary {tansu_bin()} not found: run scripts/test.sh (it builds tansu 0.6.0 "
-                    f"into /opt/tansu-0.6.0, see RECIPES.md) or set TANSU_BIN", pytrace=False)
+                    f"into /opt/tansu-0.6.0, see docs/testing.md) or set TANSU_BIN", pytrace=False)
     t = Tansu(tmp_path_factory.mktemp("tansu"))
     reporter = _KafkaLogOnFailure(t)
     request.config.pluginmanager.register(reporter, "tributary-kafka-log")

@@ -1,7 +1,7 @@
 """A real Kafka-protocol broker (tansu 0.6.0) for the Kafka tests, and helpers to read what landed.
 
 Apache Kafka cannot run here; tansu speaks the Kafka protocol and keeps its data in sqlite
-(RECIPES.md, "A Kafka-protocol broker: tansu 0.6.0"). Its limits shape this module:
+(docs/testing.md, "tansu 0.6.0 (Kafka protocol)"). Its limits shape this module:
 
 * no topic auto-creation: every test creates its topics (``Tansu.create_topic``);
 * 0.6.0 lacks an index on the ``header`` table, without which fetching records that carry
@@ -41,10 +41,10 @@ STOP_DEADLINE_S = 10.0
 CLI_DEADLINE_S = 30.0
 DB_NAME = "tansu.db"
 
-# The index tansu 0.6.0 is missing (RECIPES.md): fetches join `header` on (topition, offset_id).
+# The index tansu 0.6.0 is missing (docs/testing.md): fetches join `header` on (topition, offset_id).
 HEADER_INDEX_SQL = "create index if not exists header_topition_offset on header (topition, offset_id)"
 
-# Consumer settings tansu's classic consumer groups are known to work with (RECIPES.md).
+# Consumer settings tansu's classic consumer groups are known to work with (docs/testing.md).
 CONSUMER_DEFAULTS = {
     "auto.offset.reset": "earliest",
     "session.timeout.ms": 6000,

@@ -1,4 +1,4 @@
-"""Bad input gets a clear answer and harms nothing else (DESIGN.md principle 6).
+"""Bad input gets a clear answer and harms nothing else (docs/architecture.md, principle 6).
 
 Each case opens a raw socket, sends hand-built bytes and checks the spec's answer, while a
 well-behaved paho client (3.1.1, QoS 1) keeps publishing to a topic it subscribes to in a background

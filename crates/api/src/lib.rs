@@ -14,8 +14,8 @@
 //! # Invariants
 //!
 //! - The owner of every data request comes from its bearer token
-//!   ([`auth::Owner`]), never from the path, query or body (DESIGN.md
-//!   principle 3); another owner's device is answered as absent (404).
+//!   ([`auth::Owner`]), never from the path, query or body (principle 3
+//!   of docs/architecture.md); another owner's device is answered as absent (404).
 //! - Logins are throttled per name after a few wrong passwords
 //!   (`throttle.rs`: 429 with Retry-After, doubling locks).
 //! - Bounded: bodies ([`BODY_LIMIT`]), login tokens

@@ -1,6 +1,7 @@
 //! `GET /api/v1/live`: the caller's messages as they arrive, as
-//! Server-Sent Events, read from the log (DESIGN.md: the live feed is one
-//! more log consumer; it commits no offset, since it starts at the end).
+//! Server-Sent Events, read from the log (the live feed is one more log consumer,
+//! docs/architecture.md principle 2; it commits no offset, since it starts
+//! at the end).
 //!
 //! Every feed reads every record and keeps those whose authenticated owner
 //! is the caller. That costs each feed a pass over the whole stream: fine

@@ -34,7 +34,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the MQTT broker on the embedded log.
+    /// Run a node: the MQTT broker, the pipeline, the archive and the HTTP API.
+    ///
+    /// One process runs the MQTT listeners, the pipeline that turns SenML
+    /// messages into rows of the measurements store, the sink that writes
+    /// them to the Parquet archive (unless `[archive] enabled = false`) and
+    /// the HTTP API (`--http`), all on the embedded log in the data dir or,
+    /// with `--log kafka://...`, on Kafka.
     Serve(serve::ServeArgs),
     /// Read the whole log again into the measurements store, from its
     /// first record to where it ended at the start, then stop: rebuilds a

@@ -1,4 +1,5 @@
-//! `tributary serve`: the broker on the embedded log.
+//! `tributary serve`: a node, i.e. the broker, the pipeline, the archive and
+//! the HTTP API, on the embedded log or on Kafka.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
