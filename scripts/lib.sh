@@ -65,6 +65,16 @@ finish() {
 rust_format_and_lint_steps() {
     step "cargo fmt --check" cargo fmt --all -- --check
     step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+    step "no import cycles between a crate's modules" module_cycles_all
+}
+
+# scripts/module_cycles.py on every crate: no module imports one that imports it back.
+module_cycles_all() {
+    local crate rc=0
+    for crate in crates/*/; do
+        python3 scripts/module_cycles.py "$crate" || rc=1
+    done
+    return "$rc"
 }
 
 # The workspace's unit, property and in-process tests. Those that need an engine run on it

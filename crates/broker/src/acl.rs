@@ -23,8 +23,8 @@
 //! - Anonymous clients (only with `--allow-anonymous` on loopback, for
 //!   trying things out) may do anything.
 //!
-//! Identity comes from authentication, never from the topic (DESIGN.md
-//! principle 3): the checks below take the authenticated identity and ask
+//! Identity comes from authentication, never from the topic (principle 3 of
+//! docs/architecture.md): the checks below take the authenticated identity and ask
 //! the account store who owns a device.
 
 use tributary_accounts::{Grant, Identity};

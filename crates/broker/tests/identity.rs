@@ -1,6 +1,6 @@
 //! The identity of an authenticated device reaches the log: every record it
 //! publishes carries its owner and device, whatever the topic says
-//! (DESIGN.md principle 3). Runs a broker in-process on port 0 with a real
+//! (principle 3 of docs/architecture.md). Runs a broker in-process on port 0 with a real
 //! log and account store, and speaks MQTT over a socket with the codec.
 
 use std::net::SocketAddr;

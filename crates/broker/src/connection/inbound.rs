@@ -245,7 +245,7 @@ impl Connection {
     /// Answers the publishes of a finished append: PUBACK/PUBREC once
     /// durable; when the log refused them, 5.0 clients get 0x97 Quota
     /// exceeded and 3.1.1 clients are disconnected unacknowledged, so they
-    /// resend after reconnecting (DESIGN principle 1).
+    /// resend after reconnecting (principle 1 of docs/architecture.md).
     pub(super) fn appended(
         &mut self,
         held: &mut Held,
