@@ -1,12 +1,17 @@
 //! What a bench run does: [`BenchConfig`] and its parts.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use tributary_client::{ConnectOptions, TlsConfig};
 use tributary_mqtt::{topic, ProtocolVersion, QoS};
 
 use crate::payload::HEADER_LEN;
 use crate::{Error, Result};
+
+/// Session Expiry Interval a bench subscriber's persistent 5.0 session asks
+/// for: long enough to come back in a later run, short enough not to leave
+/// sessions behind.
+const PERSISTENT_SESSION_EXPIRY_SECS: u32 = 3600;
 
 /// The three kinds of load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,17 +34,6 @@ impl Mode {
             Mode::Conn => "conn",
         }
     }
-}
-
-/// TLS towards the broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsConfig {
-    /// PEM file with the CA certificates to trust; `None` trusts the
-    /// system's roots.
-    pub cafile: Option<PathBuf>,
-    /// Accept any server certificate and name: for self-signed test setups
-    /// only, as it makes TLS worthless against an attacker.
-    pub insecure: bool,
 }
 
 /// Everything one `tributary bench` run needs.
@@ -204,6 +198,24 @@ impl BenchConfig {
     /// payloads and for ordinary foreign messages.
     pub(crate) fn max_incoming_packet(&self) -> usize {
         (self.size + 64 * 1024).max(1024 * 1024)
+    }
+}
+
+impl BenchConfig {
+    /// How every client of the run connects.
+    pub(crate) fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls.clone(),
+            protocol: self.protocol,
+            keep_alive: self.keep_alive,
+            username: self.username.clone(),
+            password: self.password.clone().map(bytes::Bytes::from),
+            max_incoming: self.max_incoming_packet(),
+            session_expiry_secs: PERSISTENT_SESSION_EXPIRY_SECS,
+            receive_maximum: None,
+        }
     }
 }
 

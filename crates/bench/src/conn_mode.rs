@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tributary_mqtt::Packet;
 
-use crate::client::{Client, Connector, SessionStart};
 use crate::config::BenchConfig;
 use crate::pub_mode::{ping_interval, Pacer};
 use crate::shared::Shared;
 use crate::{Error, Result};
+use tributary_client::{Client, Connector, SessionStart};
 
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 

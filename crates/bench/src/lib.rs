@@ -11,8 +11,9 @@
 //! - [`BenchConfig`] says what to run; [`run`] runs it and returns a
 //!   [`BenchReport`], which prints as a human summary (`Display`) or one JSON
 //!   line ([`BenchReport::to_json`]).
-//! - [`client`] is the small MQTT client over tokio the modes share, speaking
-//!   through the `tributary-mqtt` codec.
+//! - The modes share the small MQTT client of `tributary-client`; its
+//!   [`Error`] is this crate's error too, as every failure of a run is a
+//!   connection's or the configuration's.
 //! - [`stats`] holds the latency histograms and loss/duplicate accounting.
 //!
 //! ```no_run
@@ -34,10 +35,8 @@
 //! # }
 //! ```
 
-pub mod client;
 mod config;
 mod conn_mode;
-mod error;
 pub mod payload;
 mod pub_mode;
 mod report;
@@ -45,9 +44,8 @@ mod run;
 mod shared;
 pub mod stats;
 mod sub_mode;
-mod tls;
 
-pub use config::{BenchConfig, Mode, TlsConfig};
-pub use error::{Error, Result};
+pub use config::{BenchConfig, Mode};
 pub use report::{BenchReport, Stop};
 pub use run::{run, run_with_ready};
+pub use tributary_client::{Error, Result, TlsConfig};

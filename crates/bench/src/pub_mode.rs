@@ -18,12 +18,12 @@ use tributary_mqtt::{
     decode, encode, Packet, PacketId, Properties, ProtocolVersion, PubResp, Publish, QoS,
 };
 
-use crate::client::{Client, Connector, SessionStart};
 use crate::config::BenchConfig;
 use crate::payload::{Header, HEADER_LEN};
 use crate::shared::Shared;
 use crate::stats::{Latency, SeqSet};
 use crate::{Error, Result};
+use tributary_client::{Client, Connector, SessionStart};
 
 /// Stop adding publishes to the write buffer beyond this many bytes: large
 /// enough that one `write` carries many messages, small enough to keep reading

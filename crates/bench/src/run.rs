@@ -10,13 +10,13 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tributary_mqtt::ProtocolVersion;
 
-use crate::client::{Connector, CONNECT_TIMEOUT};
 use crate::config::{BenchConfig, Mode};
 use crate::report::{BenchReport, Stop};
 use crate::shared::Shared;
 use crate::stats::{Latency, LatencySummary};
 use crate::sub_mode::{SubscriberOutcome, SUBACK_TIMEOUT};
 use crate::{conn_mode, pub_mode, sub_mode, Result};
+use tributary_client::{Connector, CONNECT_TIMEOUT};
 
 /// How often the coordinator looks at the counters.
 const TICK: Duration = Duration::from_millis(50);

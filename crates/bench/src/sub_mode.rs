@@ -10,12 +10,12 @@ use tributary_mqtt::{
     Packet, Properties, PubResp, QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions,
 };
 
-use crate::client::{Client, Connector, SessionStart};
 use crate::config::BenchConfig;
 use crate::pub_mode::ping_interval;
 use crate::shared::Shared;
 use crate::stats::ReceiveTracker;
 use crate::{Error, Result};
+use tributary_client::{Client, Connector, SessionStart};
 
 /// How long a subscriber may wait for its SUBACK.
 pub const SUBACK_TIMEOUT: Duration = Duration::from_secs(10);

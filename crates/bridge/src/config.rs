@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tributary_bench::client::ConnectOptions;
-use tributary_bench::TlsConfig;
+use tributary_client::ConnectOptions;
+use tributary_client::TlsConfig;
 use tributary_kafka::KafkaConfig;
 use tributary_mqtt::ProtocolVersion;
 

@@ -28,7 +28,7 @@ pub enum Error {
     },
     /// Connecting, TLS, the socket, or the source closing the connection.
     #[error("source broker: {0}")]
-    Source(tributary_bench::Error),
+    Source(tributary_client::Error),
     /// A packet the bridge's subscriptions cannot lead to.
     #[error("source broker sent {0}")]
     Unexpected(String),
@@ -41,8 +41,8 @@ pub enum Error {
     Kafka(tributary_kafka::Error),
 }
 
-impl From<tributary_bench::Error> for Error {
-    fn from(e: tributary_bench::Error) -> Self {
+impl From<tributary_client::Error> for Error {
+    fn from(e: tributary_client::Error) -> Self {
         Error::Source(e)
     }
 }
@@ -65,7 +65,7 @@ impl Error {
             ),
             Error::Source(e) => matches!(
                 e,
-                tributary_bench::Error::Config(_) | tributary_bench::Error::Certificates { .. }
+                tributary_client::Error::Config(_) | tributary_client::Error::Certificates { .. }
             ),
             Error::Unexpected(_) | Error::NotStored(_) | Error::Kafka(_) => false,
         }

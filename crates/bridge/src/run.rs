@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
-use tributary_bench::client::Client;
+use tributary_client::Client;
 use tributary_kafka::{Delivered, Producer};
 use tributary_mqtt::{Packet, PubResp, Publish, QoS};
 
@@ -292,7 +292,7 @@ impl Link<'_> {
                 }
                 Packet::PingResp => {}
                 Packet::Disconnect(d) => {
-                    return Err(Error::Source(tributary_bench::Error::Closed(Some(
+                    return Err(Error::Source(tributary_client::Error::Closed(Some(
                         d.reason,
                     ))))
                 }

@@ -3,9 +3,9 @@
 //! its PUBLISHes into log records.
 //!
 //! The MQTT client itself (TCP or TLS, CONNECT/CONNACK, cancel-safe packet
-//! reader and writer) is the one `tributary bench` uses.
+//! reader and writer) is `tributary-client`, shared with `tributary bench`.
 
-use tributary_bench::client::{Client, Connector, SessionStart};
+use tributary_client::{Client, Connector, SessionStart};
 use tributary_log::{MessageIds, Record};
 use tributary_mqtt::{
     PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
@@ -56,7 +56,7 @@ impl Source {
             .connect(&self.client_id, SessionStart::Persistent)
             .await
             .map_err(|e| match e {
-                tributary_bench::Error::Refused(reason) => Error::Refused {
+                tributary_client::Error::Refused(reason) => Error::Refused {
                     addr: self.name.clone(),
                     reason,
                     version: self.protocol,

@@ -1,5 +1,7 @@
-//! The TLS client configuration behind `--tls`, `--cafile` and `--insecure`.
+//! TLS towards the broker: which certificates to trust (behind the tools'
+//! `--tls`, `--cafile` and `--insecure`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -8,11 +10,22 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use crate::config::TlsConfig;
 use crate::{Error, Result};
 
-/// Builds one connector for every client of the run (sharing the session
-/// cache), together with the server name the certificate must carry.
+/// TLS towards the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file with the CA certificates to trust; `None` trusts the
+    /// system's roots.
+    pub cafile: Option<PathBuf>,
+    /// Accept any server certificate and name: for self-signed test setups
+    /// only, as it makes TLS worthless against an attacker.
+    pub insecure: bool,
+}
+
+/// Builds one connector for every connection of a [`crate::Connector`]
+/// (sharing the session cache), together with the server name the
+/// certificate must carry.
 pub(crate) fn connector(
     tls: &TlsConfig,
     host: &str,

@@ -9,10 +9,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // The caller asked for something impossible.
-    /// A [`crate::BenchConfig`] that cannot run; the message names the field.
+    /// Options that cannot work (a tool's configuration, a TLS server name);
+    /// the message names the field.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The CA file for `--cafile` could not be read or holds no certificate.
+    /// The CA file ([`crate::TlsConfig::cafile`]) could not be read or holds
+    /// no certificate.
     #[error("load CA certificates from {path}: {reason}")]
     Certificates { path: String, reason: String },
 

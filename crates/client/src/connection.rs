@@ -1,7 +1,7 @@
-//! A small MQTT client over tokio, just what load generation needs: connect
-//! (TCP or TLS, either protocol version, credentials, keep-alive, clean or
-//! persistent session), then a [`PacketReader`] and a [`PacketWriter`] that a
-//! mode's loop drives from one `select!`.
+//! Connecting and the two halves of a connection: connect (TCP or TLS,
+//! either protocol version, credentials, keep-alive, clean or persistent
+//! session), then a [`PacketReader`] and a [`PacketWriter`] that the
+//! caller's loop drives from one `select!`.
 //!
 //! The writer batches: callers queue many packets into its buffer and one
 //! `write` sends them all. Both halves keep their buffers across calls, so
@@ -23,15 +23,10 @@ use tributary_mqtt::{
     decode, encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use crate::config::{BenchConfig, TlsConfig};
-use crate::{Error, Result};
+use crate::{Error, Result, TlsConfig};
 
 /// TCP connect, TLS handshake and CONNACK together must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Session Expiry Interval a bench subscriber's persistent 5.0 session asks
-/// for: long enough to come back in a later run, short enough not to leave
-/// sessions behind.
-pub const PERSISTENT_SESSION_EXPIRY_SECS: u32 = 3600;
 /// Room a reader makes before each `read`: small at first so that thousands
 /// of idle connections stay cheap, doubling up to `READ_CHUNK_MAX` for busy
 /// ones.
@@ -94,8 +89,8 @@ pub enum SessionStart {
     Persistent,
 }
 
-/// Where a [`Connector`] connects and what its CONNECT says. Bench runs
-/// make it from their [`BenchConfig`]; other tools (the bridge) fill it in.
+/// Where a [`Connector`] connects and what its CONNECT says; each tool
+/// (bench, bridge) fills it in from its own configuration.
 /// Deliberately not `Debug`: it holds the password.
 #[derive(Clone)]
 pub struct ConnectOptions {
@@ -119,25 +114,8 @@ pub struct ConnectOptions {
     pub receive_maximum: Option<u16>,
 }
 
-impl BenchConfig {
-    pub(crate) fn connect_options(&self) -> ConnectOptions {
-        ConnectOptions {
-            host: self.host.clone(),
-            port: self.port,
-            tls: self.tls.clone(),
-            protocol: self.protocol,
-            keep_alive: self.keep_alive,
-            username: self.username.clone(),
-            password: self.password.clone().map(bytes::Bytes::from),
-            max_incoming: self.max_incoming_packet(),
-            session_expiry_secs: PERSISTENT_SESSION_EXPIRY_SECS,
-            receive_maximum: None,
-        }
-    }
-}
-
-/// Opens connections to one broker with the run's settings; shared by every
-/// client of a run.
+/// Opens connections to one broker with one set of options; shared by every
+/// connection a tool opens (a bench run's clients share its TLS session cache).
 pub struct Connector {
     addr: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,

@@ -1,0 +1,172 @@
+//! [`TestBroker`]: a real broker in the test's process, on a temporary
+//! data dir with the embedded log, that can be stopped and started again
+//! on the same data.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tributary_broker::{Broker, BrokerConfig, Listeners};
+use tributary_log::{Log, LogConfig};
+use tributary_mqtt::{ConnAck, Connect};
+
+use crate::client::TestClient;
+use crate::Result;
+
+/// Size of each direction of an in-memory connection's pipe; larger than
+/// any test's burst, so neither side waits for the other to read.
+const PIPE_BYTES: usize = 256 * 1024;
+/// How long in-memory connections get to end after the broker stopped.
+const IN_MEMORY_GRACE: Duration = Duration::from_secs(5);
+
+/// A broker serving plain MQTT on a free loopback port, on its own data
+/// dir, until [`TestBroker::shutdown`].
+pub struct TestBroker {
+    config: BrokerConfig,
+    /// Outlives every restart, so a restarted broker finds its sessions,
+    /// cursors and retained messages; removed when the handle drops.
+    dir: TempDir,
+    running: Running,
+}
+
+/// One start of the broker.
+struct Running {
+    broker: Arc<Broker>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    server: JoinHandle<tributary_broker::Result<()>>,
+    /// Connections served through `Broker::serve_io`: `Broker::run` does
+    /// not know them, so the handle waits for them itself.
+    in_memory: TaskTracker,
+}
+
+impl TestBroker {
+    /// The configuration tests start from: anonymous clients allowed
+    /// (honoured as the listener is on loopback), port 0, default limits.
+    pub fn config() -> BrokerConfig {
+        let mut config = BrokerConfig::default();
+        config.mqtt.allow_anonymous = true;
+        config.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+
+    /// Starts a broker with [`TestBroker::config`].
+    pub async fn start() -> Result<TestBroker> {
+        TestBroker::start_with(TestBroker::config()).await
+    }
+
+    /// Starts a broker with `config` (its listener should be on port 0).
+    pub async fn start_with(config: BrokerConfig) -> Result<TestBroker> {
+        // tmpfs when there is one: the log fsyncs every batch, and tests
+        // do not need the data to survive a power cut.
+        let dir = match Path::new("/dev/shm") {
+            shm if shm.is_dir() => tempfile::tempdir_in(shm)?,
+            _ => tempfile::tempdir()?,
+        };
+        let running = Running::start(&config, dir.path()).await?;
+        Ok(TestBroker {
+            config,
+            dir,
+            running,
+        })
+    }
+
+    /// The plain MQTT listener's address (a new port after each restart).
+    pub fn addr(&self) -> SocketAddr {
+        self.running.addr
+    }
+
+    /// The running broker, for what tests check beyond MQTT (the log).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.running.broker
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Connects over TCP and sends `connect`; returns the client and the
+    /// broker's CONNACK, whatever its reason code.
+    pub async fn connect(&self, connect: Connect) -> Result<(TestClient, ConnAck)> {
+        let stream = tokio::net::TcpStream::connect(self.running.addr).await?;
+        stream.set_nodelay(true)?;
+        TestClient::handshake(Box::new(stream), connect).await
+    }
+
+    /// Like [`TestBroker::connect`], over an in-memory pipe served by
+    /// `Broker::serve_io`: no socket, so nothing outside the runtime
+    /// decides when bytes arrive (for tests on paused time).
+    pub async fn connect_in_memory(&self, connect: Connect) -> Result<(TestClient, ConnAck)> {
+        let (client, server) = tokio::io::duplex(PIPE_BYTES);
+        let broker = self.running.broker.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        self.running.in_memory.spawn(broker.serve_io(server, peer));
+        TestClient::handshake(Box::new(client), connect).await
+    }
+
+    /// Stops the broker as an operator would (5.0 clients get DISCONNECT
+    /// Server shutting down), then starts a new one on the same data dir:
+    /// what persistent sessions must survive.
+    pub async fn restart(self) -> Result<TestBroker> {
+        let TestBroker {
+            config,
+            dir,
+            running,
+        } = self;
+        // The old broker must have closed its log before the new one opens it.
+        running.stop().await?;
+        let running = Running::start(&config, dir.path()).await?;
+        Ok(TestBroker {
+            config,
+            dir,
+            running,
+        })
+    }
+
+    /// Stops the broker and waits until it closed its log; the data dir
+    /// is removed when the handle drops.
+    pub async fn shutdown(self) -> Result<()> {
+        self.running.stop().await
+    }
+}
+
+impl Running {
+    async fn start(config: &BrokerConfig, dir: &Path) -> Result<Running> {
+        let log = Log::open(LogConfig::new(dir.join("log")))?;
+        let broker = Broker::open(config.clone(), log, dir).await?;
+        let listeners = Listeners::bind(config).await?;
+        let addr = listeners
+            .addresses()
+            .first()
+            .map(|(_, addr)| *addr)
+            .ok_or_else(|| std::io::Error::other("the broker bound no listener"))?;
+        let stop = CancellationToken::new();
+        let server = tokio::spawn({
+            let broker = broker.clone();
+            let stop = stop.clone();
+            async move { broker.run(listeners, stop.cancelled_owned()).await }
+        });
+        Ok(Running {
+            broker,
+            addr,
+            stop,
+            server,
+            in_memory: TaskTracker::new(),
+        })
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        let stopped = self.server.await?;
+        // `run` cancelled every connection, in-memory ones too; they end
+        // on their own now (a connection the test still holds included).
+        self.in_memory.close();
+        let _ = tokio::time::timeout(IN_MEMORY_GRACE, self.in_memory.wait()).await;
+        Ok(stopped?)
+    }
+}
