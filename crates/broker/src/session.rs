@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+// Tokio's clock, not std's: expiry then follows paused time in tests like
+// every other timer of the broker (keep-alive, will delay).
+use tokio::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};

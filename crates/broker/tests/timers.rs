@@ -19,9 +19,8 @@
 //!   have been stored before it, and delivery follows the log's order.
 //!
 //! Connections are in-memory (`Broker::serve_io`), so no socket decides when
-//! bytes arrive. Session expiry alone runs on real time: the broker measures
-//! how long a session has been offline with `std::time::Instant`, which
-//! paused tokio time does not move.
+//! bytes arrive. Session expiry runs on paused time too: the broker measures
+//! how long a session has been offline on tokio's clock.
 
 use std::time::Duration;
 
@@ -245,6 +244,19 @@ async fn offline_session_expires_after_its_interval() -> TestResult {
             log.committed_offset(&cursor).is_some(),
             "{cursor} committed"
         );
+        time::pause();
+        // Half the interval offline (the broker's expiry check runs every
+        // second): the session is still there.
+        time::advance(Duration::from_millis(500)).await;
+        settle().await;
+        assert!(
+            log.committed_offset(&cursor).is_some(),
+            "{id}: expired after half its interval"
+        );
+        // Past the interval and the next check: gone.
+        time::advance(Duration::from_millis(1600)).await;
+        settle().await;
+        time::resume();
         wait_for("session expiry", || log.committed_offset(&cursor).is_none()).await?;
 
         let (mut client, connack) = broker

@@ -669,7 +669,7 @@ impl Connection {
         if close.publishes_will() {
             self.publish_will(state).await;
         }
-        state.disconnected_at = Some(std::time::Instant::now());
+        state.disconnected_at = Some(Instant::now());
         if state.persistent {
             self.sync_cursor(state);
             self.save_session(state, false).await;
