@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tributary_accounts::Accounts;
 use tributary_log::{Log, MessageId, MessageIds, Offset};
 
@@ -49,6 +50,9 @@ pub struct Broker {
     next_connection: AtomicU64,
     /// Cancelled when shutdown starts; every connection's token is a child.
     pub(crate) shutdown: CancellationToken,
+    /// Connections served through `Broker::serve_io`, which `run` waits for
+    /// at shutdown as for its own.
+    pub(crate) embedded_connections: TaskTracker,
     /// One permit per open connection (`limits.max_connections`).
     pub(crate) connection_permits: Arc<Semaphore>,
     /// Where publishes are made durable: the log itself, or Kafka.
@@ -118,6 +122,7 @@ impl Broker {
             message_ids: MessageIds::new(),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            embedded_connections: TaskTracker::new(),
             durability,
             node_id,
             stats: BrokerStats::default(),

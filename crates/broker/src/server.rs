@@ -86,7 +86,13 @@ impl Broker {
         acceptors.wait().await;
         stop.cancel();
         connections.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        // Connections handed over through `serve_io` finish too before the log closes.
+        self.embedded_connections.close();
+        let all_closed = async {
+            connections.wait().await;
+            self.embedded_connections.wait().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
             .await
             .is_err()
         {
@@ -114,7 +120,10 @@ impl Broker {
         let id = self.next_connection_id();
         let stop = self.shutdown.child_token();
         let transport = Transport::layered(Box::new(io), None);
-        connection::serve(self, id, transport, peer, stop).await;
+        let tracker = self.embedded_connections.clone();
+        tracker
+            .track_future(connection::serve(self, id, transport, peer, stop))
+            .await;
     }
 
     /// Accepts on one listener until `accepting` is cancelled; each

@@ -5,12 +5,10 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tributary_broker::{Broker, BrokerConfig, Listeners};
 use tributary_log::{Log, LogConfig};
 use tributary_mqtt::{ConnAck, Connect};
@@ -21,8 +19,6 @@ use crate::Result;
 /// Size of each direction of an in-memory connection's pipe; larger than
 /// any test's burst, so neither side waits for the other to read.
 const PIPE_BYTES: usize = 256 * 1024;
-/// How long in-memory connections get to end after the broker stopped.
-const IN_MEMORY_GRACE: Duration = Duration::from_secs(5);
 
 /// A broker serving plain MQTT on a free loopback port, on its own data
 /// dir, until [`TestBroker::shutdown`].
@@ -40,9 +36,6 @@ struct Running {
     addr: SocketAddr,
     stop: CancellationToken,
     server: JoinHandle<tributary_broker::Result<()>>,
-    /// Connections served through `Broker::serve_io`: `Broker::run` does
-    /// not know them, so the handle waits for them itself.
-    in_memory: TaskTracker,
 }
 
 impl TestBroker {
@@ -105,7 +98,8 @@ impl TestBroker {
         let (client, server) = tokio::io::duplex(PIPE_BYTES);
         let broker = self.running.broker.clone();
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        self.running.in_memory.spawn(broker.serve_io(server, peer));
+        // `Broker::run` waits for these at shutdown as for its own.
+        tokio::spawn(broker.serve_io(server, peer));
         TestClient::handshake(Box::new(client), connect).await
     }
 
@@ -156,17 +150,11 @@ impl Running {
             addr,
             stop,
             server,
-            in_memory: TaskTracker::new(),
         })
     }
 
     async fn stop(self) -> Result<()> {
         self.stop.cancel();
-        let stopped = self.server.await?;
-        // `run` cancelled every connection, in-memory ones too; they end
-        // on their own now (a connection the test still holds included).
-        self.in_memory.close();
-        let _ = tokio::time::timeout(IN_MEMORY_GRACE, self.in_memory.wait()).await;
-        Ok(stopped?)
+        Ok(self.server.await??)
     }
 }
