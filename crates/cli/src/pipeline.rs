@@ -87,7 +87,6 @@ pub async fn run(
                     .await
             }
         }
-        .map_err(anyhow::Error::msg)
     };
     tokio::select! {
         result = work => result,
@@ -112,7 +111,7 @@ impl Sinks<'_> {
         &self,
         stream: &S,
         (store, archive): (&str, &str),
-    ) -> Result<(), String> {
+    ) -> anyhow::Result<()> {
         let (store_sink, archive_sink) = tokio::join!(
             tributary_pipeline::run(stream, self.store, store, self.stats, self.stop.clone()),
             archive_sink(
@@ -124,7 +123,8 @@ impl Sinks<'_> {
                 self.stop
             ),
         );
-        store_sink.and(archive_sink)
+        store_sink?;
+        archive_sink
     }
 }
 
@@ -136,10 +136,11 @@ async fn archive_sink<S: Stream>(
     consumer: &str,
     stats: &ArchiveStats,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let Some(archive) = archive else {
         return Ok(());
     };
-    let policy = config.archive.policy().map_err(|e| e.to_string())?;
-    tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await
+    let policy = config.archive.policy()?;
+    tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await?;
+    Ok(())
 }

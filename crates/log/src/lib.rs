@@ -10,6 +10,9 @@
 //!   [`Log::wait_beyond`] waits for new ones; [`Log::commit_offset`] records
 //!   a consumer's progress, which protects unread segments from retention.
 //! - [`Record`]: one received message with everything consumers need.
+//! - [`Stream`], [`StreamConsumer`], [`ReadToEnd`]: the log as consumers see
+//!   it, whatever the backend (this log, or Kafka in `tributary-kafka`);
+//!   their calls fail with a [`StreamError`] that says who is at fault.
 //! - [`LogConfig`] (directory, segment size, retention) and [`LogTuning`]
 //!   (cache, batching, queue capacity); [`LogStats`] for metrics.
 //!
@@ -80,7 +83,9 @@ mod writer;
 mod tests;
 
 pub use config::{LogConfig, LogTuning};
-pub use stream::{conformance, Batch, LogConsumer, ReadToEnd, Stream, StreamConsumer};
+pub use stream::{
+    conformance, Batch, BoxError, LogConsumer, ReadToEnd, Stream, StreamConsumer, StreamError,
+};
 
 use offsets::{Consumers, Journal};
 use state::{LogCore, Progress, ReadStep, State};
@@ -433,6 +438,12 @@ impl Log {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the log was closed (or its writer failed): appends fail, and
+    /// nothing more becomes readable.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.core.closed.load(Ordering::SeqCst)
     }
 
     /// Resolves when `end_offset() > offset`, or when the log closes. Cancel-safe.

@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_archive::Archive;
-use tributary_log::{Stream, StreamConsumer};
+use tributary_log::{Stream, StreamConsumer, StreamError};
 use tributary_store::Row;
 
-use crate::{process, Outcome};
+use crate::{process, Error, Outcome, Result};
 
 /// Records taken from the log per read at most.
 const READ: usize = 1024;
@@ -65,8 +65,10 @@ pub async fn archive<S: Stream>(
     policy: FlushPolicy,
     stats: &ArchiveStats,
     stop: CancellationToken,
-) -> Result<(), String> {
-    let mut reader = stream.consumer(consumer)?;
+) -> Result<()> {
+    let mut reader = stream
+        .consumer(consumer)
+        .map_err(Error::consumer(consumer))?;
     tracing::info!(consumer, archive = archive.location(), "archive started");
     let mut batch = Batch::<S::Position>::default();
     loop {
@@ -125,7 +127,7 @@ enum Event<P> {
     Stop,
     /// The oldest gathered record reached the age limit.
     Due,
-    Read(Result<tributary_log::Batch<P>, String>),
+    Read(Result<tributary_log::Batch<P>, StreamError>),
 }
 
 /// What is gathered and not yet written.
@@ -170,11 +172,8 @@ async fn flush<C: StreamConsumer>(
     reader: &mut C,
     batch: &mut Batch<C::Position>,
     stats: &ArchiveStats,
-) -> Result<(), String> {
-    let written = archive
-        .write(&batch.rows)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> tributary_archive::Result<()> {
+    let written = archive.write(&batch.rows).await?;
     stats
         .records
         .fetch_add(batch.positions.len() as u64, Ordering::Relaxed);

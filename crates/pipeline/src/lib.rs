@@ -20,9 +20,11 @@
 //!   (`tributary reprocess`).
 
 mod archive;
+mod error;
 mod process;
 mod run;
 
 pub use archive::{archive, ArchiveStats, FlushPolicy};
+pub use error::{Error, Result};
 pub use process::{process, Outcome};
 pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_log::{ReadToEnd, Stream, StreamConsumer};
 use tributary_store::Store;
 
-use crate::{process, Outcome};
+use crate::{process, Error, Outcome, Result};
 
 /// Records taken from the log per batch at most.
 const BATCH: usize = 512;
@@ -66,8 +66,10 @@ pub async fn run<S: Stream>(
     consumer: &str,
     stats: &Stats,
     stop: CancellationToken,
-) -> Result<(), String> {
-    let mut reader = stream.consumer(consumer)?;
+) -> Result<()> {
+    let mut reader = stream
+        .consumer(consumer)
+        .map_err(Error::consumer(consumer))?;
     tracing::info!(consumer, store = store.engine(), "pipeline started");
     let policy = Policy {
         commit: true,
@@ -90,7 +92,7 @@ pub async fn reprocess<C: ReadToEnd>(
     stats: &Stats,
     stop: &CancellationToken,
     patience: Duration,
-) -> Result<Finish, String> {
+) -> Result<Finish> {
     let policy = Policy {
         commit: false,
         patience: Some(patience),
@@ -106,14 +108,15 @@ pub async fn reprocess<C: ReadToEnd>(
 struct Failing(Option<Instant>);
 
 impl Failing {
-    /// Logs `e`; `Err` once it has lasted beyond `patience`.
-    fn failed(&mut self, what: &str, e: &str, patience: Option<Duration>) -> Result<(), String> {
+    /// Logs `e` as retried; false once failing has lasted beyond
+    /// `patience`, when the caller gives up with `e` instead.
+    fn retry(&mut self, what: &str, e: &dyn std::fmt::Display, patience: Option<Duration>) -> bool {
         let since = *self.0.get_or_insert_with(Instant::now);
         if patience.is_some_and(|patience| since.elapsed() >= patience) {
-            return Err(format!("{what}: {e}"));
+            return false;
         }
         tracing::warn!(error = %e, "pipeline: {what}; retrying");
-        Ok(())
+        true
     }
 }
 
@@ -125,7 +128,7 @@ async fn consume<C: StreamConsumer>(
     stop: &CancellationToken,
     policy: &Policy,
     done: impl Fn(&C) -> bool,
-) -> Result<Finish, String> {
+) -> Result<Finish> {
     let mut read_failing = Failing(None);
     let mut lag_refreshed: Option<Instant> = None;
     // Since when nothing came although more was expected (reprocess).
@@ -159,16 +162,16 @@ async fn consume<C: StreamConsumer>(
                 // error) ends the loop; `done` said records remain.
                 if let Some(patience) = policy.patience {
                     if idle_since.elapsed() >= patience {
-                        return Err(format!(
-                            "read the log: nothing came for {patience:?} although the end was not reached"
-                        ));
+                        return Err(Error::Stalled(patience));
                     }
                 }
                 continue;
             }
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => {
-                read_failing.failed("read the log", &e, policy.patience)?;
+                if !read_failing.retry("read the log", &e, policy.patience) {
+                    return Err(Error::Read(e));
+                }
                 tokio::select! {
                     () = stop.cancelled() => return Ok(Finish::Interrupted),
                     () = tokio::time::sleep(RETRY) => {}
@@ -211,7 +214,9 @@ async fn consume<C: StreamConsumer>(
                     break;
                 }
                 Err(e) => {
-                    store_failing.failed("store the batch", &e.to_string(), policy.patience)?;
+                    if !store_failing.retry("store the batch", &e, policy.patience) {
+                        return Err(Error::Store(e));
+                    }
                     tokio::select! {
                         () = stop.cancelled() => return Ok(Finish::Interrupted),
                         () = tokio::time::sleep(RETRY) => {}
