@@ -15,7 +15,8 @@ pub enum Error {
     /// The log gave no consumer under this name.
     #[error("open the consumer {name}: {cause}")]
     Consumer { name: String, cause: StreamError },
-    /// Reading the log failed for longer than the patience allows.
+    /// Reading the log failed in a way waiting does not mend, or for
+    /// longer than the patience allows.
     #[error("read the log: {0}")]
     Read(StreamError),
     /// Nothing came for this long although the end was not reached (Kafka

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tributary_log::{ReadToEnd, Stream, StreamConsumer};
+use tributary_log::{ReadToEnd, Stream, StreamConsumer, StreamError};
 use tributary_store::Store;
 
 use crate::{process, Error, Outcome, Result};
@@ -59,7 +59,13 @@ struct Policy {
     patience: Option<Duration>,
 }
 
-/// Consumes `stream` under `consumer` until `stop` is cancelled.
+/// Consumes `stream` under `consumer` until `stop` is cancelled, or the
+/// log closes (`Ok`), or reading it fails in a way waiting does not mend
+/// (`Err`). While the log is unavailable it waits (a store or Kafka outage
+/// is waited out). When its position was deleted before it was read, it
+/// starts again where a new consumer of that name starts: its committed
+/// position, else the oldest record kept (what a Kafka consumer group does
+/// by itself).
 pub async fn run<S: Stream>(
     stream: &S,
     store: &Store,
@@ -67,24 +73,38 @@ pub async fn run<S: Stream>(
     stats: &Stats,
     stop: CancellationToken,
 ) -> Result<()> {
-    let mut reader = stream
-        .consumer(consumer)
-        .map_err(Error::consumer(consumer))?;
     tracing::info!(consumer, store = store.engine(), "pipeline started");
     let policy = Policy {
         commit: true,
         patience: None,
     };
-    consume(&mut reader, store, stats, &stop, &policy, |_| false)
-        .await
-        .map(|_| ())
+    loop {
+        let mut reader = stream
+            .consumer(consumer)
+            .map_err(Error::consumer(consumer))?;
+        match consume(&mut reader, store, stats, &stop, &policy, |_| false).await {
+            Err(Error::Read(e @ StreamError::PositionGone(_))) => {
+                tracing::warn!(error = %e, consumer,
+                    "pipeline: records were deleted before they were read; going on from the oldest kept");
+                // A backend that kept saying so must not make this a busy loop.
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+            result => return result.map(|_| ()),
+        }
+    }
 }
 
 /// Processes what `reader` reads until it has read everything before
-/// `end` (`ReadToEnd::end`, taken before), or until `stop` is cancelled.
-/// Commits nothing: a reprocessing run always starts from the first record
-/// and leaves no progress behind. A read or store error that lasts longer
-/// than `patience` ends it with that error.
+/// `end` (`ReadToEnd::end`, taken before), or until `stop` is cancelled
+/// or the log closes ([`Finish::Interrupted`]). Commits nothing: a
+/// reprocessing run always starts from the first record and leaves no
+/// progress behind. A read or store error that lasts longer than
+/// `patience` ends it with that error, and at once one that waiting does
+/// not mend (records deleted before they were read: the run cannot be
+/// complete).
 pub async fn reprocess<C: ReadToEnd>(
     reader: &mut C,
     end: &C::End,
@@ -168,6 +188,13 @@ async fn consume<C: StreamConsumer>(
                 continue;
             }
             Ok(Ok(batch)) => batch,
+            Ok(Err(e @ StreamError::Closed(_))) => {
+                // Nothing more will come: a shutdown that closed the log
+                // before stopping this loop, or the log's writer failed.
+                tracing::warn!(error = %e, "pipeline: the log closed; stopping");
+                return Ok(Finish::Interrupted);
+            }
+            Ok(Err(e)) if !e.is_retryable() => return Err(Error::Read(e)),
             Ok(Err(e)) => {
                 if !read_failing.retry("read the log", &e, policy.patience) {
                     return Err(Error::Read(e));
