@@ -190,31 +190,33 @@ async fn the_pipeline_goes_on_with_a_new_consumer_when_its_position_is_gone() ->
     Ok(())
 }
 
-#[tokio::test]
-async fn the_pipeline_stops_cleanly_when_the_log_closes() -> TestResult {
+/// Runs the pipeline on one scripted consumer, never cancelled: only what
+/// the log does ends it (bounded).
+async fn run_script(
+    steps: Vec<Step>,
+) -> Result<(Result<(), Error>, Stats), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = Store::open(None, dir.path()).await?;
-    let stream = Scripted::new(vec![vec![
-        Step::Records(2),
-        Step::Fail(StreamError::Closed),
-    ]]);
+    let stream = Scripted::new(vec![steps]);
     let stats = Stats::default();
-    // Never cancelled: the closed log alone ends it.
     let stop = CancellationToken::new();
-    tokio::time::timeout(BOUND, run(&stream, &store, "pipeline", &stats, stop)).await??;
+    let result =
+        tokio::time::timeout(BOUND, run(&stream, &store, "pipeline", &stats, stop)).await?;
+    Ok((result, stats))
+}
+
+#[tokio::test]
+async fn the_pipeline_stops_cleanly_when_the_log_closes() -> TestResult {
+    let (result, stats) =
+        run_script(vec![Step::Records(2), Step::Fail(StreamError::Closed)]).await?;
+    result?;
     assert_eq!(stats.records.load(Ordering::Relaxed), 2);
     Ok(())
 }
 
 #[tokio::test]
 async fn the_pipeline_stops_with_the_error_when_the_log_storage_fails() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(None, dir.path()).await?;
-    let stream = Scripted::new(vec![vec![Step::Fail(StreamError::Storage)]]);
-    let stats = Stats::default();
-    let stop = CancellationToken::new();
-    let result =
-        tokio::time::timeout(BOUND, run(&stream, &store, "pipeline", &stats, stop)).await?;
+    let (result, _) = run_script(vec![Step::Fail(StreamError::Storage)]).await?;
     assert!(
         matches!(result, Err(Error::Read(StreamError::Storage(_)))),
         "{result:?}"
