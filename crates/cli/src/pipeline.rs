@@ -72,7 +72,8 @@ pub async fn run(
                 );
                 sinks
                     .run_on(&stream, (groups.0.as_str(), groups.1.as_str()))
-                    .await
+                    .await;
+                Ok(())
             }
             None => {
                 // A reprocessing run that was killed left its consumer behind,
@@ -84,10 +85,10 @@ pub async fn run(
                 }
                 sinks
                     .run_on(&log, (EMBEDDED_CONSUMER, ARCHIVE_CONSUMER))
-                    .await
+                    .await;
+                Ok(())
             }
         }
-        .map_err(anyhow::Error::msg)
     };
     tokio::select! {
         result = work => result,
@@ -107,24 +108,33 @@ struct Sinks<'a> {
 
 impl Sinks<'_> {
     /// Both sinks side by side on one stream, under their consumer names
-    /// `(store, archive)`.
-    async fn run_on<S: Stream>(
-        &self,
-        stream: &S,
-        (store, archive): (&str, &str),
-    ) -> Result<(), String> {
-        let (store_sink, archive_sink) = tokio::join!(
-            tributary_pipeline::run(stream, self.store, store, self.stats, self.stop.clone()),
-            archive_sink(
+    /// `(store, archive)`. A sink that stops on an error is logged as it
+    /// stops (the other goes on until shutdown, so returning the error
+    /// would report it only then).
+    async fn run_on<S: Stream>(&self, stream: &S, (store, archive): (&str, &str)) {
+        let store_sink = async {
+            let result =
+                tributary_pipeline::run(stream, self.store, store, self.stats, self.stop.clone())
+                    .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "pipeline stopped; measurements are not stored until tributary restarts");
+            }
+        };
+        let archive_sink = async {
+            let result = archive_sink(
                 self.config,
                 stream,
                 self.archive,
                 archive,
                 self.archive_stats,
-                self.stop
-            ),
-        );
-        store_sink.and(archive_sink)
+                self.stop,
+            )
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "archive sink stopped; measurements are not archived until tributary restarts");
+            }
+        };
+        tokio::join!(store_sink, archive_sink);
     }
 }
 
@@ -136,10 +146,11 @@ async fn archive_sink<S: Stream>(
     consumer: &str,
     stats: &ArchiveStats,
     stop: &CancellationToken,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let Some(archive) = archive else {
         return Ok(());
     };
-    let policy = config.archive.policy().map_err(|e| e.to_string())?;
-    tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await
+    let policy = config.archive.policy()?;
+    tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await?;
+    Ok(())
 }

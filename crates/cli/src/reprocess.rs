@@ -214,7 +214,7 @@ async fn drive<C: ReadToEnd>(
         }
     };
     let finish = tokio::select! {
-        finish = work => finish.map_err(anyhow::Error::msg).context("reprocess")?,
+        finish = work => finish.context("reprocess")?,
         () = progress => unreachable!("the progress loop never ends"),
     };
     let after = store

@@ -207,7 +207,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
-    let pipeline = tokio::spawn(crate::pipeline::run(
+    let pipeline = crate::pipeline::run(
         config.clone(),
         log,
         store,
@@ -215,13 +215,18 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         pipeline_stats,
         archive_stats,
         stop.clone(),
-    ));
+    );
+    // Logged when it happens, not at shutdown: the broker goes on without
+    // the pipeline when it could not start (the sinks log their own errors).
+    let pipeline = tokio::spawn(async move {
+        if let Err(e) = pipeline.await {
+            tracing::error!(error = %e, "pipeline stopped; measurements are not stored until tributary restarts");
+        }
+    });
     let shutdown = async move {
         shutdown_signal().await;
         stop.cancel();
-        if let Ok(Err(e)) = pipeline.await {
-            tracing::error!(error = %e, "pipeline");
-        }
+        let _ = pipeline.await;
         if let Ok(Err(e)) = api.await {
             tracing::error!(error = %e, "HTTP API");
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_log::{Batch, ReadToEnd, Record, Stream, StreamConsumer};
+use tributary_log::{Batch, ReadToEnd, Record, Stream, StreamConsumer, StreamError};
 
 use crate::{Consumer, KafkaConfig, Position, Producer, Start, Watermarks};
 
@@ -28,11 +28,11 @@ impl KafkaStream {
         })
     }
 
-    fn producer(&self) -> Result<&Producer, String> {
+    fn producer(&self) -> Result<&Producer, StreamError> {
         if let Some(producer) = self.producer.get() {
             return Ok(producer);
         }
-        let producer = Producer::new(&self.config).map_err(|e| e.to_string())?;
+        let producer = Producer::new(&self.config)?;
         Ok(self.producer.get_or_init(|| producer))
     }
 }
@@ -41,21 +41,20 @@ impl Stream for KafkaStream {
     type Position = Position;
     type Consumer = KafkaStreamConsumer;
 
-    async fn append_all(&self, records: Vec<Record>) -> Result<(), String> {
+    async fn append_all(&self, records: Vec<Record>) -> Result<(), StreamError> {
         let producer = self.producer()?;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
-            deliveries.push(producer.send(record).map_err(|e| e.to_string())?);
+            deliveries.push(producer.send(record)?);
         }
         for delivery in deliveries {
-            delivery.await.map_err(|e| e.to_string())?;
+            delivery.await?;
         }
         Ok(())
     }
 
-    fn consumer(&self, name: &str) -> Result<KafkaStreamConsumer, String> {
-        let consumer = Consumer::new(&self.config, name, &self.config.topics(), Start::Earliest)
-            .map_err(|e| e.to_string())?;
+    fn consumer(&self, name: &str) -> Result<KafkaStreamConsumer, StreamError> {
+        let consumer = Consumer::new(&self.config, name, &self.config.topics(), Start::Earliest)?;
         Ok(KafkaStreamConsumer {
             consumer,
             pending: Vec::new(),
@@ -81,7 +80,7 @@ impl StreamConsumer for KafkaStreamConsumer {
     /// looking for the end of the log learns it passed them). Cancel-safe:
     /// records received by a cancelled call are kept for the next one (a
     /// sink that waits on `next` and a timer at once loses nothing).
-    async fn next(&mut self, max: usize) -> Result<Batch<Position>, String> {
+    async fn next(&mut self, max: usize) -> Result<Batch<Position>, StreamError> {
         let mut deadline = (!self.pending.is_empty()).then(|| tokio::time::Instant::now() + LINGER);
         while self.pending.len() < max.max(1) {
             let received = match deadline {
@@ -90,8 +89,7 @@ impl StreamConsumer for KafkaStreamConsumer {
                     Ok(received) => received,
                     Err(_) => break,
                 },
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             let Position {
                 topic,
                 partition,
@@ -111,8 +109,8 @@ impl StreamConsumer for KafkaStreamConsumer {
         Ok(std::mem::take(&mut self.pending))
     }
 
-    async fn commit(&mut self, done: &[Position]) -> Result<(), String> {
-        self.consumer.commit(done).await.map_err(|e| e.to_string())
+    async fn commit(&mut self, done: &[Position]) -> Result<(), StreamError> {
+        Ok(self.consumer.commit(done).await?)
     }
 
     async fn lag(&self) -> Option<u64> {
@@ -135,8 +133,8 @@ impl StreamConsumer for KafkaStreamConsumer {
 impl ReadToEnd for KafkaStreamConsumer {
     type End = Watermarks;
 
-    async fn end(&self) -> Result<Watermarks, String> {
-        self.consumer.watermarks().await.map_err(|e| e.to_string())
+    async fn end(&self) -> Result<Watermarks, StreamError> {
+        Ok(self.consumer.watermarks().await?)
     }
 
     fn reached(&self, end: &Watermarks) -> bool {

@@ -10,6 +10,9 @@
 //!   [`Log::wait_beyond`] waits for new ones; [`Log::commit_offset`] records
 //!   a consumer's progress, which protects unread segments from retention.
 //! - [`Record`]: one received message with everything consumers need.
+//! - [`Stream`], [`StreamConsumer`], [`ReadToEnd`]: the log as consumers see
+//!   it, whatever the backend (this log, or Kafka in `tributary-kafka`);
+//!   their calls fail with a [`StreamError`] that says who is at fault.
 //! - [`LogConfig`] (directory, segment size, retention) and [`LogTuning`]
 //!   (cache, batching, queue capacity); [`LogStats`] for metrics.
 //!
@@ -80,10 +83,12 @@ mod writer;
 mod tests;
 
 pub use config::{LogConfig, LogTuning};
-pub use stream::{conformance, Batch, LogConsumer, ReadToEnd, Stream, StreamConsumer};
+pub use stream::{
+    conformance, Batch, BoxError, LogConsumer, ReadToEnd, Stream, StreamConsumer, StreamError,
+};
 
 use offsets::{Consumers, Journal};
-use state::{Progress, ReadStep, Shared, State};
+use state::{LogCore, Progress, ReadStep, State};
 use writer::{Cmd, Writer};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -243,7 +248,7 @@ pub struct Log {
 }
 
 struct Inner {
-    shared: Arc<Shared>,
+    core: Arc<LogCore>,
     /// Requests to the writer thread; bounded (`LogTuning::queue_capacity`),
     /// senders wait when it is full.
     tx: mpsc::Sender<Cmd>,
@@ -255,7 +260,7 @@ struct Inner {
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Log")
-            .field("dir", &self.inner.shared.config.dir)
+            .field("dir", &self.inner.core.config.dir)
             .field("start", &self.start_offset())
             .field("end", &self.end_offset())
             .finish()
@@ -288,7 +293,7 @@ impl Log {
         };
         let (progress, _) = watch::channel(Progress { end, closed: false });
         let (tx, rx) = mpsc::channel(tuning.queue_capacity.max(1));
-        let shared = Arc::new(Shared {
+        let core = Arc::new(LogCore {
             config,
             tuning,
             state: Mutex::new(state),
@@ -301,7 +306,7 @@ impl Log {
             counters: Default::default(),
         });
         let writer = Writer::new(
-            Arc::clone(&shared),
+            Arc::clone(&core),
             rx,
             recovered.active_file,
             journal,
@@ -313,7 +318,7 @@ impl Log {
             .map_err(|e| Error::io("spawn log writer thread", e))?;
         Ok(Log {
             inner: Arc::new(Inner {
-                shared,
+                core,
                 tx,
                 thread: Mutex::new(Some(thread)),
             }),
@@ -332,7 +337,7 @@ impl Log {
     /// none are accepted) at dense offsets; resolves with the first offset
     /// once all are durable.
     pub async fn append_batch(&self, records: Vec<Record>) -> Result<Offset> {
-        if self.inner.shared.closed.load(Ordering::SeqCst) {
+        if self.inner.core.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
         let (reply, response) = oneshot::channel();
@@ -351,7 +356,7 @@ impl Log {
     /// When the writer's queue is full the records come back in
     /// [`SubmitError::QueueFull`] (the caller waits with `append_batch`).
     pub fn try_submit(&self, records: Vec<Record>) -> std::result::Result<Submitted, SubmitError> {
-        if self.inner.shared.closed.load(Ordering::SeqCst) {
+        if self.inner.core.closed.load(Ordering::SeqCst) {
             return Err(SubmitError::Closed);
         }
         let (reply, response) = oneshot::channel();
@@ -366,9 +371,9 @@ impl Log {
 
     /// Counters and sizes for metrics.
     pub fn stats(&self) -> LogStats {
-        let shared = &self.inner.shared;
-        let c = &shared.counters;
-        let state = shared.state();
+        let core = &self.inner.core;
+        let c = &core.counters;
+        let state = core.state();
         LogStats {
             records_appended: c.records.load(Ordering::Relaxed),
             bytes_appended: c.bytes.load(Ordering::Relaxed),
@@ -384,12 +389,12 @@ impl Log {
 
     /// Offset the next record will get; every record below is durable and readable.
     pub fn end_offset(&self) -> Offset {
-        Offset(self.inner.shared.progress.borrow().end)
+        Offset(self.inner.core.progress.borrow().end)
     }
 
     /// The oldest offset still kept (retention deletes below it).
     pub fn start_offset(&self) -> Offset {
-        Offset(self.inner.shared.state().start())
+        Offset(self.inner.core.state().start())
     }
 
     /// Up to `max` durable records from `from`; empty when `from == end_offset()`
@@ -397,8 +402,8 @@ impl Log {
     /// `LogTuning::read_max_bytes`, but at least one when any exists.
     /// `Error::OffsetOutOfRange` when `from` was deleted by retention.
     pub async fn read(&self, from: Offset, max: usize) -> Result<Vec<(Offset, Arc<Record>)>> {
-        let shared = &self.inner.shared;
-        let read_max_bytes = shared.tuning.read_max_bytes;
+        let core = &self.inner.core;
+        let read_max_bytes = core.tuning.read_max_bytes;
         let mut out: Vec<(Offset, Arc<Record>)> = Vec::new();
         let mut disk_bytes = 0usize;
         loop {
@@ -408,7 +413,7 @@ impl Log {
             if budget == 0 {
                 break;
             }
-            let step = shared
+            let step = core
                 .state()
                 .plan_read(next, remaining, budget, out.is_empty())?;
             match step {
@@ -435,9 +440,15 @@ impl Log {
         Ok(out)
     }
 
+    /// Whether the log was closed (or its writer failed): appends fail, and
+    /// nothing more becomes readable.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.core.closed.load(Ordering::SeqCst)
+    }
+
     /// Resolves when `end_offset() > offset`, or when the log closes. Cancel-safe.
     pub async fn wait_beyond(&self, offset: Offset) {
-        let mut progress = self.inner.shared.progress.subscribe();
+        let mut progress = self.inner.core.progress.subscribe();
         let _ = progress.wait_for(|p| p.end > offset.0 || p.closed).await;
     }
 
@@ -447,11 +458,11 @@ impl Log {
     /// may see an older committed offset. Until its first commit a consumer
     /// protects nothing from retention.
     pub fn commit_offset(&self, consumer: &str, next: Offset) -> Result<()> {
-        if self.inner.shared.closed.load(Ordering::SeqCst) {
+        if self.inner.core.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
         check_consumer_name(consumer)?;
-        let mut consumers = self.inner.shared.consumers();
+        let mut consumers = self.inner.core.consumers();
         match consumers.committed.get_mut(consumer) {
             Some(committed) => *committed = next.0,
             None => {
@@ -470,7 +481,7 @@ impl Log {
     /// The offset `consumer` committed last, `None` if it never did (or was removed).
     pub fn committed_offset(&self, consumer: &str) -> Option<Offset> {
         self.inner
-            .shared
+            .core
             .consumers()
             .committed
             .get(consumer)
@@ -481,10 +492,10 @@ impl Log {
     /// Forgets `consumer` (e.g. its session ended), so it no longer holds
     /// back retention.
     pub fn remove_consumer(&self, consumer: &str) -> Result<()> {
-        if self.inner.shared.closed.load(Ordering::SeqCst) {
+        if self.inner.core.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let mut consumers = self.inner.shared.consumers();
+        let mut consumers = self.inner.core.consumers();
         // Removing an unknown (or already removed) consumer changes nothing,
         // and must not cancel a removal that is still to be persisted.
         if consumers.committed.remove(consumer).is_some() {

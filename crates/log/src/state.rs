@@ -16,7 +16,11 @@ use crate::record;
 use crate::segment::ReadPlan;
 use crate::{Error, LogConfig, LogTuning, Offset, Record};
 
-pub(crate) struct Shared {
+/// What an open log's handles and its writer thread both hold: the
+/// configuration, the readable state, consumer offsets and counters. (Not
+/// "shared" after what it is shared by: that word means MQTT shared
+/// subscriptions elsewhere.)
+pub(crate) struct LogCore {
     pub config: LogConfig,
     pub tuning: LogTuning,
     pub state: Mutex<State>,
@@ -38,7 +42,7 @@ pub(crate) struct Counters {
     pub segments_deleted: AtomicU64,
 }
 
-impl Shared {
+impl LogCore {
     pub fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind, still
         // consistent enough to read; keep serving rather than cascade.

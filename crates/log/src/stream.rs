@@ -4,11 +4,76 @@
 //! (crate `tributary-kafka`) implements it on consumer groups. Processors
 //! written against [`Stream`] run on both, and [`conformance`] is the test
 //! body both backends pass.
+//!
+//! Every call fails with a [`StreamError`], whose variant says who is at
+//! fault and so what a caller does next: call again later, start again from
+//! where the stream now begins, stop, or give up and tell an operator.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{Log, Offset, Record, Result};
+use crate::{Error, Log, Offset, Record, Result};
+
+/// The cause a backend gives, kept as it is: it belongs to the backend's crate.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a [`Stream`], [`StreamConsumer`] or [`ReadToEnd`] call failed,
+/// grouped by who is at fault. The message is the cause's own (which names
+/// what failed); the variant is what callers decide on
+/// ([`StreamError::is_retryable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The backend cannot serve the call now: Kafka is unreachable or did
+    /// not answer in time, a queue is full, the embedded log is full until
+    /// a consumer moves on. The same call may succeed later.
+    #[error("{0}")]
+    Unavailable(#[source] BoxError),
+    /// The position to read from is gone: retention deleted it before it
+    /// was read. Reading it again fails again; a new consumer under the
+    /// same name starts where the stream now begins.
+    #[error("{0}")]
+    PositionGone(#[source] BoxError),
+    /// The stream was closed (shutdown, or the embedded log's writer
+    /// failed): nothing more will come through this handle.
+    #[error("{0}")]
+    Closed(#[source] BoxError),
+    /// The backend's own storage failed in a way waiting does not mend: a
+    /// disk error, data that cannot be decoded.
+    #[error("{0}")]
+    Storage(#[source] BoxError),
+    /// The call or the configuration is wrong: a consumer name the backend
+    /// refuses, a topic Kafka does not have, access Kafka denies, a record
+    /// too large. Retrying does not help until someone changes something.
+    #[error("{0}")]
+    Invalid(#[source] BoxError),
+}
+
+impl StreamError {
+    /// Whether the same call may succeed later (only for
+    /// [`StreamError::Unavailable`]: the backend is away, not wrong).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StreamError::Unavailable(_))
+    }
+}
+
+/// The embedded log's errors by who is at fault.
+impl From<Error> for StreamError {
+    fn from(e: Error) -> StreamError {
+        match e {
+            // Back-pressure: appends resume once a consumer commits.
+            Error::Full { .. } => StreamError::Unavailable(e.into()),
+            Error::OffsetOutOfRange { .. } => StreamError::PositionGone(e.into()),
+            Error::Closed => StreamError::Closed(e.into()),
+            // An over-long consumer name (`check_consumer_name`).
+            Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::InvalidInput => {
+                StreamError::Invalid(e.into())
+            }
+            Error::Corrupt(_) | Error::Locked { .. } | Error::Io { .. } => {
+                StreamError::Storage(e.into())
+            }
+        }
+    }
+}
 
 /// What a consumer reads at once: records with their positions, shared
 /// (the embedded log hands out its cached records without a copy).
@@ -20,11 +85,14 @@ pub trait Stream: Send + Sync {
     type Consumer: StreamConsumer<Position = Self::Position>;
 
     /// Resolves once every record is durable.
-    fn append_all(&self, records: Vec<Record>) -> impl Future<Output = Result<(), String>> + Send;
+    fn append_all(
+        &self,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<(), StreamError>> + Send;
 
     /// A consumer named `name`: it starts after the last position committed
     /// under that name, or at the oldest record when there is none.
-    fn consumer(&self, name: &str) -> Result<Self::Consumer, String>;
+    fn consumer(&self, name: &str) -> Result<Self::Consumer, StreamError>;
 }
 
 pub trait StreamConsumer: Send {
@@ -36,13 +104,13 @@ pub trait StreamConsumer: Send {
     fn next(
         &mut self,
         max: usize,
-    ) -> impl Future<Output = Result<Batch<Self::Position>, String>> + Send;
+    ) -> impl Future<Output = Result<Batch<Self::Position>, StreamError>> + Send;
 
     /// Marks everything up to and including `done` as processed.
     fn commit(
         &mut self,
         done: &[Self::Position],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), StreamError>> + Send;
 
     /// How many durable records this consumer has not read yet (`next`
     /// returned them: a record read but not committed is not lag); 0 when
@@ -58,7 +126,7 @@ pub trait ReadToEnd: StreamConsumer {
     type End: Send + Sync + std::fmt::Debug;
 
     /// Where the log ends now.
-    fn end(&self) -> impl Future<Output = Result<Self::End, String>> + Send;
+    fn end(&self) -> impl Future<Output = Result<Self::End, StreamError>> + Send;
 
     /// Whether `next` has returned (or passed over, when it is no record)
     /// everything before `end`. Checked between calls of `next`, which
@@ -70,17 +138,15 @@ impl Stream for Log {
     type Position = Offset;
     type Consumer = LogConsumer;
 
-    async fn append_all(&self, records: Vec<Record>) -> Result<(), String> {
+    async fn append_all(&self, records: Vec<Record>) -> Result<(), StreamError> {
         if records.is_empty() {
             return Ok(());
         }
-        self.append_batch(records)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.append_batch(records).await?;
+        Ok(())
     }
 
-    fn consumer(&self, name: &str) -> Result<LogConsumer, String> {
+    fn consumer(&self, name: &str) -> Result<LogConsumer, StreamError> {
         let next = self.committed_offset(name).unwrap_or(self.start_offset());
         Ok(LogConsumer {
             log: self.clone(),
@@ -100,28 +166,28 @@ pub struct LogConsumer {
 impl StreamConsumer for LogConsumer {
     type Position = Offset;
 
-    async fn next(&mut self, max: usize) -> Result<Batch<Offset>, String> {
+    /// Records made durable before the log closed are still returned;
+    /// then [`StreamError::Closed`].
+    async fn next(&mut self, max: usize) -> Result<Batch<Offset>, StreamError> {
         loop {
-            let batch = self
-                .log
-                .read(self.next, max)
-                .await
-                .map_err(|e| e.to_string())?;
+            let batch = self.log.read(self.next, max).await?;
             if let Some((last, _)) = batch.last() {
                 self.next = Offset(last.0 + 1);
                 // Shared with the log's cache: no copy per consumer.
                 return Ok(batch);
             }
+            // `wait_beyond` returns at once on a closed log: without this
+            // the loop would spin for ever.
+            if self.log.is_closed() {
+                return Err(Error::Closed.into());
+            }
             self.log.wait_beyond(self.next).await;
         }
     }
 
-    async fn commit(&mut self, done: &[Offset]) -> Result<(), String> {
+    async fn commit(&mut self, done: &[Offset]) -> Result<(), StreamError> {
         match done.iter().max() {
-            Some(last) => self
-                .log
-                .commit_offset(&self.name, Offset(last.0 + 1))
-                .map_err(|e| e.to_string()),
+            Some(last) => Ok(self.log.commit_offset(&self.name, Offset(last.0 + 1))?),
             None => Ok(()),
         }
     }
@@ -137,7 +203,7 @@ impl StreamConsumer for LogConsumer {
 impl ReadToEnd for LogConsumer {
     type End = Offset;
 
-    async fn end(&self) -> Result<Offset, String> {
+    async fn end(&self) -> Result<Offset, StreamError> {
         Ok(self.log.end_offset())
     }
 
@@ -155,7 +221,7 @@ pub mod conformance {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
-    use super::{ReadToEnd, Stream, StreamConsumer};
+    use super::{BoxError, ReadToEnd, Stream, StreamConsumer};
     use crate::Record;
 
     const COUNT: usize = 200;
@@ -184,7 +250,7 @@ pub mod conformance {
         tag: &str,
         want: usize,
         commit_after: Option<usize>,
-    ) -> Result<BTreeSet<String>, String> {
+    ) -> Result<BTreeSet<String>, BoxError> {
         let mut seen = BTreeSet::new();
         // Everything read so far is committed at once: on a partitioned
         // backend each partition's progress is its own.
@@ -212,7 +278,7 @@ pub mod conformance {
         Ok(seen)
     }
 
-    pub async fn consume_commit_resume<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
+    pub async fn consume_commit_resume<S: Stream>(stream: &S, tag: &str) -> Result<(), BoxError> {
         stream.append_all(numbered(tag)).await?;
 
         let first_name = format!("{tag}-first");
@@ -229,11 +295,12 @@ pub mod conformance {
             return Err(format!(
                 "resumed consumer missed {} records",
                 all.difference(&union).count()
-            ));
+            )
+            .into());
         }
         let repeated = half.intersection(&rest).count();
         if repeated > 0 {
-            return Err(format!("{repeated} committed records were read again"));
+            return Err(format!("{repeated} committed records were read again").into());
         }
         let mut other = stream.consumer(&format!("{tag}-other"))?;
         let everything = read_until(&mut other, tag, COUNT, None).await?;
@@ -247,7 +314,7 @@ pub mod conformance {
     /// records appended after that moment keep arriving: every record
     /// appended before `end` was read when `reached` says so, and `reached`
     /// says so (within the patience) although the log keeps growing.
-    pub async fn read_to_end<S>(stream: &S, tag: &str) -> Result<(), String>
+    pub async fn read_to_end<S>(stream: &S, tag: &str) -> Result<(), BoxError>
     where
         S: Stream,
         S::Consumer: ReadToEnd,
@@ -281,13 +348,14 @@ pub mod conformance {
             return Err(format!(
                 "reached the end having read {} of the {COUNT} records before it",
                 seen.len()
-            ));
+            )
+            .into());
         }
         Ok(())
     }
 
     /// Waits (bounded) until the consumer's lag is `want`.
-    async fn lag_becomes<C: StreamConsumer>(consumer: &C, want: u64) -> Result<(), String> {
+    async fn lag_becomes<C: StreamConsumer>(consumer: &C, want: u64) -> Result<(), BoxError> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let lag = consumer.lag().await;
@@ -295,7 +363,7 @@ pub mod conformance {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(format!("lag is {lag:?}, not {want}, after {PATIENCE:?}"));
+                return Err(format!("lag is {lag:?}, not {want}, after {PATIENCE:?}").into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -305,14 +373,17 @@ pub mod conformance {
     /// before it starts (where the backend already knows its share), those
     /// left after it read some, 0 once it read everything. The stream must
     /// hold only this call's records (a fresh log or topic).
-    pub async fn lag_counts_unread_records<S: Stream>(stream: &S, tag: &str) -> Result<(), String> {
+    pub async fn lag_counts_unread_records<S: Stream>(
+        stream: &S,
+        tag: &str,
+    ) -> Result<(), BoxError> {
         stream.append_all(numbered(tag)).await?;
         let mut consumer = stream.consumer(&format!("{tag}-lag"))?;
         // A Kafka consumer has no partitions before it joined its group.
         match consumer.lag().await {
             None => {}
             Some(lag) if lag == COUNT as u64 => {}
-            Some(lag) => return Err(format!("lag {lag} before reading, not {COUNT}")),
+            Some(lag) => return Err(format!("lag {lag} before reading, not {COUNT}").into()),
         }
         let mut read = 0;
         let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -1017,3 +1017,93 @@ async fn embedded_consumer_lag_counts_unread_records() {
         .expect("lag");
     log.close().await.expect("close");
 }
+
+/// Each of the log's errors reaches a stream consumer as the kind its
+/// callers decide on, with the log's error kept as the source.
+#[test]
+fn log_errors_map_to_the_stream_error_of_who_is_at_fault() {
+    use crate::StreamError;
+
+    let kind = |e: Error| match StreamError::from(e) {
+        StreamError::Unavailable(_) => "unavailable",
+        StreamError::PositionGone(_) => "position gone",
+        StreamError::Closed(_) => "closed",
+        StreamError::Storage(_) => "storage",
+        StreamError::Invalid(_) => "invalid",
+    };
+    let full = Error::Full {
+        bytes: 10,
+        consumer: "pipeline".into(),
+    };
+    assert_eq!(kind(full), "unavailable");
+    let gone = Error::OffsetOutOfRange {
+        requested: 3,
+        start: 10,
+    };
+    assert_eq!(kind(gone), "position gone");
+    assert_eq!(kind(Error::Closed), "closed");
+    assert_eq!(kind(Error::Corrupt("segment 0 at 12".into())), "storage");
+    let disk = std::io::Error::other("disk on fire");
+    assert_eq!(kind(Error::io("read segment", disk)), "storage");
+    let name = std::io::Error::new(std::io::ErrorKind::InvalidInput, "name too long");
+    assert_eq!(kind(Error::io("commit consumer offset", name)), "invalid");
+
+    let e = StreamError::from(Error::Closed);
+    assert!(!e.is_retryable());
+    assert_eq!(e.to_string(), "log is closed");
+    let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Error>());
+    assert!(matches!(source, Some(Error::Closed)), "{source:?}");
+    assert!(StreamError::from(Error::Full {
+        bytes: 10,
+        consumer: "pipeline".into()
+    })
+    .is_retryable());
+}
+
+/// Regression: a consumer that had read everything of a closed log spun in
+/// `next` (`wait_beyond` returns at once once the log is closed) instead of
+/// saying the log is closed.
+#[tokio::test]
+async fn a_consumer_of_a_closed_log_reads_what_was_durable_then_is_told_it_is_closed() -> TestResult
+{
+    use crate::{Stream, StreamConsumer, StreamError};
+
+    let dir = tempfile::tempdir()?;
+    let log = Log::open(LogConfig::new(dir.path()))?;
+    log.append_batch((0..3).map(|i| record(i, 10)).collect())
+        .await?;
+    let mut consumer = log.consumer("reader")?;
+    log.close().await?;
+    let patience = Duration::from_secs(5);
+    let batch = tokio::time::timeout(patience, consumer.next(10)).await??;
+    assert_eq!(batch.len(), 3);
+    let after = tokio::time::timeout(patience, consumer.next(10)).await?;
+    assert!(matches!(after, Err(StreamError::Closed(_))), "{after:?}");
+    Ok(())
+}
+
+/// A consumer whose position retention deleted is told the position is
+/// gone, not that the log is away.
+#[tokio::test]
+async fn reading_a_deleted_position_is_position_gone() -> TestResult {
+    use crate::{Stream, StreamConsumer, StreamError};
+
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        max_bytes: 8192,
+        ..small_segments(dir.path(), 2048)
+    };
+    let log = Log::open(config)?;
+    // Never committed, so it protects nothing from retention.
+    let mut consumer = log.consumer("late")?;
+    append_n(&log, 0, 300, 100).await?;
+    assert!(log.start_offset() > Offset(0), "retention deleted nothing");
+    let result = consumer.next(10).await;
+    assert!(
+        matches!(result, Err(StreamError::PositionGone(_))),
+        "{result:?}"
+    );
+    assert!(!result.is_err_and(|e| e.is_retryable()));
+    log.close().await?;
+    Ok(())
+}

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::offsets::Journal;
 use crate::record;
 use crate::segment;
-use crate::state::{SegmentView, Shared};
+use crate::state::{LogCore, SegmentView};
 use crate::{Error, Offset, Record, Result};
 
 pub(crate) enum Cmd {
@@ -63,7 +63,7 @@ struct Waiter {
 }
 
 pub(crate) struct Writer {
-    shared: Arc<Shared>,
+    core: Arc<LogCore>,
     rx: mpsc::Receiver<Cmd>,
     dir: PathBuf,
     active: File,
@@ -107,14 +107,14 @@ enum Exit {
 
 impl Writer {
     pub fn new(
-        shared: Arc<Shared>,
+        core: Arc<LogCore>,
         rx: mpsc::Receiver<Cmd>,
         active: File,
         journal: Journal,
         lock: File,
     ) -> Writer {
         let (active_path, active_len, sealed_bytes, next_offset, last_indexed_pos) = {
-            let state = shared.state();
+            let state = core.state();
             let active = state
                 .segments
                 .last()
@@ -133,8 +133,8 @@ impl Writer {
             )
         };
         Writer {
-            dir: shared.config.dir.clone(),
-            shared,
+            dir: core.config.dir.clone(),
+            core,
             rx,
             active,
             active_path,
@@ -204,8 +204,8 @@ impl Writer {
 
     /// Marks the log closed and refuses whatever is still queued.
     fn shutdown(&mut self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.progress.send_modify(|p| p.closed = true);
+        self.core.closed.store(true, Ordering::SeqCst);
+        self.core.progress.send_modify(|p| p.closed = true);
         self.rx.close();
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
@@ -224,7 +224,7 @@ impl Writer {
     }
 
     fn serve(&mut self, runtime: &tokio::runtime::Runtime) -> Result<Exit> {
-        let tuning = self.shared.tuning.clone();
+        let tuning = self.core.tuning.clone();
         let tick = tuning
             .offsets_flush_interval
             .min(tuning.retention_interval)
@@ -309,7 +309,7 @@ impl Writer {
         if let Err(e) = self.make_room(needed) {
             match e {
                 Error::Full { .. } => {
-                    self.shared
+                    self.core
                         .counters
                         .full_rejections
                         .fetch_add(1, Ordering::Relaxed);
@@ -319,11 +319,11 @@ impl Writer {
                 fatal => return Err(fatal),
             }
         }
-        let config = &self.shared.config;
+        let config = &self.core.config;
         let (segment_bytes, max_batch, interval) = (
             config.segment_bytes,
-            self.shared.tuning.max_batch_bytes,
-            self.shared.tuning.index_interval_bytes,
+            self.core.tuning.max_batch_bytes,
+            self.core.tuning.index_interval_bytes,
         );
         let first = self.next_offset;
         for record in records {
@@ -362,7 +362,7 @@ impl Writer {
                 .write_all(&self.buf)
                 .and_then(|()| self.active.sync_data());
             write.map_err(|e| Error::io(context(), e))?;
-            let counters = &self.shared.counters;
+            let counters = &self.core.counters;
             counters.fsyncs.fetch_add(1, Ordering::Relaxed);
             counters
                 .bytes
@@ -375,8 +375,8 @@ impl Writer {
         }
         let end = self.next_offset;
         if !self.pending.is_empty() {
-            let cache_limit = self.shared.tuning.cache_bytes;
-            let mut state = self.shared.state();
+            let cache_limit = self.core.tuning.cache_bytes;
+            let mut state = self.core.state();
             let active = state.active_mut();
             active.len = self.active_len;
             active.end = end;
@@ -385,7 +385,7 @@ impl Writer {
             state.cache_extend(self.pending.drain(..), cache_limit);
             state.end = end;
             drop(state);
-            self.shared.progress.send_modify(|p| p.end = end);
+            self.core.progress.send_modify(|p| p.end = end);
         }
         self.pending_max_time = 0;
         self.last_commit = Instant::now();
@@ -410,7 +410,7 @@ impl Writer {
             .map_err(|e| Error::io(format!("sync log directory {}", self.dir.display()), e))?;
         let read = File::open(&path)
             .map_err(|e| Error::io(format!("open segment {}", path.display()), e))?;
-        self.shared.state().segments.push(SegmentView {
+        self.core.state().segments.push(SegmentView {
             base,
             path: path.clone(),
             file: Arc::new(read),
@@ -430,20 +430,20 @@ impl Writer {
     /// Runs size retention so that `needed` more bytes fit; fails with
     /// `Error::Full` when they do not and a consumer holds the oldest segment.
     fn make_room(&mut self, needed: u64) -> Result<()> {
-        let max_bytes = self.shared.config.max_bytes;
+        let max_bytes = self.core.config.max_bytes;
         if self.total_bytes() + needed <= max_bytes {
             return Ok(());
         }
         self.retain(needed)?;
         let total = self.total_bytes();
-        if total + needed <= max_bytes || self.shared.state().segments.len() <= 1 {
+        if total + needed <= max_bytes || self.core.state().segments.len() <= 1 {
             // Only the active segment is left: it cannot be deleted, and
             // refusing appends would never end. The log exceeds max_bytes
             // by at most one segment.
             return Ok(());
         }
         let consumer = self
-            .shared
+            .core
             .consumers()
             .min_committed()
             .map(|(name, _)| name.to_owned())
@@ -459,15 +459,15 @@ impl Writer {
     /// still needs them.
     fn retain(&mut self, needed: u64) -> Result<()> {
         self.last_retention = Instant::now();
-        let max_bytes = self.shared.config.max_bytes;
-        let max_age_ms = self.shared.config.max_age.map(|age| age.as_millis() as u64);
+        let max_bytes = self.core.config.max_bytes;
+        let max_age_ms = self.core.config.max_age.map(|age| age.as_millis() as u64);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let mut deleted = false;
         loop {
             let (base, len, end, max_time_ms) = {
-                let state = self.shared.state();
+                let state = self.core.state();
                 if state.segments.len() <= 1 {
                     break;
                 }
@@ -479,7 +479,7 @@ impl Writer {
             if !over_size && !too_old {
                 break;
             }
-            if let Some((_, next)) = self.shared.consumers().min_committed() {
+            if let Some((_, next)) = self.core.consumers().min_committed() {
                 if end > next {
                     break; // a consumer has not read it all yet
                 }
@@ -487,7 +487,7 @@ impl Writer {
             // The offset that allows this deletion must survive a crash.
             self.flush_offsets()?;
             let path = {
-                let mut state = self.shared.state();
+                let mut state = self.core.state();
                 let removed = state.segments.remove(0);
                 let start = state.start();
                 state.cache_trim_below(start);
@@ -497,7 +497,7 @@ impl Writer {
                 .map_err(|e| Error::io(format!("delete segment {}", path.display()), e))?;
             tracing::info!(path = %path.display(), base, end, over_size, too_old, "retention deleted segment");
             self.sealed_bytes -= len;
-            self.shared
+            self.core
                 .counters
                 .segments_deleted
                 .fetch_add(1, Ordering::Relaxed);
@@ -514,16 +514,16 @@ impl Writer {
     fn flush_offsets(&mut self) -> Result<()> {
         self.last_offsets_flush = Instant::now();
         let changes = {
-            let mut consumers = self.shared.consumers();
+            let mut consumers = self.core.consumers();
             if consumers.dirty.is_empty() {
                 return Ok(());
             }
             std::mem::take(&mut consumers.dirty)
         };
         self.journal.append(&changes)?;
-        let live_bytes = self.shared.consumers().live_bytes();
+        let live_bytes = self.core.consumers().live_bytes();
         if self.journal.needs_compaction(live_bytes) {
-            let all = self.shared.consumers().committed.clone();
+            let all = self.core.consumers().committed.clone();
             self.journal.compact(&all)?;
         }
         Ok(())

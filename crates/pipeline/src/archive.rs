@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_archive::Archive;
-use tributary_log::{Stream, StreamConsumer};
+use tributary_log::{Stream, StreamConsumer, StreamError};
 use tributary_store::Row;
 
-use crate::{process, Outcome};
+use crate::{process, Error, Outcome, Result};
 
 /// Records taken from the log per read at most.
 const READ: usize = 1024;
@@ -57,7 +57,11 @@ pub struct ArchiveStats {
 }
 
 /// Consumes `stream` under `consumer` into `archive` until `stop` is
-/// cancelled; then writes what it has gathered (once, without retrying).
+/// cancelled or the log closes; then writes what it has gathered (once,
+/// without retrying). While the log is unavailable it waits; when its
+/// position was deleted before it was read it goes on from where a new
+/// consumer of its name starts; a read error that waiting does not mend
+/// ends it with that error, after the same last write.
 pub async fn archive<S: Stream>(
     stream: &S,
     archive: &Archive,
@@ -65,8 +69,10 @@ pub async fn archive<S: Stream>(
     policy: FlushPolicy,
     stats: &ArchiveStats,
     stop: CancellationToken,
-) -> Result<(), String> {
-    let mut reader = stream.consumer(consumer)?;
+) -> Result<()> {
+    let mut reader = stream
+        .consumer(consumer)
+        .map_err(Error::consumer(consumer))?;
     tracing::info!(consumer, archive = archive.location(), "archive started");
     let mut batch = Batch::<S::Position>::default();
     loop {
@@ -80,14 +86,29 @@ pub async fn archive<S: Stream>(
         };
         match event {
             Event::Stop => {
-                if !batch.positions.is_empty() {
-                    if let Err(e) = flush(archive, &mut reader, &mut batch, stats).await {
-                        tracing::warn!(error = %e, "archive: final write failed; it is redone at the next start");
-                    }
-                }
+                last_write(archive, &mut reader, &mut batch, stats).await;
                 return Ok(());
             }
             Event::Due => {}
+            Event::Read(Err(e @ StreamError::Closed(_))) => {
+                tracing::warn!(error = %e, "archive: the log closed; stopping");
+                last_write(archive, &mut reader, &mut batch, stats).await;
+                return Ok(());
+            }
+            Event::Read(Err(e @ StreamError::PositionGone(_))) => {
+                tracing::warn!(error = %e, consumer,
+                    "archive: records were deleted before they were read; going on from the oldest kept");
+                // The gathered positions stay valid: commits go by name.
+                reader = stream
+                    .consumer(consumer)
+                    .map_err(Error::consumer(consumer))?;
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+            Event::Read(Err(e)) if !e.is_retryable() => {
+                last_write(archive, &mut reader, &mut batch, stats).await;
+                return Err(Error::Read(e));
+            }
             Event::Read(Err(e)) => {
                 tracing::warn!(error = %e, "archive: read the log; retrying");
                 tokio::time::sleep(RETRY).await;
@@ -125,7 +146,7 @@ enum Event<P> {
     Stop,
     /// The oldest gathered record reached the age limit.
     Due,
-    Read(Result<tributary_log::Batch<P>, String>),
+    Read(Result<tributary_log::Batch<P>, StreamError>),
 }
 
 /// What is gathered and not yet written.
@@ -164,17 +185,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Writes what is gathered once, when the sink stops; what fails is read
+/// and written again at the next start (nothing was committed).
+async fn last_write<C: StreamConsumer>(
+    archive: &Archive,
+    reader: &mut C,
+    batch: &mut Batch<C::Position>,
+    stats: &ArchiveStats,
+) {
+    if batch.positions.is_empty() {
+        return;
+    }
+    if let Err(e) = flush(archive, reader, batch, stats).await {
+        tracing::warn!(error = %e, "archive: final write failed; it is redone at the next start");
+    }
+}
+
 /// Writes the batch, then commits its positions; empties it on success.
 async fn flush<C: StreamConsumer>(
     archive: &Archive,
     reader: &mut C,
     batch: &mut Batch<C::Position>,
     stats: &ArchiveStats,
-) -> Result<(), String> {
-    let written = archive
-        .write(&batch.rows)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> tributary_archive::Result<()> {
+    let written = archive.write(&batch.rows).await?;
     stats
         .records
         .fetch_add(batch.positions.len() as u64, Ordering::Relaxed);

@@ -11,6 +11,12 @@
 //!   rows it has, so reprocessing the log from any offset changes nothing.
 //! - Offsets are committed only after the store has the batch's rows and
 //!   dead letters; a store error retries the batch (nothing is skipped).
+//! - A read error is acted on by its kind (`tributary_log::StreamError`):
+//!   a log that is away is waited for, a closed log stops the sinks
+//!   cleanly, records deleted before they were read are passed over with a
+//!   new consumer (`reprocess` fails instead: it cannot be complete), and
+//!   what waiting does not mend (storage, configuration) ends the sink
+//!   with the error.
 //! - The archive ([`archive`]) is a second consumer with its own offsets:
 //!   it gathers rows into large batches of Parquet files
 //!   (`tributary-archive`) and commits once they are durable.
@@ -20,9 +26,11 @@
 //!   (`tributary reprocess`).
 
 mod archive;
+mod error;
 mod process;
 mod run;
 
 pub use archive::{archive, ArchiveStats, FlushPolicy};
+pub use error::{Error, Result};
 pub use process::{process, Outcome};
 pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tributary_log::{ReadToEnd, Stream, StreamConsumer};
+use tributary_log::{ReadToEnd, Stream, StreamConsumer, StreamError};
 use tributary_store::Store;
 
-use crate::{process, Outcome};
+use crate::{process, Error, Outcome, Result};
 
 /// Records taken from the log per batch at most.
 const BATCH: usize = 512;
@@ -59,30 +59,52 @@ struct Policy {
     patience: Option<Duration>,
 }
 
-/// Consumes `stream` under `consumer` until `stop` is cancelled.
+/// Consumes `stream` under `consumer` until `stop` is cancelled, or the
+/// log closes (`Ok`), or reading it fails in a way waiting does not mend
+/// (`Err`). While the log is unavailable it waits (a store or Kafka outage
+/// is waited out). When its position was deleted before it was read, it
+/// starts again where a new consumer of that name starts: its committed
+/// position, else the oldest record kept (what a Kafka consumer group does
+/// by itself).
 pub async fn run<S: Stream>(
     stream: &S,
     store: &Store,
     consumer: &str,
     stats: &Stats,
     stop: CancellationToken,
-) -> Result<(), String> {
-    let mut reader = stream.consumer(consumer)?;
+) -> Result<()> {
     tracing::info!(consumer, store = store.engine(), "pipeline started");
     let policy = Policy {
         commit: true,
         patience: None,
     };
-    consume(&mut reader, store, stats, &stop, &policy, |_| false)
-        .await
-        .map(|_| ())
+    loop {
+        let mut reader = stream
+            .consumer(consumer)
+            .map_err(Error::consumer(consumer))?;
+        match consume(&mut reader, store, stats, &stop, &policy, |_| false).await {
+            Err(Error::Read(e @ StreamError::PositionGone(_))) => {
+                tracing::warn!(error = %e, consumer,
+                    "pipeline: records were deleted before they were read; going on from the oldest kept");
+                // A backend that kept saying so must not make this a busy loop.
+                tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+            result => return result.map(|_| ()),
+        }
+    }
 }
 
 /// Processes what `reader` reads until it has read everything before
-/// `end` (`ReadToEnd::end`, taken before), or until `stop` is cancelled.
-/// Commits nothing: a reprocessing run always starts from the first record
-/// and leaves no progress behind. A read or store error that lasts longer
-/// than `patience` ends it with that error.
+/// `end` (`ReadToEnd::end`, taken before), or until `stop` is cancelled
+/// or the log closes ([`Finish::Interrupted`]). Commits nothing: a
+/// reprocessing run always starts from the first record and leaves no
+/// progress behind. A read or store error that lasts longer than
+/// `patience` ends it with that error, and at once one that waiting does
+/// not mend (records deleted before they were read: the run cannot be
+/// complete).
 pub async fn reprocess<C: ReadToEnd>(
     reader: &mut C,
     end: &C::End,
@@ -90,7 +112,7 @@ pub async fn reprocess<C: ReadToEnd>(
     stats: &Stats,
     stop: &CancellationToken,
     patience: Duration,
-) -> Result<Finish, String> {
+) -> Result<Finish> {
     let policy = Policy {
         commit: false,
         patience: Some(patience),
@@ -106,14 +128,15 @@ pub async fn reprocess<C: ReadToEnd>(
 struct Failing(Option<Instant>);
 
 impl Failing {
-    /// Logs `e`; `Err` once it has lasted beyond `patience`.
-    fn failed(&mut self, what: &str, e: &str, patience: Option<Duration>) -> Result<(), String> {
+    /// Logs `e` as retried; false once failing has lasted beyond
+    /// `patience`, when the caller gives up with `e` instead.
+    fn retry(&mut self, what: &str, e: &dyn std::fmt::Display, patience: Option<Duration>) -> bool {
         let since = *self.0.get_or_insert_with(Instant::now);
         if patience.is_some_and(|patience| since.elapsed() >= patience) {
-            return Err(format!("{what}: {e}"));
+            return false;
         }
         tracing::warn!(error = %e, "pipeline: {what}; retrying");
-        Ok(())
+        true
     }
 }
 
@@ -125,7 +148,7 @@ async fn consume<C: StreamConsumer>(
     stop: &CancellationToken,
     policy: &Policy,
     done: impl Fn(&C) -> bool,
-) -> Result<Finish, String> {
+) -> Result<Finish> {
     let mut read_failing = Failing(None);
     let mut lag_refreshed: Option<Instant> = None;
     // Since when nothing came although more was expected (reprocess).
@@ -159,16 +182,23 @@ async fn consume<C: StreamConsumer>(
                 // error) ends the loop; `done` said records remain.
                 if let Some(patience) = policy.patience {
                     if idle_since.elapsed() >= patience {
-                        return Err(format!(
-                            "read the log: nothing came for {patience:?} although the end was not reached"
-                        ));
+                        return Err(Error::Stalled(patience));
                     }
                 }
                 continue;
             }
             Ok(Ok(batch)) => batch,
+            Ok(Err(e @ StreamError::Closed(_))) => {
+                // Nothing more will come: a shutdown that closed the log
+                // before stopping this loop, or the log's writer failed.
+                tracing::warn!(error = %e, "pipeline: the log closed; stopping");
+                return Ok(Finish::Interrupted);
+            }
+            Ok(Err(e)) if !e.is_retryable() => return Err(Error::Read(e)),
             Ok(Err(e)) => {
-                read_failing.failed("read the log", &e, policy.patience)?;
+                if !read_failing.retry("read the log", &e, policy.patience) {
+                    return Err(Error::Read(e));
+                }
                 tokio::select! {
                     () = stop.cancelled() => return Ok(Finish::Interrupted),
                     () = tokio::time::sleep(RETRY) => {}
@@ -211,7 +241,9 @@ async fn consume<C: StreamConsumer>(
                     break;
                 }
                 Err(e) => {
-                    store_failing.failed("store the batch", &e.to_string(), policy.patience)?;
+                    if !store_failing.retry("store the batch", &e, policy.patience) {
+                        return Err(Error::Store(e));
+                    }
                     tokio::select! {
                         () = stop.cancelled() => return Ok(Finish::Interrupted),
                         () = tokio::time::sleep(RETRY) => {}
