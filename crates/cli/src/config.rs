@@ -283,11 +283,10 @@ pub struct LogFileConfig {
 
 impl Default for LogFileConfig {
     fn default() -> Self {
-        let defaults = LogConfig::new("");
         LogFileConfig {
-            segment_bytes: defaults.segment_bytes,
-            max_bytes: defaults.max_bytes,
-            max_age_secs: 7 * 24 * 3600,
+            segment_bytes: tributary_log::DEFAULT_SEGMENT_BYTES,
+            max_bytes: tributary_log::DEFAULT_MAX_BYTES,
+            max_age_secs: tributary_log::DEFAULT_MAX_AGE.as_secs(),
         }
     }
 }

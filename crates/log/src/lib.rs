@@ -79,7 +79,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use config::{LogConfig, LogTuning};
+pub use config::{LogConfig, LogTuning, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use stream::{conformance, Batch, LogConsumer, ReadToEnd, Stream, StreamConsumer};
 
 use offsets::{Consumers, Journal};
