@@ -201,10 +201,10 @@ fn default_kafka_topic() -> String {
     tributary_kafka::DEFAULT_TOPIC.to_owned()
 }
 fn default_ack_timeout_ms() -> u64 {
-    30_000
+    tributary_kafka::DEFAULT_ACK_TIMEOUT.as_millis() as u64
 }
 fn default_partitions() -> i32 {
-    3
+    tributary_kafka::DEFAULT_PARTITIONS
 }
 
 impl KafkaFileConfig {
