@@ -155,7 +155,7 @@ impl Default for HttpFileConfig {
     fn default() -> Self {
         HttpFileConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-            signup: true,
+            signup: tributary_api::DEFAULT_SIGNUP,
         }
     }
 }
