@@ -68,6 +68,9 @@ pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Concurrent Argon2 checks at login: each takes a core for ~30 ms.
 const LOGIN_CONCURRENCY: usize = 2;
+/// Whether `POST /api/v1/signup` is open until [`ApiState::set_signup`]
+/// says otherwise (the default of the config file's `http.signup`).
+pub const DEFAULT_SIGNUP: bool = true;
 
 /// The OpenAPI 3.1 document served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -123,7 +126,7 @@ impl ApiState {
                 log,
                 sessions: auth::Sessions::default(),
                 login_throttle: throttle::LoginThrottle::default(),
-                signup_open: std::sync::atomic::AtomicBool::new(true),
+                signup_open: std::sync::atomic::AtomicBool::new(DEFAULT_SIGNUP),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
                 feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
                 live_max_duration,

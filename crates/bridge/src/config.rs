@@ -16,6 +16,10 @@ use crate::{Error, Result};
 
 /// The client id the bridge's persistent session lives under by default.
 pub const DEFAULT_CLIENT_ID: &str = "tributary-bridge";
+/// The default of [`BridgeConfig::inflight`].
+pub const DEFAULT_INFLIGHT: usize = 1000;
+/// The default of [`BridgeConfig::keep_alive`], in seconds.
+pub const DEFAULT_KEEP_ALIVE_SECS: u16 = 30;
 /// Session Expiry Interval (5.0) the bridge asks for: a week, so a bridge
 /// that is away over a weekend still finds its messages queued. 3.1.1
 /// sessions do not expire unless the broker says so.
@@ -167,9 +171,9 @@ impl BridgeConfig {
             username: None,
             password: None,
             cafile: None,
-            keep_alive: 30,
+            keep_alive: DEFAULT_KEEP_ALIVE_SECS,
             kafka,
-            inflight: 1000,
+            inflight: DEFAULT_INFLIGHT,
             progress_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }

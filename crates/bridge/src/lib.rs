@@ -43,7 +43,10 @@ mod run;
 mod source;
 mod stats;
 
-pub use config::{BridgeConfig, SourceUrl, DEFAULT_CLIENT_ID, SESSION_EXPIRY_SECS};
+pub use config::{
+    BridgeConfig, SourceUrl, DEFAULT_CLIENT_ID, DEFAULT_INFLIGHT, DEFAULT_KEEP_ALIVE_SECS,
+    SESSION_EXPIRY_SECS,
+};
 pub use error::{Error, Result};
 pub use run::{run, BACKOFF_MAX, BACKOFF_MIN};
 pub use stats::Summary;

@@ -74,15 +74,16 @@ pub struct BridgeArgs {
     cafile: Option<PathBuf>,
     /// Most messages received and not yet acknowledged by Kafka; the source
     /// is not read while this many are in flight (5.0: also sent as Receive Maximum).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = tributary_bridge::DEFAULT_INFLIGHT)]
     inflight: usize,
     /// How long a message may wait for Kafka's acknowledgement before the
     /// bridge reconnects to the source instead of acknowledging it.
-    #[arg(long, value_name = "MS", default_value_t = 30_000,
+    #[arg(long, value_name = "MS",
+          default_value_t = tributary_kafka::DEFAULT_ACK_TIMEOUT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     ack_timeout_ms: u64,
     /// Keep-alive in seconds announced to the source.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = tributary_bridge::DEFAULT_KEEP_ALIVE_SECS)]
     keep_alive: u16,
 }
 

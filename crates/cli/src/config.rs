@@ -155,7 +155,7 @@ impl Default for HttpFileConfig {
     fn default() -> Self {
         HttpFileConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-            signup: true,
+            signup: tributary_api::DEFAULT_SIGNUP,
         }
     }
 }
@@ -201,10 +201,10 @@ fn default_kafka_topic() -> String {
     tributary_kafka::DEFAULT_TOPIC.to_owned()
 }
 fn default_ack_timeout_ms() -> u64 {
-    30_000
+    tributary_kafka::DEFAULT_ACK_TIMEOUT.as_millis() as u64
 }
 fn default_partitions() -> i32 {
-    3
+    tributary_kafka::DEFAULT_PARTITIONS
 }
 
 impl KafkaFileConfig {
@@ -283,11 +283,10 @@ pub struct LogFileConfig {
 
 impl Default for LogFileConfig {
     fn default() -> Self {
-        let defaults = LogConfig::new("");
         LogFileConfig {
-            segment_bytes: defaults.segment_bytes,
-            max_bytes: defaults.max_bytes,
-            max_age_secs: 7 * 24 * 3600,
+            segment_bytes: tributary_log::DEFAULT_SEGMENT_BYTES,
+            max_bytes: tributary_log::DEFAULT_MAX_BYTES,
+            max_age_secs: tributary_log::DEFAULT_MAX_AGE.as_secs(),
         }
     }
 }
@@ -323,6 +322,9 @@ impl FileConfig {
         config
     }
 }
+
+#[cfg(test)]
+mod docs_tests;
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,12 @@ pub struct KafkaConfig {
 /// The default of [`KafkaConfig::group_prefix`].
 pub const DEFAULT_GROUP_PREFIX: &str = "tributary";
 
+/// The default of [`KafkaConfig::ack_timeout`].
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default of [`KafkaConfig::partitions`].
+pub const DEFAULT_PARTITIONS: i32 = 3;
+
 impl KafkaConfig {
     /// The consumer group `{group_prefix}-{role}`.
     pub fn group(&self, role: &str) -> String {
@@ -63,8 +69,8 @@ impl KafkaConfig {
             brokers: brokers.to_owned(),
             rules: Vec::new(),
             default_topic: DEFAULT_TOPIC.to_owned(),
-            ack_timeout: Duration::from_secs(30),
-            partitions: 3,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            partitions: DEFAULT_PARTITIONS,
             group_prefix: DEFAULT_GROUP_PREFIX.to_owned(),
         })
     }

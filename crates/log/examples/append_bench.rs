@@ -33,7 +33,12 @@ async fn run(
     per_task: usize,
     dir: std::path::PathBuf,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let log = Log::open(LogConfig::new(&dir))?;
+    // The records are stamped 0 (1970): no age limit, or retention would
+    // delete every sealed segment while the benchmark writes.
+    let log = Log::open(LogConfig {
+        max_age: None,
+        ..LogConfig::new(&dir)
+    })?;
     let payload = Bytes::from(vec![b'x'; 100]);
     let started = Instant::now();
     let mut handles = Vec::with_capacity(tasks);

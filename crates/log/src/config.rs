@@ -3,6 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The default of [`LogConfig::segment_bytes`]: 128 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
+/// The default of [`LogConfig::max_bytes`]: 10 GiB.
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// The default of [`LogConfig::max_age`]: 7 days, what the config file's
+/// `log.max_age_secs` defaults to.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Where the log lives and how much it may keep.
 ///
 /// Size retention deletes whole segments, oldest first, and never the active
@@ -26,13 +34,14 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// A config with the defaults: 128 MiB segments, 10 GiB total, no age limit.
+    /// A config with the defaults: [`DEFAULT_SEGMENT_BYTES`],
+    /// [`DEFAULT_MAX_BYTES`] and [`DEFAULT_MAX_AGE`].
     pub fn new(dir: impl Into<PathBuf>) -> LogConfig {
         LogConfig {
             dir: dir.into(),
-            segment_bytes: 128 * 1024 * 1024,
-            max_bytes: 10 * 1024 * 1024 * 1024,
-            max_age: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_age: Some(DEFAULT_MAX_AGE),
         }
     }
 }
