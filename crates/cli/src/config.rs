@@ -299,21 +299,41 @@ impl FileConfig {
         toml::from_str(&text).with_context(|| format!("parse config file {}", path.display()))
     }
 
-    /// The broker's config; fails on a `[kafka]` table with a bad value.
-    pub fn broker(&self) -> anyhow::Result<BrokerConfig> {
-        Ok(BrokerConfig {
+    /// Checks every value and chooses the log: the one place that turns
+    /// the file with its flags and environment into what a node runs on.
+    /// Each error names its key.
+    pub fn resolve(&self) -> anyhow::Result<NodeConfig> {
+        let backend = match &self.kafka {
+            Some(kafka) => LogBackend::Kafka(kafka.resolve()?),
+            None => LogBackend::Embedded,
+        };
+        let broker = BrokerConfig {
             mqtt: self.mqtt.clone(),
             limits: self.limits.clone(),
             tls: self.tls.clone(),
-            kafka: self
-                .kafka
-                .as_ref()
-                .map(KafkaFileConfig::resolve)
-                .transpose()?,
+            kafka: backend.kafka().cloned(),
+        };
+        broker.validate().map_err(anyhow::Error::msg)?;
+        // Checked even when the archive is off, so turning it on later
+        // cannot reveal a mistake made now.
+        let policy = self.archive.policy()?;
+        let archive = self.archive.enabled.then(|| ArchiveSettings {
+            config: self.archive.archive(),
+            policy,
+        });
+        Ok(NodeConfig {
+            data_dir: self.data_dir.clone(),
+            log: self.log_config(),
+            backend,
+            broker,
+            store_url: self.store.url.clone(),
+            archive,
+            http: self.http.clone(),
         })
     }
 
-    pub fn log_config(&self) -> LogConfig {
+    /// The embedded log in the data dir with the `[log]` table's values.
+    fn log_config(&self) -> LogConfig {
         let mut config = LogConfig::new(self.data_dir.join("log"));
         config.segment_bytes = self.log.segment_bytes;
         config.max_bytes = self.log.max_bytes;
@@ -321,6 +341,53 @@ impl FileConfig {
             (self.log.max_age_secs > 0).then(|| Duration::from_secs(self.log.max_age_secs));
         config
     }
+}
+
+/// Which log a node runs on, chosen once by [`FileConfig::resolve`] (from
+/// `--log` and the `[kafka]` table); everything that differs between the
+/// two asks this value.
+#[derive(Debug, Clone)]
+pub enum LogBackend {
+    /// The embedded log in `DATA_DIR/log` is the log: publishes are
+    /// acknowledged once it fsync'd them.
+    Embedded,
+    /// Kafka is the log: publishes are acknowledged once Kafka has them, and
+    /// the embedded log in `DATA_DIR/log` is this node's copy for delivery
+    /// to its own subscribers (fed from Kafka).
+    Kafka(tributary_kafka::KafkaConfig),
+}
+
+impl LogBackend {
+    pub fn kafka(&self) -> Option<&tributary_kafka::KafkaConfig> {
+        match self {
+            LogBackend::Kafka(kafka) => Some(kafka),
+            LogBackend::Embedded => None,
+        }
+    }
+}
+
+/// A node's configuration, every value checked: what `serve`,
+/// `reprocess` and the pipeline run on. Only [`FileConfig::resolve`] makes one.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub backend: LogBackend,
+    /// The embedded log: the log itself, or with Kafka this node's copy.
+    pub log: LogConfig,
+    /// The broker's config; its `kafka` follows `backend`.
+    pub broker: BrokerConfig,
+    /// `None`: SQLite in the data dir.
+    pub store_url: Option<String>,
+    /// `None`: the archive is off.
+    pub archive: Option<ArchiveSettings>,
+    pub http: HttpFileConfig,
+}
+
+/// Where the archive goes and when a batch is written.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub config: tributary_archive::ArchiveConfig,
+    pub policy: tributary_pipeline::FlushPolicy,
 }
 
 #[cfg(test)]
@@ -354,7 +421,7 @@ mod tests {
              [mqtt.wss]\nlisten = \"127.0.0.1:8084\"\nproxy_protocol = true\n\
              [tls]\ncert_file = \"s.crt\"\nkey_file = \"s.key\"\n",
         )?;
-        let broker = config.broker()?;
+        let broker = config.resolve()?.broker;
         broker.validate().map_err(anyhow::Error::msg)?;
         let listeners: Vec<String> = broker
             .listeners()
@@ -376,7 +443,7 @@ mod tests {
     #[test]
     fn encrypted_listener_without_certificate_is_refused_by_name() -> anyhow::Result<()> {
         let config: FileConfig = toml::from_str("[mqtt.wss]\nlisten = \"127.0.0.1:8084\"\n")?;
-        let err = config.broker()?.validate().expect_err("no [tls]");
+        let err = config.resolve().expect_err("no [tls]").to_string();
         assert!(err.contains("mqtt.wss") && err.contains("[tls]"), "{err}");
         Ok(())
     }
@@ -388,7 +455,7 @@ mod tests {
             "/../../docs/tributary.example.toml"
         ))?;
         let config: FileConfig = toml::from_str(&text)?;
-        config.broker()?.validate().map_err(anyhow::Error::msg)?;
+        config.resolve()?;
         Ok(())
     }
 
@@ -398,13 +465,13 @@ mod tests {
             "[kafka]\nurl = \"kafka://127.0.0.1:19092\"\n\
              topics = [\"tributary/v1/+/senml -> tributary.senml\"]\n",
         )?;
-        let kafka = config.broker()?.kafka.expect("kafka");
+        let kafka = config.resolve()?.broker.kafka.expect("kafka");
         assert_eq!(kafka.brokers, "127.0.0.1:19092");
         assert_eq!(kafka.topic_for("tributary/v1/w/senml"), "tributary.senml");
         assert_eq!(kafka.topic_for("other"), "tributary.ingest");
         let bad: FileConfig =
             toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ntopics = [\"a/# b\"]\n")?;
-        let err = format!("{:#}", bad.broker().expect_err("bad rule"));
+        let err = format!("{:#}", bad.resolve().expect_err("bad rule"));
         assert!(err.contains("kafka.topics"), "{err}");
         Ok(())
     }
@@ -412,16 +479,78 @@ mod tests {
     #[test]
     fn kafka_group_prefix_names_every_group() -> anyhow::Result<()> {
         let config: FileConfig = toml::from_str("[kafka]\nurl = \"kafka://k:1\"\n")?;
-        let kafka = config.broker()?.kafka.expect("kafka");
+        let kafka = config.resolve()?.broker.kafka.expect("kafka");
         assert_eq!(kafka.group("pipeline"), "tributary-pipeline");
         let config: FileConfig =
             toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ngroup_prefix = \"site-b\"\n")?;
-        let kafka = config.broker()?.kafka.expect("kafka");
+        let kafka = config.resolve()?.broker.kafka.expect("kafka");
         assert_eq!(kafka.group("archive"), "site-b-archive");
         let bad: FileConfig =
             toml::from_str("[kafka]\nurl = \"kafka://k:1\"\ngroup_prefix = \"a b\"\n")?;
-        let err = format!("{:#}", bad.broker().expect_err("bad prefix"));
+        let err = format!("{:#}", bad.resolve().expect_err("bad prefix"));
         assert!(err.contains("kafka.group_prefix"), "{err}");
+        Ok(())
+    }
+
+    fn data_args(config: Option<PathBuf>, log: Option<&str>) -> DataArgs {
+        DataArgs {
+            config,
+            data_dir: None,
+            log: log.map(str::to_owned),
+            store: None,
+        }
+    }
+
+    #[test]
+    fn the_log_backend_is_chosen_once_and_the_broker_follows_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("tributary.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nurl = \"kafka://10.0.0.1:9092\"\npartitions = 6\n",
+        )?;
+
+        // The [kafka] table alone: Kafka, with the table's values.
+        let node = data_args(Some(file.clone()), None).compose()?.resolve()?;
+        let LogBackend::Kafka(kafka) = &node.backend else {
+            anyhow::bail!("expected Kafka, got {:?}", node.backend);
+        };
+        assert_eq!(kafka.brokers, "10.0.0.1:9092");
+        assert_eq!(kafka.partitions, 6);
+        assert_eq!(node.broker.kafka.as_ref(), Some(kafka));
+
+        // --log embedded wins over the file: no Kafka anywhere.
+        let node = data_args(Some(file.clone()), Some("embedded"))
+            .compose()?
+            .resolve()?;
+        assert!(matches!(node.backend, LogBackend::Embedded));
+        assert!(node.broker.kafka.is_none());
+
+        // --log kafka:// keeps the table's other values, with the flag's brokers.
+        let node = data_args(Some(file), Some("kafka://10.0.0.2:9092"))
+            .compose()?
+            .resolve()?;
+        let kafka = node
+            .backend
+            .kafka()
+            .ok_or_else(|| anyhow::anyhow!("not Kafka"))?;
+        assert_eq!(
+            (kafka.brokers.as_str(), kafka.partitions),
+            ("10.0.0.2:9092", 6)
+        );
+
+        // No file, no flag: the embedded log in the data dir.
+        let node = data_args(None, None).compose()?.resolve()?;
+        assert!(matches!(node.backend, LogBackend::Embedded));
+        assert_eq!(node.log.dir, PathBuf::from("./data/log"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_archive_policy_is_refused_even_with_the_archive_off() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str("[archive]\nenabled = false\nmax_rows = 0\n")?;
+        let err = config.resolve().expect_err("max_rows = 0").to_string();
+        assert!(err.contains("archive.max_rows"), "{err}");
         Ok(())
     }
 }

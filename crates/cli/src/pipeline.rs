@@ -13,7 +13,7 @@ use tributary_log::{Log, Stream};
 use tributary_pipeline::{ArchiveStats, Stats};
 use tributary_store::Store;
 
-use crate::config::FileConfig;
+use crate::config::{LogBackend, NodeConfig};
 
 /// The embedded log's consumer names; on Kafka the consumer groups are
 /// `{kafka.group_prefix}-{name}` (`tributary-pipeline`, `tributary-archive`).
@@ -26,7 +26,7 @@ pub const REPROCESS_CONSUMER: &str = "reprocess";
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 pub async fn run(
-    config: FileConfig,
+    config: NodeConfig,
     log: Log,
     store: Arc<Store>,
     archive: Option<Arc<Archive>>,
@@ -62,10 +62,9 @@ pub async fn run(
         stop: &stop,
     };
     let work = async {
-        match &config.kafka {
-            Some(kafka) => {
-                let kafka = kafka.resolve()?;
-                let stream = tributary_kafka::KafkaStream::new(&kafka)?;
+        match &config.backend {
+            LogBackend::Kafka(kafka) => {
+                let stream = tributary_kafka::KafkaStream::new(kafka)?;
                 let groups = (
                     kafka.group(EMBEDDED_CONSUMER),
                     kafka.group(ARCHIVE_CONSUMER),
@@ -75,7 +74,7 @@ pub async fn run(
                     .await;
                 Ok(())
             }
-            None => {
+            LogBackend::Embedded => {
                 // A reprocessing run that was killed left its consumer behind,
                 // which would hold back retention for ever; none runs now (it
                 // needs the log's lock, which this process has).
@@ -98,7 +97,7 @@ pub async fn run(
 
 /// What the store's pipeline and the archive sink run with.
 struct Sinks<'a> {
-    config: &'a FileConfig,
+    config: &'a NodeConfig,
     store: &'a Store,
     archive: Option<&'a Archive>,
     stats: &'a Stats,
@@ -140,17 +139,17 @@ impl Sinks<'_> {
 
 /// The archive sink, when there is an archive; otherwise nothing to do.
 async fn archive_sink<S: Stream>(
-    config: &FileConfig,
+    config: &NodeConfig,
     stream: &S,
     archive: Option<&Archive>,
     consumer: &str,
     stats: &ArchiveStats,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(archive) = archive else {
+    let (Some(archive), Some(settings)) = (archive, &config.archive) else {
         return Ok(());
     };
-    let policy = config.archive.policy()?;
+    let policy = settings.policy;
     tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use tributary_log::{Log, LogTuning, ReadToEnd, Stream};
 use tributary_pipeline::{Finish, Stats};
 use tributary_store::Store;
 
-use crate::config::{DataArgs, FileConfig};
+use crate::config::{DataArgs, LogBackend, NodeConfig};
 use crate::pipeline::REPROCESS_CONSUMER;
 
 /// How often a progress line is printed.
@@ -35,10 +35,7 @@ pub struct ReprocessArgs {
 }
 
 pub fn run(args: ReprocessArgs) -> anyhow::Result<()> {
-    let config = args.data.compose()?;
-    if let Some(kafka) = &config.kafka {
-        kafka.resolve()?;
-    }
+    let config = args.data.compose()?.resolve()?;
     crate::runtime()?.block_on(reprocess(config))
 }
 
@@ -51,7 +48,7 @@ struct Report {
     elapsed: Duration,
 }
 
-async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
+async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
     let stats = Stats::default();
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -62,12 +59,11 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
         }
     });
     let started = Instant::now();
-    let (finish, mut report) = match &config.kafka {
-        None => {
+    let (finish, mut report) = match &config.backend {
+        LogBackend::Embedded => {
             let log = open_embedded(&config)?;
             let store = open_store(&config).await?;
-            let dir = config.log_config().dir;
-            let result = on_embedded(&log, &dir, &store, &stats, &stop).await;
+            let result = on_embedded(&log, &config.log.dir, &store, &stats, &stop).await;
             // Whatever happened: the consumer must not pin the log after this.
             let removed = log.remove_consumer(REPROCESS_CONSUMER);
             let closed = log.close().await;
@@ -76,9 +72,8 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
             closed.context("close the log")?;
             (finish, report)
         }
-        Some(file) => {
-            let kafka = file.resolve()?;
-            let stream = tributary_kafka::KafkaStream::new(&kafka)?;
+        LogBackend::Kafka(kafka) => {
+            let stream = tributary_kafka::KafkaStream::new(kafka)?;
             // A group of its own, never used again: it starts at the oldest
             // record and, committing nothing, leaves no offsets in Kafka.
             let nanos = SystemTime::now()
@@ -96,7 +91,7 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let source = format!(
                 "Kafka {} (topics {}, group {group})",
-                file.url,
+                kafka.brokers,
                 kafka.topics().join(", ")
             );
             drive(
@@ -122,8 +117,8 @@ async fn reprocess(config: FileConfig) -> anyhow::Result<()> {
 }
 
 /// The embedded log of the data dir, which must exist and not be in use.
-fn open_embedded(config: &FileConfig) -> anyhow::Result<Log> {
-    let log_config = config.log_config();
+fn open_embedded(config: &NodeConfig) -> anyhow::Result<Log> {
+    let log_config = &config.log;
     let dir = &log_config.dir;
     if !has_segments(dir) {
         anyhow::bail!(
@@ -154,9 +149,9 @@ fn has_segments(dir: &Path) -> bool {
     })
 }
 
-async fn open_store(config: &FileConfig) -> anyhow::Result<Store> {
-    let url = config.store.url.as_deref().unwrap_or("sqlite");
-    Store::open(config.store.url.as_deref(), &config.data_dir)
+async fn open_store(config: &NodeConfig) -> anyhow::Result<Store> {
+    let url = config.store_url.as_deref().unwrap_or("sqlite");
+    Store::open(config.store_url.as_deref(), &config.data_dir)
         .await
         .with_context(|| format!("open the measurements store {url}"))
 }

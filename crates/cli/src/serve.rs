@@ -12,7 +12,7 @@ use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfi
 use tributary_log::Log;
 use tributary_store::Store;
 
-use crate::config::{DataArgs, FileConfig};
+use crate::config::{DataArgs, FileConfig, LogBackend, NodeConfig};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -73,7 +73,8 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn compose(&self) -> anyhow::Result<FileConfig> {
+    /// The config file with the data flags and these applied, resolved.
+    fn compose(&self) -> anyhow::Result<NodeConfig> {
         let mut config = self.data.compose()?;
         if let Some(addr) = self.mqtt {
             config.mqtt.listen = addr;
@@ -96,9 +97,7 @@ impl ServeArgs {
                 config.archive.url = Some(url.to_owned());
             }
         }
-        config.archive.policy()?;
-        config.broker()?.validate().map_err(anyhow::Error::msg)?;
-        Ok(config)
+        config.resolve()
     }
 }
 
@@ -146,13 +145,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: FileConfig) -> anyhow::Result<()> {
+async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let log = Log::open(config.log_config())
+    let log = Log::open(config.log.clone())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
     let store = Arc::new(
-        Store::open(config.store.url.as_deref(), &config.data_dir)
+        Store::open(config.store_url.as_deref(), &config.data_dir)
             .await
             .context("open the measurements store")?,
     );
@@ -160,11 +159,11 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
-    let broker = Broker::open(config.broker()?, log.clone(), &config.data_dir).await?;
-    if let Some(kafka) = &config.kafka {
-        tracing::info!(url = %kafka.url, "the log is Kafka: publishes are acknowledged once Kafka has them");
+    let broker = Broker::open(config.broker.clone(), log.clone(), &config.data_dir).await?;
+    if let LogBackend::Kafka(kafka) = &config.backend {
+        tracing::info!(brokers = %kafka.brokers, "the log is Kafka: publishes are acknowledged once Kafka has them");
     }
-    let listeners = Listeners::bind(&config.broker()?).await?;
+    let listeners = Listeners::bind(&config.broker).await?;
     for (kind, addr) in listeners.addresses() {
         let path = if matches!(kind, ListenerKind::Ws | ListenerKind::Wss) {
             "/mqtt"
@@ -178,7 +177,7 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
         tracing::warn!(
             "no accounts yet{}; create the first owner and device (while this runs) with: \
              tributary owner add NAME --data-dir {dir} && tributary device add --owner NAME DEVICE --data-dir {dir}",
-            if config.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
+            if config.broker.mqtt.allow_anonymous { "" } else { " and anonymous access is off, so every client is refused" }
         );
     }
     // The pipeline and the HTTP API stop before the broker closes the log they read.
@@ -239,12 +238,12 @@ async fn serve(config: FileConfig) -> anyhow::Result<()> {
 /// storage answers is asked in the background (object storage that does not
 /// answer must not hold up the broker's start): unreachable, it only warns,
 /// and the sink retries.
-fn open_archive(config: &FileConfig) -> anyhow::Result<Option<Arc<tributary_archive::Archive>>> {
-    if !config.archive.enabled {
+fn open_archive(config: &NodeConfig) -> anyhow::Result<Option<Arc<tributary_archive::Archive>>> {
+    let Some(settings) = &config.archive else {
         tracing::info!("archive off");
         return Ok(None);
-    }
-    let archive = tributary_archive::Archive::open(&config.archive.archive(), &config.data_dir)
+    };
+    let archive = tributary_archive::Archive::open(&settings.config, &config.data_dir)
         .context("open the archive")?;
     let archive = Arc::new(archive);
     let checked = archive.clone();
