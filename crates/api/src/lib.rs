@@ -39,6 +39,7 @@
 //! ```
 
 pub mod auth;
+mod config;
 mod data;
 mod devices;
 mod error;
@@ -61,6 +62,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
+pub use config::HttpFileConfig;
 pub use error::{ApiError, Result};
 pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
 

@@ -1,14 +1,23 @@
 //! The config file (TOML) and how flags and environment variables override it.
 //! Every key is documented in docs/configuration.md.
+//!
+//! Each table is its crate's own type, with its defaults and checks there:
+//! `[mqtt]`, `[limits]`, `[tls]` the broker's, `[log]` the log's
+//! (`LogFileConfig`), `[kafka]` Kafka's (`KafkaFileConfig`), `[archive]` the
+//! pipeline's (`ArchiveFileConfig`), `[http]` the API's (`HttpFileConfig`).
+//! [`FileConfig::resolve`] is the one place that checks them all and turns
+//! them into a [`NodeConfig`].
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use tributary_api::HttpFileConfig;
 use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig, TlsConfig};
-use tributary_log::LogConfig;
+use tributary_kafka::KafkaFileConfig;
+use tributary_log::{LogConfig, LogFileConfig};
+use tributary_pipeline::ArchiveFileConfig;
 
 /// The flags of every command that works on a node's data: `serve` and
 /// `reprocess` read the same config file, data dir, log and store.
@@ -79,87 +88,6 @@ pub struct FileConfig {
     pub http: HttpFileConfig,
 }
 
-/// The `[archive]` table: the Parquet archive the pipeline writes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveFileConfig {
-    /// `false`: no archive is written.
-    pub enabled: bool,
-    /// A directory (relative to the data dir) or `file:///PATH`, or
-    /// `s3://BUCKET[/PREFIX]` [default: DATA_DIR/archive].
-    pub url: Option<String>,
-    /// S3: the endpoint of an S3-compatible service.
-    pub endpoint: Option<String>,
-    /// S3: the region.
-    pub region: Option<String>,
-    /// S3: allow an `http://` endpoint.
-    pub allow_http: bool,
-    /// A batch is written once it holds this many measurements…
-    pub max_rows: usize,
-    /// …or once its oldest record waited this long.
-    pub max_age_secs: f64,
-}
-
-impl Default for ArchiveFileConfig {
-    fn default() -> Self {
-        let policy = tributary_pipeline::FlushPolicy::default();
-        ArchiveFileConfig {
-            enabled: true,
-            url: None,
-            endpoint: None,
-            region: None,
-            allow_http: false,
-            max_rows: policy.max_rows,
-            max_age_secs: policy.max_age.as_secs_f64(),
-        }
-    }
-}
-
-impl ArchiveFileConfig {
-    pub fn archive(&self) -> tributary_archive::ArchiveConfig {
-        tributary_archive::ArchiveConfig {
-            url: self.url.clone(),
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            allow_http: self.allow_http,
-        }
-    }
-
-    /// The flush policy, each value checked with a message naming its key.
-    pub fn policy(&self) -> anyhow::Result<tributary_pipeline::FlushPolicy> {
-        anyhow::ensure!(
-            (1..=10_000_000).contains(&self.max_rows),
-            "archive.max_rows must be from 1 to 10000000"
-        );
-        anyhow::ensure!(
-            self.max_age_secs.is_finite() && (0.01..=86_400.0).contains(&self.max_age_secs),
-            "archive.max_age_secs must be from 0.01 to 86400"
-        );
-        Ok(tributary_pipeline::FlushPolicy {
-            max_rows: self.max_rows,
-            max_age: Duration::from_secs_f64(self.max_age_secs),
-        })
-    }
-}
-
-/// The `[http]` table: the HTTP API.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpFileConfig {
-    pub listen: std::net::SocketAddr,
-    /// Whether anyone who reaches the API may sign up as an owner.
-    pub signup: bool,
-}
-
-impl Default for HttpFileConfig {
-    fn default() -> Self {
-        HttpFileConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-            signup: tributary_api::DEFAULT_SIGNUP,
-        }
-    }
-}
-
 /// The `[store]` table: where measurements are kept.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -167,88 +95,6 @@ pub struct StoreFileConfig {
     /// `sqlite` (DATA_DIR/store.sqlite, the default), `sqlite:///PATH` or
     /// `postgres://USER@HOST:PORT/DB`.
     pub url: Option<String>,
-}
-
-/// The `[kafka]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaFileConfig {
-    /// `kafka://HOST:PORT[,HOST:PORT]`.
-    pub url: String,
-    /// `"FILTER -> TOPIC"` rules, first match wins.
-    #[serde(default)]
-    pub topics: Vec<String>,
-    /// Kafka topic of messages no rule matches.
-    #[serde(default = "default_kafka_topic")]
-    pub default_topic: String,
-    /// Longest a publish waits for Kafka before its publisher is told it
-    /// was not stored.
-    #[serde(default = "default_ack_timeout_ms")]
-    pub ack_timeout_ms: u64,
-    /// Partitions of topics Tributary creates.
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
-    /// Start of the consumer groups' names.
-    #[serde(default = "default_group_prefix")]
-    pub group_prefix: String,
-}
-
-fn default_group_prefix() -> String {
-    tributary_kafka::DEFAULT_GROUP_PREFIX.to_owned()
-}
-
-fn default_kafka_topic() -> String {
-    tributary_kafka::DEFAULT_TOPIC.to_owned()
-}
-fn default_ack_timeout_ms() -> u64 {
-    tributary_kafka::DEFAULT_ACK_TIMEOUT.as_millis() as u64
-}
-fn default_partitions() -> i32 {
-    tributary_kafka::DEFAULT_PARTITIONS
-}
-
-impl KafkaFileConfig {
-    pub fn from_url(url: &str) -> Self {
-        KafkaFileConfig {
-            url: url.to_owned(),
-            topics: Vec::new(),
-            default_topic: default_kafka_topic(),
-            ack_timeout_ms: default_ack_timeout_ms(),
-            partitions: default_partitions(),
-            group_prefix: default_group_prefix(),
-        }
-    }
-
-    /// The Kafka client's config, every value checked with a message naming its key.
-    pub fn resolve(&self) -> anyhow::Result<tributary_kafka::KafkaConfig> {
-        let mut config = tributary_kafka::KafkaConfig::from_url(&self.url).context("kafka.url")?;
-        config.rules = self
-            .topics
-            .iter()
-            .map(|rule| rule.parse())
-            .collect::<Result<_, _>>()
-            .context("kafka.topics")?;
-        anyhow::ensure!(
-            tributary_kafka::valid_kafka_topic(&self.default_topic),
-            "kafka.default_topic {:?} is not a valid Kafka topic name",
-            self.default_topic
-        );
-        anyhow::ensure!(
-            self.ack_timeout_ms >= 1000,
-            "kafka.ack_timeout_ms must be at least 1000"
-        );
-        anyhow::ensure!(self.partitions >= 1, "kafka.partitions must be at least 1");
-        anyhow::ensure!(
-            tributary_kafka::valid_group_prefix(&self.group_prefix),
-            "kafka.group_prefix {:?} must be 1–200 of a-z A-Z 0-9 . _ -",
-            self.group_prefix
-        );
-        config.group_prefix = self.group_prefix.clone();
-        config.default_topic = self.default_topic.clone();
-        config.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
-        config.partitions = self.partitions;
-        Ok(config)
-    }
 }
 
 impl Default for FileConfig {
@@ -267,30 +113,6 @@ impl Default for FileConfig {
     }
 }
 
-/// The `[log]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogFileConfig {
-    /// A segment file is sealed when it reaches this size.
-    pub segment_bytes: u64,
-    /// Retention: the oldest segments are deleted above this total size,
-    /// unless a session still needs them; then publishes are refused.
-    pub max_bytes: u64,
-    /// Retention: segments older than this are deleted (sessions permitting);
-    /// 0 keeps them regardless of age.
-    pub max_age_secs: u64,
-}
-
-impl Default for LogFileConfig {
-    fn default() -> Self {
-        LogFileConfig {
-            segment_bytes: tributary_log::DEFAULT_SEGMENT_BYTES,
-            max_bytes: tributary_log::DEFAULT_MAX_BYTES,
-            max_age_secs: tributary_log::DEFAULT_MAX_AGE.as_secs(),
-        }
-    }
-}
-
 impl FileConfig {
     /// Reads a config file; unknown keys are errors that name the key.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -304,7 +126,7 @@ impl FileConfig {
     /// Each error names its key.
     pub fn resolve(&self) -> anyhow::Result<NodeConfig> {
         let backend = match &self.kafka {
-            Some(kafka) => LogBackend::Kafka(kafka.resolve()?),
+            Some(kafka) => LogBackend::Kafka(kafka.build()?),
             None => LogBackend::Embedded,
         };
         let broker = BrokerConfig {
@@ -334,12 +156,7 @@ impl FileConfig {
 
     /// The embedded log in the data dir with the `[log]` table's values.
     fn log_config(&self) -> LogConfig {
-        let mut config = LogConfig::new(self.data_dir.join("log"));
-        config.segment_bytes = self.log.segment_bytes;
-        config.max_bytes = self.log.max_bytes;
-        config.max_age =
-            (self.log.max_age_secs > 0).then(|| Duration::from_secs(self.log.max_age_secs));
-        config
+        self.log.build(self.data_dir.join("log"))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::{Error, Result};
 
 /// The Kafka topic of every message no rule claims.
@@ -142,6 +144,104 @@ pub fn valid_kafka_topic(topic: &str) -> bool {
         && topic
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The `[kafka]` table of the config file; [`KafkaFileConfig::build`]
+/// checks it and makes the [`KafkaConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaFileConfig {
+    /// `kafka://HOST:PORT[,HOST:PORT]`.
+    pub url: String,
+    /// `"FILTER -> TOPIC"` rules, first match wins.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Kafka topic of messages no rule matches.
+    #[serde(default = "default_topic")]
+    pub default_topic: String,
+    /// Longest a publish waits for Kafka before its publisher is told it
+    /// was not stored.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// Partitions of topics Tributary creates.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Start of the consumer groups' names.
+    #[serde(default = "default_group_prefix")]
+    pub group_prefix: String,
+}
+
+fn default_group_prefix() -> String {
+    DEFAULT_GROUP_PREFIX.to_owned()
+}
+fn default_topic() -> String {
+    DEFAULT_TOPIC.to_owned()
+}
+fn default_ack_timeout_ms() -> u64 {
+    DEFAULT_ACK_TIMEOUT.as_millis() as u64
+}
+fn default_partitions() -> i32 {
+    DEFAULT_PARTITIONS
+}
+
+impl KafkaFileConfig {
+    /// The table as `--log URL` makes it: the URL and every default.
+    pub fn from_url(url: &str) -> Self {
+        KafkaFileConfig {
+            url: url.to_owned(),
+            topics: Vec::new(),
+            default_topic: default_topic(),
+            ack_timeout_ms: default_ack_timeout_ms(),
+            partitions: default_partitions(),
+            group_prefix: default_group_prefix(),
+        }
+    }
+
+    /// The Kafka client's config, every value checked with a message naming its key.
+    pub fn build(&self) -> Result<KafkaConfig> {
+        let invalid = |key: &str, e: Error| Error::Config(format!("{key}: {e}"));
+        let mut config = KafkaConfig::from_url(&self.url).map_err(|e| invalid("kafka.url", e))?;
+        config.rules = self
+            .topics
+            .iter()
+            .map(|rule| rule.parse())
+            .collect::<Result<_>>()
+            .map_err(|e| invalid("kafka.topics", e))?;
+        let check = |ok: bool, message: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Config(message))
+            }
+        };
+        check(
+            valid_kafka_topic(&self.default_topic),
+            format!(
+                "kafka.default_topic {:?} is not a valid Kafka topic name",
+                self.default_topic
+            ),
+        )?;
+        check(
+            self.ack_timeout_ms >= 1000,
+            "kafka.ack_timeout_ms must be at least 1000".into(),
+        )?;
+        check(
+            self.partitions >= 1,
+            "kafka.partitions must be at least 1".into(),
+        )?;
+        check(
+            valid_group_prefix(&self.group_prefix),
+            format!(
+                "kafka.group_prefix {:?} must be 1–200 of a-z A-Z 0-9 . _ -",
+                self.group_prefix
+            ),
+        )?;
+        config.group_prefix = self.group_prefix.clone();
+        config.default_topic = self.default_topic.clone();
+        config.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
+        config.partitions = self.partitions;
+        Ok(config)
+    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@ mod stream;
 
 pub use admin::ensure_topics;
 pub use config::{
-    valid_group_prefix, valid_kafka_topic, KafkaConfig, TopicRule, DEFAULT_ACK_TIMEOUT,
-    DEFAULT_GROUP_PREFIX, DEFAULT_PARTITIONS, DEFAULT_TOPIC,
+    valid_group_prefix, valid_kafka_topic, KafkaConfig, KafkaFileConfig, TopicRule,
+    DEFAULT_ACK_TIMEOUT, DEFAULT_GROUP_PREFIX, DEFAULT_PARTITIONS, DEFAULT_TOPIC,
 };
 pub use consumer::{Consumer, Position, Received, Start, Watermarks};
 pub use producer::{Delivered, Producer};

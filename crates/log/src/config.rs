@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 /// The default of [`LogConfig::segment_bytes`]: 128 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
 /// The default of [`LogConfig::max_bytes`]: 10 GiB.
@@ -95,6 +97,44 @@ impl Default for LogTuning {
             offsets_flush_interval: Duration::from_millis(50),
             retention_interval: Duration::from_secs(1),
             lock_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `[log]` table of the config file: what an operator sets of a
+/// [`LogConfig`], with the same defaults; [`LogFileConfig::build`] makes
+/// the `LogConfig` for a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    /// A segment file is sealed when it reaches this size.
+    pub segment_bytes: u64,
+    /// Retention: the oldest segments are deleted above this total size,
+    /// unless a session still needs them; then publishes are refused.
+    pub max_bytes: u64,
+    /// Retention: segments older than this are deleted (sessions permitting);
+    /// 0 keeps them regardless of age.
+    pub max_age_secs: u64,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        LogFileConfig {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_age_secs: DEFAULT_MAX_AGE.as_secs(),
+        }
+    }
+}
+
+impl LogFileConfig {
+    /// The log in `dir` with these values.
+    pub fn build(&self, dir: impl Into<PathBuf>) -> LogConfig {
+        LogConfig {
+            dir: dir.into(),
+            segment_bytes: self.segment_bytes,
+            max_bytes: self.max_bytes,
+            max_age: (self.max_age_secs > 0).then(|| Duration::from_secs(self.max_age_secs)),
         }
     }
 }

@@ -82,7 +82,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use config::{LogConfig, LogTuning, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
+pub use config::{
+    LogConfig, LogFileConfig, LogTuning, DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES,
+};
 pub use stream::{
     conformance, Batch, BoxError, LogConsumer, ReadToEnd, Stream, StreamConsumer, StreamError,
 };

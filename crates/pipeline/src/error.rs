@@ -23,6 +23,9 @@ pub enum Error {
     /// unreachable: its client waits without reporting an error).
     #[error("read the log: nothing came for {0:?} although the end was not reached")]
     Stalled(Duration),
+    /// A setting is out of range; the message names its key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// Writing the store failed for longer than the patience allows.
     #[error("store the batch: {0}")]
     Store(tributary_store::Error),

@@ -26,11 +26,13 @@
 //!   (`tributary reprocess`).
 
 mod archive;
+mod config;
 mod error;
 mod process;
 mod run;
 
 pub use archive::{archive, ArchiveStats, FlushPolicy};
+pub use config::ArchiveFileConfig;
 pub use error::{Error, Result};
 pub use process::{process, Outcome};
 pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};

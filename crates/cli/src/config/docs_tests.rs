@@ -80,7 +80,7 @@ fn example_kafka_table_holds_the_defaults() -> anyhow::Result<()> {
     let table = example_kafka_table();
     let config: FileConfig = toml::from_str(&table)?;
     let example = config.kafka.expect("the example's [kafka] table");
-    example.resolve()?;
+    example.build()?;
     // The URL is required and the topic rule an illustration; the rest are defaults.
     let defaults = KafkaFileConfig {
         topics: example.topics.clone(),
