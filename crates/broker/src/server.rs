@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::config::ListenerKind;
-use crate::connection;
+use crate::connection::{self, ExpectConnect};
 use crate::listener::{Layers, Listeners};
 use crate::transport::Transport;
 use crate::upkeep::{self, ExpiryScope};
@@ -122,7 +122,9 @@ impl Broker {
         let transport = Transport::layered(Box::new(io), None);
         let tracker = self.embedded_connections.clone();
         tracker
-            .track_future(connection::serve(self, id, transport, peer, stop))
+            .track_future(connection::serve(Box::new(ExpectConnect::new(
+                self, id, transport, peer, stop,
+            ))))
             .await;
     }
 
@@ -157,11 +159,11 @@ impl Broker {
             let id = self.next_connection_id();
             if layers.kind == ListenerKind::Tcp && !layers.proxy_protocol {
                 // The common case goes straight to MQTT: no layers to pass,
-                // and no second task-sized future for an idle device.
-                connections.spawn(async move {
-                    let transport = Transport::Tcp(stream);
-                    connection::serve(broker, id, transport, peer, stop).await;
-                });
+                // and the task's future holds one pointer until CONNECT
+                // (idle devices are most connections).
+                let transport = Transport::Tcp(stream);
+                let expect = ExpectConnect::new(broker, id, transport, peer, stop);
+                connections.spawn(connection::serve(Box::new(expect)));
                 continue;
             }
             let layers = layers.clone();
@@ -174,7 +176,7 @@ impl Broker {
                     }
                     return;
                 };
-                connection::serve(broker, id, transport, peer, stop).await;
+                connection::serve(Box::new(ExpectConnect::new(broker, id, transport, peer, stop))).await;
             });
         }
     }

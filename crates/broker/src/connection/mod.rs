@@ -32,7 +32,8 @@ use crate::broker::Broker;
 use crate::session::{ClientId, Held, Subscription};
 use crate::shared::SharedDelivery;
 use crate::transport::Transport;
-use connect::{ExpectConnect, Negotiated};
+pub(crate) use connect::ExpectConnect;
+use connect::Negotiated;
 
 /// Buffer capacity kept by a connection whose buffer just emptied; larger
 /// buffers are freed so that idle connections stay small.
@@ -171,22 +172,16 @@ struct Append {
 
 /// Serves one accepted connection to its end: its CONNECT
 /// ([`ExpectConnect`]), then the connected loop, then the will and the
-/// session's hand-back.
-pub(crate) async fn serve(
-    broker: Arc<Broker>,
-    id: u64,
-    transport: Transport,
-    peer: SocketAddr,
-    stop: CancellationToken,
-) {
-    let expect = ExpectConnect::new(broker, id, transport, peer, stop);
+/// session's hand-back. Takes a box: the task of every connection holds
+/// this future, and a pointer keeps it small (idle connections are most).
+pub(crate) async fn serve(expect: Box<ExpectConnect>) {
     let Ok(permit) = expect.broker.connection_permits.clone().try_acquire_owned() else {
-        Box::pin(expect.refuse_busy()).await;
+        Box::pin((*expect).refuse_busy()).await;
         return;
     };
     // Boxed where a step is large and rare or short-lived, so that the task
     // of an idle connection only keeps the small `serve` loop alive.
-    let Some((mut connection, mut held)) = Box::pin(expect.handshake()).await else {
+    let Some((mut connection, mut held)) = Box::pin((*expect).handshake()).await else {
         return;
     };
     let close = connection.serve(&mut held).await;
@@ -834,13 +829,13 @@ mod tests {
             let addr = listener.local_addr().expect("addr");
             let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let (server, peer) = listener.accept().await.expect("accept");
-            let future = serve(
+            let future = serve(Box::new(ExpectConnect::new(
                 broker,
                 1,
                 Transport::Tcp(server),
                 peer,
                 CancellationToken::new(),
-            );
+            )));
             let size = size_of_future(&future);
             let connection = std::mem::size_of::<Connection>();
             eprintln!("connection future: {size} bytes, Connection: {connection} bytes");
