@@ -85,7 +85,7 @@ impl ExpectConnect {
     /// Reads CONNECT (within `limits.connect_timeout_ms`) and admits the
     /// client: returns the connected connection and the session it now
     /// holds (CONNACK sent), or `None` when it was refused or closed.
-    pub(super) async fn handshake(mut self) -> Option<(Box<Connection>, Held)> {
+    pub(super) async fn handshake(mut self: Box<Self>) -> Option<(Box<Connection>, Held)> {
         let timeout = self.broker.config.limits.connect_timeout();
         let connect = match tokio::time::timeout(timeout, self.read_connect()).await {
             Ok(Some(connect)) => connect,
@@ -118,7 +118,7 @@ impl ExpectConnect {
                 return None;
             }
         };
-        let mut connection = Box::new(Connection::new(self, terms));
+        let mut connection = Box::new(Connection::new(*self, terms));
         let held = connection.open_session(session).await;
         Some((connection, held))
     }
@@ -274,7 +274,7 @@ impl ExpectConnect {
 
     /// Answers a connection over `limits.max_connections` once its CONNECT
     /// arrives: CONNACK "server busy" (5.0) or "server unavailable" (3.1.1).
-    pub(super) async fn refuse_busy(mut self) {
+    pub(super) async fn refuse_busy(mut self: Box<Self>) {
         tracing::warn!(peer = %self.peer, "refused: limits.max_connections reached");
         let timeout = self
             .broker

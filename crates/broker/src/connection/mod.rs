@@ -174,14 +174,17 @@ struct Append {
 /// ([`ExpectConnect`]), then the connected loop, then the will and the
 /// session's hand-back. Takes a box: the task of every connection holds
 /// this future, and a pointer keeps it small (idle connections are most).
+/// The box goes to the handshake whole, which frees it when it returns: a
+/// box moved out of here (`*expect`) would keep its memory until the
+/// connection ends.
 pub(crate) async fn serve(expect: Box<ExpectConnect>) {
     let Ok(permit) = expect.broker.connection_permits.clone().try_acquire_owned() else {
-        Box::pin((*expect).refuse_busy()).await;
+        Box::pin(expect.refuse_busy()).await;
         return;
     };
     // Boxed where a step is large and rare or short-lived, so that the task
     // of an idle connection only keeps the small `serve` loop alive.
-    let Some((mut connection, mut held)) = Box::pin((*expect).handshake()).await else {
+    let Some((mut connection, mut held)) = Box::pin(expect.handshake()).await else {
         return;
     };
     let close = connection.serve(&mut held).await;
