@@ -247,10 +247,13 @@ def main():
     p.add_argument("--scenarios", default="abcde")
     p.add_argument("--scale", type=float, default=1.0, help="multiply message counts (quick trials)")
     p.add_argument("--tributary", default=str(REPO / "target/release/tributary"))
+    p.add_argument("--bench", default=None,
+                   help="the `tributary` binary whose `bench` drives every broker [default: --tributary]; "
+                        "pin it when comparing two Tributary builds, so only the broker differs")
     p.add_argument("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto")
     p.add_argument("--rumqttd", default=shutil.which("rumqttd") or "/opt/rumqttd/bin/rumqttd")
     args = p.parse_args()
-    BENCH, SCALE = Path(args.tributary), args.scale
+    BENCH, SCALE = Path(args.bench or args.tributary), args.scale
     brokers = [Broker("tributary", args.tributary), Broker("mosquitto", args.mosquitto),
                Broker("rumqttd", args.rumqttd)]
     present = [b for b in brokers if Path(b.binary).exists()]
