@@ -13,6 +13,29 @@ tansu_root=/opt/tansu-0.6.0
 s3s_root=/opt/s3s-fs-0.14.1
 pg_bin=/usr/lib/postgresql/15/bin
 
+# rust-toolchain.toml pins the compiler by version, and rustup downloads a pinned version it
+# does not have; the project's machines reach no download server, only package registries.
+# When the installed stable toolchain is the pinned version but is not installed under that
+# name, it is given the name (a link, nothing downloaded). Any other mismatch is reported.
+ensure_pinned_toolchain() {
+    command -v rustup >/dev/null 2>&1 || return 0
+    local pinned home host stable
+    pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' "$root/rust-toolchain.toml")
+    home="${RUSTUP_HOME:-$HOME/.rustup}"
+    host=$(RUSTUP_TOOLCHAIN=stable rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+    if [ -z "$pinned" ] || [ -z "$host" ] || [ -e "$home/toolchains/$pinned-$host" ]; then
+        return 0
+    fi
+    stable=$(RUSTUP_TOOLCHAIN=stable rustc --version 2>/dev/null | cut -d' ' -f2)
+    if [ "$stable" = "$pinned" ]; then
+        echo "naming the installed stable Rust $stable as the pinned toolchain $pinned-$host"
+        ln -s "$home/toolchains/stable-$host" "$home/toolchains/$pinned-$host"
+    else
+        echo "rust-toolchain.toml pins Rust $pinned, the installed stable is ${stable:-missing}: rustup will try to download $pinned" >&2
+    fi
+}
+ensure_pinned_toolchain
+
 started=$(date +%s)
 failed=()
 summary=()
