@@ -125,15 +125,16 @@ impl FileConfig {
     /// the file with its flags and environment into what a node runs on.
     /// Each error names its key.
     pub fn resolve(&self) -> anyhow::Result<NodeConfig> {
-        let backend = match &self.kafka {
-            Some(kafka) => LogBackend::Kafka(kafka.build()?),
-            None => LogBackend::Embedded,
-        };
         let broker = BrokerConfig {
             mqtt: self.mqtt.clone(),
             limits: self.limits.clone(),
             tls: self.tls.clone(),
-            kafka: backend.kafka().cloned(),
+            // The one choice of the log (`NodeConfig::backend` reads it).
+            kafka: self
+                .kafka
+                .as_ref()
+                .map(KafkaFileConfig::build)
+                .transpose()?,
         };
         broker.validate().map_err(anyhow::Error::msg)?;
         // Checked even when the archive is off, so turning it on later
@@ -146,7 +147,6 @@ impl FileConfig {
         Ok(NodeConfig {
             data_dir: self.data_dir.clone(),
             log: self.log_config(),
-            backend,
             broker,
             store_url: self.store.url.clone(),
             archive,
@@ -161,26 +161,17 @@ impl FileConfig {
 }
 
 /// Which log a node runs on, chosen once by [`FileConfig::resolve`] (from
-/// `--log` and the `[kafka]` table); everything that differs between the
-/// two asks this value.
-#[derive(Debug, Clone)]
-pub enum LogBackend {
+/// `--log` and the `[kafka]` table) and read with [`NodeConfig::backend`];
+/// everything that differs between the two asks this value.
+#[derive(Debug, Clone, Copy)]
+pub enum LogBackend<'a> {
     /// The embedded log in `DATA_DIR/log` is the log: publishes are
     /// acknowledged once it fsync'd them.
     Embedded,
     /// Kafka is the log: publishes are acknowledged once Kafka has them, and
     /// the embedded log in `DATA_DIR/log` is this node's copy for delivery
     /// to its own subscribers (fed from Kafka).
-    Kafka(tributary_kafka::KafkaConfig),
-}
-
-impl LogBackend {
-    pub fn kafka(&self) -> Option<&tributary_kafka::KafkaConfig> {
-        match self {
-            LogBackend::Kafka(kafka) => Some(kafka),
-            LogBackend::Embedded => None,
-        }
-    }
+    Kafka(&'a tributary_kafka::KafkaConfig),
 }
 
 /// A node's configuration, every value checked: what `serve`,
@@ -188,16 +179,25 @@ impl LogBackend {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
-    pub backend: LogBackend,
     /// The embedded log: the log itself, or with Kafka this node's copy.
     pub log: LogConfig,
-    /// The broker's config; its `kafka` follows `backend`.
+    /// The broker's config; its `kafka` is the choice of the log.
     pub broker: BrokerConfig,
     /// `None`: SQLite in the data dir.
     pub store_url: Option<String>,
     /// `None`: the archive is off.
     pub archive: Option<ArchiveSettings>,
     pub http: HttpFileConfig,
+}
+
+impl NodeConfig {
+    /// Which log this node runs on.
+    pub fn backend(&self) -> LogBackend<'_> {
+        match &self.broker.kafka {
+            Some(kafka) => LogBackend::Kafka(kafka),
+            None => LogBackend::Embedded,
+        }
+    }
 }
 
 /// Where the archive goes and when a batch is written.
@@ -319,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_backend_is_chosen_once_and_the_broker_follows_it() -> anyhow::Result<()> {
+    fn the_log_backend_comes_from_the_kafka_table_and_the_log_flag() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("tributary.toml");
         std::fs::write(
@@ -329,28 +329,25 @@ mod tests {
 
         // The [kafka] table alone: Kafka, with the table's values.
         let node = data_args(Some(file.clone()), None).compose()?.resolve()?;
-        let LogBackend::Kafka(kafka) = &node.backend else {
-            anyhow::bail!("expected Kafka, got {:?}", node.backend);
+        let LogBackend::Kafka(kafka) = node.backend() else {
+            anyhow::bail!("expected Kafka, got {:?}", node.backend());
         };
         assert_eq!(kafka.brokers, "10.0.0.1:9092");
         assert_eq!(kafka.partitions, 6);
-        assert_eq!(node.broker.kafka.as_ref(), Some(kafka));
 
         // --log embedded wins over the file: no Kafka anywhere.
         let node = data_args(Some(file.clone()), Some("embedded"))
             .compose()?
             .resolve()?;
-        assert!(matches!(node.backend, LogBackend::Embedded));
-        assert!(node.broker.kafka.is_none());
+        assert!(matches!(node.backend(), LogBackend::Embedded));
 
         // --log kafka:// keeps the table's other values, with the flag's brokers.
         let node = data_args(Some(file), Some("kafka://10.0.0.2:9092"))
             .compose()?
             .resolve()?;
-        let kafka = node
-            .backend
-            .kafka()
-            .ok_or_else(|| anyhow::anyhow!("not Kafka"))?;
+        let LogBackend::Kafka(kafka) = node.backend() else {
+            anyhow::bail!("expected Kafka, got {:?}", node.backend());
+        };
         assert_eq!(
             (kafka.brokers.as_str(), kafka.partitions),
             ("10.0.0.2:9092", 6)
@@ -358,7 +355,7 @@ mod tests {
 
         // No file, no flag: the embedded log in the data dir.
         let node = data_args(None, None).compose()?.resolve()?;
-        assert!(matches!(node.backend, LogBackend::Embedded));
+        assert!(matches!(node.backend(), LogBackend::Embedded));
         assert_eq!(node.log.dir, PathBuf::from("./data/log"));
         Ok(())
     }

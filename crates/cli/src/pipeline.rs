@@ -62,7 +62,7 @@ pub async fn run(
         stop: &stop,
     };
     let work = async {
-        match &config.backend {
+        match config.backend() {
             LogBackend::Kafka(kafka) => {
                 let stream = tributary_kafka::KafkaStream::new(kafka)?;
                 let groups = (

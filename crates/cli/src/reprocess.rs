@@ -59,7 +59,7 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
         }
     });
     let started = Instant::now();
-    let (finish, mut report) = match &config.backend {
+    let (finish, mut report) = match config.backend() {
         LogBackend::Embedded => {
             let log = open_embedded(&config)?;
             let store = open_store(&config).await?;

@@ -160,7 +160,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
     let broker = Broker::open(config.broker.clone(), log.clone(), &config.data_dir).await?;
-    if let LogBackend::Kafka(kafka) = &config.backend {
+    if let LogBackend::Kafka(kafka) = config.backend() {
         tracing::info!(brokers = %kafka.brokers, "the log is Kafka: publishes are acknowledged once Kafka has them");
     }
     let listeners = Listeners::bind(&config.broker).await?;
