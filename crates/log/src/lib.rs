@@ -339,7 +339,7 @@ impl Log {
     /// none are accepted) at dense offsets; resolves with the first offset
     /// once all are durable.
     pub async fn append_batch(&self, records: Vec<Record>) -> Result<Offset> {
-        if self.inner.core.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         let (reply, response) = oneshot::channel();
@@ -358,7 +358,7 @@ impl Log {
     /// When the writer's queue is full the records come back in
     /// [`SubmitError::QueueFull`] (the caller waits with `append_batch`).
     pub fn try_submit(&self, records: Vec<Record>) -> std::result::Result<Submitted, SubmitError> {
-        if self.inner.core.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(SubmitError::Closed);
         }
         let (reply, response) = oneshot::channel();
@@ -460,7 +460,7 @@ impl Log {
     /// may see an older committed offset. Until its first commit a consumer
     /// protects nothing from retention.
     pub fn commit_offset(&self, consumer: &str, next: Offset) -> Result<()> {
-        if self.inner.core.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         check_consumer_name(consumer)?;
@@ -494,7 +494,7 @@ impl Log {
     /// Forgets `consumer` (e.g. its session ended), so it no longer holds
     /// back retention.
     pub fn remove_consumer(&self, consumer: &str) -> Result<()> {
-        if self.inner.core.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         let mut consumers = self.inner.core.consumers();
