@@ -102,7 +102,8 @@ pub async fn archive<S: Stream>(
                 reader = stream
                     .consumer(consumer)
                     .map_err(Error::consumer(consumer))?;
-                tokio::time::sleep(RETRY).await;
+                // Stopped meanwhile: the next turn sees it and writes what it has.
+                crate::pause_unless_stopped(&stop, RETRY).await;
                 continue;
             }
             Event::Read(Err(e)) if !e.is_retryable() => {
@@ -111,7 +112,8 @@ pub async fn archive<S: Stream>(
             }
             Event::Read(Err(e)) => {
                 tracing::warn!(error = %e, "archive: read the log; retrying");
-                tokio::time::sleep(RETRY).await;
+                // Stopped meanwhile: the next turn sees it and writes what it has.
+                crate::pause_unless_stopped(&stop, RETRY).await;
                 continue;
             }
             Event::Read(Ok(records)) => {
@@ -132,9 +134,8 @@ pub async fn archive<S: Stream>(
         while let Err(e) = flush(archive, &mut reader, &mut batch, stats).await {
             stats.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, rows = batch.rows.len(), retry_in = ?pause, "archive: write failed; retrying");
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                () = tokio::time::sleep(pause) => {}
+            if crate::pause_unless_stopped(&stop, pause).await {
+                return Ok(());
             }
             pause = (pause * 2).min(RETRY_MAX);
         }

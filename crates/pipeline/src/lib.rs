@@ -36,3 +36,15 @@ pub use config::ArchiveFileConfig;
 pub use error::{Error, Result};
 pub use process::{process, Outcome};
 pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};
+
+/// Waits `pause` before a retry, or less when `stop` is cancelled
+/// meanwhile; says whether it was (a sink then stops instead of retrying).
+pub(crate) async fn pause_unless_stopped(
+    stop: &tokio_util::sync::CancellationToken,
+    pause: std::time::Duration,
+) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(pause) => false,
+    }
+}

@@ -87,9 +87,8 @@ pub async fn run<S: Stream>(
                 tracing::warn!(error = %e, consumer,
                     "pipeline: records were deleted before they were read; going on from the oldest kept");
                 // A backend that kept saying so must not make this a busy loop.
-                tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(RETRY) => {}
+                if crate::pause_unless_stopped(&stop, RETRY).await {
+                    return Ok(());
                 }
             }
             result => return result.map(|_| ()),
@@ -199,9 +198,8 @@ async fn consume<C: StreamConsumer>(
                 if !read_failing.retry("read the log", &e, policy.patience) {
                     return Err(Error::Read(e));
                 }
-                tokio::select! {
-                    () = stop.cancelled() => return Ok(Finish::Interrupted),
-                    () = tokio::time::sleep(RETRY) => {}
+                if crate::pause_unless_stopped(stop, RETRY).await {
+                    return Ok(Finish::Interrupted);
                 }
                 continue;
             }
@@ -244,9 +242,8 @@ async fn consume<C: StreamConsumer>(
                     if !store_failing.retry("store the batch", &e, policy.patience) {
                         return Err(Error::Store(e));
                     }
-                    tokio::select! {
-                        () = stop.cancelled() => return Ok(Finish::Interrupted),
-                        () = tokio::time::sleep(RETRY) => {}
+                    if crate::pause_unless_stopped(stop, RETRY).await {
+                        return Ok(Finish::Interrupted);
                     }
                 }
             }
