@@ -33,10 +33,10 @@ const EXPORT_PAGE: usize = 1_000;
 
 /// The query string, checked: each endpoint names the parameters it knows,
 /// and any other is refused (a typo should not silently do nothing).
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Params> {
+    pub(crate) fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Params> {
         if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ApiError::UnknownParam(unknown.chars().take(64).collect()));
         }
@@ -54,7 +54,45 @@ impl Params {
             .transpose()
     }
 
-    fn limit(&self, default: usize, max: usize) -> Result<usize> {
+    /// The required `from` (inclusive) and `to` (exclusive), Unix milliseconds, `to` not
+    /// before `from`.
+    pub(crate) fn range(&self) -> Result<(i64, i64)> {
+        let from_ms = self
+            .i64("from")?
+            .ok_or_else(|| ApiError::bad_param("from", "is required (Unix milliseconds)"))?;
+        let to_ms = self
+            .i64("to")?
+            .ok_or_else(|| ApiError::bad_param("to", "is required (Unix milliseconds)"))?;
+        if to_ms < from_ms {
+            return Err(ApiError::bad_param("to", "must not be before 'from'"));
+        }
+        Ok((from_ms, to_ms))
+    }
+
+    /// An optional integer in `range`, `default` when absent.
+    pub(crate) fn int_in(
+        &self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> Result<i64> {
+        let Some(value) = self.0.get(name) else {
+            return Ok(default);
+        };
+        match value.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_param(
+                name,
+                format!(
+                    "must be an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize> {
         let Some(value) = self.0.get("limit") else {
             return Ok(default);
         };
@@ -91,15 +129,7 @@ pub(crate) async fn measurements(
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<PointView>>> {
     let params = Params::new(raw, &["from", "to", "names", "bucket", "limit"])?;
-    let from_ms = params
-        .i64("from")?
-        .ok_or_else(|| ApiError::bad_param("from", "is required (Unix milliseconds)"))?;
-    let to_ms = params
-        .i64("to")?
-        .ok_or_else(|| ApiError::bad_param("to", "is required (Unix milliseconds)"))?;
-    if to_ms < from_ms {
-        return Err(ApiError::bad_param("to", "must not be before 'from'"));
-    }
+    let (from_ms, to_ms) = params.range()?;
     let bucket_ms = params.i64("bucket")?;
     if let Some(bucket) = bucket_ms {
         if !(1..=tributary_store::MAX_ABS_TIME_MS).contains(&bucket) {
@@ -425,7 +455,7 @@ fn csv_row(out: &mut String, row: &Row) {
 
 /// Maps a store error: a query it cannot answer is the caller's (400),
 /// anything else is the store's (503, logged).
-fn store_error(error: tributary_store::Error) -> ApiError {
+pub(crate) fn store_error(error: tributary_store::Error) -> ApiError {
     match error {
         tributary_store::Error::InvalidQuery { reason } => ApiError::BadBody(reason),
         other => {

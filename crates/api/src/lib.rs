@@ -1,5 +1,6 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
-//! devices, measurements, dead letters and export from the store, the live feed (Server-Sent Events from the log), health,
+//! devices, measurements, dead letters and export from the store, the
+//! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
 //! Prometheus metrics and an OpenAPI 3.1 document. `docs/api.md` lists
 //! the endpoints with examples.
 //!
@@ -38,6 +39,7 @@
 //! # }
 //! ```
 
+mod activity;
 pub mod auth;
 mod config;
 mod data;
@@ -88,7 +90,8 @@ struct Inner {
     data_dir: PathBuf,
     /// The broker's view of the accounts, for login.
     accounts: Arc<tributary_accounts::Accounts>,
-    /// Measurements and dead letters, read for the caller only.
+    /// Measurements, dead letters and activity, read for the caller only;
+    /// the caller's activity switch.
     store: Arc<tributary_store::Store>,
     /// The live feed follows it.
     log: tributary_log::Log,
@@ -170,7 +173,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/measurements", get(data::measurements))
         .route("/dead-letters", get(data::dead_letters))
         .route("/export", get(data::export))
-        .route("/live", get(live::live));
+        .route("/live", get(live::live))
+        .route("/activity", get(activity::timeline))
+        .route("/activity/daily", get(activity::daily))
+        .route(
+            "/activity/settings",
+            get(activity::settings).put(activity::set_settings),
+        );
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))

@@ -535,6 +535,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/dead-letters", "get"),
     ("/api/v1/export", "get"),
     ("/api/v1/live", "get"),
+    ("/api/v1/activity", "get"),
+    ("/api/v1/activity/daily", "get"),
+    ("/api/v1/activity/settings", "get"),
+    ("/api/v1/activity/settings", "put"),
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/metrics", "get"),
@@ -870,5 +874,324 @@ async fn export_as_parquet_is_one_file_with_a_row_group_per_page() -> TestResult
     let reply = api.get("/api/v1/export?format=parquet", Some(&carol)).await;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(reply.body))?;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+    Ok(())
+}
+
+/// 2026-12-05T00:00:00Z.
+const DEC_5: i64 = 20_792 * 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn segment(
+    owner: &str,
+    device: &str,
+    start_ms: i64,
+    end_ms: i64,
+    activity: &str,
+) -> tributary_store::ActivitySegment {
+    tributary_store::ActivitySegment {
+        owner: owner.into(),
+        device: device.into(),
+        start_ms,
+        end_ms,
+        activity: activity.into(),
+        confidence: 0.75,
+        windows: 3,
+        model_version: "har-v1".into(),
+    }
+}
+
+#[tokio::test]
+async fn activity_is_the_callers_only() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    api.store
+        .upsert_activity(&[
+            segment(
+                "ann",
+                "watch",
+                DEC_5 + 9 * HOUR,
+                DEC_5 + 10 * HOUR,
+                "walking",
+            ),
+            segment(
+                "ann",
+                "phone",
+                DEC_5 + 9 * HOUR + 1_500,
+                DEC_5 + 11 * HOUR,
+                "sitting",
+            ),
+            segment("bob", "watch", DEC_5 + 9 * HOUR, DEC_5 + 12 * HOUR, "lying"),
+        ])
+        .await?;
+    let uri = format!("/api/v1/activity?from={DEC_5}&to={}", DEC_5 + 86_400_000);
+    let reply = api.get(&uri, Some(&ann)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.json(),
+        json!({"segments": [
+            {"device": "watch", "activity": "walking",
+             "start": "2026-12-05T09:00:00.000Z", "end": "2026-12-05T10:00:00.000Z",
+             "start_ms": DEC_5 + 9 * HOUR, "end_ms": DEC_5 + 10 * HOUR,
+             "confidence": 0.75, "windows": 3, "model_version": "har-v1"},
+            {"device": "phone", "activity": "sitting",
+             "start": "2026-12-05T09:00:01.500Z", "end": "2026-12-05T11:00:00.000Z",
+             "start_ms": DEC_5 + 9 * HOUR + 1_500, "end_ms": DEC_5 + 11 * HOUR,
+             "confidence": 0.75, "windows": 3, "model_version": "har-v1"},
+        ], "truncated": false})
+    );
+    let reply = api.get(&format!("{uri}&limit=1"), Some(&ann)).await;
+    let page = reply.json();
+    assert_eq!(page["segments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["segments"][0]["device"], "watch");
+    assert_eq!(page["truncated"], true);
+
+    let reply = api.get(&uri, Some(&bob)).await;
+    let bobs = reply.json();
+    assert_eq!(bobs["segments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(bobs["segments"][0]["activity"], "lying");
+    // Nor do bob's minutes reach ann's summary.
+    let reply = api
+        .get(&uri.replace("/activity?", "/activity/daily?"), Some(&ann))
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"days": [{"date": "2026-12-05", "minutes": {"walking": 60.0, "sitting": 119.975}}],
+               "truncated": false})
+    );
+    let reply = api.get(&format!("{uri}&owner=ann"), Some(&bob)).await;
+    assert_problem(
+        &reply,
+        StatusCode::BAD_REQUEST,
+        "unknown query parameter 'owner'",
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn daily_minutes_split_at_the_callers_midnight() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    api.store
+        .upsert_activity(&[
+            // 22:00Z on the 5th to 02:00Z on the 6th
+            segment(
+                "ann",
+                "watch",
+                DEC_5 + 22 * HOUR,
+                DEC_5 + 26 * HOUR,
+                "sitting",
+            ),
+            // another device at the same time: both count
+            segment(
+                "ann",
+                "phone",
+                DEC_5 + 23 * HOUR,
+                DEC_5 + 23 * HOUR + 30_000,
+                "walking",
+            ),
+        ])
+        .await?;
+    let range = format!("from={DEC_5}&to={}", DEC_5 + 2 * 86_400_000);
+    let reply = api
+        .get(&format!("/api/v1/activity/daily?{range}"), Some(&ann))
+        .await;
+    assert_eq!(
+        reply.json()["days"],
+        json!([
+            {"date": "2026-12-05", "minutes": {"sitting": 120.0, "walking": 0.5}},
+            {"date": "2026-12-06", "minutes": {"sitting": 120.0}},
+        ])
+    );
+    // UTC+02:00: midnight is 22:00Z, so all four hours fall on the 6th; the range's last
+    // two hours are the 7th there.
+    let reply = api
+        .get(
+            &format!("/api/v1/activity/daily?{range}&utc_offset_minutes=120"),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(
+        reply.json()["days"],
+        json!([
+            {"date": "2026-12-05", "minutes": {}},
+            {"date": "2026-12-06", "minutes": {"sitting": 240.0, "walking": 0.5}},
+            {"date": "2026-12-07", "minutes": {}},
+        ])
+    );
+    // UTC−03:30: midnight is 03:30Z; 22:00Z to 02:00Z is all on the 5th.
+    let reply = api
+        .get(
+            &format!("/api/v1/activity/daily?{range}&utc_offset_minutes=-210"),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(
+        reply.json()["days"],
+        json!([
+            {"date": "2026-12-04", "minutes": {}},
+            {"date": "2026-12-05", "minutes": {"sitting": 240.0, "walking": 0.5}},
+            {"date": "2026-12-06", "minutes": {}},
+        ])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn activity_settings_round_trip() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    let uri = "/api/v1/activity/settings";
+    let reply = api.get(uri, Some(&ann)).await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (StatusCode::OK, json!({"enabled": true}))
+    );
+    let reply = api
+        .call(
+            Method::PUT,
+            uri,
+            Some(&ann),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (StatusCode::OK, json!({"enabled": false}))
+    );
+    assert_eq!(
+        api.get(uri, Some(&ann)).await.json(),
+        json!({"enabled": false})
+    );
+    assert_eq!(
+        api.get(uri, Some(&bob)).await.json(),
+        json!({"enabled": true})
+    );
+    assert_eq!(
+        api.store.activity_disabled_owners().await?,
+        ["ann".to_owned()].into_iter().collect()
+    );
+    let reply = api
+        .call(Method::PUT, uri, Some(&ann), Some(json!({"enabled": true})))
+        .await;
+    assert_eq!(reply.json(), json!({"enabled": true}));
+    assert!(api.store.activity_disabled_owners().await?.is_empty());
+
+    for body in [
+        json!({"enabled": "no"}),
+        json!({}),
+        json!({"enabled": false, "owner": "bob"}),
+    ] {
+        let reply = api.call(Method::PUT, uri, Some(&ann), Some(body)).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, "enabled");
+    }
+    let reply = api
+        .call(Method::PUT, uri, Some(&ann), Some(json!({"owner": "bob"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        api.get(uri, Some(&bob)).await.json(),
+        json!({"enabled": true})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_activity_requests_are_problems() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let year = 366 * 86_400_000i64;
+    for (uri, detail) in [
+        ("/api/v1/activity?to=5".to_owned(), "'from': is required"),
+        ("/api/v1/activity?from=0".to_owned(), "'to': is required"),
+        (
+            "/api/v1/activity?from=x&to=5".to_owned(),
+            "'from': must be an integer",
+        ),
+        (
+            "/api/v1/activity?from=10&to=5".to_owned(),
+            "'to': must not be before",
+        ),
+        ("/api/v1/activity?from=0&to=5&limit=0".to_owned(), "'limit'"),
+        (
+            "/api/v1/activity?from=0&to=5&limit=10001".to_owned(),
+            "'limit'",
+        ),
+        (
+            "/api/v1/activity?from=0&to=5&bucket=1".to_owned(),
+            "unknown query parameter 'bucket'",
+        ),
+        (
+            "/api/v1/activity/daily?to=5".to_owned(),
+            "'from': is required",
+        ),
+        (
+            format!("/api/v1/activity/daily?from=0&to={}", year + 1),
+            "'to': must be at most 366 days after 'from'",
+        ),
+        (
+            "/api/v1/activity/daily?from=0&to=5&utc_offset_minutes=841".to_owned(),
+            "'utc_offset_minutes': must be an integer from -840 to 840",
+        ),
+        (
+            "/api/v1/activity/daily?from=0&to=5&utc_offset_minutes=1.5".to_owned(),
+            "'utc_offset_minutes'",
+        ),
+        (
+            format!(
+                "/api/v1/activity/daily?from={}&to={}",
+                i64::MIN,
+                i64::MIN + 1
+            ),
+            "'from': must be within",
+        ),
+        (
+            "/api/v1/activity/daily?from=0&to=5&limit=3".to_owned(),
+            "unknown query parameter 'limit'",
+        ),
+    ] {
+        let reply = api.get(&uri, Some(&ann)).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST, detail);
+    }
+    // Exactly 366 days is fine, and an empty range has no days.
+    let reply = api
+        .get(
+            &format!("/api/v1/activity/daily?from=0&to={year}"),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["days"].as_array().map(Vec::len), Some(366));
+    let reply = api
+        .get("/api/v1/activity/daily?from=5&to=5", Some(&ann))
+        .await;
+    assert_eq!(reply.json(), json!({"days": [], "truncated": false}));
+
+    for (method, uri) in [
+        (Method::GET, "/api/v1/activity?from=0&to=5"),
+        (Method::GET, "/api/v1/activity/daily?from=0&to=5"),
+        (Method::GET, "/api/v1/activity/settings"),
+        (Method::PUT, "/api/v1/activity/settings"),
+    ] {
+        let reply = api.call(method.clone(), uri, None, None).await;
+        assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+        let reply = api.call(method, uri, Some("00ff"), None).await;
+        assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    }
+    let reply = api
+        .call(
+            Method::DELETE,
+            "/api/v1/activity/settings",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     Ok(())
 }

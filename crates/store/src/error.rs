@@ -23,6 +23,15 @@ pub enum Error {
         message_id: String,
         reason: String,
     },
+    /// An activity segment, or an owner name for the activity settings, that cannot be stored
+    /// alike on both engines; nothing of the call was written.
+    #[error("store activity: invalid {what} (owner {owner:?}): {reason}")]
+    InvalidActivity {
+        owner: String,
+        /// Which segment (device and start) or "setting".
+        what: String,
+        reason: String,
+    },
     /// A query that cannot be answered.
     #[error("query measurements: {reason}")]
     InvalidQuery { reason: String },

@@ -10,6 +10,10 @@
 //!   everything an owner has; [`Store::dead_letter`] keeps what could not be decoded.
 //! - [`Row`]: one measurement as stored. [`Query`] and [`Point`]: what is asked and answered.
 //! - [`DeadLetter`]: a message the pipeline rejected, with the reason.
+//! - [`ActivitySegment`]: what the behaviour model concluded a device was doing, and when;
+//!   [`Store::upsert_activity`] writes them, [`Store::activity_timeline`] reads an owner's range,
+//!   and [`Store::activity_enabled`] / [`Store::set_activity_enabled`] keep each owner's
+//!   switch for the model (on unless switched off).
 //!
 //! Schema, indexes and the per-minute rollup that keeps 30-day queries fast are described in
 //! `docs/store.md`; the SQL is in `migrations/<engine>/NNNN_name.sql`.
@@ -56,7 +60,7 @@
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod error;
@@ -127,6 +131,27 @@ pub struct DeadLetter {
     pub reason: String,
     /// The payload as received.
     pub payload: Vec<u8>,
+}
+
+/// One stretch of time with one activity of one device, as the behaviour model wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivitySegment {
+    /// The authenticated owner of the device's data: every read is scoped to one.
+    pub owner: String,
+    /// The device whose motion was classified.
+    pub device: String,
+    /// Start, inclusive, in milliseconds since the Unix epoch; with owner and device, the key.
+    pub start_ms: i64,
+    /// End, exclusive; must be after `start_ms`.
+    pub end_ms: i64,
+    /// The activity's name (`walking`, `sitting`, …), as the model names it.
+    pub activity: String,
+    /// How sure the model is, in `[0, 1]`.
+    pub confidence: f64,
+    /// How many classified windows the segment is made of.
+    pub windows: u32,
+    /// Which model wrote it.
+    pub model_version: String,
 }
 
 /// What [`Store::query`] is asked: one owner, a time range, some names.
@@ -290,6 +315,84 @@ impl Store {
         }
     }
 
+    /// Inserts or replaces segments by (owner, device, start_ms), all in one transaction (the
+    /// model extends a segment as windows arrive: the same key comes again with a later end).
+    ///
+    /// When one key is in `segments` more than once, the last one is stored. A segment whose
+    /// `end_ms` is not after `start_ms`, with a time beyond ±[`MAX_ABS_TIME_MS`], a confidence
+    /// that is not a finite number in `[0, 1]`, or a NUL character in a text field fails the
+    /// whole call with [`Error::InvalidActivity`] before anything is written.
+    pub async fn upsert_activity(&self, segments: &[ActivitySegment]) -> Result<()> {
+        validate_segments(segments)?;
+        let segments = last_per_key(segments);
+        if segments.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Store::Sqlite(s) => s.upsert_activity(segments).await,
+            Store::Postgres(p) => p.upsert_activity(&segments).await,
+        }
+    }
+
+    /// An owner's segments overlapping `[from_ms, to_ms)` (`start_ms < to_ms AND end_ms >
+    /// from_ms`), ordered by (start_ms, device), at most `limit`.
+    ///
+    /// Segments are returned whole, not clipped to the range; devices are compared byte by
+    /// byte. The scan reads the owner's segments that end after `from_ms` (docs/store.md says
+    /// why), so it is cheap for recent ranges.
+    pub async fn activity_timeline(
+        &self,
+        owner: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ActivitySegment>> {
+        if from_ms >= to_ms || limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sqlite(s) => {
+                s.activity_timeline(owner.to_owned(), from_ms, to_ms, limit)
+                    .await
+            }
+            Store::Postgres(p) => p.activity_timeline(owner, from_ms, to_ms, limit).await,
+        }
+    }
+
+    /// Whether the model may classify this owner's data (true unless the owner switched it off).
+    pub async fn activity_enabled(&self, owner: &str) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.activity_enabled(owner.to_owned()).await,
+            Store::Postgres(p) => p.activity_enabled(owner).await,
+        }
+    }
+
+    /// Switches the model on or off for an owner. Off stops new segments from being written for
+    /// the owner (the pipeline asks [`Store::activity_disabled_owners`]); the segments already
+    /// stored stay.
+    pub async fn set_activity_enabled(&self, owner: &str, enabled: bool) -> Result<()> {
+        if owner.contains('\0') {
+            return Err(Error::InvalidActivity {
+                owner: owner.to_owned(),
+                what: "setting".to_owned(),
+                reason: "owner contains a NUL character".to_owned(),
+            });
+        }
+        match self {
+            Store::Sqlite(s) => s.set_activity_enabled(owner.to_owned(), enabled).await,
+            Store::Postgres(p) => p.set_activity_enabled(owner, enabled).await,
+        }
+    }
+
+    /// The owners who switched the model off (the pipeline refreshes this set every second or
+    /// so: one small read of the owners who ever changed the setting).
+    pub async fn activity_disabled_owners(&self) -> Result<HashSet<String>> {
+        match self {
+            Store::Sqlite(s) => s.activity_disabled_owners().await,
+            Store::Postgres(p) => p.activity_disabled_owners().await,
+        }
+    }
+
     /// Number of measurement rows and an order-independent checksum over all their fields (tests
     /// compare it before and after reprocessing).
     ///
@@ -413,6 +516,43 @@ fn validate_dead_letter(l: &DeadLetter) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn validate_segments(segments: &[ActivitySegment]) -> Result<()> {
+    for s in segments {
+        let invalid = |reason: &str| Error::InvalidActivity {
+            owner: s.owner.clone(),
+            what: format!("segment of device {:?} at {}", s.device, s.start_ms),
+            reason: reason.to_owned(),
+        };
+        let limit = MAX_ABS_TIME_MS.unsigned_abs();
+        if s.start_ms.unsigned_abs() > limit || s.end_ms.unsigned_abs() > limit {
+            return Err(invalid("time out of range"));
+        }
+        if s.end_ms <= s.start_ms {
+            return Err(invalid("end_ms is not after start_ms"));
+        }
+        // A NaN fails the range check too.
+        if !(0.0..=1.0).contains(&s.confidence) {
+            return Err(invalid("confidence is not a number in [0, 1]"));
+        }
+        let texts = [&s.owner, &s.device, &s.activity, &s.model_version];
+        if texts.iter().any(|t| t.contains('\0')) {
+            return Err(invalid("text contains a NUL character"));
+        }
+    }
+    Ok(())
+}
+
+/// The last segment of each key, in key order: PostgreSQL's `ON CONFLICT DO UPDATE` may not
+/// touch a row twice in one statement, and every writer then locks rows in one order (no
+/// deadlocks).
+fn last_per_key(segments: &[ActivitySegment]) -> Vec<ActivitySegment> {
+    let mut by_key = BTreeMap::new();
+    for s in segments {
+        by_key.insert((s.owner.as_str(), s.device.as_str(), s.start_ms), s);
+    }
+    by_key.into_values().cloned().collect()
 }
 
 /// The start of the minute holding `time_ms` (validated rows cannot overflow).

@@ -5,16 +5,25 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use std::collections::HashSet;
+
 use crate::{
-    add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
-    Result, RollupDelta, Row, Source, Span, MINUTE_MS, POSTGRES,
+    add_to_rollup, raw_point, row_hash, sql_limit, ActivitySegment, Agg, DeadLetter, Error,
+    Migration, Point, Query, Result, RollupDelta, Row, Source, Span, MINUTE_MS, POSTGRES,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "activity",
+        sql: include_str!("../migrations/postgres/0002_activity.sql"),
+    },
+];
 
 /// Connections in the pool: the pipeline's writer plus a few API readers.
 const POOL_SIZE: usize = 8;
@@ -24,6 +33,9 @@ const MIGRATION_LOCK: i64 = 0x7472_6962_7374_6f72;
 
 const ROW_COLUMNS: &str =
     "owner, device, message_id, seq, name, unit, time_ms, value, text, bool, data, sum";
+
+const SEGMENT_COLUMNS: &str =
+    "owner, device, start_ms, end_ms, activity, confidence, windows, model_version";
 
 /// The PostgreSQL store (see the module docs).
 pub struct Postgres {
@@ -427,6 +439,119 @@ impl Postgres {
         rows.iter().map(|r| read_row(r, OP)).collect()
     }
 
+    /// `segments`: one per key, in key order (see `last_per_key`).
+    pub(crate) async fn upsert_activity(&self, segments: &[ActivitySegment]) -> Result<()> {
+        const OP: &str = "store activity";
+        let owners: Vec<&str> = segments.iter().map(|s| s.owner.as_str()).collect();
+        let devices: Vec<&str> = segments.iter().map(|s| s.device.as_str()).collect();
+        let starts: Vec<i64> = segments.iter().map(|s| s.start_ms).collect();
+        let ends: Vec<i64> = segments.iter().map(|s| s.end_ms).collect();
+        let activities: Vec<&str> = segments.iter().map(|s| s.activity.as_str()).collect();
+        let confidences: Vec<f64> = segments.iter().map(|s| s.confidence).collect();
+        let windows: Vec<i64> = segments.iter().map(|s| i64::from(s.windows)).collect();
+        let versions: Vec<&str> = segments.iter().map(|s| s.model_version.as_str()).collect();
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        // One statement is one transaction: all segments or none.
+        let stmt = client
+            .prepare_cached(&format!(
+                "INSERT INTO activity_segments ({SEGMENT_COLUMNS})
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[],
+                     $6::float8[], $7::int8[], $8::text[])
+                 ON CONFLICT (owner, device, start_ms) DO UPDATE SET
+                    end_ms = EXCLUDED.end_ms,
+                    activity = EXCLUDED.activity,
+                    confidence = EXCLUDED.confidence,
+                    windows = EXCLUDED.windows,
+                    model_version = EXCLUDED.model_version"
+            ))
+            .await
+            .map_err(err(OP))?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &owners,
+                    &devices,
+                    &starts,
+                    &ends,
+                    &activities,
+                    &confidences,
+                    &windows,
+                    &versions,
+                ],
+            )
+            .await
+            .map_err(err(OP))?;
+        Ok(())
+    }
+
+    pub(crate) async fn activity_timeline(
+        &self,
+        owner: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ActivitySegment>> {
+        const OP: &str = "read activity";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {SEGMENT_COLUMNS} FROM activity_segments
+                 WHERE owner = $1 AND end_ms > $2 AND start_ms < $3
+                 ORDER BY start_ms, device LIMIT $4"
+            ))
+            .await
+            .map_err(err(OP))?;
+        let rows = client
+            .query(&stmt, &[&owner, &from_ms, &to_ms, &sql_limit(limit)])
+            .await
+            .map_err(err(OP))?;
+        rows.iter().map(|r| read_segment(r, OP)).collect()
+    }
+
+    pub(crate) async fn activity_enabled(&self, owner: &str) -> Result<bool> {
+        const OP: &str = "read activity setting";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached("SELECT enabled FROM activity_settings WHERE owner = $1")
+            .await
+            .map_err(err(OP))?;
+        let row = client.query_opt(&stmt, &[&owner]).await.map_err(err(OP))?;
+        match row {
+            Some(r) => r.try_get(0).map_err(err(OP)),
+            None => Ok(true),
+        }
+    }
+
+    pub(crate) async fn set_activity_enabled(&self, owner: &str, enabled: bool) -> Result<()> {
+        const OP: &str = "store activity setting";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO activity_settings (owner, enabled, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (owner) DO UPDATE SET
+                    enabled = EXCLUDED.enabled, updated_ms = EXCLUDED.updated_ms",
+            )
+            .await
+            .map_err(err(OP))?;
+        client
+            .execute(&stmt, &[&owner, &enabled, &crate::sqlite::now_ms()])
+            .await
+            .map_err(err(OP))?;
+        Ok(())
+    }
+
+    pub(crate) async fn activity_disabled_owners(&self) -> Result<HashSet<String>> {
+        const OP: &str = "read activity settings";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached("SELECT owner FROM activity_settings WHERE NOT enabled")
+            .await
+            .map_err(err(OP))?;
+        let rows = client.query(&stmt, &[]).await.map_err(err(OP))?;
+        rows.iter().map(|r| r.try_get(0).map_err(err(OP))).collect()
+    }
+
     pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {
         const OP: &str = "checksum measurements";
         // Paged by primary key rather than one huge result: bounded memory at any size.
@@ -466,6 +591,24 @@ impl Postgres {
             }
         }
     }
+}
+
+fn read_segment(r: &tokio_postgres::Row, op: &'static str) -> Result<ActivitySegment> {
+    let windows: i64 = r.try_get(6).map_err(err(op))?;
+    Ok(ActivitySegment {
+        owner: r.try_get(0).map_err(err(op))?,
+        device: r.try_get(1).map_err(err(op))?,
+        start_ms: r.try_get(2).map_err(err(op))?,
+        end_ms: r.try_get(3).map_err(err(op))?,
+        activity: r.try_get(4).map_err(err(op))?,
+        confidence: r.try_get(5).map_err(err(op))?,
+        windows: u32::try_from(windows).map_err(|_| Error::Corrupt {
+            engine: POSTGRES,
+            op,
+            what: format!("windows {windows} is not a u32"),
+        })?,
+        model_version: r.try_get(7).map_err(err(op))?,
+    })
 }
 
 fn read_row(r: &tokio_postgres::Row, op: &'static str) -> Result<Row> {

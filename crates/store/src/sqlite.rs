@@ -5,6 +5,7 @@
 //! writer at a time anyway, so the writer connection sits behind a mutex rather than making
 //! writers wait on SQLite's busy handler.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -12,15 +13,22 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    add_to_rollup, raw_point, row_hash, sql_limit, Agg, DeadLetter, Error, Migration, Point, Query,
-    Result, RollupDelta, Row, Source, Span, MINUTE_MS, SQLITE,
+    add_to_rollup, raw_point, row_hash, sql_limit, ActivitySegment, Agg, DeadLetter, Error,
+    Migration, Point, Query, Result, RollupDelta, Row, Source, Span, MINUTE_MS, SQLITE,
 };
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "activity",
+        sql: include_str!("../migrations/sqlite/0002_activity.sql"),
+    },
+];
 
 /// Reader connections kept open between calls; more may be opened under load, and are closed
 /// after use.
@@ -28,6 +36,9 @@ const IDLE_READERS: usize = 4;
 
 const ROW_COLUMNS: &str =
     "owner, device, message_id, seq, name, unit, time_ms, value, text, bool, data, sum";
+
+const SEGMENT_COLUMNS: &str =
+    "owner, device, start_ms, end_ms, activity, confidence, windows, model_version";
 
 /// The SQLite store (see the module docs).
 pub struct Sqlite {
@@ -363,6 +374,110 @@ impl Sqlite {
         .await
     }
 
+    pub(crate) async fn upsert_activity(&self, segments: Vec<ActivitySegment>) -> Result<()> {
+        self.write("store activity", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO activity_segments ({SEGMENT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (owner, device, start_ms) DO UPDATE SET
+                        end_ms = excluded.end_ms,
+                        activity = excluded.activity,
+                        confidence = excluded.confidence,
+                        windows = excluded.windows,
+                        model_version = excluded.model_version"
+                ))?;
+                for s in &segments {
+                    stmt.execute(params![
+                        s.owner,
+                        s.device,
+                        s.start_ms,
+                        s.end_ms,
+                        s.activity,
+                        s.confidence,
+                        s.windows,
+                        s.model_version
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    pub(crate) async fn activity_timeline(
+        &self,
+        owner: String,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ActivitySegment>> {
+        const OP: &str = "read activity";
+        self.read(OP, move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {SEGMENT_COLUMNS} FROM activity_segments
+                     WHERE owner = ?1 AND end_ms > ?2 AND start_ms < ?3
+                     ORDER BY start_ms, device LIMIT ?4"
+                ))
+                .map_err(err(OP))?;
+            let mut rows = stmt
+                .query(params![owner, from_ms, to_ms, sql_limit(limit)])
+                .map_err(err(OP))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(err(OP))? {
+                out.push(read_segment(r, OP)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn activity_enabled(&self, owner: String) -> Result<bool> {
+        const OP: &str = "read activity setting";
+        self.read(OP, move |conn| {
+            let enabled = conn
+                .prepare_cached("SELECT enabled FROM activity_settings WHERE owner = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![owner], |r| r.get::<_, bool>(0))
+                        .optional()
+                })
+                .map_err(err(OP))?;
+            Ok(enabled.unwrap_or(true))
+        })
+        .await
+    }
+
+    pub(crate) async fn set_activity_enabled(&self, owner: String, enabled: bool) -> Result<()> {
+        self.write("store activity setting", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO activity_settings (owner, enabled, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (owner) DO UPDATE SET
+                    enabled = excluded.enabled, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![owner, enabled, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn activity_disabled_owners(&self) -> Result<HashSet<String>> {
+        const OP: &str = "read activity settings";
+        self.read(OP, move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT owner FROM activity_settings WHERE enabled = 0")
+                .map_err(err(OP))?;
+            let owners = stmt
+                .query_map([], |r| r.get(0))
+                .map_err(err(OP))?
+                .collect::<rusqlite::Result<HashSet<String>>>()
+                .map_err(err(OP))?;
+            Ok(owners)
+        })
+        .await
+    }
+
     pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {
         const OP: &str = "checksum measurements";
         self.read(OP, move |conn| {
@@ -414,6 +529,25 @@ fn read_row(r: &rusqlite::Row<'_>, op: &'static str) -> Result<Row> {
         bool: r.get(9).map_err(get)?,
         data: r.get(10).map_err(get)?,
         sum: r.get(11).map_err(get)?,
+    })
+}
+
+fn read_segment(r: &rusqlite::Row<'_>, op: &'static str) -> Result<ActivitySegment> {
+    let get = |e| Error::Sqlite { op, source: e };
+    let windows: i64 = r.get(6).map_err(get)?;
+    Ok(ActivitySegment {
+        owner: r.get(0).map_err(get)?,
+        device: r.get(1).map_err(get)?,
+        start_ms: r.get(2).map_err(get)?,
+        end_ms: r.get(3).map_err(get)?,
+        activity: r.get(4).map_err(get)?,
+        confidence: r.get(5).map_err(get)?,
+        windows: u32::try_from(windows).map_err(|_| Error::Corrupt {
+            engine: SQLITE,
+            op,
+            what: format!("windows {windows} is not a u32"),
+        })?,
+        model_version: r.get(7).map_err(get)?,
     })
 }
 

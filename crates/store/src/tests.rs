@@ -324,3 +324,78 @@ fn pending_migrations_follow_the_schema_version() {
         })
     ));
 }
+
+fn segment(device: &str, start_ms: i64, end_ms: i64) -> ActivitySegment {
+    ActivitySegment {
+        owner: "o".into(),
+        device: device.into(),
+        start_ms,
+        end_ms,
+        activity: "walking".into(),
+        confidence: 0.5,
+        windows: 1,
+        model_version: "v1".into(),
+    }
+}
+
+#[test]
+fn segments_that_the_engines_would_store_differently_are_refused() {
+    let good = segment("d", 0, 1);
+    assert!(validate_segments(std::slice::from_ref(&good)).is_ok());
+    let edges = [
+        ActivitySegment {
+            confidence: 0.0,
+            ..good.clone()
+        },
+        ActivitySegment {
+            confidence: 1.0,
+            start_ms: -MAX_ABS_TIME_MS,
+            end_ms: MAX_ABS_TIME_MS,
+            ..good.clone()
+        },
+    ];
+    assert!(validate_segments(&edges).is_ok());
+    for bad in [
+        segment("d", 5, 5),
+        segment("d", 5, 4),
+        segment("d", -MAX_ABS_TIME_MS - 1, 0),
+        segment("d", 0, MAX_ABS_TIME_MS + 1),
+        ActivitySegment {
+            confidence: f64::NAN,
+            ..good.clone()
+        },
+        ActivitySegment {
+            confidence: 1.5,
+            ..good.clone()
+        },
+        ActivitySegment {
+            confidence: -0.1,
+            ..good.clone()
+        },
+        ActivitySegment {
+            activity: "a\0b".into(),
+            ..good.clone()
+        },
+        ActivitySegment {
+            model_version: "\0".into(),
+            ..good.clone()
+        },
+    ] {
+        assert!(
+            matches!(
+                validate_segments(&[good.clone(), bad.clone()]),
+                Err(Error::InvalidActivity { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn the_last_segment_of_a_key_wins_and_keys_come_sorted() {
+    let first = segment("b", 0, 10);
+    let longer = segment("b", 0, 20);
+    let other = segment("a", 0, 5);
+    let got = last_per_key(&[first, other.clone(), longer.clone()]);
+    assert_eq!(got, vec![other, longer]);
+}

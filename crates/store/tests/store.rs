@@ -4,7 +4,7 @@
 
 use std::error::Error as StdError;
 
-use tributary_store::{DeadLetter, Point, Query, Row, Store};
+use tributary_store::{ActivitySegment, DeadLetter, Point, Query, Row, Store};
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
 
@@ -404,18 +404,184 @@ async fn store_contract(store: &Store) -> TestResult {
     Ok(())
 }
 
+fn segment(
+    owner: &str,
+    device: &str,
+    start_ms: i64,
+    end_ms: i64,
+    activity: &str,
+) -> ActivitySegment {
+    ActivitySegment {
+        owner: owner.into(),
+        device: device.into(),
+        start_ms,
+        end_ms,
+        activity: activity.into(),
+        confidence: 0.5,
+        windows: 1,
+        model_version: "har-v1".into(),
+    }
+}
+
+/// The activity tables, on every engine.
+async fn activity_contract(store: &Store) -> TestResult {
+    const DAY: i64 = 86_400_000;
+    assert!(store
+        .activity_timeline("alice", T0, T0 + DAY, 10)
+        .await?
+        .is_empty());
+
+    // ---- upsert: the same key again replaces, so the model can extend a segment ----
+    let short = segment("alice", "watch", T0, T0 + 60_000, "walking");
+    store.upsert_activity(&[short]).await?;
+    let walk = ActivitySegment {
+        end_ms: T0 + 120_000,
+        confidence: 0.75,
+        windows: 4,
+        model_version: "har-v2".into(),
+        ..segment("alice", "watch", T0, 0, "walking")
+    };
+    store.upsert_activity(std::slice::from_ref(&walk)).await?;
+    assert_eq!(
+        store.activity_timeline("alice", T0, T0 + DAY, 10).await?,
+        vec![walk.clone()],
+        "one row, with the later values"
+    );
+
+    // Twice in one batch: the last one is stored.
+    let sit_early = segment("alice", "watch", T0 + 120_000, T0 + 150_000, "sitting");
+    let sit = segment("alice", "watch", T0 + 120_000, T0 + 180_000, "sitting");
+    let band = segment("alice", "band", T0, T0 + 30_000, "standing");
+    let phone = segment("alice", "phone", T0 + 30_000, T0 + 90_000, "lying");
+    // Ten days either side of T0: found by any query in between, however far its start.
+    let ring = segment("alice", "ring", T0 - 10 * DAY, T0 + 10 * DAY, "sitting");
+    let bobs = segment("bob", "watch", T0, T0 + 180_000, "upstairs");
+    store
+        .upsert_activity(&[
+            sit_early,
+            phone.clone(),
+            sit.clone(),
+            band.clone(),
+            ring.clone(),
+            bobs.clone(),
+        ])
+        .await?;
+    store.upsert_activity(&[]).await?;
+
+    // ---- overlap: start_ms < to AND end_ms > from, in (start_ms, device) order ----
+    let timeline = |from: i64, to: i64| store.activity_timeline("alice", from, to, 100);
+    assert_eq!(
+        timeline(T0 - DAY, T0 + DAY).await?,
+        vec![
+            ring.clone(),
+            band.clone(),
+            walk.clone(),
+            phone.clone(),
+            sit.clone()
+        ]
+    );
+    // A segment ending at `from` or starting at `to` does not overlap.
+    assert_eq!(
+        timeline(T0 + 120_000, T0 + 180_000).await?,
+        vec![ring.clone(), sit.clone()]
+    );
+    assert_eq!(timeline(T0 - 60_000, T0).await?, vec![ring.clone()]);
+    assert_eq!(
+        timeline(T0 + 119_999, T0 + 120_001).await?,
+        vec![ring.clone(), walk.clone(), sit.clone()]
+    );
+    assert_eq!(
+        timeline(T0 + 10 * DAY, T0 + 11 * DAY).await?,
+        Vec::<ActivitySegment>::new()
+    );
+    assert_eq!(
+        store
+            .activity_timeline("alice", T0 - DAY, T0 + DAY, 2)
+            .await?,
+        vec![ring.clone(), band.clone()]
+    );
+    assert!(store
+        .activity_timeline("alice", T0 + 1, T0, 10)
+        .await?
+        .is_empty());
+    assert!(store
+        .activity_timeline("alice", T0, T0 + DAY, 0)
+        .await?
+        .is_empty());
+
+    // ---- owners never mix ----
+    assert_eq!(
+        store
+            .activity_timeline("bob", T0 - DAY, T0 + DAY, 100)
+            .await?,
+        vec![bobs]
+    );
+    assert!(store
+        .activity_timeline("carol", T0 - DAY, T0 + DAY, 100)
+        .await?
+        .is_empty());
+
+    // ---- an invalid segment fails the whole batch, before anything is written ----
+    let new = segment("alice", "watch", T0 + 200_000, T0 + 210_000, "walking");
+    let bad = ActivitySegment {
+        confidence: f64::NAN,
+        ..segment("alice", "watch", T0 + 300_000, T0 + 310_000, "walking")
+    };
+    let e = store
+        .upsert_activity(&[new, bad])
+        .await
+        .err()
+        .ok_or("a NaN confidence is refused")?;
+    assert!(
+        matches!(e, tributary_store::Error::InvalidActivity { .. }),
+        "{e}"
+    );
+    let backwards = segment("alice", "watch", T0 + 300_000, T0 + 300_000, "walking");
+    assert!(store.upsert_activity(&[backwards]).await.is_err());
+    assert_eq!(timeline(T0 + 190_000, T0 + DAY).await?, vec![ring]);
+
+    // ---- settings: on unless switched off ----
+    assert!(store.activity_enabled("alice").await?);
+    assert!(store.activity_disabled_owners().await?.is_empty());
+    store.set_activity_enabled("alice", false).await?;
+    store.set_activity_enabled("alice", false).await?;
+    store.set_activity_enabled("bob", true).await?;
+    assert!(!store.activity_enabled("alice").await?);
+    assert!(store.activity_enabled("bob").await?);
+    assert!(store.activity_enabled("carol").await?);
+    assert_eq!(
+        store.activity_disabled_owners().await?,
+        ["alice".to_owned()].into_iter().collect()
+    );
+    // Switching off keeps what is stored.
+    assert_eq!(timeline(T0, T0 + 1).await?.len(), 3);
+    store.set_activity_enabled("alice", true).await?;
+    assert!(store.activity_enabled("alice").await?);
+    assert!(store.activity_disabled_owners().await?.is_empty());
+    assert!(store.set_activity_enabled("a\0b", false).await.is_err());
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = Store::open(None, dir.path()).await?;
     assert_eq!(store.engine(), "sqlite");
     store_contract(&store).await?;
+    activity_contract(&store).await?;
     let before = store.count_and_checksum().await?;
     drop(store);
     // Reopening runs no migration twice and keeps everything.
     let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
     let reopened = Store::open(Some(&url), dir.path()).await?;
     assert_eq!(reopened.count_and_checksum().await?, before);
+    assert_eq!(
+        reopened
+            .activity_timeline("alice", T0, T0 + 1, 10)
+            .await?
+            .len(),
+        3
+    );
     Ok(())
 }
 
@@ -442,6 +608,7 @@ async fn postgres() -> TestResult {
         let store = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
         assert_eq!(store.engine(), "postgres");
         store_contract(&store).await?;
+        activity_contract(&store).await?;
         let before = store.count_and_checksum().await?;
         drop(store);
         let reopened = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
