@@ -87,7 +87,17 @@ step "cargo doc (warnings are errors)" env RUSTDOCFLAGS=-Dwarnings cargo doc --w
 # ---- integration tests against the release binary ----------------------------------------------
 
 step "cargo build --release -p tributary-cli" cargo build --release -p tributary-cli
-if [ "$last_rc" -eq 0 ] || [ "${TRIBUTARY_TEST_AGAINST:-}" = "mosquitto" ]; then
+release_rc=$last_rc
+if [ "$release_rc" -eq 0 ]; then
+    # The behaviour model's data set and trained model (cached; docs/model.md) for
+    # tests/integration/test_activity.py and test_spark_har.py.
+    har_env=$(mktemp /tmp/tributary-har-env.XXXXXX)
+    step "behaviour model: fetch UCI HAPT, train once (cached)" bash scripts/har_model.sh "$har_env"
+    # shellcheck disable=SC1090
+    source "$har_env"
+    rm -f "$har_env"
+fi
+if [ "$release_rc" -eq 0 ] || [ "${TRIBUTARY_TEST_AGAINST:-}" = "mosquitto" ]; then
     # Each test is bounded by pytest-timeout (tests/integration/pytest.ini); pytest runs every
     # test whatever fails before it, and exits non-zero if any failed.
     # shellcheck disable=SC2086

@@ -17,7 +17,7 @@ use tributary_api::HttpFileConfig;
 use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig, TlsConfig};
 use tributary_kafka::KafkaFileConfig;
 use tributary_log::{LogConfig, LogFileConfig};
-use tributary_pipeline::ArchiveFileConfig;
+use tributary_pipeline::{ArchiveFileConfig, ModelFileConfig};
 
 /// The flags of every command that works on a node's data: `serve` and
 /// `reprocess` read the same config file, data dir, log and store.
@@ -86,6 +86,7 @@ pub struct FileConfig {
     pub store: StoreFileConfig,
     pub archive: ArchiveFileConfig,
     pub http: HttpFileConfig,
+    pub model: ModelFileConfig,
 }
 
 /// The `[store]` table: where measurements are kept.
@@ -109,6 +110,7 @@ impl Default for FileConfig {
             store: StoreFileConfig::default(),
             archive: ArchiveFileConfig::default(),
             http: HttpFileConfig::default(),
+            model: ModelFileConfig::default(),
         }
     }
 }
@@ -151,6 +153,7 @@ impl FileConfig {
             store_url: self.store.url.clone(),
             archive,
             http: self.http.clone(),
+            model: self.model.clone(),
         })
     }
 
@@ -188,6 +191,8 @@ pub struct NodeConfig {
     /// `None`: the archive is off.
     pub archive: Option<ArchiveSettings>,
     pub http: HttpFileConfig,
+    /// The behaviour model and whether raw motion goes to the store.
+    pub model: ModelFileConfig,
 }
 
 impl NodeConfig {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tributary_broker::Broker;
-use tributary_pipeline::{ArchiveStats, Stats};
 
 /// How often the figures are copied (and the per-second gauges' window).
 const EVERY: Duration = Duration::from_secs(1);
@@ -37,6 +36,10 @@ pub const ARCHIVE_ROWS_TOTAL: &str = "tributary_archive_rows_written_total";
 pub const ARCHIVE_FILES_TOTAL: &str = "tributary_archive_files_written_total";
 pub const ARCHIVE_BYTES_TOTAL: &str = "tributary_archive_bytes_written_total";
 pub const ARCHIVE_FAILURES_TOTAL: &str = "tributary_archive_write_failures_total";
+pub const ACTIVITY_WINDOWS_TOTAL: &str = "tributary_activity_windows_total";
+pub const ACTIVITY_SEGMENT_WRITES_TOTAL: &str = "tributary_activity_segment_writes_total";
+pub const ACTIVITY_DEAD_LETTERS_TOTAL: &str = "tributary_activity_dead_letters_total";
+pub const MOTION_ROWS_NOT_STORED_TOTAL: &str = "tributary_pipeline_motion_rows_not_stored_total";
 
 /// The counters behind the per-second gauges, read at one tick.
 #[derive(Debug, Clone, Copy)]
@@ -51,11 +54,11 @@ struct Totals {
 /// second until `stop`.
 pub async fn publish(
     broker: Arc<Broker>,
-    pipeline: Arc<Stats>,
-    archive: Arc<ArchiveStats>,
+    sinks: crate::pipeline::SinkStats,
     api: tributary_api::ApiState,
     stop: CancellationToken,
 ) {
+    let (pipeline, archive, activity) = (&sinks.store, &sinks.archive, &sinks.activity);
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<Totals> = None;
@@ -170,6 +173,26 @@ pub async fn publish(
                 ARCHIVE_FAILURES_TOTAL,
                 "Archive writes the storage refused (each batch is retried until written).",
                 &archive.failures,
+            ),
+            (
+                ACTIVITY_WINDOWS_TOTAL,
+                "Motion windows (2.56 s) the behaviour model classified.",
+                &activity.windows,
+            ),
+            (
+                ACTIVITY_SEGMENT_WRITES_TOTAL,
+                "Activity segments written or extended in the store.",
+                &activity.segment_writes,
+            ),
+            (
+                ACTIVITY_DEAD_LETTERS_TOTAL,
+                "Motion packs the behaviour model refused (dead letters with the reason).",
+                &activity.dead_letters,
+            ),
+            (
+                MOTION_ROWS_NOT_STORED_TOTAL,
+                "Raw motion rows left to the archive ([model] store_motion = false).",
+                &pipeline.motion_not_stored,
             ),
         ];
         for (name, help, value) in counters {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tributary_archive::Archive;
 use tributary_log::{Log, Stream};
-use tributary_pipeline::{ArchiveStats, Stats};
+use tributary_model::model_file::Model;
+use tributary_pipeline::{ActivityStats, ArchiveStats, Stats};
 use tributary_store::Store;
 
 use crate::config::{LogBackend, NodeConfig};
@@ -19,21 +20,36 @@ use crate::config::{LogBackend, NodeConfig};
 /// `{kafka.group_prefix}-{name}` (`tributary-pipeline`, `tributary-archive`).
 pub const EMBEDDED_CONSUMER: &str = "pipeline";
 pub const ARCHIVE_CONSUMER: &str = "archive";
+pub const ACTIVITY_CONSUMER: &str = "activity";
 /// The embedded log's consumer `tributary reprocess` reads under: it pins
 /// the log against retention while it runs and is removed when it ends.
 pub const REPROCESS_CONSUMER: &str = "reprocess";
 /// How often the pipeline's counters are logged while it works.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
+/// The sinks' counters, shared with whoever reports them (the progress
+/// line, `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct SinkStats {
+    pub store: Arc<Stats>,
+    pub archive: Arc<ArchiveStats>,
+    pub activity: Arc<ActivityStats>,
+}
+
 pub async fn run(
     config: NodeConfig,
     log: Log,
     store: Arc<Store>,
     archive: Option<Arc<Archive>>,
-    stats: Arc<Stats>,
-    archive_stats: Arc<ArchiveStats>,
+    model: Option<Arc<Model>>,
+    sink_stats: SinkStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let SinkStats {
+        store: stats,
+        archive: archive_stats,
+        activity: activity_stats,
+    } = sink_stats;
     let progress = async {
         let mut last = 0;
         loop {
@@ -48,6 +64,7 @@ pub async fn run(
                     dead_letters = stats.dead_letters.load(Ordering::Relaxed),
                     archived_rows = archive_stats.rows.load(Ordering::Relaxed),
                     archive_files = archive_stats.files.load(Ordering::Relaxed),
+                    activity_windows = activity_stats.windows.load(Ordering::Relaxed),
                     "pipeline progress"
                 );
             }
@@ -57,21 +74,22 @@ pub async fn run(
         config: &config,
         store: &store,
         archive: archive.as_deref(),
+        model: model.as_ref(),
         stats: &stats,
         archive_stats: &archive_stats,
+        activity_stats: &activity_stats,
         stop: &stop,
     };
     let work = async {
         match config.backend() {
             LogBackend::Kafka(kafka) => {
                 let stream = tributary_kafka::KafkaStream::new(kafka)?;
-                let groups = (
-                    kafka.group(EMBEDDED_CONSUMER),
-                    kafka.group(ARCHIVE_CONSUMER),
-                );
-                sinks
-                    .run_on(&stream, (groups.0.as_str(), groups.1.as_str()))
-                    .await;
+                let names = Consumers {
+                    store: &kafka.group(EMBEDDED_CONSUMER),
+                    archive: &kafka.group(ARCHIVE_CONSUMER),
+                    activity: &kafka.group(ACTIVITY_CONSUMER),
+                };
+                sinks.run_on(&stream, names).await;
                 Ok(())
             }
             LogBackend::Embedded => {
@@ -82,9 +100,12 @@ pub async fn run(
                     tracing::info!("removing the consumer of an interrupted `tributary reprocess`");
                     log.remove_consumer(REPROCESS_CONSUMER)?;
                 }
-                sinks
-                    .run_on(&log, (EMBEDDED_CONSUMER, ARCHIVE_CONSUMER))
-                    .await;
+                let names = Consumers {
+                    store: EMBEDDED_CONSUMER,
+                    archive: ARCHIVE_CONSUMER,
+                    activity: ACTIVITY_CONSUMER,
+                };
+                sinks.run_on(&log, names).await;
                 Ok(())
             }
         }
@@ -95,26 +116,40 @@ pub async fn run(
     }
 }
 
-/// What the store's pipeline and the archive sink run with.
+/// What the store's pipeline, the archive sink and the activity sink run with.
 struct Sinks<'a> {
     config: &'a NodeConfig,
     store: &'a Store,
     archive: Option<&'a Archive>,
+    model: Option<&'a Arc<Model>>,
     stats: &'a Stats,
     archive_stats: &'a ArchiveStats,
+    activity_stats: &'a ActivityStats,
     stop: &'a CancellationToken,
 }
 
+/// The consumer name (embedded log) or group (Kafka) of each sink.
+struct Consumers<'a> {
+    store: &'a str,
+    archive: &'a str,
+    activity: &'a str,
+}
+
 impl Sinks<'_> {
-    /// Both sinks side by side on one stream, under their consumer names
-    /// `(store, archive)`. A sink that stops on an error is logged as it
-    /// stops (the other goes on until shutdown, so returning the error
-    /// would report it only then).
-    async fn run_on<S: Stream>(&self, stream: &S, (store, archive): (&str, &str)) {
+    /// The sinks side by side on one stream, under their consumer names. A
+    /// sink that stops on an error is logged as it stops (the others go on
+    /// until shutdown, so returning the error would report it only then).
+    async fn run_on<S: Stream>(&self, stream: &S, names: Consumers<'_>) {
         let store_sink = async {
-            let result =
-                tributary_pipeline::run(stream, self.store, store, self.stats, self.stop.clone())
-                    .await;
+            let result = tributary_pipeline::run(
+                stream,
+                self.store,
+                names.store,
+                self.config.model.motion_rows(),
+                self.stats,
+                self.stop.clone(),
+            )
+            .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "pipeline stopped; measurements are not stored until tributary restarts");
             }
@@ -124,7 +159,7 @@ impl Sinks<'_> {
                 self.config,
                 stream,
                 self.archive,
-                archive,
+                names.archive,
                 self.archive_stats,
                 self.stop,
             )
@@ -133,7 +168,22 @@ impl Sinks<'_> {
                 tracing::error!(error = %e, "archive sink stopped; measurements are not archived until tributary restarts");
             }
         };
-        tokio::join!(store_sink, archive_sink);
+        let activity_sink = async {
+            let Some(model) = self.model else { return };
+            let result = tributary_pipeline::activity(
+                stream,
+                self.store,
+                Arc::clone(model),
+                names.activity,
+                self.activity_stats,
+                self.stop.clone(),
+            )
+            .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "activity sink stopped; no activity is recognised until tributary restarts");
+            }
+        };
+        tokio::join!(store_sink, archive_sink, activity_sink);
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, LogTuning, ReadToEnd, Stream};
-use tributary_pipeline::{Finish, Stats};
+use tributary_pipeline::{Finish, MotionRows, Stats};
 use tributary_store::Store;
 
 use crate::config::{DataArgs, LogBackend, NodeConfig};
@@ -63,7 +63,13 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
         LogBackend::Embedded => {
             let log = open_embedded(&config)?;
             let store = open_store(&config).await?;
-            let result = on_embedded(&log, &config.log.dir, &store, &stats, &stop).await;
+            let sink = Sink {
+                store: &store,
+                motion: config.model.motion_rows(),
+                stats: &stats,
+                stop: &stop,
+            };
+            let result = on_embedded(&log, &config.log.dir, &sink).await;
             // Whatever happened: the consumer must not pin the log after this.
             let removed = log.remove_consumer(REPROCESS_CONSUMER);
             let closed = log.close().await;
@@ -94,16 +100,13 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
                 kafka.brokers,
                 kafka.topics().join(", ")
             );
-            drive(
-                &mut reader,
-                &end,
-                end.records(),
-                source,
-                &store,
-                &stats,
-                &stop,
-            )
-            .await?
+            let sink = Sink {
+                store: &store,
+                motion: config.model.motion_rows(),
+                stats: &stats,
+                stop: &stop,
+            };
+            drive(&mut reader, &end, end.records(), source, &sink).await?
         }
     };
     report.elapsed = started.elapsed();
@@ -156,13 +159,15 @@ async fn open_store(config: &NodeConfig) -> anyhow::Result<Store> {
         .with_context(|| format!("open the measurements store {url}"))
 }
 
-async fn on_embedded(
-    log: &Log,
-    dir: &Path,
-    store: &Store,
-    stats: &Stats,
-    stop: &CancellationToken,
-) -> anyhow::Result<(Finish, Report)> {
+/// Where the run writes, what it keeps, what it counts and what stops it.
+struct Sink<'a> {
+    store: &'a Store,
+    motion: MotionRows,
+    stats: &'a Stats,
+    stop: &'a CancellationToken,
+}
+
+async fn on_embedded(log: &Log, dir: &Path, sink: &Sink<'_>) -> anyhow::Result<(Finish, Report)> {
     // Committed at the start offset, the consumer keeps retention from
     // deleting a segment this run has still to read.
     log.remove_consumer(REPROCESS_CONSUMER)?;
@@ -173,7 +178,7 @@ async fn on_embedded(
     let end = reader.end().await.map_err(anyhow::Error::msg)?;
     let in_log = end.0 - log.start_offset().0;
     let source = format!("the embedded log in {}", dir.display());
-    drive(&mut reader, &end, in_log, source, store, stats, stop).await
+    drive(&mut reader, &end, in_log, source, sink).await
 }
 
 /// Runs the pipeline to `end`, a progress line every few seconds.
@@ -182,10 +187,14 @@ async fn drive<C: ReadToEnd>(
     end: &C::End,
     in_log: u64,
     source: String,
-    store: &Store,
-    stats: &Stats,
-    stop: &CancellationToken,
+    sink: &Sink<'_>,
 ) -> anyhow::Result<(Finish, Report)> {
+    let Sink {
+        store,
+        motion,
+        stats,
+        stop,
+    } = *sink;
     let before = store
         .count_and_checksum()
         .await
@@ -195,7 +204,7 @@ async fn drive<C: ReadToEnd>(
         store.engine(),
         before.0
     );
-    let work = tributary_pipeline::reprocess(reader, end, store, stats, stop, PATIENCE);
+    let work = tributary_pipeline::reprocess(reader, end, store, motion, stats, stop, PATIENCE);
     let progress = async {
         loop {
             tokio::time::sleep(PROGRESS_EVERY).await;

@@ -156,6 +156,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             .context("open the measurements store")?,
     );
     let archive = open_archive(&config)?;
+    let model = open_model(&config)?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
@@ -189,16 +190,14 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         log.clone(),
     );
     // Shared by the pipeline, which counts, and `/metrics`, which shows.
-    let pipeline_stats = Arc::new(tributary_pipeline::Stats::default());
-    let archive_stats = Arc::new(tributary_pipeline::ArchiveStats::default());
+    let sink_stats = crate::pipeline::SinkStats::default();
     api_state.set_signup(config.http.signup);
     if !config.http.signup {
         tracing::info!("sign-up through the HTTP API is off ([http] signup = false)");
     }
     tokio::spawn(crate::metrics::publish(
         broker.clone(),
-        pipeline_stats.clone(),
-        archive_stats.clone(),
+        sink_stats.clone(),
         api_state.clone(),
         stop.clone(),
     ));
@@ -211,8 +210,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         log,
         store,
         archive,
-        pipeline_stats,
-        archive_stats,
+        model,
+        sink_stats,
         stop.clone(),
     );
     // Logged when it happens, not at shutdown: the broker goes on without
@@ -256,6 +255,38 @@ fn open_archive(config: &NodeConfig) -> anyhow::Result<Option<Arc<tributary_arch
         }
     });
     Ok(Some(archive))
+}
+
+/// The behaviour model, when enabled and present. A model that is missing where `[model]
+/// path` points, or that does not load (damaged, or made for another input layout), stops the
+/// start; none at the default place only turns activity recognition off.
+fn open_model(
+    config: &NodeConfig,
+) -> anyhow::Result<Option<Arc<tributary_model::model_file::Model>>> {
+    if !config.model.enabled {
+        tracing::info!("activity recognition off ([model] enabled = false)");
+        return Ok(None);
+    }
+    let (dir, configured) = config.model.location(&config.data_dir);
+    if !configured
+        && !dir
+            .join(tributary_model::model_file::METADATA_FILE)
+            .exists()
+    {
+        tracing::info!(
+            "no behaviour model in {}; activity recognition is off (docs/model.md: tributary model train-har)",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    let model = tributary_model::model_file::load(&dir)
+        .with_context(|| format!("load the behaviour model from {}", dir.display()))?;
+    tracing::info!(
+        model = %model.metadata.version,
+        accuracy = model.metadata.test.accuracy,
+        "activity recognition on"
+    );
+    Ok(Some(Arc::new(model)))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -72,3 +72,51 @@ impl ArchiveFileConfig {
         })
     }
 }
+
+/// The `[model]` table: the behaviour model (activity recognition) and raw motion.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelFileConfig {
+    /// `false`: no activity recognition, even with a model present.
+    pub enabled: bool,
+    /// The directory with `model.safetensors` and `model.json` (`tributary model train-har
+    /// --out`), relative to the data dir [default: DATA_DIR/model]. Absent at the default
+    /// place, activity recognition is off; absent or invalid where configured, `serve` refuses
+    /// to start.
+    pub path: Option<std::path::PathBuf>,
+    /// `true`: raw motion (`acc_x` … `gyr_z`, 300 rows/s per person at 50 Hz) is also kept in
+    /// the measurements store; the archive always keeps it.
+    pub store_motion: bool,
+}
+
+impl Default for ModelFileConfig {
+    fn default() -> Self {
+        ModelFileConfig {
+            enabled: true,
+            path: None,
+            store_motion: false,
+        }
+    }
+}
+
+/// The model directory used when `[model] path` is not set, relative to the data dir.
+pub const DEFAULT_MODEL_DIR: &str = "model";
+
+impl ModelFileConfig {
+    /// Where the model is, and whether that place was configured (then it must hold a model).
+    pub fn location(&self, data_dir: &std::path::Path) -> (std::path::PathBuf, bool) {
+        match &self.path {
+            Some(p) => (data_dir.join(p), true),
+            None => (data_dir.join(DEFAULT_MODEL_DIR), false),
+        }
+    }
+
+    /// Which rows the measurement store keeps.
+    pub fn motion_rows(&self) -> crate::MotionRows {
+        if self.store_motion {
+            crate::MotionRows::Store
+        } else {
+            crate::MotionRows::Skip
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub enum Error {
     /// Writing the store failed for longer than the patience allows.
     #[error("store the batch: {0}")]
     Store(tributary_store::Error),
+    /// The behaviour model failed to classify (the activity sink).
+    #[error("classify motion: {0}")]
+    Model(String),
 }
 
 impl Error {

@@ -25,17 +25,19 @@
 //!   before (`tributary_log::ReadToEnd`), committing nothing
 //!   (`tributary reprocess`).
 
+pub mod activity;
 mod archive;
 mod config;
 mod error;
 mod process;
 mod run;
 
+pub use activity::{activity, ActivityStats};
 pub use archive::{archive, ArchiveStats, FlushPolicy};
-pub use config::ArchiveFileConfig;
+pub use config::{ArchiveFileConfig, ModelFileConfig, DEFAULT_MODEL_DIR};
 pub use error::{Error, Result};
 pub use process::{process, Outcome};
-pub use run::{reprocess, run, Finish, Stats, LAG_EVERY};
+pub use run::{reprocess, run, Finish, MotionRows, Stats, LAG_EVERY};
 
 /// Waits `pause` before a retry, or less when `stop` is cancelled
 /// meanwhile; says whether it was (a sink then stops instead of retrying).

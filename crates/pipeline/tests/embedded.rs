@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, LogConfig, ReadToEnd, Record, Stream, StreamError};
-use tributary_pipeline::{reprocess, run, Finish, Stats};
+use tributary_pipeline::{reprocess, run, Finish, MotionRows, Stats};
 use tributary_store::{Query, Store};
 
 mod common;
@@ -34,7 +34,17 @@ async fn run_until(log: &Log, store: &Store, consumer: &str, want: u64) -> Stats
         }
         stop.cancel();
     };
-    let (result, ()) = tokio::join!(run(log, store, consumer, &stats, stop.clone()), watcher);
+    let (result, ()) = tokio::join!(
+        run(
+            log,
+            store,
+            consumer,
+            MotionRows::Store,
+            &stats,
+            stop.clone()
+        ),
+        watcher
+    );
     result.expect("pipeline");
     stats
 }
@@ -184,6 +194,7 @@ async fn reprocessing_into_an_empty_store_rebuilds_it_and_stops_at_the_end_seen_
             &mut reader,
             &end,
             &rebuilt,
+            MotionRows::Store,
             &stats,
             &stop,
             Duration::from_secs(5),
@@ -213,6 +224,7 @@ async fn reprocessing_into_an_empty_store_rebuilds_it_and_stops_at_the_end_seen_
         &mut reader,
         &end,
         &rebuilt,
+        MotionRows::Store,
         &stats,
         &stop,
         Duration::from_secs(5),
@@ -269,6 +281,7 @@ async fn reprocessing_a_log_that_delivers_nothing_fails_after_its_patience() {
             &mut Stalled,
             &1,
             &store,
+            MotionRows::Store,
             &stats,
             &CancellationToken::new(),
             Duration::from_millis(200),
@@ -318,7 +331,17 @@ async fn an_idle_caught_up_pipeline_reports_no_lag() {
         wait_until(25).await;
         stop.cancel();
     };
-    let (result, ()) = tokio::join!(run(&log, &store, "pipeline", &stats, stop.clone()), watcher);
+    let (result, ()) = tokio::join!(
+        run(
+            &log,
+            &store,
+            "pipeline",
+            MotionRows::Store,
+            &stats,
+            stop.clone()
+        ),
+        watcher
+    );
     result.expect("pipeline");
     assert_eq!(stats.skipped.load(Ordering::Relaxed), 25, "{stats:?}");
     log.close().await.expect("close");

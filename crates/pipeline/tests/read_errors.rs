@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_archive::{Archive, ArchiveConfig};
 use tributary_log::{Batch, ReadToEnd, Record, Stream, StreamConsumer, StreamError};
 use tributary_pipeline::{
-    archive, reprocess, run, ArchiveStats, Error, Finish, FlushPolicy, Stats,
+    archive, reprocess, run, ArchiveStats, Error, Finish, FlushPolicy, MotionRows, Stats,
 };
 use tributary_store::Store;
 
@@ -122,7 +122,15 @@ async fn reprocess_script(
     let stop = CancellationToken::new();
     let result = tokio::time::timeout(
         BOUND,
-        reprocess(&mut reader, &end, &store, &stats, &stop, PATIENCE),
+        reprocess(
+            &mut reader,
+            &end,
+            &store,
+            MotionRows::Store,
+            &stats,
+            &stop,
+            PATIENCE,
+        ),
     )
     .await?;
     Ok((result, stats))
@@ -181,7 +189,14 @@ async fn the_pipeline_goes_on_with_a_new_consumer_when_its_position_is_gone() ->
         stop.cancel();
     };
     let (result, ()) = tokio::join!(
-        run(&stream, &store, "pipeline", &stats, stop.clone()),
+        run(
+            &stream,
+            &store,
+            "pipeline",
+            MotionRows::Store,
+            &stats,
+            stop.clone()
+        ),
         watcher
     );
     result?;
@@ -200,8 +215,11 @@ async fn run_script(
     let stream = Scripted::new(vec![steps]);
     let stats = Stats::default();
     let stop = CancellationToken::new();
-    let result =
-        tokio::time::timeout(BOUND, run(&stream, &store, "pipeline", &stats, stop)).await?;
+    let result = tokio::time::timeout(
+        BOUND,
+        run(&stream, &store, "pipeline", MotionRows::Store, &stats, stop),
+    )
+    .await?;
     Ok((result, stats))
 }
 

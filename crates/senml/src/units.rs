@@ -27,8 +27,14 @@ pub const SECONDARY: &[&str] = &[
     "ppm", "/100", "/1000", "hPa", "mm", "cm", "km", "km/h",
 ];
 
-/// Whether `unit` is a registered SenML unit symbol. A linear scan: the
-/// tables are ~100 short strings, cheaper to scan than to hash.
+/// Symbols accepted beyond the registry, each for a reason. `rad/s`: the
+/// registry has no unit of angular velocity, and gyroscopes (the behaviour
+/// model's `gyr_x` … `gyr_z`, docs/model.md) measure in it.
+pub const ACCEPTED_UNREGISTERED: &[&str] = &["rad/s"];
+
+/// Whether `unit` is a registered SenML unit symbol (or one of
+/// [`ACCEPTED_UNREGISTERED`]). A linear scan: the tables are ~100 short
+/// strings, cheaper to scan than to hash.
 pub fn is_registered(unit: &str) -> bool {
-    PRIMARY.contains(&unit) || SECONDARY.contains(&unit)
+    PRIMARY.contains(&unit) || SECONDARY.contains(&unit) || ACCEPTED_UNREGISTERED.contains(&unit)
 }
