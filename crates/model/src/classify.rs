@@ -4,9 +4,10 @@
 //! pipeline, per device stream), so the labels a device's timeline shows are the labels the
 //! offline evaluation gives the same samples.
 
+use crate::infer::Inference;
 use crate::input::{ModelInput, Normalisation};
 use crate::motion::{Activity, STEP, WINDOW};
-use crate::net::{batch_tensors, Net};
+use crate::net::Net;
 use crate::window::Window;
 use crate::Result;
 
@@ -17,22 +18,28 @@ pub const SMOOTHING: usize = 3;
 /// A trained network ready to classify windows.
 #[derive(Debug)]
 pub struct Classifier {
-    net: Net,
+    net: Inference,
     normalisation: Normalisation,
 }
 
 impl Classifier {
-    pub fn new(net: Net, normalisation: Normalisation) -> Classifier {
-        Classifier { net, normalisation }
+    /// `net` with its batch normalisation folded ([`Net::fold_batch_norm`]).
+    pub fn new(net: &Net, normalisation: Normalisation) -> Result<Classifier> {
+        Ok(Classifier {
+            net: net.to_inference()?,
+            normalisation,
+        })
     }
 
     /// Class probabilities of each window, in [`Activity::ALL`] order.
     pub fn probabilities(&self, windows: &[Window]) -> Result<Vec<[f32; 6]>> {
-        let inputs: Vec<ModelInput> = windows
+        Ok(windows
             .iter()
-            .map(|w| ModelInput::of(w, &self.normalisation))
-            .collect();
-        probabilities(&self.net, &inputs)
+            .map(|w| {
+                self.net
+                    .probabilities(&ModelInput::of(w, &self.normalisation))
+            })
+            .collect())
     }
 }
 
@@ -120,23 +127,6 @@ impl Segments {
         }
         self.current.clone().expect("a segment was just set")
     }
-}
-
-/// Class probabilities (rows of 6, in [`Activity::ALL`] order) of each input, in batches.
-pub fn probabilities(net: &Net, inputs: &[ModelInput]) -> Result<Vec<[f32; 6]>> {
-    let mut out = Vec::with_capacity(inputs.len());
-    // Small batches: measured faster than large ones on one core (`tributary model speed`:
-    // 32 → 14.1k windows/s, 256 → 12.6k, 1024 → 8.9k), the buffers staying in cache.
-    for chunk in inputs.chunks(32) {
-        let (signal, features) = batch_tensors(chunk.iter())?;
-        let p = candle_nn::ops::softmax(&net.forward(&signal, &features, None)?, 1)?;
-        for row in p.to_vec2::<f32>()? {
-            let mut r = [0.0; 6];
-            r.copy_from_slice(&row);
-            out.push(r);
-        }
-    }
-    Ok(out)
 }
 
 /// The most probable activity of a row of probabilities.

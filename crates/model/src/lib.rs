@@ -12,6 +12,7 @@
 
 pub mod classify;
 pub mod har;
+pub mod infer;
 pub mod input;
 pub mod metrics;
 pub mod model_file;

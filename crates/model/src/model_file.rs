@@ -184,7 +184,7 @@ pub fn load(dir: &Path) -> Result<Model> {
     let net = Net::new(metadata.shape, vb)
         .map_err(|e| Error::ModelFile(format!("{}: {e}", weights.display())))?
         .fold_batch_norm()?;
-    let classifier = Classifier::new(net, metadata.normalisation.clone());
+    let classifier = Classifier::new(&net, metadata.normalisation.clone())?;
     Ok(Model {
         metadata,
         classifier,

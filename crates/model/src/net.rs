@@ -12,6 +12,7 @@
 use candle_core::{DType, Device, Module, ModuleT, Tensor};
 use candle_nn::{BatchNorm, Conv1d, Conv1dConfig, Linear, VarBuilder, VarMap};
 
+use crate::infer::{Conv, Dense, Inference};
 use crate::input::FEATURES;
 use crate::motion::{Activity, WINDOW};
 use crate::rng::Rng;
@@ -134,6 +135,48 @@ impl Net {
     pub fn shape(&self) -> Shape {
         self.shape
     }
+
+    /// The network as plain loops ([`crate::infer`]); batch normalisation must be folded first.
+    pub fn to_inference(&self) -> Result<Inference> {
+        if self.bn1.is_some() || self.bn2.is_some() || self.bn3.is_some() {
+            return Err(crate::Error::ModelFile(
+                "fold the batch normalisation first".into(),
+            ));
+        }
+        let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let conv = |c: &Conv1d| -> Result<Conv> {
+            let (outputs, inputs, kernel) = c.weight().dims3()?;
+            let bias = match c.bias() {
+                Some(b) => values(b)?,
+                None => vec![0.0; outputs],
+            };
+            Ok(Conv {
+                inputs,
+                outputs,
+                kernel,
+                weight: values(c.weight())?,
+                bias,
+            })
+        };
+        let dense = |l: &Linear| -> Result<Dense> {
+            let (outputs, inputs) = l.weight().dims2()?;
+            let bias = match l.bias() {
+                Some(b) => values(b)?,
+                None => vec![0.0; outputs],
+            };
+            Ok(Dense {
+                inputs,
+                outputs,
+                weight: values(l.weight())?,
+                bias,
+            })
+        };
+        Inference::new(
+            [conv(&self.conv1)?, conv(&self.conv2)?, conv(&self.conv3)?],
+            dense(&self.dense)?,
+            dense(&self.out)?,
+        )
+    }
 }
 
 /// `bn(conv(x))` as one convolution: scale = γ/√(var+ε) per output channel, weights × scale,
@@ -219,4 +262,37 @@ pub fn batch_tensors<'a>(
         Tensor::from_vec(signal, (n, 6, WINDOW), &Device::Cpu)?,
         Tensor::from_vec(features, (n, FEATURES), &Device::Cpu)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{init, Shape};
+    use crate::input::{ModelInput, FEATURES};
+    use crate::motion::WINDOW;
+    use crate::rng::Rng;
+
+    #[test]
+    fn the_loops_give_the_tensor_librarys_probabilities() -> crate::Result<()> {
+        let (_vars, net) = init(Shape::default(), 3)?;
+        // Train-mode batch statistics are not used: evaluation reads the running ones.
+        let net = net.fold_batch_norm()?;
+        let fast = net.to_inference()?;
+        let mut rng = Rng::new(11);
+        let inputs: Vec<ModelInput> = (0..8)
+            .map(|_| ModelInput {
+                signal: (0..6 * WINDOW).map(|_| rng.uniform(-2.0, 2.0)).collect(),
+                features: (0..FEATURES).map(|_| rng.uniform(-2.0, 2.0)).collect(),
+            })
+            .collect();
+        let (signal, features) = super::batch_tensors(inputs.iter())?;
+        let logits = net.forward(&signal, &features, None)?;
+        let expected = candle_nn::ops::softmax(&logits, 1)?.to_vec2::<f32>()?;
+        for (input, want) in inputs.iter().zip(expected) {
+            let got = fast.probabilities(input);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+            }
+        }
+        Ok(())
+    }
 }

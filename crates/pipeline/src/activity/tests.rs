@@ -12,13 +12,14 @@ const T0: f64 = 1_790_000_000.0;
 /// An untrained classifier: these tests are about windows and refusals, not labels.
 fn classifier() -> Classifier {
     let (_vars, net) = init(Shape::default(), 7).expect("init");
+    let net = net.fold_batch_norm().expect("fold");
     let norm = Normalisation {
         signal_mean: vec![0.0; 6],
         signal_std: vec![1.0; 6],
         feature_mean: vec![0.0; FEATURES],
         feature_std: vec![1.0; FEATURES],
     };
-    Classifier::new(net, norm)
+    Classifier::new(&net, norm).expect("classifier")
 }
 
 /// One second of motion as a SenML JSON pack: `samples` samples `step_s` apart from `start_s`
