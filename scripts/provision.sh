@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the full test run (scripts/test.sh, which runs this first) needs, idempotently:
 # a second run checks and installs nothing. On a fresh Debian 12 machine, as root:
-#   - from apt: mosquitto and its clients, haproxy, openssl, node and npm, PostgreSQL 15
+#   - from apt: mosquitto and its clients, haproxy, openssl, node and npm, Java 17, PostgreSQL 15
 #     (without starting their system services);
 #   - a Python venv at .venv with tests/requirements.txt (reinstalled when the file changes);
 #   - MQTT.js from npm into tests/integration/js (reinstalled when its package-lock.json changes);
@@ -47,6 +47,8 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Java for Spark ML (scripts/spark_har.py, the behaviour model's anchor; pyspark runs on 17).
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}"
     apt_install_without_services "${missing[@]}"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, unit and doc tests, docs, the release build, the
-# real-client integration tests (pytest + paho-mqtt + mosquitto clients) and a fuzz smoke run.
+# behaviour model (UCI HAPT fetched and the model trained once, both cached outside the work tree:
+# scripts/har_model.sh), the real-client integration tests (pytest + paho-mqtt + mosquitto clients,
+# Spark ML) and a fuzz smoke run.
 #
 # Works on a fresh Debian 12 machine as root: scripts/provision.sh, run first, installs what is
-# missing (mosquitto and its clients, haproxy, openssl, node, npm and PostgreSQL 15 from apt, a
+# missing (mosquitto and its clients, haproxy, openssl, node, npm, Java 17 and PostgreSQL 15 from apt, a
 # Python venv at .venv with tests/requirements.txt, MQTT.js from npm into tests/integration/js,
 # the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0, the S3-compatible
 # server s3s-fs 0.14.1 into /opt/s3s-fs-0.14.1), idempotently. scripts/check-fast.sh runs the

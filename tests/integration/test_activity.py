@@ -23,6 +23,7 @@ import time
 import urllib.parse
 from collections import defaultdict
 
+import cbor2
 import pytest
 
 from api_client import api, device_client, login, people
@@ -257,6 +258,17 @@ def test_labels_follow_within_a_second_bad_motion_is_refused_and_an_owner_can_sw
         for phrase in expected:
             assert phrase in reasons, f"{phrase!r} not among the dead letters: {reasons}"
         assert not timeline(broker, ann_api, t1 - 5, t1 + 39), "a label written from refused motion"
+
+        # The same motion as SenML CBOR (RFC 8428 labels: bt -3, n 0, u 1, v 2, t 6) is labelled too.
+        t3 = T_BASE + 9000
+        for p in range(4):
+            records = json.loads(synthetic_pack(t3 + p))
+            cbor = [{-3: records[0]["bt"]}] + [{0: r["n"], 1: r["u"], 2: r["v"], 6: r["t"]} for r in records[1:]]
+            dev.publish(f"tributary/v1/{ann_device}/senml-cbor", cbor2.dumps(cbor), qos=1)
+        deadline = time.monotonic() + 30
+        while not timeline(broker, ann_api, t3 - 5, t3 + 10):
+            assert time.monotonic() < deadline, "motion sent as SenML CBOR was not labelled"
+            time.sleep(0.05)
 
         # Ann switches the model off: her later motion gets no segment; Bob's still does.
         status, body = api(broker, "PUT", "/api/v1/activity/settings", ann_api, {"enabled": False})

@@ -144,12 +144,13 @@ impl Net {
             ));
         }
         let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let bias = |b: Option<&Tensor>, outputs: usize| match b {
+            Some(b) => values(b),
+            None => Ok(vec![0.0; outputs]),
+        };
         let conv = |c: &Conv1d| -> Result<Conv> {
             let (outputs, inputs, kernel) = c.weight().dims3()?;
-            let bias = match c.bias() {
-                Some(b) => values(b)?,
-                None => vec![0.0; outputs],
-            };
+            let bias = bias(c.bias(), outputs)?;
             Ok(Conv {
                 inputs,
                 outputs,
@@ -160,10 +161,7 @@ impl Net {
         };
         let dense = |l: &Linear| -> Result<Dense> {
             let (outputs, inputs) = l.weight().dims2()?;
-            let bias = match l.bias() {
-                Some(b) => values(b)?,
-                None => vec![0.0; outputs],
-            };
+            let bias = bias(l.bias(), outputs)?;
             Ok(Dense {
                 inputs,
                 outputs,
