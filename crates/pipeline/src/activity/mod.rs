@@ -3,7 +3,7 @@
 //!
 //! - Its own consumer name, so it neither slows the measurement store down nor depends on it.
 //! - Per owner and device it windows the stream exactly as the model was trained
-//!   ([`streams`]), classifies every window of a read in one batch (on the blocking pool: it
+//!   (`streams.rs`), classifies every window of a read in one batch (on the blocking pool: it
 //!   is CPU work), smooths, and upserts the segments each window made or extended.
 //! - Offsets are committed once the store has the segments and dead letters; a store error
 //!   retries the batch. The per-device state (at most 2.56 s of samples) lives in memory: after
