@@ -31,15 +31,10 @@ impl Classifier {
         })
     }
 
-    /// Class probabilities of each window, in [`Activity::ALL`] order.
-    pub fn probabilities(&self, windows: &[Window]) -> Result<Vec<[f32; 6]>> {
-        Ok(windows
-            .iter()
-            .map(|w| {
-                self.net
-                    .probabilities(&ModelInput::of(w, &self.normalisation))
-            })
-            .collect())
+    /// Class probabilities of a window, in [`Activity::ALL`] order.
+    pub fn probabilities(&self, window: &Window) -> [f32; 6] {
+        self.net
+            .probabilities(&ModelInput::of(window, &self.normalisation))
     }
 }
 

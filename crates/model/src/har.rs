@@ -129,7 +129,11 @@ impl Dataset {
 /// Scores of a classifier on labelled windows: per window (the protocol's figure), and after
 /// smoothing within each run (what a live timeline shows).
 pub fn evaluate(classifier: &Classifier, data: &Windows) -> Result<Evaluation> {
-    let probabilities = classifier.probabilities(&data.windows)?;
+    let probabilities: Vec<[f32; 6]> = data
+        .windows
+        .iter()
+        .map(|w| classifier.probabilities(w))
+        .collect();
     let predicted: Vec<Activity> = probabilities.iter().map(|p| most_probable(p).0).collect();
     let mut smoothed_labels = Vec::with_capacity(predicted.len());
     let mut start = 0;

@@ -298,6 +298,33 @@ mod tests {
     }
 
     #[test]
+    fn order_statistics_by_selection_equal_those_of_a_sorted_copy() {
+        let w = Window {
+            values: (0..6 * WINDOW)
+                .map(|i| ((i * 7919) % 257) as f32 - 100.0)
+                .collect(),
+        };
+        let features = summary_features(&w);
+        for c in 0..6 {
+            let mut sorted = w.channel(c).to_vec();
+            sorted.sort_by(f32::total_cmp);
+            let stats = &features[c * STATS..(c + 1) * STATS];
+            assert_eq!(stats[2], sorted[0], "min of channel {c}");
+            assert_eq!(stats[3], sorted[WINDOW - 1], "max of channel {c}");
+            assert_eq!(
+                stats[4],
+                (sorted[WINDOW / 2 - 1] + sorted[WINDOW / 2]) / 2.0,
+                "median of channel {c}"
+            );
+            assert_eq!(
+                stats[5],
+                sorted[3 * WINDOW / 4] - sorted[WINDOW / 4],
+                "IQR of channel {c}"
+            );
+        }
+    }
+
+    #[test]
     fn features_have_the_declared_count() {
         let w = Window {
             values: (0..6 * WINDOW).map(|i| (i % 17) as f32).collect(),

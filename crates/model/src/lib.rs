@@ -28,7 +28,7 @@
 //! assert_eq!(starts, [0, STEP as u64]);
 //!
 //! // A trained model gives each window six probabilities
-//! // (`model_file::load(dir)?.classifier.probabilities(&windows)?`); say both said lying:
+//! // (`model_file::load(dir)?.classifier.probabilities(&window)`); say both said lying:
 //! let (mut smoother, mut segments) = (Smoother::default(), Segments::default());
 //! let lying = [0.0, 0.0, 0.0, 0.05, 0.05, 0.9];
 //! for first in starts {

@@ -29,7 +29,7 @@ pub enum Error {
     /// Writing the store failed for longer than the patience allows.
     #[error("store the batch: {0}")]
     Store(tributary_store::Error),
-    /// The behaviour model failed to classify (the activity sink).
+    /// The activity sink's classifying task did not finish (it panicked).
     #[error("classify motion: {0}")]
     Model(String),
 }

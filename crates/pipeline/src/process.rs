@@ -34,15 +34,21 @@ pub fn process(record: &Record) -> Outcome {
                 .map(|(seq, m)| row(record, &message_id, seq, m))
                 .collect(),
         ),
-        Err(invalid) => Outcome::Dead(DeadLetter {
-            owner: record.owner.clone(),
-            device: record.device.clone(),
-            message_id,
-            topic: record.topic.clone(),
-            received_ms,
-            reason: invalid.to_string(),
-            payload: record.payload.to_vec(),
-        }),
+        Err(invalid) => Outcome::Dead(dead_letter(record, invalid.to_string())),
+    }
+}
+
+/// `record` as a dead letter of its owner, with the reason (the store's pipeline and the
+/// activity sink both refuse messages this way).
+pub(crate) fn dead_letter(record: &Record, reason: String) -> DeadLetter {
+    DeadLetter {
+        owner: record.owner.clone(),
+        device: record.device.clone(),
+        message_id: format!("{:032x}", record.message_id.0),
+        topic: record.topic.clone(),
+        received_ms: i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX),
+        reason,
+        payload: record.payload.to_vec(),
     }
 }
 

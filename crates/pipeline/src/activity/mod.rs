@@ -135,7 +135,6 @@ pub async fn activity<S: Stream>(
         .await
         .map_err(|e| Error::Model(format!("the classifying task failed: {e}")))?;
         streams = back;
-        let segments = segments.map_err(|e| Error::Model(e.to_string()))?;
         loop {
             match write(store, &segments, &letters).await {
                 Ok(()) => break,

@@ -24,6 +24,7 @@ use tributary_model::motion::{channel_of, Sample, CHANNELS, SAMPLE_HZ, WINDOW};
 use tributary_model::window::{Window, Windower};
 use tributary_store::{ActivitySegment, DeadLetter, Row};
 
+use crate::process::dead_letter;
 use crate::{process, Outcome};
 
 /// Milliseconds between two samples at the model's rate.
@@ -147,24 +148,8 @@ impl MotionStreams {
 
     /// Classifies the windows gathered since the last call; returns the segments they made or
     /// extended (the latest state of each), to be upserted.
-    pub fn classify(
-        &mut self,
-        classifier: &Classifier,
-    ) -> tributary_model::Result<Vec<ActivitySegment>> {
+    pub fn classify(&mut self, classifier: &Classifier) -> Vec<ActivitySegment> {
         let pending = std::mem::take(&mut self.pending);
-        let windows: Vec<Window> = pending
-            .iter()
-            .filter_map(|p| match p {
-                Pending::Window { window, .. } => Some(window.clone()),
-                Pending::Gap(_) => None,
-            })
-            .collect();
-        let probabilities = if windows.is_empty() {
-            Vec::new()
-        } else {
-            classifier.probabilities(&windows)?
-        };
-        let mut probabilities = probabilities.into_iter();
         let mut out: BTreeMap<(Key, i64), ActivitySegment> = BTreeMap::new();
         for p in pending {
             match p {
@@ -173,15 +158,17 @@ impl MotionStreams {
                         s.smoother.reset();
                     }
                 }
-                Pending::Window { key, start_ms, .. } => {
-                    let p = probabilities
-                        .next()
-                        .expect("one probability row per window");
+                Pending::Window {
+                    key,
+                    start_ms,
+                    window,
+                } => {
                     // A stream forgotten meanwhile (its owner switched the model off) is skipped.
                     let Some(stream) = self.streams.get_mut(&key) else {
                         continue;
                     };
-                    let (activity, confidence) = stream.smoother.push(p);
+                    let (activity, confidence) =
+                        stream.smoother.push(classifier.probabilities(&window));
                     let segment = stream.segments.push(
                         activity,
                         confidence,
@@ -203,7 +190,7 @@ impl MotionStreams {
                 }
             }
         }
-        Ok(out.into_values().collect())
+        out.into_values().collect()
     }
 
     /// Forgets the streams of these owners (they switched the model off) and those idle longer
@@ -279,16 +266,4 @@ fn motion_samples(rows: &[Row]) -> Result<Option<Vec<(i64, Sample)>>, String> {
         samples.push((time_ms, channels.map(|v| v.unwrap_or_default())));
     }
     Ok(Some(samples))
-}
-
-fn dead_letter(record: &Record, reason: String) -> DeadLetter {
-    DeadLetter {
-        owner: record.owner.clone(),
-        device: record.device.clone(),
-        message_id: format!("{:032x}", record.message_id.0),
-        topic: record.topic.clone(),
-        received_ms: i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX),
-        reason,
-        payload: record.payload.to_vec(),
-    }
 }
