@@ -58,11 +58,104 @@ pub fn add_device(data_dir: &Path, owner: &str, device: &str) -> Result<String> 
                 created_unix: store::now_unix(),
                 token_hash,
                 revoked_unix: None,
+                label: None,
             },
         );
         Ok(())
     })?;
     Ok(token)
+}
+
+/// Adds a device of `owner` that the owner calls `label` ("watch"), with a
+/// generated id as its account name, so that two owners can both have a
+/// "watch" and nobody invents an installation-wide unique name. Returns
+/// `(id, token)`; the token is shown this once, as for [`add_device`].
+/// The label is trimmed, 1–64 characters without control characters, and
+/// unique (ignoring case) among the owner's active devices.
+pub fn add_labelled_device(data_dir: &Path, owner: &str, label: &str) -> Result<(String, String)> {
+    store::check_name(Kind::Owner, owner)?;
+    let label = check_label(label)?;
+    let token = secret::generate_token();
+    let token_hash = secret::hash(token.as_bytes());
+    let mut id = secret::generate_device_id();
+    store::modify(data_dir, |file| {
+        if !file.owners.contains_key(owner) {
+            return Err(Error::NotFound {
+                kind: Kind::Owner,
+                name: owner.to_owned(),
+            });
+        }
+        let taken = file.devices.iter().any(|(other, d)| {
+            d.owner == owner
+                && d.revoked_unix.is_none()
+                && d.label_or(other).to_lowercase() == label.to_lowercase()
+        });
+        if taken {
+            return Err(Error::Exists {
+                kind: Kind::Device,
+                name: label.clone(),
+                wanted: Kind::Device,
+            });
+        }
+        // 60 random bits: a collision is all but impossible, but cheap to rule out.
+        while file.kind_of(&id).is_some() {
+            id = secret::generate_device_id();
+        }
+        file.devices.insert(
+            id.clone(),
+            DeviceRecord {
+                owner: owner.to_owned(),
+                created_unix: store::now_unix(),
+                token_hash,
+                revoked_unix: None,
+                label: Some(label.clone()),
+            },
+        );
+        Ok(())
+    })?;
+    Ok((id, token))
+}
+
+/// Gives an active device a new token and returns it (shown this once); the
+/// old token stops authenticating as soon as a broker reloads the file, and
+/// the broker disconnects connections that authenticated with it.
+pub fn rotate_device_token(data_dir: &Path, device: &str) -> Result<String> {
+    store::check_name(Kind::Device, device)?;
+    let token = secret::generate_token();
+    let token_hash = secret::hash(token.as_bytes());
+    store::modify(data_dir, |file| {
+        let record = file
+            .devices
+            .get_mut(device)
+            .filter(|d| d.revoked_unix.is_none())
+            .ok_or_else(|| Error::NotFound {
+                kind: Kind::Device,
+                name: device.to_owned(),
+            })?;
+        record.token_hash = token_hash;
+        Ok(())
+    })?;
+    Ok(token)
+}
+
+/// A device label as kept: trimmed, 1–64 characters, no control characters.
+fn check_label(label: &str) -> Result<String> {
+    let label = label.trim();
+    let problem = if label.is_empty() || label.chars().count() > store::MAX_NAME_LEN {
+        Some("must be 1 to 64 characters long")
+    } else if label.chars().any(char::is_control) {
+        Some("may not contain control characters")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(label.to_owned()),
+        Some(problem) => Err(Error::InvalidName {
+            kind: Kind::Device,
+            name: label.chars().take(64).collect(),
+            problem,
+        }),
+    }
 }
 
 /// Adds a service (a machine client such as the Kafka bridge) with
@@ -165,6 +258,7 @@ pub fn list(data_dir: &Path) -> Result<Listing> {
                 .filter(|(_, device)| device.owner == *name)
                 .map(|(name, device)| DeviceInfo {
                     name: name.clone(),
+                    label: device.label_or(name).to_owned(),
                     created: from_unix(device.created_unix),
                     revoked: device.revoked_unix.map(from_unix),
                 })
@@ -215,7 +309,10 @@ pub struct OwnerInfo {
 /// One device in a [`Listing`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
+    /// The account name: the MQTT user name and the device's topic level.
     pub name: String,
+    /// What the owner calls it: the label given in the API, else `name`.
+    pub label: String,
     pub created: SystemTime,
     /// When it was revoked; `None` while it may connect.
     pub revoked: Option<SystemTime>,

@@ -107,8 +107,8 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 pub use admin::{
-    add_admin, add_device, add_owner, add_service, list, revoke_device, revoke_service, AdminInfo,
-    DeviceInfo, Listing, OwnerInfo, ServiceInfo,
+    add_admin, add_device, add_labelled_device, add_owner, add_service, list, revoke_device,
+    revoke_service, rotate_device_token, AdminInfo, DeviceInfo, Listing, OwnerInfo, ServiceInfo,
 };
 pub use grant::{Grant, Grants};
 use store::{AccountsFile, Stamp};
@@ -256,6 +256,8 @@ pub struct Accounts {
     /// broker's memory holds nothing from which a password could be
     /// brute-forced offline faster than from its Argon2 hash.
     digest_key: [u8; 32],
+    /// Devices whose token a reload saw change, until [`Accounts::take_rotated`].
+    rotated: Mutex<std::collections::HashSet<String>>,
 }
 
 struct View {
@@ -284,6 +286,7 @@ impl Accounts {
             reloading: Mutex::new(()),
             verified: Mutex::new(HashMap::new()),
             digest_key,
+            rotated: Mutex::default(),
         })
     }
 
@@ -308,8 +311,21 @@ impl Accounts {
         lock(&self.verified).retain(|name, verified| {
             credential(&file, name).is_ok_and(|(_, phc)| *phc == verified.phc)
         });
+        let rotated = view.file.devices.iter().filter(|(name, old)| {
+            file.devices
+                .get(*name)
+                .is_some_and(|new| new.token_hash != old.token_hash)
+        });
+        lock(&self.rotated).extend(rotated.map(|(name, _)| name.clone()));
         view.file = file;
         Ok(true)
+    }
+
+    /// The devices whose token changed in the reloads since the last call
+    /// (`tributary`'s token rotation): connections that authenticated with
+    /// the old token must go, as for a revoked device.
+    pub fn take_rotated(&self) -> std::collections::HashSet<String> {
+        std::mem::take(&mut *lock(&self.rotated))
     }
 
     /// True when there are no accounts of any kind.

@@ -80,6 +80,23 @@ pub(crate) fn generate_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A new device id: `d` and 12 characters of lowercase RFC 4648 base32
+/// (60 random bits), a valid account name and topic level that nobody has
+/// to invent. Collisions are checked by the caller all the same.
+pub(crate) fn generate_device_id() -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    // 32 divides 256: masking keeps every character equally likely.
+    std::iter::once('d')
+        .chain(
+            bytes
+                .iter()
+                .map(|b| char::from(ALPHABET[usize::from(b & 31)])),
+        )
+        .collect()
+}
+
 /// A new owner password: 24 letters and digits from the OS CSPRNG.
 pub(crate) fn generate_password() -> String {
     // Rejection sampling keeps every character equally likely: bytes at or

@@ -71,6 +71,20 @@ pub(crate) struct DeviceRecord {
     /// is not reused and its past messages keep a known owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_unix: Option<u64>,
+    /// The owner's name for the device ("watch"), unique among the owner's
+    /// active devices only. Devices added through the API have a generated
+    /// id as their account name and the owner's name here; devices added
+    /// by the `device add` command (and every device made before labels
+    /// existed) have none, and are called by their account name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+impl DeviceRecord {
+    /// What the owner calls the device: its label, else its account name.
+    pub fn label_or<'a>(&'a self, id: &'a str) -> &'a str {
+        self.label.as_deref().unwrap_or(id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -842,3 +842,74 @@ fn accounts_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Accounts>();
 }
+
+#[test]
+fn labelled_devices_get_generated_ids_and_labels_unique_per_owner() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    add_owner(dir.path(), "bob", None)?;
+    let (ann_watch, _) = add_labelled_device(dir.path(), "ann", "  Watch ")?;
+    // Another owner may have a "watch" of their own.
+    let (bob_watch, _) = add_labelled_device(dir.path(), "bob", "watch")?;
+    assert_ne!(ann_watch, bob_watch);
+    for id in [&ann_watch, &bob_watch] {
+        assert_eq!(id.len(), 13, "{id}");
+        assert!(id.starts_with('d'));
+        store::check_name(Kind::Device, id)?;
+    }
+    // The same owner may not, whatever the case, until the first is revoked.
+    assert!(matches!(
+        add_labelled_device(dir.path(), "ann", "WATCH"),
+        Err(Error::Exists { .. })
+    ));
+    revoke_device(dir.path(), &ann_watch)?;
+    let (second, _) = add_labelled_device(dir.path(), "ann", "watch")?;
+    // A device from the command keeps its name as its label.
+    add_device(dir.path(), "ann", "phone1")?;
+    let listing = list(dir.path())?;
+    let ann = &listing.owners[0];
+    let labels: Vec<(&str, &str)> = ann
+        .devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.label.as_str()))
+        .collect();
+    assert!(labels.contains(&(ann_watch.as_str(), "Watch")));
+    assert!(labels.contains(&(second.as_str(), "watch")));
+    assert!(labels.contains(&("phone1", "phone1")));
+    for bad in ["", "   ", "tab\there", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                add_labelled_device(dir.path(), "ann", bad),
+                Err(Error::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        add_labelled_device(dir.path(), "nobody", "watch"),
+        Err(Error::NotFound { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_rotated_token_replaces_the_old_one_and_is_reported_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", None)?;
+    let (id, old) = add_labelled_device(dir.path(), "ann", "watch")?;
+    let accounts = Accounts::open(dir.path())?;
+    assert!(accounts.authenticate(&id, old.as_bytes()).is_ok());
+    let new = rotate_device_token(dir.path(), &id)?;
+    assert_ne!(old, new);
+    assert!(accounts.reload_if_changed()?);
+    assert!(accounts.authenticate(&id, old.as_bytes()).is_err());
+    assert!(accounts.authenticate(&id, new.as_bytes()).is_ok());
+    assert_eq!(accounts.take_rotated(), [id.clone()].into_iter().collect());
+    assert!(accounts.take_rotated().is_empty());
+    revoke_device(dir.path(), &id)?;
+    assert!(matches!(
+        rotate_device_token(dir.path(), &id),
+        Err(Error::NotFound { .. })
+    ));
+    Ok(())
+}

@@ -81,7 +81,8 @@ pub(crate) async fn retained_consumer(
 }
 
 /// Follows changes the admin commands make to the account store (they
-/// run as separate processes) and disconnects revoked devices and services.
+/// run as separate processes) and disconnects revoked devices and services, and devices whose token
+/// was rotated.
 pub(crate) async fn watch_accounts(
     accounts: Arc<Accounts>,
     sessions: Arc<Registry>,
@@ -97,8 +98,10 @@ pub(crate) async fn watch_accounts(
         match tokio::task::spawn_blocking(move || reloading.reload_if_changed()).await {
             Ok(Ok(true)) => {
                 tracing::info!("accounts reloaded");
+                let rotated = accounts.take_rotated();
                 sessions.kick_where(|key| {
-                    key.device().is_some_and(|d| !accounts.device_active(d))
+                    key.device()
+                        .is_some_and(|d| !accounts.device_active(d) || rotated.contains(d))
                         || key.service().is_some_and(|s| !accounts.service_active(s))
                 });
             }
