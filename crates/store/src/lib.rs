@@ -14,6 +14,9 @@
 //!   [`Store::upsert_activity`] writes them, [`Store::activity_timeline`] reads an owner's range,
 //!   and [`Store::activity_enabled`] / [`Store::set_activity_enabled`] keep each owner's
 //!   switch for the model (on unless switched off).
+//! - [`Summary`] and [`DeviceSeen`]: the owner's dashboard at a glance: [`Store::summary`]
+//!   gives each numeric measurement name's latest value and count, [`Store::devices_seen`] when
+//!   each device last measured and how many messages it sent in the last hour.
 //!
 //! Schema, indexes and the per-minute rollup that keeps 30-day queries fast are described in
 //! `docs/store.md`; the SQL is in `migrations/<engine>/NNNN_name.sql`.
@@ -84,6 +87,14 @@ pub const MINUTE_MS: i64 = 60_000;
 /// Rows must have `|time_ms| <=` this (about 36 million years), and buckets be no wider: it keeps
 /// every bucket computation inside `i64` on both engines.
 pub const MAX_ABS_TIME_MS: i64 = 1 << 60;
+
+/// [`Store::summary`] returns at most this many names (the first in byte order): each costs an
+/// index lookup of its latest row, and a dashboard has no use for more. An owner with more
+/// names gets exactly this many entries back.
+pub const SUMMARY_MAX_NAMES: usize = 1_000;
+
+/// "The last hour" of [`Store::devices_seen`], in milliseconds.
+const HOUR_MS: i64 = 3_600_000;
 
 /// One measurement: one SenML record of one message, resolved (absolute time, full name).
 #[derive(Debug, Clone, PartialEq)]
@@ -197,6 +208,37 @@ pub struct Point {
     pub bool: Option<bool>,
     /// Raw only: a data value.
     pub data: Option<Vec<u8>>,
+}
+
+/// One measurement name of an owner, as [`Store::summary`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The measurement name (one that has numeric values).
+    pub name: String,
+    /// The latest row's unit.
+    pub unit: Option<String>,
+    /// The latest row's numeric value; `None` when that row holds text, a boolean or data.
+    pub latest_value: Option<f64>,
+    /// The latest row's time: the greatest `time_ms` of the name (at equal times, the row with
+    /// the greatest `(message_id, seq)` is the latest).
+    pub latest_time_ms: i64,
+    /// The device that measured the latest row.
+    pub device: String,
+    /// How many numeric values the name has, over all time.
+    pub count: u64,
+}
+
+/// One device of an owner, as [`Store::devices_seen`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSeen {
+    /// The device.
+    pub device: String,
+    /// When it was last seen: the time of its latest measurement, by measurement time
+    /// (`time_ms`), not by when the message was received.
+    pub last_ms: i64,
+    /// Messages with measurements in the last hour before `now_ms`, by measurement time as
+    /// `last_ms` (whole minutes: [`Store::devices_seen`] says which).
+    pub messages_last_hour: u64,
 }
 
 /// The measurements store on one of its engines.
@@ -390,6 +432,45 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.activity_disabled_owners().await,
             Store::Postgres(p) => p.activity_disabled_owners().await,
+        }
+    }
+
+    /// One entry per measurement name of the owner that has numeric values (the names in the
+    /// rollup), sorted by name in byte order, at most [`SUMMARY_MAX_NAMES`] of them (the first).
+    ///
+    /// `count` is the number of numeric values (the sum of the name's rollup counts: a read of
+    /// its rollup rows, one per minute with values). The latest row is the name's row with the
+    /// greatest `time_ms`, ties broken by the greatest `(message_id, seq)`, of any kind: when it
+    /// holds text, a boolean or data, `latest_value` is `None`. It is read through the
+    /// `(owner, name, time_ms)` index from its end, one lookup per name, never a scan of the
+    /// owner's rows. Counts and latest rows come from one snapshot of the store.
+    pub async fn summary(&self, owner: &str) -> Result<Vec<Summary>> {
+        match self {
+            Store::Sqlite(s) => s.summary(owner.to_owned(), SUMMARY_MAX_NAMES).await,
+            Store::Postgres(p) => p.summary(owner, SUMMARY_MAX_NAMES).await,
+        }
+    }
+
+    /// One entry per device of the owner that has measurements, sorted by device in byte order:
+    /// when it was last seen (the time of its latest measurement, by measurement time) and how
+    /// many messages it sent in the last hour before `now_ms`.
+    ///
+    /// Read from `device_minute`, which each insert keeps for its new rows. "The last hour" is
+    /// the minutes starting at `m` with `now_ms - 1 h <= m < now_ms + 1 min`: whole minutes,
+    /// always including the one holding `now_ms`; when `now_ms` is inside a minute, the minute
+    /// holding `now_ms - 1 h` is out and the minute after `now_ms`'s is in (a device clock a
+    /// little ahead). A message is counted once per minute it has rows in, and once per insert
+    /// call that stored rows of it. Three index lookups per device, whatever the length of its
+    /// history.
+    pub async fn devices_seen(&self, owner: &str, now_ms: i64) -> Result<Vec<DeviceSeen>> {
+        let from_minute = now_ms.saturating_sub(HOUR_MS);
+        let to_minute = now_ms.saturating_add(MINUTE_MS);
+        match self {
+            Store::Sqlite(s) => {
+                s.devices_seen(owner.to_owned(), from_minute, to_minute)
+                    .await
+            }
+            Store::Postgres(p) => p.devices_seen(owner, from_minute, to_minute).await,
         }
     }
 
@@ -673,16 +754,64 @@ impl Agg {
 /// the engines update them (one order for every writer: no deadlocks on PostgreSQL).
 pub(crate) type RollupDelta = BTreeMap<(String, String, i64), Agg>;
 
-pub(crate) fn add_to_rollup(delta: &mut RollupDelta, row: &Row) {
-    let Some(value) = row.value else { return };
-    let key = (row.owner.clone(), row.name.clone(), minute_of(row.time_ms));
-    let one = Agg::one(value, row.unit.as_deref());
-    match delta.get_mut(&key) {
-        Some(agg) => agg.add(one),
-        None => {
-            delta.insert(key, one);
+/// What an insert's new rows of one (owner, device, minute) add to `device_minute`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DeviceMinute {
+    /// The distinct message ids: their number is added to `messages`.
+    pub message_ids: HashSet<String>,
+    /// The greatest `time_ms`.
+    pub last_ms: i64,
+}
+
+/// The `device_minute` rows that new measurements add to, keyed by (owner, device, minute) in
+/// the order the engines update them (one order for every writer, as the rollup's).
+pub(crate) type DeviceDelta = BTreeMap<(String, String, i64), DeviceMinute>;
+
+/// Everything an insert derives from the rows that were really new, written in its transaction:
+/// both engines pass exactly those rows to [`NewRows::add`], so a row already stored changes
+/// neither table.
+#[derive(Debug, Default)]
+pub(crate) struct NewRows {
+    pub rollup: RollupDelta,
+    pub devices: DeviceDelta,
+}
+
+impl NewRows {
+    pub fn add(&mut self, row: &Row) {
+        let minute = minute_of(row.time_ms);
+        let seen = self
+            .devices
+            .entry((row.owner.clone(), row.device.clone(), minute))
+            .or_insert_with(|| DeviceMinute {
+                message_ids: HashSet::new(),
+                last_ms: row.time_ms,
+            });
+        if !seen.message_ids.contains(&row.message_id) {
+            seen.message_ids.insert(row.message_id.clone());
+        }
+        seen.last_ms = seen.last_ms.max(row.time_ms);
+
+        let Some(value) = row.value else { return };
+        let one = Agg::one(value, row.unit.as_deref());
+        match self
+            .rollup
+            .entry((row.owner.clone(), row.name.clone(), minute))
+        {
+            std::collections::btree_map::Entry::Occupied(mut agg) => agg.get_mut().add(one),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(one);
+            }
         }
     }
+}
+
+/// A count the database summed, as a `u64` (negative only if something else wrote the table).
+pub(crate) fn stored_count(engine: &'static str, op: &'static str, count: i64) -> Result<u64> {
+    u64::try_from(count).map_err(|_| Error::Corrupt {
+        engine,
+        op,
+        what: format!("negative count {count}"),
+    })
 }
 
 /// Each part is `(name, bucket start, aggregate)` in (name, bucket) order, at most `limit` long.

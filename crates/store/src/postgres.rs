@@ -8,8 +8,9 @@ use tokio_postgres::NoTls;
 use std::collections::HashSet;
 
 use crate::{
-    add_to_rollup, raw_point, row_hash, sql_limit, ActivitySegment, Agg, DeadLetter, Error,
-    Migration, Point, Query, Result, RollupDelta, Row, Source, Span, MINUTE_MS, POSTGRES,
+    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, DeadLetter, DeviceSeen,
+    Error, Migration, NewRows, Point, Query, Result, Row, Source, Span, Summary, MINUTE_MS,
+    POSTGRES,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -22,6 +23,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "activity",
         sql: include_str!("../migrations/postgres/0002_activity.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "device_minute",
+        sql: include_str!("../migrations/postgres/0003_device_minute.sql"),
     },
 ];
 
@@ -137,7 +143,7 @@ impl Postgres {
                      $6::text[], $7::int8[], $8::float8[], $9::text[], $10::bool[], $11::bytea[],
                      $12::float8[])
                  ON CONFLICT DO NOTHING
-                 RETURNING owner, name, time_ms, value, unit"
+                 RETURNING owner, name, time_ms, value, unit, device, message_id"
             ))
             .await
             .map_err(err(OP))?;
@@ -151,7 +157,7 @@ impl Postgres {
             )
             .await
             .map_err(err(OP))?;
-        let mut delta = RollupDelta::new();
+        let mut new = NewRows::default();
         for r in &inserted {
             let row = Row {
                 owner: r.try_get(0).map_err(err(OP))?,
@@ -159,16 +165,17 @@ impl Postgres {
                 time_ms: r.try_get(2).map_err(err(OP))?,
                 value: r.try_get(3).map_err(err(OP))?,
                 unit: r.try_get(4).map_err(err(OP))?,
-                device: String::new(),
-                message_id: String::new(),
+                device: r.try_get(5).map_err(err(OP))?,
+                message_id: r.try_get(6).map_err(err(OP))?,
                 seq: 0,
                 text: None,
                 bool: None,
                 data: None,
                 sum: None,
             };
-            add_to_rollup(&mut delta, &row);
+            new.add(&row);
         }
+        let delta = &new.rollup;
         if !delta.is_empty() {
             let mut r_owners = Vec::with_capacity(delta.len());
             let mut r_names = Vec::with_capacity(delta.len());
@@ -178,7 +185,7 @@ impl Postgres {
             let mut mins = Vec::with_capacity(delta.len());
             let mut maxs = Vec::with_capacity(delta.len());
             let mut r_units = Vec::with_capacity(delta.len());
-            for ((owner, name, minute), a) in &delta {
+            for ((owner, name, minute), a) in delta {
                 r_owners.push(owner.as_str());
                 r_names.push(name.as_str());
                 minutes.push(*minute);
@@ -212,6 +219,37 @@ impl Postgres {
             )
             .await
             .map_err(err(OP))?;
+        }
+        let devices = &new.devices;
+        if !devices.is_empty() {
+            let mut d_owners = Vec::with_capacity(devices.len());
+            let mut d_devices = Vec::with_capacity(devices.len());
+            let mut minutes = Vec::with_capacity(devices.len());
+            let mut messages = Vec::with_capacity(devices.len());
+            let mut lasts = Vec::with_capacity(devices.len());
+            for ((owner, device, minute), d) in devices {
+                d_owners.push(owner.as_str());
+                d_devices.push(device.as_str());
+                minutes.push(*minute);
+                messages.push(i64::try_from(d.message_ids.len()).unwrap_or(i64::MAX));
+                lasts.push(d.last_ms);
+            }
+            // Distinct sorted keys, as the rollup's; every writer upserts the rollup first and
+            // device_minute second, so the lock order is one for all.
+            let up = tx
+                .prepare_cached(
+                    "INSERT INTO device_minute AS d (owner, device, minute, messages, last_ms)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[],
+                         $5::int8[])
+                     ON CONFLICT (owner, device, minute) DO UPDATE SET
+                        messages = d.messages + EXCLUDED.messages,
+                        last_ms = GREATEST(d.last_ms, EXCLUDED.last_ms)",
+                )
+                .await
+                .map_err(err(OP))?;
+            tx.execute(&up, &[&d_owners, &d_devices, &minutes, &messages, &lasts])
+                .await
+                .map_err(err(OP))?;
         }
         tx.commit().await.map_err(err(OP))?;
         Ok(inserted.len())
@@ -550,6 +588,90 @@ impl Postgres {
             .map_err(err(OP))?;
         let rows = client.query(&stmt, &[]).await.map_err(err(OP))?;
         rows.iter().map(|r| r.try_get(0).map_err(err(OP))).collect()
+    }
+
+    pub(crate) async fn summary(&self, owner: &str, limit: usize) -> Result<Vec<Summary>> {
+        const OP: &str = "summarise measurements";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        // One statement, so one snapshot. The latest row of each name is read backwards through
+        // the (owner, name, time_ms) index; the (message_id, seq) tie-break is an incremental
+        // sort of the rows at the greatest time only. A name without rows (deleted behind the
+        // store's back) drops out of the join, as on SQLite.
+        let stmt = client
+            .prepare_cached(
+                "SELECT r.name, r.count, m.unit, m.value, m.time_ms, m.device
+                 FROM (SELECT name, SUM(count)::int8 AS count FROM rollup_minute
+                       WHERE owner = $1 GROUP BY name ORDER BY name LIMIT $2) AS r
+                 CROSS JOIN LATERAL (
+                    SELECT unit, value, time_ms, device FROM measurements
+                    WHERE owner = $1 AND name = r.name
+                    ORDER BY time_ms DESC, message_id DESC, seq DESC LIMIT 1) AS m
+                 ORDER BY r.name",
+            )
+            .await
+            .map_err(err(OP))?;
+        let rows = client
+            .query(&stmt, &[&owner, &sql_limit(limit)])
+            .await
+            .map_err(err(OP))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Summary {
+                    name: r.try_get(0).map_err(err(OP))?,
+                    count: stored_count(POSTGRES, OP, r.try_get(1).map_err(err(OP))?)?,
+                    unit: r.try_get(2).map_err(err(OP))?,
+                    latest_value: r.try_get(3).map_err(err(OP))?,
+                    latest_time_ms: r.try_get(4).map_err(err(OP))?,
+                    device: r.try_get(5).map_err(err(OP))?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn devices_seen(
+        &self,
+        owner: &str,
+        from_minute: i64,
+        to_minute: i64,
+    ) -> Result<Vec<DeviceSeen>> {
+        const OP: &str = "read devices seen";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        // The devices one after the other (each the next in the primary key: a loose index
+        // scan), then per device its last minute's last_ms (the greatest: minute <= last_ms <
+        // minute + 1 min) and the sum over the hour's minutes: index lookups only.
+        let stmt = client
+            .prepare_cached(
+                "WITH RECURSIVE devices(device) AS (
+                    SELECT (SELECT device FROM device_minute WHERE owner = $1
+                            ORDER BY device LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT n.device FROM device_minute n
+                            WHERE n.owner = $1 AND n.device > d.device
+                            ORDER BY n.device LIMIT 1)
+                    FROM devices d WHERE d.device IS NOT NULL
+                 )
+                 SELECT d.device,
+                    (SELECT last_ms FROM device_minute
+                     WHERE owner = $1 AND device = d.device ORDER BY minute DESC LIMIT 1),
+                    (SELECT COALESCE(SUM(messages), 0)::int8 FROM device_minute
+                     WHERE owner = $1 AND device = d.device AND minute >= $2 AND minute < $3)
+                 FROM devices d WHERE d.device IS NOT NULL ORDER BY d.device",
+            )
+            .await
+            .map_err(err(OP))?;
+        let rows = client
+            .query(&stmt, &[&owner, &from_minute, &to_minute])
+            .await
+            .map_err(err(OP))?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceSeen {
+                    device: r.try_get(0).map_err(err(OP))?,
+                    last_ms: r.try_get(1).map_err(err(OP))?,
+                    messages_last_hour: stored_count(POSTGRES, OP, r.try_get(2).map_err(err(OP))?)?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {

@@ -13,8 +13,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    add_to_rollup, raw_point, row_hash, sql_limit, ActivitySegment, Agg, DeadLetter, Error,
-    Migration, Point, Query, Result, RollupDelta, Row, Source, Span, MINUTE_MS, SQLITE,
+    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, DeadLetter, DeviceSeen,
+    Error, Migration, NewRows, Point, Query, Result, Row, Source, Span, Summary, MINUTE_MS, SQLITE,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -27,6 +27,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "activity",
         sql: include_str!("../migrations/sqlite/0002_activity.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "device_minute",
+        sql: include_str!("../migrations/sqlite/0003_device_minute.sql"),
     },
 ];
 
@@ -127,7 +132,7 @@ impl Sqlite {
         self.write("insert measurements", move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut new = 0;
-            let mut delta = RollupDelta::new();
+            let mut delta = NewRows::default();
             {
                 let mut stmt = tx.prepare_cached(&format!(
                     "INSERT OR IGNORE INTO measurements ({ROW_COLUMNS})
@@ -151,7 +156,7 @@ impl Sqlite {
                     ])?;
                     if changed == 1 {
                         new += 1;
-                        add_to_rollup(&mut delta, r);
+                        delta.add(r);
                     }
                 }
                 let mut up = tx.prepare_cached(
@@ -165,9 +170,20 @@ impl Sqlite {
                         unit = CASE WHEN rollup_minute.unit IS NULL OR excluded.unit > rollup_minute.unit
                                     THEN excluded.unit ELSE rollup_minute.unit END",
                 )?;
-                for ((owner, name, minute), a) in &delta {
+                for ((owner, name, minute), a) in &delta.rollup {
                     let count = i64::try_from(a.count).unwrap_or(i64::MAX);
                     up.execute(params![owner, name, minute, count, a.sum, a.min, a.max, a.unit])?;
+                }
+                let mut seen = tx.prepare_cached(
+                    "INSERT INTO device_minute (owner, device, minute, messages, last_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (owner, device, minute) DO UPDATE SET
+                        messages = device_minute.messages + excluded.messages,
+                        last_ms = max(device_minute.last_ms, excluded.last_ms)",
+                )?;
+                for ((owner, device, minute), d) in &delta.devices {
+                    let messages = i64::try_from(d.message_ids.len()).unwrap_or(i64::MAX);
+                    seen.execute(params![owner, device, minute, messages, d.last_ms])?;
                 }
             }
             tx.commit()?;
@@ -474,6 +490,112 @@ impl Sqlite {
                 .collect::<rusqlite::Result<HashSet<String>>>()
                 .map_err(err(OP))?;
             Ok(owners)
+        })
+        .await
+    }
+
+    pub(crate) async fn summary(&self, owner: String, limit: usize) -> Result<Vec<Summary>> {
+        const OP: &str = "summarise measurements";
+        self.read(OP, move |conn| {
+            // One read transaction: the counts and the latest rows come from one snapshot (on
+            // PostgreSQL the whole summary is one statement).
+            let tx = conn.unchecked_transaction().map_err(err(OP))?;
+            let counts = tx
+                .prepare_cached(
+                    "SELECT name, SUM(count) FROM rollup_minute WHERE owner = ?1
+                     GROUP BY name ORDER BY name LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![owner, sql_limit(limit)], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(err(OP))?;
+            // The index (owner, name, time_ms) from its end; its entries carry the primary key,
+            // so the (message_id, seq) tie-break needs no sort either.
+            let mut latest = tx
+                .prepare_cached(
+                    "SELECT unit, value, time_ms, device FROM measurements
+                     WHERE owner = ?1 AND name = ?2
+                     ORDER BY time_ms DESC, message_id DESC, seq DESC LIMIT 1",
+                )
+                .map_err(err(OP))?;
+            let mut out = Vec::with_capacity(counts.len());
+            for (name, count) in counts {
+                let row = latest
+                    .query_row(params![owner, name], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                    .map_err(err(OP))?;
+                // None only if rows were deleted behind the store's back; as on PostgreSQL,
+                // such a name is left out.
+                let Some((unit, latest_value, latest_time_ms, device)) = row else {
+                    continue;
+                };
+                out.push(Summary {
+                    name,
+                    unit,
+                    latest_value,
+                    latest_time_ms,
+                    device,
+                    count: stored_count(SQLITE, OP, count)?,
+                });
+            }
+            drop(latest);
+            tx.commit().map_err(err(OP))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn devices_seen(
+        &self,
+        owner: String,
+        from_minute: i64,
+        to_minute: i64,
+    ) -> Result<Vec<DeviceSeen>> {
+        const OP: &str = "read devices seen";
+        self.read(OP, move |conn| {
+            // The devices one after the other (each the next in the primary key), then per
+            // device its last minute's last_ms (the greatest: minute <= last_ms < minute + 1 min)
+            // and the sum over the hour's minutes: index lookups only.
+            let mut stmt = conn
+                .prepare_cached(
+                    "WITH RECURSIVE devices(device) AS (
+                        SELECT (SELECT device FROM device_minute WHERE owner = ?1
+                                ORDER BY device LIMIT 1)
+                        UNION ALL
+                        SELECT (SELECT n.device FROM device_minute n
+                                WHERE n.owner = ?1 AND n.device > d.device
+                                ORDER BY n.device LIMIT 1)
+                        FROM devices d WHERE d.device IS NOT NULL
+                     )
+                     SELECT d.device,
+                        (SELECT last_ms FROM device_minute
+                         WHERE owner = ?1 AND device = d.device ORDER BY minute DESC LIMIT 1),
+                        (SELECT COALESCE(SUM(messages), 0) FROM device_minute
+                         WHERE owner = ?1 AND device = d.device AND minute >= ?2 AND minute < ?3)
+                     FROM devices d WHERE d.device IS NOT NULL ORDER BY d.device",
+                )
+                .map_err(err(OP))?;
+            let rows = stmt
+                .query_map(params![owner, from_minute, to_minute], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(err(OP))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(err(OP))?;
+            rows.into_iter()
+                .map(|(device, last_ms, messages)| {
+                    Ok(DeviceSeen {
+                        device,
+                        last_ms,
+                        messages_last_hour: stored_count(SQLITE, OP, messages)?,
+                    })
+                })
+                .collect()
         })
         .await
     }

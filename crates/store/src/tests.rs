@@ -399,3 +399,50 @@ fn the_last_segment_of_a_key_wins_and_keys_come_sorted() {
     let got = last_per_key(&[first, other.clone(), longer.clone()]);
     assert_eq!(got, vec![other, longer]);
 }
+
+#[test]
+fn new_rows_count_distinct_messages_per_device_minute_and_roll_up_numbers_only() {
+    let row = |device: &str, message_id: &str, seq, time_ms, value| Row {
+        owner: "o".into(),
+        device: device.into(),
+        message_id: message_id.into(),
+        seq,
+        name: "n".into(),
+        unit: None,
+        time_ms,
+        value,
+        text: value.is_none().then(|| "t".into()),
+        bool: None,
+        data: None,
+        sum: None,
+    };
+    let mut new = NewRows::default();
+    for r in [
+        row("d", "m1", 0, 1_000, Some(1.0)),
+        row("d", "m1", 1, 50_000, None),
+        row("d", "m2", 0, 20_000, Some(2.0)),
+        row("d", "m2", 1, 60_000, Some(3.0)),
+        row("e", "m1", 2, -1, None),
+    ] {
+        new.add(&r);
+    }
+    let devices: Vec<_> = new
+        .devices
+        .iter()
+        .map(|((_, device, minute), d)| (device.as_str(), *minute, d.message_ids.len(), d.last_ms))
+        .collect();
+    assert_eq!(
+        devices,
+        vec![
+            ("d", 0, 2, 50_000),
+            ("d", 60_000, 1, 60_000),
+            ("e", -60_000, 1, -1)
+        ]
+    );
+    let rollup: Vec<_> = new
+        .rollup
+        .iter()
+        .map(|((_, _, minute), a)| (*minute, a.count, a.sum))
+        .collect();
+    assert_eq!(rollup, vec![(0, 2, 3.0), (60_000, 1, 3.0)]);
+}

@@ -4,7 +4,9 @@
 
 use std::error::Error as StdError;
 
-use tributary_store::{ActivitySegment, DeadLetter, Point, Query, Row, Store};
+use tributary_store::{
+    ActivitySegment, DeadLetter, DeviceSeen, Point, Query, Row, Store, Summary, SUMMARY_MAX_NAMES,
+};
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
 
@@ -562,6 +564,276 @@ async fn activity_contract(store: &Store) -> TestResult {
     Ok(())
 }
 
+/// `owner`'s row of message `msg` from `device`: numeric when `value` is given, text otherwise.
+fn from(owner: &str, device: &str, msg: u32, seq: u32, time_ms: i64, value: Option<f64>) -> Row {
+    Row {
+        device: device.into(),
+        value,
+        text: value.is_none().then(|| "a note".into()),
+        ..other(owner, msg, seq, "note", time_ms)
+    }
+}
+
+/// The dashboard's summary: latest row and count per numeric name, on every engine.
+async fn summary_contract(store: &Store) -> TestResult {
+    assert!(store.summary("dana").await?.is_empty(), "an empty owner");
+    let hr = "heart_rate";
+    let bpm = "beat/min";
+    let rows = vec![
+        num("dana", 200, 0, hr, bpm, T0, 60.0),
+        num("dana", 200, 1, "temperature", "Cel", T0, 36.5),
+        num("dana", 201, 0, hr, bpm, T0 + 120_000, 75.0),
+        // The same time as message 201's: the greatest (message_id, seq) is the latest.
+        Row {
+            device: "dana-band".into(),
+            ..num("dana", 202, 0, hr, bpm, T0 + 120_000, 80.0)
+        },
+        Row {
+            device: "dana-band".into(),
+            ..num("dana", 202, 1, hr, bpm, T0 + 120_000, 81.0)
+        },
+        // Older than the latest, though stored after it.
+        num("dana", 203, 0, hr, bpm, T0 + 60_000, 99.0),
+        // The latest temperature is text: no latest value, and it is not counted.
+        Row {
+            text: Some("fever".into()),
+            ..other("dana", 204, 0, "temperature", T0 + 30_000)
+        },
+        // No numeric values at all: not in the summary.
+        Row {
+            text: Some("walking".into()),
+            ..other("dana", 205, 0, "activity", T0 + 500_000)
+        },
+        // Another owner, newer and with another name: never in dana's summary.
+        num("erin", 206, 0, hr, bpm, T0 + 900_000, 200.0),
+        num("erin", 206, 1, "pressure", "Pa", T0, 1.0),
+    ];
+    assert_eq!(store.insert(&rows).await?, rows.len());
+    let dana = vec![
+        Summary {
+            name: hr.into(),
+            unit: Some(bpm.into()),
+            latest_value: Some(81.0),
+            latest_time_ms: T0 + 120_000,
+            device: "dana-band".into(),
+            count: 5,
+        },
+        Summary {
+            name: "temperature".into(),
+            unit: None,
+            latest_value: None,
+            latest_time_ms: T0 + 30_000,
+            device: "dana-phone".into(),
+            count: 1,
+        },
+    ];
+    assert_eq!(store.summary("dana").await?, dana);
+    // Re-inserting changes no count.
+    assert_eq!(store.insert(&rows).await?, 0);
+    assert_eq!(store.summary("dana").await?, dana);
+    assert_eq!(
+        store.summary("erin").await?,
+        vec![
+            Summary {
+                name: hr.into(),
+                unit: Some(bpm.into()),
+                latest_value: Some(200.0),
+                latest_time_ms: T0 + 900_000,
+                device: "erin-watch".into(),
+                count: 1,
+            },
+            Summary {
+                name: "pressure".into(),
+                unit: Some("Pa".into()),
+                latest_value: Some(1.0),
+                latest_time_ms: T0,
+                device: "erin-watch".into(),
+                count: 1,
+            },
+        ]
+    );
+
+    // ---- bounded: the first SUMMARY_MAX_NAMES names ----
+    let many: Vec<Row> = (0..=SUMMARY_MAX_NAMES as u32)
+        .map(|i| num("fred", 207, i, &format!("n{i:04}"), "", T0, f64::from(i)))
+        .collect();
+    store.insert(&many).await?;
+    let summary = store.summary("fred").await?;
+    assert_eq!(summary.len(), SUMMARY_MAX_NAMES);
+    assert_eq!(summary[0].name, "n0000");
+    assert_eq!(summary[SUMMARY_MAX_NAMES - 1].name, "n0999");
+    Ok(())
+}
+
+fn seen(device: &str, last_ms: i64, messages_last_hour: u64) -> DeviceSeen {
+    DeviceSeen {
+        device: device.into(),
+        last_ms,
+        messages_last_hour,
+    }
+}
+
+/// Per-device activity (device_minute): last seen and messages in the last hour, on every
+/// engine.
+async fn devices_contract(store: &Store) -> TestResult {
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 86_400_000;
+    let now = T0 + HOUR; // the hour's minutes: T0 ..= T0 + HOUR
+    assert!(store.devices_seen("gina", now).await?.is_empty());
+    let g = |device: &str, msg, seq, time_ms, value| from("gina", device, msg, seq, time_ms, value);
+    let rows = vec![
+        // Two messages (three rows, one not numeric) in the minute T0: 2.
+        g("watch", 300, 0, T0 + 1_000, Some(1.0)),
+        g("watch", 300, 1, T0 + 2_000, None),
+        g("watch", 301, 0, T0 + 30_000, Some(2.0)),
+        // The minute before the hour: not counted.
+        g("watch", 302, 0, T0 - 1, Some(3.0)),
+        // One message over two minutes: once in each.
+        g("watch", 305, 0, T0 + 3_000_000, Some(4.0)),
+        g("watch", 305, 1, T0 + 3_060_000, Some(5.0)),
+        // The minute of `now`, its last millisecond: counted.
+        g("band", 303, 0, T0 + HOUR + 59_999, Some(6.0)),
+        // Only a day ago: listed, with nothing in the last hour.
+        g("ring", 304, 0, T0 - DAY, Some(7.0)),
+        // Other owners, same device names and times.
+        from("hank", "watch", 300, 0, T0 + 1_000, Some(1.0)),
+        from("hank", "watch", 310, 0, T0 + HOUR, Some(1.0)),
+    ];
+    assert_eq!(store.insert(&rows).await?, rows.len());
+    let gina = vec![
+        seen("band", T0 + HOUR + 59_999, 1),
+        seen("ring", T0 - DAY, 0),
+        seen("watch", T0 + 3_060_000, 4),
+    ];
+    assert_eq!(store.devices_seen("gina", now).await?, gina);
+    assert_eq!(
+        store.devices_seen("hank", now).await?,
+        vec![seen("watch", T0 + HOUR, 2)]
+    );
+    assert!(store.devices_seen("nobody", now).await?.is_empty());
+
+    // ---- re-inserting the same rows counts nothing twice ----
+    assert_eq!(store.insert(&rows).await?, 0);
+    assert_eq!(store.devices_seen("gina", now).await?, gina);
+    // Old rows beside a new message: only the new one counts.
+    let new = g("watch", 306, 0, T0 + 40_000, None);
+    assert_eq!(
+        store
+            .insert(&[rows[0].clone(), new.clone(), new, rows[2].clone()])
+            .await?,
+        1
+    );
+    let gina = vec![
+        gina[0].clone(),
+        gina[1].clone(),
+        seen("watch", T0 + 3_060_000, 5),
+    ];
+    assert_eq!(store.devices_seen("gina", now).await?, gina);
+
+    // ---- the hour moves with now ----
+    // A minute later the minute T0 is out (3 messages), the minute after now's is in.
+    assert_eq!(
+        store.devices_seen("gina", now + 60_000).await?,
+        vec![
+            seen("band", T0 + HOUR + 59_999, 1),
+            seen("ring", T0 - DAY, 0),
+            seen("watch", T0 + 3_060_000, 2),
+        ]
+    );
+    // Inside a minute: the minute after now's is in (band, with now a minute earlier).
+    assert_eq!(
+        store.devices_seen("gina", now - 30_000).await?[0],
+        seen("band", T0 + HOUR + 59_999, 1)
+    );
+    assert_eq!(
+        store.devices_seen("gina", now - 60_000).await?[0],
+        seen("band", T0 + HOUR + 59_999, 0)
+    );
+    // Last seen does not depend on now.
+    assert_eq!(
+        store.devices_seen("gina", T0 + 10 * DAY).await?,
+        vec![
+            seen("band", T0 + HOUR + 59_999, 0),
+            seen("ring", T0 - DAY, 0),
+            seen("watch", T0 + 3_060_000, 0),
+        ]
+    );
+    assert_eq!(store.devices_seen("gina", i64::MIN).await?.len(), 3);
+    assert_eq!(store.devices_seen("gina", i64::MAX).await?.len(), 3);
+    Ok(())
+}
+
+/// A store at schema version 2 (before device_minute) holding rows, as `sql` for either engine:
+/// migration 0003 must fill device_minute from them.
+fn version_2_with_rows(init: &str, activity: &str) -> String {
+    format!(
+        "{init}
+        {activity}
+        CREATE TABLE schema_migrations (
+            version    BIGINT PRIMARY KEY,
+            name       TEXT   NOT NULL,
+            applied_ms BIGINT NOT NULL
+        );
+        INSERT INTO schema_migrations (version, name, applied_ms)
+            VALUES (1, 'init', 0), (2, 'activity', 0);
+        INSERT INTO measurements (owner, device, message_id, seq, name, time_ms, value, text)
+        VALUES ('olga', 'watch', 'm1', 0, 'hr', {t1}, 61, NULL),
+               ('olga', 'watch', 'm1', 1, 'hr', {t2}, 62, NULL),
+               ('olga', 'watch', 'm2', 0, 'note', {t3}, NULL, 'hi'),
+               ('olga', 'band', 'm3', 0, 'hr', {t4}, 70, NULL),
+               ('olga', 'band', 'm4', 0, 'hr', -1, 71, NULL),
+               ('pia', 'watch', 'm1', 0, 'hr', {t1}, 61, NULL);",
+        t1 = T0 + 1_000,
+        t2 = T0 + 2_000,
+        t3 = T0 + 3_000,
+        t4 = T0 - 60_001,
+    )
+}
+
+/// After migration 0003 on a store that had rows: their devices are seen.
+async fn backfill_contract(store: &Store) -> TestResult {
+    let now = T0 + 60_000; // minutes T0 - 59 min ..= T0 + 1 min
+    let olga = vec![seen("band", T0 - 60_001, 1), seen("watch", T0 + 3_000, 2)];
+    assert_eq!(store.devices_seen("olga", now).await?, olga);
+    assert_eq!(
+        store.devices_seen("pia", now).await?,
+        vec![seen("watch", T0 + 1_000, 1)]
+    );
+    // The backfilled rows are already stored: inserting them again adds nothing.
+    let again = Row {
+        device: "watch".into(),
+        message_id: "m1".into(),
+        unit: None,
+        ..num("olga", 0, 0, "hr", "", T0 + 1_000, 61.0)
+    };
+    assert_eq!(store.insert(std::slice::from_ref(&again)).await?, 0);
+    assert_eq!(store.devices_seen("olga", now).await?, olga);
+    // New rows add to the backfilled minutes.
+    let new = Row {
+        message_id: "m5".into(),
+        time_ms: T0 + 4_000,
+        ..again
+    };
+    assert_eq!(store.insert(&[new]).await?, 1);
+    assert_eq!(
+        store.devices_seen("olga", now).await?,
+        vec![seen("band", T0 - 60_001, 1), seen("watch", T0 + 4_000, 3)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_backfills_device_minute() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("store.sqlite");
+    rusqlite::Connection::open(&path)?.execute_batch(&version_2_with_rows(
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0002_activity.sql"),
+    ))?;
+    let store = Store::open(None, dir.path()).await?;
+    backfill_contract(&store).await
+}
+
 #[tokio::test]
 async fn sqlite() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -569,6 +841,8 @@ async fn sqlite() -> TestResult {
     assert_eq!(store.engine(), "sqlite");
     store_contract(&store).await?;
     activity_contract(&store).await?;
+    summary_contract(&store).await?;
+    devices_contract(&store).await?;
     let before = store.count_and_checksum().await?;
     drop(store);
     // Reopening runs no migration twice and keeps everything.
@@ -609,15 +883,39 @@ async fn postgres() -> TestResult {
         assert_eq!(store.engine(), "postgres");
         store_contract(&store).await?;
         activity_contract(&store).await?;
+        summary_contract(&store).await?;
+        devices_contract(&store).await?;
         let before = store.count_and_checksum().await?;
         drop(store);
         let reopened = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
         assert_eq!(reopened.count_and_checksum().await?, before);
+
+        // A second database, at version 2 with rows, for the backfill of migration 0003.
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}_v2"))
+            .await?;
+        let v2_url = with_database(&url, &format!("{db}_v2"));
+        let (v2, v2_connection) = tokio_postgres::connect(&v2_url, tokio_postgres::NoTls).await?;
+        let v2_conn = tokio::spawn(v2_connection);
+        v2.batch_execute(&version_2_with_rows(
+            include_str!("../migrations/postgres/0001_init.sql"),
+            include_str!("../migrations/postgres/0002_activity.sql"),
+        ))
+        .await?;
+        drop(v2);
+        v2_conn.await??;
+        let store = Store::open(Some(&v2_url), std::path::Path::new("/nonexistent")).await?;
+        backfill_contract(&store).await?;
         TestResult::Ok(())
     }
     .await;
+    // One statement per call: several in one batch would run in one transaction, where
+    // DROP DATABASE is refused.
     admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}_v2 WITH (FORCE)"))
         .await?;
     drop(admin);
     conn.await??;
