@@ -4,6 +4,16 @@
 //! A token is 32 random bytes in hex, kept in memory only: tokens do not
 //! survive a restart (owners log in again), and are not shared between
 //! API instances.
+//!
+//! A session reaches the API in one of two ways. API clients send the
+//! token as `Authorization: Bearer`. The dashboard never sees the token: a
+//! login with `"cookie": true` puts it in an `HttpOnly`, `SameSite=Strict`
+//! cookie that page scripts cannot read, and answers a CSRF token instead.
+//! A request authenticated by the cookie that can change something (any
+//! method but GET and HEAD) must carry that CSRF token in `X-CSRF-Token`:
+//! SameSite already keeps other sites' requests from carrying the cookie,
+//! and the header is the second lock for browsers or proxies that do not
+//! honour it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +22,8 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
@@ -37,6 +48,32 @@ pub(crate) struct Sessions {
 struct Session {
     owner: String,
     expires: Instant,
+    /// What a cookie-authenticated request that changes something must
+    /// echo in `X-CSRF-Token`.
+    csrf: String,
+}
+
+/// The cookie that carries a dashboard's login token.
+pub const SESSION_COOKIE: &str = "tributary_session";
+/// The header that carries the CSRF token of a cookie session.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// 32 random bytes in hex.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A live session as a request presented it.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveSession {
+    pub(crate) token: String,
+    pub(crate) owner: String,
+    pub(crate) csrf: String,
+    pub(crate) expires_ms: i64,
+    /// Whether it came in the cookie (and not as a bearer token).
+    pub(crate) by_cookie: bool,
 }
 
 impl Sessions {
@@ -46,11 +83,10 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new token for `owner`.
-    fn create(&self, owner: String) -> Result<String> {
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    /// A new session for `owner`: its token and its CSRF token.
+    fn create(&self, owner: String) -> Result<(String, String)> {
+        let token = random_hex();
+        let csrf = random_hex();
         let now = Instant::now();
         let mut tokens = self.lock();
         if tokens.len() >= MAX_SESSIONS {
@@ -66,9 +102,10 @@ impl Sessions {
             Session {
                 owner,
                 expires: now + TOKEN_LIFETIME,
+                csrf: csrf.clone(),
             },
         );
-        Ok(token)
+        Ok((token, csrf))
     }
 
     /// Ends a session; whether the token was live.
@@ -79,16 +116,89 @@ impl Sessions {
             .is_some_and(|session| session.expires > now)
     }
 
-    /// The owner of a live token; an expired one is removed.
-    fn owner(&self, token: &str) -> Option<String> {
+    /// The owner and CSRF token of a live token, and when it expires (Unix
+    /// ms); an expired one is removed.
+    fn get(&self, token: &str) -> Option<(String, String, i64)> {
         let mut tokens = self.lock();
         let session = tokens.get(token)?;
-        if session.expires <= Instant::now() {
+        let now = Instant::now();
+        if session.expires <= now {
             tokens.remove(token);
             return None;
         }
-        Some(session.owner.clone())
+        let left = session.expires.duration_since(now);
+        let expires_ms = crate::unix_ms(std::time::SystemTime::now() + left);
+        Some((session.owner.clone(), session.csrf.clone(), expires_ms))
     }
+}
+
+const EXPIRED: &str = "unknown or expired session; log in again";
+
+impl FromRequestParts<ApiState> for LiveSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<LiveSession> {
+        let (token, by_cookie) = match parts.headers.get(header::AUTHORIZATION) {
+            Some(_) => (bearer(&parts.headers)?.to_owned(), false),
+            None => (
+                session_cookie(&parts.headers).ok_or(ApiError::Unauthorized(
+                    "not logged in: send 'Authorization: Bearer TOKEN' (from POST /api/v1/login)",
+                ))?,
+                true,
+            ),
+        };
+        let (owner, csrf, expires_ms) = state
+            .inner
+            .sessions
+            .get(&token)
+            .ok_or(ApiError::Unauthorized(EXPIRED))?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD);
+        if by_cookie && !safe {
+            let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
+            if sent != Some(csrf.as_bytes()) {
+                return Err(ApiError::Forbidden(
+                    "missing or wrong X-CSRF-Token header (a cookie session must send the csrf token from login or GET /api/v1/session)",
+                ));
+            }
+        }
+        Ok(LiveSession {
+            token,
+            owner,
+            csrf,
+            expires_ms,
+            by_cookie,
+        })
+    }
+}
+
+/// The login token in the request's session cookie, if any.
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// The `Set-Cookie` value that holds `token` for the token's lifetime, or
+/// (`None`) that removes it. `Secure` when the request came through a
+/// TLS-terminating proxy that says so.
+fn set_cookie(token: Option<&str>, headers: &HeaderMap) -> HeaderValue {
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let (value, max_age) = match token {
+        Some(token) => (token, TOKEN_LIFETIME.as_secs()),
+        None => ("", 0),
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&cookie).expect("a hex token makes a valid header value")
 }
 
 /// The authenticated owner of a request, from its `Authorization: Bearer`
@@ -101,15 +211,9 @@ impl FromRequestParts<ApiState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Owner> {
-        let token = bearer(&parts.headers)?;
-        state
-            .inner
-            .sessions
-            .owner(token)
-            .map(Owner)
-            .ok_or(ApiError::Unauthorized(
-                "unknown or expired token; log in again",
-            ))
+        LiveSession::from_request_parts(parts, state)
+            .await
+            .map(|session| Owner(session.owner))
     }
 }
 
@@ -130,27 +234,53 @@ fn bearer(headers: &HeaderMap) -> Result<&str> {
         ))
 }
 
-/// `POST /api/v1/logout`: the caller's token stops working at once.
+/// `POST /api/v1/logout`: the caller's token stops working at once (and a
+/// cookie session's cookie is removed).
 pub(crate) async fn logout(
     State(state): State<ApiState>,
+    session: LiveSession,
     headers: HeaderMap,
-) -> Result<StatusCode> {
-    let token = bearer(&headers)?;
-    if state.inner.sessions.end(token) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::Unauthorized(
-            "unknown or expired token; log in again",
-        ))
+) -> Result<Response> {
+    if !state.inner.sessions.end(&session.token) {
+        return Err(ApiError::Unauthorized(EXPIRED));
     }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if session.by_cookie {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, set_cookie(None, &headers));
+    }
+    Ok(response)
 }
 
-/// The body of sign-up and login.
+/// `GET /api/v1/session`: who the caller's session is, the CSRF token a
+/// cookie session must send, and when it expires; 401 when logged out (how
+/// the dashboard learns at start whether someone is signed in).
+pub(crate) async fn session(session: LiveSession) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "owner": session.owner,
+        "csrf": session.csrf,
+        "expires_ms": session.expires_ms,
+    }))
+}
+
+/// The body of sign-up.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
     name: String,
     password: String,
+}
+
+/// The body of login: with `cookie` the session goes in a cookie (the
+/// dashboard) instead of the body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    name: String,
+    password: String,
+    #[serde(default)]
+    cookie: bool,
 }
 
 /// `POST /api/v1/signup`: a new owner with the given password.
@@ -182,11 +312,13 @@ pub(crate) async fn signup(
     ))
 }
 
-/// `POST /api/v1/login`: a token for an owner's name and password.
+/// `POST /api/v1/login`: a token for an owner's name and password, in the
+/// body or (with `"cookie": true`) in the session cookie.
 pub(crate) async fn login(
     State(state): State<ApiState>,
-    body: Result<Json<Credentials>, JsonRejection>,
-) -> Result<Json<serde_json::Value>> {
+    headers: HeaderMap,
+    body: Result<Json<Login>, JsonRejection>,
+) -> Result<Response> {
     let Json(credentials) = body?;
     let throttle = &state.inner.login_throttle;
     let name = credentials.name.clone();
@@ -221,12 +353,26 @@ pub(crate) async fn login(
         }
     };
     throttle.succeeded(&name);
-    let token = state.inner.sessions.create(owner.clone())?;
-    Ok(Json(serde_json::json!({
-        "token": token,
-        "owner": owner,
-        "expires_in_s": TOKEN_LIFETIME.as_secs(),
-    })))
+    let (token, csrf) = state.inner.sessions.create(owner.clone())?;
+    let expires_in_s = TOKEN_LIFETIME.as_secs();
+    let mut response = if credentials.cookie {
+        let body =
+            serde_json::json!({ "owner": owner, "csrf": csrf, "expires_in_s": expires_in_s });
+        let mut response = Json(body).into_response();
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, set_cookie(Some(&token), &headers));
+        response
+    } else {
+        let body =
+            serde_json::json!({ "token": token, "owner": owner, "expires_in_s": expires_in_s });
+        Json(body).into_response()
+    };
+    // A token, in the body or the cookie, must not be kept by any cache.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// Runs blocking work (Argon2, the accounts file) off the async threads.

@@ -178,6 +178,35 @@ pub(crate) async fn measurements(
     ))
 }
 
+/// `GET /api/v1/summary`: each numeric measurement of the caller with its
+/// latest value (the dashboard's overview).
+pub(crate) async fn summary(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    let names = state
+        .inner
+        .store
+        .summary(&owner)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(
+        names
+            .into_iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "unit": s.unit,
+                    "latest_value": s.latest_value,
+                    "latest_time_ms": s.latest_time_ms,
+                    "device": s.device,
+                    "count": s.count,
+                })
+            })
+            .collect(),
+    ))
+}
+
 /// `GET /api/v1/dead-letters?limit=`.
 pub(crate) async fn dead_letters(
     State(state): State<ApiState>,
@@ -292,7 +321,8 @@ pub(crate) async fn export(
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, filename),
         ],
-        Body::from_stream(pages),
+        // Fused: a layer (gzip) may poll again after the end, which `unfold` forbids.
+        Body::from_stream(futures_util::StreamExt::fuse(pages)),
     )
         .into_response())
 }

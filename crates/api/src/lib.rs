@@ -50,6 +50,7 @@ mod metrics;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod web;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -103,6 +104,22 @@ struct Inner {
     feeds: Arc<Semaphore>,
     live_max_duration: Duration,
     metrics: Metrics,
+    /// Where devices connect, for the dashboard's snippets.
+    mqtt: std::sync::RwLock<MqttEndpoints>,
+}
+
+/// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
+/// (the host is the one the page was loaded from).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MqttEndpoints {
+    /// MQTT over TCP.
+    pub port: Option<u16>,
+    /// MQTT over TLS.
+    pub tls_port: Option<u16>,
+    /// MQTT over WebSocket (path `/mqtt`).
+    pub ws_port: Option<u16>,
+    /// MQTT over secure WebSocket (path `/mqtt`).
+    pub wss_port: Option<u16>,
 }
 
 impl ApiState {
@@ -136,6 +153,7 @@ impl ApiState {
                 feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
                 live_max_duration,
                 metrics: Metrics::default(),
+                mqtt: std::sync::RwLock::default(),
             }),
         }
     }
@@ -146,6 +164,15 @@ impl ApiState {
         self.inner
             .signup_open
             .store(open, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Tells the dashboard where devices connect.
+    pub fn set_mqtt_endpoints(&self, endpoints: MqttEndpoints) {
+        *self
+            .inner
+            .mqtt
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints;
     }
 
     /// The metrics, for the server to set its gauges.
@@ -168,8 +195,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/signup", post(auth::signup))
         .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
+        .route("/session", get(auth::session))
+        .route("/info", get(info))
         .route("/devices", get(devices::list).post(devices::add))
-        .route("/devices/{name}", delete(devices::revoke))
+        .route("/devices/{id}", delete(devices::revoke))
+        .route("/devices/{id}/token", post(devices::rotate))
+        .route("/summary", get(data::summary))
         .route("/measurements", get(data::measurements))
         .route("/dead-letters", get(data::dead_letters))
         .route("/export", get(data::export))
@@ -186,9 +217,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/openapi.json", get(openapi))
-        .fallback(not_found)
+        .fallback(web::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Gzip when the client asks (the dashboard's files, exports); the
+        // default predicate leaves the live feed (text/event-stream) alone.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -225,6 +259,27 @@ async fn count_requests(State(state): State<ApiState>, request: Request, next: N
         .metrics
         .count_request(&route, response.status().as_u16());
     response
+}
+
+/// `GET /api/v1/info`: the server's version and MQTT ports (no login
+/// needed: the same as a port scan would tell).
+async fn info(State(state): State<ApiState>) -> axum::Json<serde_json::Value> {
+    let mqtt = state
+        .inner
+        .mqtt
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "mqtt": mqtt,
+    }))
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn healthz() -> &'static str {
@@ -274,10 +329,6 @@ async fn openapi() -> impl IntoResponse {
         )],
         OPENAPI_JSON,
     )
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint (see /api/openapi.json)".into())
 }
 
 async fn method_not_allowed() -> ApiError {

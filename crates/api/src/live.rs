@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -34,19 +35,37 @@ pub const MAX_FEED_DURATION: Duration = Duration::from_secs(60 * 60);
 pub const MAX_FEEDS: usize = 256;
 /// Records read from the log per step.
 const READ_BATCH: usize = 256;
+/// A feed resumed with `Last-Event-ID` goes back at most this many log
+/// records (of every owner): enough for a reconnect after a network blip,
+/// and a bound on the log a feed may make the server re-read.
+pub const MAX_RESUME_RECORDS: u64 = 100_000;
 
-/// `GET /api/v1/live`.
+/// `GET /api/v1/live`. Each event's id is its log offset; a client that
+/// reconnects with `Last-Event-ID` (an `EventSource` does by itself)
+/// resumes after it, so nothing in between is missed.
 pub(crate) async fn live(
     State(state): State<ApiState>,
     Owner(owner): Owner,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
     let permit =
         state.inner.feeds.clone().try_acquire_owned().map_err(|_| {
             ApiError::Unavailable("too many live feeds open; try again later".into())
         })?;
     let log = state.inner.log.clone();
+    let end = log.end_offset();
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|last| {
+            Offset(
+                last.saturating_add(1)
+                    .clamp(end.0.saturating_sub(MAX_RESUME_RECORDS), end.0),
+            )
+        });
     let feed = Feed {
-        next: log.end_offset(),
+        next: resume.unwrap_or(end),
         log,
         owner,
         pending: VecDeque::new(),
@@ -70,10 +89,11 @@ struct Feed {
 
 impl Feed {
     fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
-        futures_util::stream::unfold(self, |mut feed| async move {
+        // Fused: a layer may poll again after the end, which `unfold` forbids.
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(self, |mut feed| async move {
             let event = feed.next_event().await?;
             Some((Ok(event), feed))
-        })
+        }))
     }
 
     /// The next of the caller's events; `None` ends the feed (deadline,
@@ -104,7 +124,7 @@ impl Feed {
                         records
                             .iter()
                             .filter(|(_, r)| r.owner == self.owner)
-                            .map(|(_, r)| event(r)),
+                            .map(|(offset, r)| event(*offset, r)),
                     );
                 }
                 // Retention passed this feed (it fell far behind): skip
@@ -121,8 +141,8 @@ impl Feed {
     }
 }
 
-/// The event for one record.
-fn event(record: &Arc<Record>) -> Event {
+/// The event for one record, its id the record's offset.
+fn event(offset: Offset, record: &Arc<Record>) -> Event {
     let mut data = serde_json::json!({
         "topic": record.topic,
         "device": record.device,
@@ -137,5 +157,8 @@ fn event(record: &Arc<Record>) -> Event {
             data["encoding"] = "base64".into();
         }
     }
-    Event::default().event("message").data(data.to_string())
+    Event::default()
+        .event("message")
+        .id(offset.0.to_string())
+        .data(data.to_string())
 }

@@ -295,11 +295,19 @@ async fn logout_ends_the_token_at_once() -> TestResult {
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     let reply = api.get("/api/v1/devices", Some(&ann)).await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    assert_problem(
+        &reply,
+        StatusCode::UNAUTHORIZED,
+        "unknown or expired session",
+    );
     let reply = api
         .call(Method::POST, "/api/v1/logout", Some(&ann), None)
         .await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    assert_problem(
+        &reply,
+        StatusCode::UNAUTHORIZED,
+        "unknown or expired session",
+    );
     Ok(())
 }
 
@@ -331,11 +339,12 @@ async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let id = reply.json()["id"].as_str().unwrap_or_default().to_owned();
     let reply = api
         .post(
             "/api/v1/login",
             None,
-            json!({"name": "watch", "password": device_token}),
+            json!({"name": id, "password": device_token}),
         )
         .await;
     assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
@@ -346,11 +355,19 @@ async fn a_device_token_does_not_log_in_as_an_owner() -> TestResult {
 async fn missing_or_unknown_tokens_are_401() -> TestResult {
     let api = api().await?;
     let reply = api.get("/api/v1/devices", None).await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "not logged in");
     let reply = api.get("/api/v1/devices", Some("00ff")).await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    assert_problem(
+        &reply,
+        StatusCode::UNAUTHORIZED,
+        "unknown or expired session",
+    );
     let reply = api.get("/api/v1/live", Some("00ff")).await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+    assert_problem(
+        &reply,
+        StatusCode::UNAUTHORIZED,
+        "unknown or expired session",
+    );
     Ok(())
 }
 
@@ -363,37 +380,71 @@ async fn device_registration_returns_the_token_once_and_it_connects() -> TestRes
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let created = reply.json();
-    assert_eq!(created["device"], "watch");
+    assert_eq!(created["name"], "watch");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["topic"], format!("tributary/v1/{id}/senml"));
     let token = created["token"].as_str().expect("token");
-    // The token is the device's MQTT password.
+    // The id and token are the device's MQTT user name and password.
     let accounts = tributary_accounts::Accounts::open(&api.state.inner.data_dir)?;
+    let device = tributary_accounts::Identity::Device {
+        owner: "ann".into(),
+        device: id.clone(),
+    };
     assert_eq!(
-        accounts.authenticate("watch", token.as_bytes()),
-        Ok(tributary_accounts::Identity::Device {
-            owner: "ann".into(),
-            device: "watch".into()
-        })
+        accounts.authenticate(&id, token.as_bytes()),
+        Ok(device.clone())
     );
     // Listed without the token.
     let reply = api.get("/api/v1/devices", Some(&ann)).await;
     let listed = reply.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     assert_eq!(listed[0]["name"], "watch");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["last_seen_ms"], Value::Null);
+    assert_eq!(listed[0]["messages_last_hour"], 0);
     assert!(listed[0]["created_ms"].as_i64().unwrap_or(0) > 0);
     assert_eq!(listed[0]["revoked_ms"], Value::Null);
     assert!(!String::from_utf8_lossy(&reply.body).contains(token));
-    // A taken name is 409.
+    // A name the owner already uses is 409.
     let reply = api
         .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
         .await;
     assert_problem(&reply, StatusCode::CONFLICT, "already exists");
-    // Revoked: listed with revoked_ms.
+    // A new token replaces the old one.
     let reply = api
-        .call(Method::DELETE, "/api/v1/devices/watch", Some(&ann), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/token"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rotated = reply.json()["token"].as_str().expect("token").to_owned();
+    accounts.reload_if_changed()?;
+    assert!(accounts.authenticate(&id, token.as_bytes()).is_err());
+    assert_eq!(accounts.authenticate(&id, rotated.as_bytes()), Ok(device));
+    // Revoked: listed with revoked_ms, and its token cannot be rotated.
+    let reply = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/devices/{id}"),
+            Some(&ann),
+            None,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert!(reply.json()[0]["revoked_ms"].as_i64().is_some());
+    let reply = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/token"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_problem(&reply, StatusCode::NOT_FOUND, "is revoked");
     Ok(())
 }
 
@@ -403,13 +454,17 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
     let ann = api.owner("ann").await;
     let bob = api.owner("bob").await;
     let reply = api
-        .post("/api/v1/devices", Some(&ann), json!({"name": "anns-watch"}))
+        .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
+    let anns = reply.json()["id"].as_str().unwrap_or_default().to_owned();
+    // Both may call a device "watch".
     let reply = api
-        .post("/api/v1/devices", Some(&bob), json!({"name": "bobs-phone"}))
+        .post("/api/v1/devices", Some(&bob), json!({"name": "watch"}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
+    let bobs = reply.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(anns, bobs);
 
     let names = |reply: Reply| -> Vec<String> {
         reply
@@ -420,37 +475,48 @@ async fn two_owners_never_see_each_others_devices() -> TestResult {
             .filter_map(|d| d["name"].as_str().map(str::to_owned))
             .collect()
     };
+    let ids = |reply: Reply| -> Vec<String> {
+        reply
+            .json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["id"].as_str().map(str::to_owned))
+            .collect()
+    };
     assert_eq!(
         names(api.get("/api/v1/devices", Some(&ann)).await),
-        ["anns-watch"]
+        ["watch"]
     );
     assert_eq!(
-        names(api.get("/api/v1/devices", Some(&bob)).await),
-        ["bobs-phone"]
+        ids(api.get("/api/v1/devices", Some(&ann)).await),
+        vec![anns.clone()]
+    );
+    assert_eq!(
+        ids(api.get("/api/v1/devices", Some(&bob)).await),
+        vec![bobs.clone()]
     );
 
-    // Bob cannot revoke Ann's device, and is told the same as for a device
-    // that does not exist.
-    let reply = api
-        .call(
-            Method::DELETE,
-            "/api/v1/devices/anns-watch",
-            Some(&bob),
-            None,
-        )
-        .await;
-    assert_problem(
-        &reply,
-        StatusCode::NOT_FOUND,
-        "you have no device named anns-watch",
-    );
+    // Bob cannot revoke or re-key Ann's device, and is told the same as
+    // for a device that does not exist.
+    for (method, uri) in [
+        (Method::DELETE, format!("/api/v1/devices/{anns}")),
+        (Method::POST, format!("/api/v1/devices/{anns}/token")),
+    ] {
+        let reply = api.call(method, &uri, Some(&bob), None).await;
+        assert_problem(
+            &reply,
+            StatusCode::NOT_FOUND,
+            &format!("you have no device with id {anns}"),
+        );
+    }
     let reply = api
         .call(Method::DELETE, "/api/v1/devices/nothing", Some(&bob), None)
         .await;
     assert_problem(
         &reply,
         StatusCode::NOT_FOUND,
-        "you have no device named nothing",
+        "you have no device with id nothing",
     );
     let reply = api.get("/api/v1/devices", Some(&ann)).await;
     assert_eq!(reply.json()[0]["revoked_ms"], Value::Null);
@@ -528,9 +594,13 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/signup", "post"),
     ("/api/v1/login", "post"),
     ("/api/v1/logout", "post"),
+    ("/api/v1/session", "get"),
+    ("/api/v1/info", "get"),
     ("/api/v1/devices", "get"),
     ("/api/v1/devices", "post"),
-    ("/api/v1/devices/{name}", "delete"),
+    ("/api/v1/devices/{id}", "delete"),
+    ("/api/v1/devices/{id}/token", "post"),
+    ("/api/v1/summary", "get"),
     ("/api/v1/measurements", "get"),
     ("/api/v1/dead-letters", "get"),
     ("/api/v1/export", "get"),
@@ -740,7 +810,7 @@ async fn bad_query_parameters_are_400_naming_the_parameter() -> TestResult {
         assert_problem(&reply, StatusCode::BAD_REQUEST, detail);
     }
     let reply = api.get("/api/v1/measurements?from=0&to=5", None).await;
-    assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+    assert_problem(&reply, StatusCode::UNAUTHORIZED, "not logged in");
     Ok(())
 }
 
@@ -1180,9 +1250,13 @@ async fn bad_activity_requests_are_problems() -> TestResult {
         (Method::PUT, "/api/v1/activity/settings"),
     ] {
         let reply = api.call(method.clone(), uri, None, None).await;
-        assert_problem(&reply, StatusCode::UNAUTHORIZED, "missing Authorization");
+        assert_problem(&reply, StatusCode::UNAUTHORIZED, "not logged in");
         let reply = api.call(method, uri, Some("00ff"), None).await;
-        assert_problem(&reply, StatusCode::UNAUTHORIZED, "unknown or expired token");
+        assert_problem(
+            &reply,
+            StatusCode::UNAUTHORIZED,
+            "unknown or expired session",
+        );
     }
     let reply = api
         .call(
@@ -1193,5 +1267,252 @@ async fn bad_activity_requests_are_problems() -> TestResult {
         )
         .await;
     assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    Ok(())
+}
+
+/// One request with the given headers and optional JSON body; the response
+/// as status, headers and body text.
+async fn raw_call(
+    api: &Api,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Result<(StatusCode, axum::http::HeaderMap, String), Box<dyn std::error::Error>> {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(body.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = api.router.clone().oneshot(request.body(body)?).await?;
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_cookie_session_is_httponly_and_its_changes_need_the_csrf_token() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    let (status, headers, body) = raw_call(
+        &api,
+        Method::POST,
+        "/api/v1/login",
+        &[],
+        Some(json!({"name": "ann", "password": "correct horse", "cookie": true})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set_cookie = headers[header::SET_COOKIE].to_str()?.to_owned();
+    for part in [
+        "tributary_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let login: Value = serde_json::from_str(&body)?;
+    // The token is in the cookie only, never where a script could read it.
+    assert_eq!(login["token"], Value::Null);
+    let csrf = login["csrf"].as_str().ok_or("csrf")?.to_owned();
+    let cookie = set_cookie.split(';').next().ok_or("cookie")?.to_owned();
+    let token = cookie.trim_start_matches("tributary_session=");
+    assert!(!body.contains(token));
+
+    // Reads need only the cookie.
+    let (status, _, body) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/session",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let session: Value = serde_json::from_str(&body)?;
+    assert_eq!(session["owner"], "ann");
+    assert_eq!(session["csrf"], csrf.as_str());
+    assert!(session["expires_ms"].as_i64().unwrap_or(0) > 0);
+
+    // A change without the CSRF token, or with another, is refused and
+    // does nothing.
+    for sent in [None, Some("0badc0de")] {
+        let mut headers = vec![("cookie", cookie.as_str())];
+        if let Some(sent) = sent {
+            headers.push(("x-csrf-token", sent));
+        }
+        let (status, _, body) = raw_call(
+            &api,
+            Method::POST,
+            "/api/v1/devices",
+            &headers,
+            Some(json!({"name": "watch"})),
+        )
+        .await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.contains("X-CSRF-Token"), "{body}");
+    }
+    let (_, _, body) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/devices",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await?;
+    assert_eq!(body, "[]");
+    let with_csrf = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, _, _) = raw_call(
+        &api,
+        Method::POST,
+        "/api/v1/devices",
+        &with_csrf,
+        Some(json!({"name": "watch"})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Logout ends the session and removes the cookie.
+    let (status, headers, _) =
+        raw_call(&api, Method::POST, "/api/v1/logout", &with_csrf, None).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(headers[header::SET_COOKIE].to_str()?.contains("Max-Age=0"));
+    let (status, _, _) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/session",
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cookie_behind_a_tls_proxy_is_secure() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    let (_, headers, _) = raw_call(
+        &api,
+        Method::POST,
+        "/api/v1/login",
+        &[("x-forwarded-proto", "https")],
+        Some(json!({"name": "ann", "password": "correct horse", "cookie": true})),
+    )
+    .await?;
+    assert!(headers[header::SET_COOKIE].to_str()?.ends_with("; Secure"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_for_every_app_route_and_the_api_keeps_its_404() -> TestResult {
+    let api = api().await?;
+    for path in ["/", "/explore", "/devices?x=1"] {
+        let (status, headers, body) = raw_call(&api, Method::GET, path, &[], None).await?;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/html"));
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str()?;
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        assert!(
+            body.contains("<html") || body.contains("<!doctype"),
+            "{body}"
+        );
+    }
+    let (status, headers, _) =
+        raw_call(&api, Method::GET, "/assets/missing-0000.js", &[], None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    let (status, headers, _) = raw_call(&api, Method::GET, "/api/v1/nothing", &[], None).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    let (status, _, _) = raw_call(&api, Method::POST, "/explore", &[], None).await?;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn info_tells_where_devices_connect() -> TestResult {
+    let api = api().await?;
+    api.state.set_mqtt_endpoints(crate::MqttEndpoints {
+        port: Some(1883),
+        ws_port: Some(8083),
+        ..Default::default()
+    });
+    let reply = api.get("/api/v1/info", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let info = reply.json();
+    assert_eq!(info["mqtt"]["port"], 1883);
+    assert_eq!(info["mqtt"]["ws_port"], 8083);
+    assert_eq!(info["mqtt"]["tls_port"], Value::Null);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_live_feed_resumes_after_its_last_event_id() -> TestResult {
+    let api = api_with_live(Duration::from_secs(1)).await?;
+    let ann = api.owner("ann").await;
+    let first = api.log.append(record("ann", "watch", b"one")).await?;
+    api.log.append(record("bob", "phone", b"bob's")).await?;
+    api.log.append(record("ann", "watch", b"two")).await?;
+    let (status, _, text) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/live",
+        &[
+            ("authorization", &format!("Bearer {ann}")),
+            ("last-event-id", &first.0.to_string()),
+        ],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, [(first.0 + 2).to_string()], "{text}");
+    assert!(text.contains("two") && !text.contains("one"), "{text}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_gzipped_export_is_whole() -> TestResult {
+    // Regression: the compression layer polled the export's stream after
+    // its end, and the handler panicked (an empty reply to the browser).
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    api.store
+        .insert(&[row("ann", "watch", 0, "hr", 60_000, 60.0)])
+        .await?;
+    let (status, headers, _) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/export?format=csv",
+        &[
+            ("authorization", &format!("Bearer {ann}")),
+            ("accept-encoding", "gzip"),
+        ],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
     Ok(())
 }

@@ -189,6 +189,17 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         store.clone(),
         log.clone(),
     );
+    let mut endpoints = tributary_api::MqttEndpoints::default();
+    for (kind, addr) in listeners.addresses() {
+        let port = Some(addr.port());
+        match kind {
+            ListenerKind::Tcp => endpoints.port = port,
+            ListenerKind::Tls => endpoints.tls_port = port,
+            ListenerKind::Ws => endpoints.ws_port = port,
+            ListenerKind::Wss => endpoints.wss_port = port,
+        }
+    }
+    api_state.set_mqtt_endpoints(endpoints);
     // Shared by the pipeline, which counts, and `/metrics`, which shows.
     let sink_stats = crate::pipeline::SinkStats::default();
     api_state.set_signup(config.http.signup);
