@@ -14,4 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 rust_format_and_lint_steps
 rust_test_step
+if [ -d web/node_modules ]; then
+    step "dashboard: types, Vitest, web/dist equals a fresh build" bash scripts/web_check.sh
+else
+    skip "dashboard checks" "web/node_modules is missing (npm ci --prefix web)"
+fi
 finish check-fast.sh

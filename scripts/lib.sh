@@ -9,6 +9,7 @@ cd "$root" || exit 1
 # Where scripts/provision.sh installs what the tests need (docs/testing.md).
 venv="$root/.venv"
 js="$root/tests/integration/js"
+web="$root/web"
 tansu_root=/opt/tansu-0.6.0
 s3s_root=/opt/s3s-fs-0.14.1
 pg_bin=/usr/lib/postgresql/15/bin

@@ -5,6 +5,9 @@
 #     (without starting their system services);
 #   - a Python venv at .venv with tests/requirements.txt (reinstalled when the file changes);
 #   - MQTT.js from npm into tests/integration/js (reinstalled when its package-lock.json changes);
+#   - Debian's chromium (the dashboard's browser tests drive it with Playwright, which downloads no
+#     browser) and the dashboard's npm packages into web/node_modules (npm ci, pinned by
+#     web/package-lock.json, reinstalled when it changes);
 #   - the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0 (~10 min once);
 #   - the S3-compatible server s3s-fs 0.14.1 from crates.io into /opt/s3s-fs-0.14.1 (~3 min once).
 # cargo-fuzz is installed by scripts/fuzz-smoke.sh when it first runs. docs/testing.md has the rest.
@@ -49,6 +52,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Java for Spark ML (scripts/spark_har.py, the behaviour model's anchor; pyspark runs on 17).
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# The dashboard's end-to-end tests (tests/integration/test_dashboard.py) run in Debian's Chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]}"
     apt_install_without_services "${missing[@]}"
@@ -83,6 +88,13 @@ if [ "$(cat "$js/node_modules/.lock.sha256" 2>/dev/null || true)" != "$lock_hash
     npm ci --prefix "$js" --no-audit --no-fund --loglevel=error
     echo "$lock_hash" >"$js/node_modules/.lock.sha256"
 fi
+# The dashboard's build and test tools (Vite, TypeScript, Vitest, axe-core), pinned by web/package-lock.json.
+web_lock_hash=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$web/node_modules/.lock.sha256" 2>/dev/null || true)" != "$web_lock_hash" ]; then
+    echo "installing the dashboard's npm packages into $web/node_modules"
+    npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
+    echo "$web_lock_hash" >"$web/node_modules/.lock.sha256"
+fi
 # tansu 0.6.0, the Kafka-protocol broker for the Kafka tests (docs/testing.md). Plain
 # `cargo install tansu` builds no storage engine, so it is built with libsql (sqlite) under /opt;
 # the check below makes a second run cost nothing (the first build takes ~10 min on 2 cores).
@@ -99,6 +111,7 @@ if ! "$s3s_root/bin/s3s-fs" --version >/dev/null 2>&1; then
     cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$s3s_root"
 fi
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
+echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 echo "tansu: $tansu_root/bin/tansu"
 echo "s3s-fs: $s3s_root/bin/s3s-fs"
 echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \

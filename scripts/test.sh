@@ -86,6 +86,10 @@ unset TRIBUTARY_TEST_KAFKA
 step "cargo test --doc" cargo test --doc --workspace
 step "cargo doc (warnings are errors)" env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 
+# ---- the dashboard (web/) ----------------------------------------------------------------------
+
+step "dashboard: types, Vitest, web/dist equals a fresh build" bash scripts/web_check.sh
+
 # ---- integration tests against the release binary ----------------------------------------------
 
 step "cargo build --release -p tributary-cli" cargo build --release -p tributary-cli

@@ -58,7 +58,9 @@ def sign_up_with_device(broker) -> tuple[str, str, str, str]:
     token = login(broker, owner, password)
     status, body = api(broker, "POST", "/api/v1/devices", token, body={"name": device})
     assert status == 201, body
-    return owner, password, device, body["token"]
+    # The owner names the device; its MQTT user name is the id the server made.
+    assert body["name"] == device and body["id"] != device, body
+    return owner, password, body["id"], body["token"]
 
 
 def publish_senml(broker, device: str, token: str):

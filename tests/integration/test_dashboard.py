@@ -1,0 +1,288 @@
+"""The owner's dashboard end to end, in Debian's Chromium (headless) driven by Playwright, against
+the release binary, which embeds the dashboard (web/dist) and serves it on its HTTP listener.
+
+One person signs up, adds a device, and a paho client publishes SenML with the token the page
+showed: the value appears on Live within a second of its PUBACK; Explore shows 30 days of history
+and zooms into one hour; the CSV export the page downloads equals the API's; the revoked device is
+refused and the page says so. A second person sees nothing of the first's. Every page is
+photographed at 1280x800 and 390x844 (light and dark) into target/dashboard-screenshots/ (or
+$TRIBUTARY_SCREENSHOTS), and axe-core (web/node_modules, pinned by web/package-lock.json) reports no
+violation on any of them."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from api_client import api, call
+from clients import V5, Client, unique
+from conftest import AGAINST, REPO, wait_for
+
+pytestmark = [
+    pytest.mark.skipif(AGAINST != "tributary", reason="the dashboard is tributary's"),
+    pytest.mark.timeout(420),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+AXE = REPO / "web" / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = Path(os.environ.get("TRIBUTARY_SCREENSHOTS") or REPO / "target" / "dashboard-screenshots")
+# What the machine's closed network needs (no background connections, no GPU, no sandbox as root).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORTS = [(1280, 800), (390, 844)]
+# axe-core's rules for WCAG 2.0/2.1 A and AA, and its best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+HISTORY_DAYS = 30
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/provision.sh installs Debian's chromium", pytrace=False)
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: npm ci --prefix web (scripts/provision.sh does it)", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, broker):
+    # bypass_csp: axe is injected as an inline script, which the dashboard's CSP forbids.
+    context = browser.new_context(base_url=broker.http_url, viewport={"width": 1280, "height": 800},
+                                  bypass_csp=True, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
+def check_page(page, name: str, ready: str | None = None):
+    """Screenshots of the page at both sizes in light and dark, and axe-core on each: no violation."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width, height in VIEWPORTS:
+            page.set_viewport_size({"width": width, "height": height})
+            if ready:
+                page.locator(ready).first.wait_for()
+            page.wait_for_timeout(150)  # one resize and repaint of the charts
+            page.screenshot(path=str(SHOTS / f"{name}-{width}x{height}-{scheme}.png"), full_page=True)
+            if not page.evaluate("typeof window.axe !== 'undefined'"):
+                page.add_script_tag(path=str(AXE))
+            violations = page.evaluate(
+                "async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))"
+                ".violations.map(v => ({id: v.id, impact: v.impact, help: v.help,"
+                " nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))",
+                AXE_TAGS)
+            problems += [dict(v, page=name, size=f"{width}x{height}", scheme=scheme) for v in violations]
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert problems == [], json.dumps(problems, indent=1)
+
+
+def sign_up(page, name: str, password: str):
+    page.goto("/")
+    page.get_by_role("button", name="Create one").click()
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Create account").click()
+    page.get_by_role("heading", name="Overview", exact=True).wait_for()
+
+
+def device_client(broker, device: str, token: str) -> Client:
+    """A paho 5.0 client of the device, once the broker has read the new account (within a second)."""
+    def connected():
+        client = Client(broker, V5)
+        client.c.username_pw_set(device, token)
+        if client.connect(expect_success=False).reason_code == 0:
+            return client
+        client.close()
+        return None
+
+    return wait_for(connected, timeout=10, interval=0.2, what=f"device {device} accepted")
+
+
+def senml_history(now_ms: int) -> list[bytes]:
+    """30 days of heart rate, one value a minute, one SenML pack a day (times relative to bt)."""
+    packs = []
+    start_s = (now_ms - HISTORY_DAYS * DAY_MS) // 1000 // 60 * 60
+    for day in range(HISTORY_DAYS):
+        base = start_s + day * 86_400
+        records = [{"bn": "", "bt": base, "n": "hr", "u": "beat/min", "t": 0, "v": 70.0}]
+        for minute in range(1, 1_440):
+            value = round(70 + 15 * math.sin((day * 1_440 + minute) / 90), 1)
+            records.append({"n": "hr", "u": "beat/min", "t": minute * 60, "v": value})
+        packs.append(json.dumps(records).encode())
+    return packs
+
+
+def query_range(page) -> tuple[int, int]:
+    params = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+    return int(params["from"][0]), int(params["to"][0])
+
+
+def explore_ready(page) -> int:
+    """Waits for Explore's chart to finish a draw; the points drawn."""
+    chart = page.locator("[data-testid=explore-chart][data-state=ready]")
+    chart.wait_for()
+    return int(chart.get_attribute("data-points") or 0)
+
+
+def drag_zoom(page, fraction_from: float, fraction_to: float):
+    """Drags across the chart's plot area from one fraction of its width to another (uPlot's zoom)."""
+    # After a change of window size, the plot follows its box on the next frames.
+    page.wait_for_function(
+        "() => { const o = document.querySelector('[data-testid=explore-chart] .u-over');"
+        " const b = document.querySelector('[data-testid=explore-chart]');"
+        " return o && o.getBoundingClientRect().width > 0.8 * b.getBoundingClientRect().width; }")
+    box = page.locator("[data-testid=explore-chart] .u-over").bounding_box()
+    assert box, "no plot area"
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * fraction_from, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (fraction_from + fraction_to) / 2, y, steps=4)
+    page.mouse.move(box["x"] + box["width"] * fraction_to, y, steps=4)
+    page.mouse.up()
+
+
+def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revokes(broker, chromium):
+    suffix = unique("").replace("-", "")[-6:]
+    ann, password = f"ann{suffix}", f"pw-{suffix}-long-enough"
+    page = new_page(chromium, broker)
+
+    # Sign-up and sign-in pages.
+    page.goto("/")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    check_page(page, "signin")
+    sign_up(page, ann, password)
+    check_page(page, "overview-empty")
+
+    # Add a device: its id and token are shown once, with snippets and a QR code.
+    page.goto("/devices")
+    page.get_by_label("Device name").fill("watch")
+    page.get_by_role("button", name="Add", exact=True).click()
+    token = page.get_by_test_id("new-device-token").inner_text().strip()
+    device = page.get_by_test_id("new-device-id").inner_text().strip()
+    assert device != "watch" and len(device) == 13, device
+    assert len(token) >= 40, token
+    panel = page.get_by_role("dialog")
+    assert "mosquitto_pub" in panel.inner_text()
+    assert panel.locator("canvas, img, svg").count() >= 1, "no QR code"
+    check_page(page, "devices-token")
+    page.keyboard.press("Escape")
+
+    # The paho client uses exactly what the page showed.
+    client = device_client(broker, device, token)
+    try:
+        # Live: a value appears within a second of its PUBACK.
+        page.goto("/live")
+        page.locator("[data-testid=live][data-conn=connected]").wait_for()
+        client.publish(f"tributary/v1/{device}/senml", json.dumps([{"n": "hr", "u": "beat/min", "v": 61}]), qos=1)
+        acked = time.monotonic()
+        value = page.get_by_test_id(f"live-value-{device}-hr")
+        value.wait_for()
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel)?.getAttribute('data-value') === '61'",
+            arg=f"[data-testid='live-value-{device}-hr']", polling="raf", timeout=5_000)
+        live_latency = time.monotonic() - acked
+        print(f"live: value on the page {live_latency * 1000:.0f} ms after its PUBACK")
+        assert live_latency <= 1.0, f"{live_latency:.3f} s from PUBACK to the page"
+        check_page(page, "live", ready="[data-testid=live][data-conn=connected]")
+
+        # 30 days of history, one value a minute.
+        now_ms = int(time.time() * 1000)
+        for pack in senml_history(now_ms):
+            client.publish(f"tributary/v1/{device}/senml", pack, qos=1)
+    finally:
+        client.close()
+    token_api = api(broker, "POST", "/api/v1/login", body={"name": ann, "password": password})[1]["token"]
+
+    def stored():
+        status, summary = api(broker, "GET", "/api/v1/summary", token_api)
+        return status == 200 and summary and summary[0]["count"] >= HISTORY_DAYS * 1_440 + 1
+
+    wait_for(stored, timeout=60, interval=0.5, what="the history stored")
+
+    page.goto("/")
+    page.get_by_text("beat/min").first.wait_for()
+    check_page(page, "overview")
+
+    # Explore: 30 days, at most about two points per pixel, then a zoom into one hour.
+    page.goto(f"/explore?m=hr&from={now_ms - HISTORY_DAYS * DAY_MS}&to={now_ms}")
+    points = explore_ready(page)
+    width = page.locator("[data-testid=explore-chart] .u-over").bounding_box()["width"]
+    assert 0 < points <= 2 * width + 2, (points, width)
+    check_page(page, "explore", ready="[data-testid=explore-chart][data-state=ready]")
+    drag_zoom(page, 27.5 / 30, 28.5 / 30)  # about one day
+    page.wait_for_function("(to) => !location.search.includes('to=' + to)", arg=str(now_ms))
+    explore_ready(page)
+    frm, to = query_range(page)
+    assert 0.5 * DAY_MS < to - frm < 1.5 * DAY_MS, (frm, to)
+    drag_zoom(page, 10 / 24, 11 / 24)  # about one hour of that day
+    page.wait_for_function("(span) => { const p = new URLSearchParams(location.search);"
+                           " return p.get('to') - p.get('from') < span; }", arg=2 * HOUR_MS)
+    points = explore_ready(page)
+    frm, to = query_range(page)
+    assert 0.5 * HOUR_MS < to - frm < 1.5 * HOUR_MS, (frm, to)
+    assert points >= 20, f"{points} points in one hour of one-a-minute data"
+
+    # Data: the CSV the page downloads is the API's.
+    page.goto("/data")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="CSV").click()
+    downloaded = Path(download.value.path()).read_bytes()
+    status, from_api, _ = call(broker, "GET", "/api/v1/export?format=csv", token_api)
+    assert status == 200
+    assert downloaded == from_api, (len(downloaded), len(from_api))
+    assert downloaded.count(b"\n") == HISTORY_DAYS * 1_440 + 2  # the header, the live value, the history
+    check_page(page, "data")
+
+    page.goto("/settings")
+    check_page(page, "settings")
+
+    # Revoke: the device is refused from then on, and the page says so.
+    page.goto("/devices")
+    card = page.get_by_role("listitem").filter(has_text=device)
+    card.get_by_role("button", name="Revoke – watch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke", exact=True).click()
+    card.get_by_text("revoked").wait_for()
+    check_page(page, "devices")
+
+    def refused():
+        client = Client(broker, V5)
+        client.c.username_pw_set(device, token)
+        code = client.connect(expect_success=False).reason_code
+        client.close()
+        return code >= 0x80 and code
+
+    code = wait_for(refused, timeout=10, interval=0.2, what="the revoked device refused")
+    assert code in (0x86, 0x87), hex(code)
+
+    # A second owner sees nothing of the first's.
+    bob_page = new_page(chromium, broker)
+    sign_up(bob_page, f"bob{suffix}", f"pw-{suffix}-bobs-own")
+    bob_page.get_by_text("No measurements yet").wait_for()
+    bob_page.goto("/devices")
+    bob_page.get_by_text("No devices yet").wait_for()
+    assert device not in bob_page.content()
+    seen = bob_page.evaluate(
+        "async ([from, to]) => { const r = await fetch(`/api/v1/measurements?from=${from}&to=${to}&names=hr`);"
+        " return [r.status, await r.json()]; }", [now_ms - HISTORY_DAYS * DAY_MS, now_ms + HOUR_MS])
+    assert seen == [200, []], seen
+    bob_page.goto(f"/explore?m=hr&from={now_ms - DAY_MS}&to={now_ms}")
+    bob_page.get_by_text("There are no measurements to explore yet").wait_for()
+    bob_page.context.close()
+    page.context.close()
