@@ -253,8 +253,21 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
     page.goto("/settings")
     check_page(page, "settings")
 
-    # Revoke: the device is refused from then on, and the page says so.
+    # An expired session: what the person typed survives signing in again.
     page.goto("/devices")
+    page.get_by_label("Device name").fill("bike")
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Add", exact=True).click()
+    again = page.get_by_role("dialog")
+    again.get_by_role("heading", name="Your session has ended").wait_for()
+    again.get_by_label("Name", exact=True).fill(ann)
+    again.get_by_label("Password", exact=True).fill(password)
+    again.get_by_role("button", name="Sign in", exact=True).click()
+    assert page.get_by_test_id("new-device-id").inner_text().strip() != device
+    assert "bike" in page.get_by_role("dialog").inner_text()
+    page.keyboard.press("Escape")
+
+    # Revoke: the device is refused from then on, and the page says so.
     card = page.get_by_role("listitem").filter(has_text=device)
     card.get_by_role("button", name="Revoke – watch").click()
     page.get_by_role("dialog").get_by_role("button", name="Revoke", exact=True).click()
@@ -270,6 +283,20 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
 
     code = wait_for(refused, timeout=10, interval=0.2, what="the revoked device refused")
     assert code in (0x86, 0x87), hex(code)
+
+    # The server unreachable: the page says so and carries on once it is back (login sessions live
+    # in memory, so after the restart the page asks to sign in again).
+    broker.stop()
+    page.get_by_role("link", name="Overview", exact=True).click()
+    page.get_by_text("The server cannot be reached").first.wait_for()
+    broker.start()
+    again = page.get_by_role("dialog")
+    again.get_by_role("heading", name="Your session has ended").wait_for(timeout=30_000)
+    again.get_by_label("Name", exact=True).fill(ann)
+    again.get_by_label("Password", exact=True).fill(password)
+    again.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_text("beat/min").first.wait_for()
+    assert not page.get_by_text("The server cannot be reached").first.is_visible()
 
     # A second owner sees nothing of the first's.
     bob_page = new_page(chromium, broker)
