@@ -329,15 +329,19 @@ fn print_devices<'a>(devices: impl Iterator<Item = (&'a str, &'a DeviceInfo)> + 
         return;
     }
     let width = column_width(devices.clone().map(|(_, d)| d.name.as_str()), "DEVICE");
+    // The owner's name for it (docs/api.md: devices added in the dashboard
+    // have a generated id as their DEVICE name).
+    let label_width = column_width(devices.clone().map(|(_, d)| d.label.as_str()), "NAME");
     let owner_width = column_width(devices.clone().map(|(o, _)| o), "OWNER");
     println!(
-        "{:<width$}  {:<owner_width$}  {:<20}  REVOKED",
-        "DEVICE", "OWNER", "CREATED"
+        "{:<width$}  {:<label_width$}  {:<owner_width$}  {:<20}  REVOKED",
+        "DEVICE", "NAME", "OWNER", "CREATED"
     );
     for (owner, device) in devices {
         println!(
-            "{:<width$}  {:<owner_width$}  {:<20}  {}",
+            "{:<width$}  {:<label_width$}  {:<owner_width$}  {:<20}  {}",
             device.name,
+            device.label,
             owner,
             utc(device.created),
             device.revoked.map_or_else(|| "-".to_owned(), utc)
