@@ -1,14 +1,8 @@
 // Shape bucketed rows from /measurements into aligned arrays for uPlot.
+import type { MeasurementRow } from "../api/types";
 
-export interface Row {
-  name: string;
-  unit: string | null;
-  time_ms: number;
-  avg: number | null;
-  min: number | null;
-  max: number | null;
-  count: number;
-}
+/** The fields of a /measurements row that the charts use. */
+export type Row = Pick<MeasurementRow, "name" | "unit" | "time_ms" | "avg" | "min" | "max" | "count">;
 
 export interface Aligned {
   x: number[];
