@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 import urllib.parse
 from pathlib import Path
@@ -313,3 +314,77 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
     bob_page.get_by_text("There are no measurements to explore yet").wait_for()
     bob_page.context.close()
     page.context.close()
+
+
+# The page's names of the behaviour model's activities: English, French (web/src/i18n/strings.ts).
+ACTIVITY_NAMES = {
+    "walking": ("Walking", "Marche"),
+    "walking_upstairs": ("Walking upstairs", "Montée d’escaliers"),
+    "walking_downstairs": ("Walking downstairs", "Descente d’escaliers"),
+    "sitting": ("Sitting", "Assis"),
+    "standing": ("Standing", "Debout"),
+    "laying": ("Lying down", "Allongé"),
+}
+
+
+def sign_in(page, name: str, password: str):
+    page.goto("/")
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Overview", exact=True).wait_for()
+
+
+@pytest.mark.timeout(300)
+def test_the_overview_shows_todays_activity_and_speaks_french(tmp_path, chromium):
+    """With the behaviour model on, a walk replayed from UCI HAPT today appears on the Overview's
+    timeline; in French the page and its numbers change language."""
+    from api_client import people
+    from conftest import Broker
+    from test_activity import held_out_runs, packs, place, require
+
+    csv_path, model = require("TRIBUTARY_HAR_CSV"), require("TRIBUTARY_HAR_MODEL")
+    walks = [run for run in held_out_runs(csv_path)[2] if len(run["samples"]) >= 1_000]
+    broker = Broker(tmp_path, {"model": {"path": model}}).start()
+    try:
+        name, password, device, token = people(broker, "walker")["walker"]
+        # Today in UTC (the page's time zone below), at least a minute after midnight.
+        now_s = time.time()
+        start_s = max(now_s - 15 * 60, now_s // 86_400 * 86_400 + 60)
+        runs = [max(walks, key=lambda run: len(run["samples"]))]
+        place(runs, start_s)
+        client = device_client(broker, device, token)
+        try:
+            for _, payload in packs(runs[0]):
+                client.publish(f"tributary/v1/{device}/senml", payload, qos=1)
+        finally:
+            client.close()
+        owner_token = api(broker, "POST", "/api/v1/login", body={"name": name, "password": password})[1]["token"]
+        query = f"from={int(start_s * 1000) - 60_000}&to={int(now_s * 1000) + 60_000}"
+        segments = wait_for(lambda: api(broker, "GET", f"/api/v1/activity?{query}", owner_token)[1]["segments"],
+                            timeout=60, interval=0.5, what="activity segments stored")
+        longest = max(segments, key=lambda s: s["end_ms"] - s["start_ms"])["activity"]
+        english, french = ACTIVITY_NAMES[longest]
+
+        context = chromium.new_context(base_url=broker.http_url, viewport={"width": 1280, "height": 800},
+                                       bypass_csp=True, timezone_id="UTC", locale="en-GB")
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        sign_in(page, name, password)
+        timeline = page.get_by_role("img", name="Activity timeline for today, from midnight to midnight")
+        timeline.wait_for()
+        legend = page.get_by_role("listitem").filter(has_text=re.compile(f"^{english} — (\\d+|< 1) min$"))
+        legend.first.wait_for()
+        check_page(page, "overview-activity")
+
+        page.goto("/settings")
+        page.get_by_label("Language").select_option(label="Français")
+        page.get_by_role("link", name="Aperçu", exact=True).click()
+        page.get_by_role("heading", name="Aperçu", exact=True).wait_for()
+        assert page.evaluate("document.documentElement.lang") == "fr"
+        legend = page.get_by_role("listitem").filter(has_text=re.compile(f"^{french} — (\\d+|< 1) min$"))
+        legend.first.wait_for()
+        check_page(page, "overview-fr")
+        context.close()
+    finally:
+        broker.close()

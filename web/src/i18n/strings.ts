@@ -71,6 +71,7 @@ const en = {
   act_laying: "Lying down",
   act_other: "Other",
   minutesShort: "{n} min",
+  minutesUnderOne: "< 1 min",
 
   // Explore
   exploreTitle: "Explore",
@@ -258,6 +259,7 @@ const fr: Record<Key, string> = {
   act_laying: "Allongé",
   act_other: "Autre",
   minutesShort: "{n} min",
+  minutesUnderOne: "< 1 min",
 
   exploreTitle: "Explorer",
   measurement: "Mesure",

@@ -42,7 +42,7 @@ export function ActivityTimeline({ segments, dayStart, dayEnd }: { segments: Act
         {totals.map(([a, min]) => (
           <li key={a}>
             <span className={`swatch ${colorClass(a)}`} aria-hidden="true" />
-            {t(activityKey(a))} — {t("minutesShort", { n: f.num(Math.round(min)) })}
+            {t(activityKey(a))} — {min < 0.5 ? t("minutesUnderOne") : t("minutesShort", { n: f.num(Math.round(min)) })}
           </li>
         ))}
       </ul>

@@ -100,7 +100,7 @@ export function OverviewPage() {
             {t("noDevices")} <Link href="/devices">{t("addDevice")}</Link>
           </p>
         )}
-        <ul className="cards">
+        <ul className="cards device-cards">
           {activeDevices.map((d) => (
             <li key={d.id} className="card">
               <h3>{d.name}</h3>
