@@ -38,7 +38,8 @@ export function LiveChart({ getData, version, lang, tz, height = 140 }: Props) {
         ms: 1,
         legend: { show: false },
         cursor: { show: false },
-        series: [{}, { stroke: c.line1, width: 1.5, points: { show: false } }],
+        // Dots while there are few points (a line needs two), none once it is a line.
+        series: [{}, { stroke: c.line1, width: 1.5, points: { show: (_u, _s, i0, i1) => i1 - i0 < 30, size: 5, fill: c.line1 } }],
         // A sliding two-minute window ending at the newest point.
         scales: {
           x: {

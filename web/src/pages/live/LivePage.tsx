@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { api } from "../../api/client";
+import { useApi } from "../../api/useApi";
 import { probeSession } from "../../api/session";
 import { LiveChart } from "../../charts/LiveChart";
 import { useFormat, useT } from "../../i18n";
@@ -15,6 +16,9 @@ export function LivePage() {
   const store = useRef(new LiveStore()).current;
   const [conn, setConn] = useState<Conn>("connecting");
   const [, setFrame] = useState(0);
+  // Events carry the device's id; the person knows it by the name they gave it.
+  const devices = useApi((signal) => api.devices(signal), []);
+  const nameOf = (id: string) => devices.data?.find((d) => d.id === id)?.name ?? id;
 
   useEffect(() => {
     let es: EventSource | null = null;
@@ -85,7 +89,7 @@ export function LivePage() {
           return (
             <li key={s.key} className="card">
               <h2 className="h3">
-                {s.name} <span className="muted">· {s.device}</span>
+                {s.name} <span className="muted">· {nameOf(s.device)}</span>
               </h2>
               <p className="big-value">
                 <span className="visually-hidden">{t("liveLastValue")}: </span>
@@ -104,7 +108,7 @@ export function LivePage() {
             const last = s.buf.last();
             return (
               <li key={s.key}>
-                {s.name} · {s.device}:{" "}
+                {s.name} · {nameOf(s.device)}:{" "}
                 <span data-testid={`live-value-${s.device}-${s.name}`} data-value={last?.value}>
                   {last ? f.value(last.value, s.unit) : "–"}
                 </span>
