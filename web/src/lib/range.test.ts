@@ -2,10 +2,24 @@ import { describe, expect, it } from "vitest";
 import { DAY, HOUR, PRESETS, chooseBucket, matchingPreset, pan, presetRange, zoom, zoomTo } from "./range";
 
 describe("chooseBucket", () => {
-  it("is max(1000, ceil(span / (width / 2)))", () => {
-    expect(chooseBucket(0, DAY, 1000)).toBe(Math.ceil(DAY / 500));
-    expect(chooseBucket(0, DAY, 120)).toBe(1_440_000);
-    expect(chooseBucket(0, 365 * DAY, 800)).toBe(Math.ceil((365 * DAY) / 400));
+  it("is the next round step above one bucket per two pixels", () => {
+    // 24 h over 500 buckets: 172.8 s → 5 min.
+    expect(chooseBucket(0, DAY, 1000)).toBe(5 * 60_000);
+    // 24 h over 60 buckets: exactly 24 min → 30 min.
+    expect(chooseBucket(0, DAY, 120)).toBe(30 * 60_000);
+    // 30 days over 583 buckets (a 1166 px chart): 74 min → 2 h.
+    expect(chooseBucket(0, 30 * DAY, 1166)).toBe(2 * HOUR);
+    // A year over 400 buckets: 21.9 h → 1 day; over 100 buckets: 3.65 days → 4 days.
+    expect(chooseBucket(0, 365 * DAY, 800)).toBe(DAY);
+    expect(chooseBucket(0, 365 * DAY, 200)).toBe(4 * DAY);
+  });
+  it("is a whole number of minutes from a minute up (the store's rollup)", () => {
+    for (const w of [360, 777, 1280]) {
+      for (const span of [HOUR, 6 * HOUR, DAY, 7 * DAY, 30 * DAY, 365 * DAY]) {
+        const b = chooseBucket(0, span, w);
+        if (b >= 60_000) expect(b % 60_000).toBe(0);
+      }
+    }
   });
   it("never goes below one second", () => {
     expect(chooseBucket(0, 60_000, 1200)).toBe(1000);

@@ -36,10 +36,27 @@ export function matchingPreset(r: Range): PresetKey | undefined {
 }
 
 /** bucket = max(1000, ceil(span / (width / 2))): at most ~2 points per pixel. */
+/**
+ * Bucket steps: round numbers of seconds, minutes, hours and days. Every step
+ * from a minute up is a whole number of minutes, which the store answers from
+ * its per-minute rollup instead of the raw rows (docs/store.md): for 30 days
+ * of 1 Hz data, ~20 ms instead of ~2 s.
+ */
+export const BUCKET_STEPS: readonly number[] = [
+  1, 2, 5, 10, 15, 30, 60, 2 * 60, 5 * 60, 10 * 60, 15 * 60, 30 * 60,
+  3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400,
+].map((s) => s * 1000);
+
+/**
+ * The bucket for a chart `widthPx` wide: at most one bucket per two pixels,
+ * rounded up to the next step of BUCKET_STEPS (beyond a day, whole days).
+ */
 export function chooseBucket(from: number, to: number, widthPx: number): number {
   const span = Math.max(0, to - from);
   const w = Math.max(2, Math.floor(widthPx));
-  return Math.max(1000, Math.ceil(span / (w / 2)));
+  const least = Math.max(1000, Math.ceil(span / (w / 2)));
+  const step = BUCKET_STEPS.find((s) => s >= least);
+  return step ?? Math.ceil(least / DAY) * DAY;
 }
 
 /** Shift by half the span; dir = -1 earlier, +1 later. */

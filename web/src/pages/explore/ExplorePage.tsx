@@ -40,10 +40,18 @@ export function ExplorePage() {
   }, [state, names, search]);
 
   const box = useRef<HTMLDivElement>(null);
-  const width = useWidth(box, 800);
+  // 0 until the box is measured: fetching for a guessed width would ask the
+  // server for a range twice (and it finishes the first query all the same).
+  const width = useWidth(box, 0);
   const bucket = chooseBucket(state.from, state.to, width);
   const chosen = [state.m, state.m2].filter((x): x is string => !!x);
   const key = chosen.join(",");
+  // What is on screen is "ready" only when it is the data of this view: after
+  // a zoom the chart first redraws the old data at the new range.
+  const viewKey = `${key}|${state.from}|${state.to}|${bucket}`;
+  const viewKeyRef = useRef(viewKey);
+  viewKeyRef.current = viewKey;
+  const dataKeyRef = useRef("");
 
   const [data, setData] = useState<Aligned | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
@@ -58,13 +66,15 @@ export function ExplorePage() {
 
   // Fetch; a newer range aborts the older request (stale answers never land).
   useEffect(() => {
-    if (!key) return;
+    if (!key || width === 0) return;
     const ac = new AbortController();
+    const fetched = viewKey;
     setLoading(true);
     setChartState("loading");
     fetchExplore(key.split(","), state.from, state.to, bucket, ac.signal).then(
       (d) => {
         if (ac.signal.aborted) return;
+        dataKeyRef.current = fetched;
         setData(d);
         setError(null);
         setLoading(false);
@@ -78,7 +88,9 @@ export function ExplorePage() {
       },
     );
     return () => ac.abort();
-  }, [key, state.from, state.to, bucket]);
+    // viewKey is made of the others.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [key, state.from, state.to, bucket, width === 0]);
 
   const units = f.units;
   const chart = useMemo(() => {
@@ -106,7 +118,7 @@ export function ExplorePage() {
   const loadingRef = useRef(loading);
   loadingRef.current = loading;
   const onDrawn = useCallback((n: number) => {
-    if (!loadingRef.current) setChartState("ready", n);
+    if (!loadingRef.current && dataKeyRef.current === viewKeyRef.current) setChartState("ready", n);
   }, []);
 
   const onKey = (e: KeyboardEvent<HTMLDivElement>) => {
