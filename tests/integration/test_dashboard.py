@@ -171,10 +171,19 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
     sign_up(page, ann, password)
     check_page(page, "overview-empty")
 
-    # Add a device: its id and token are shown once, with snippets and a QR code.
+    # By keyboard: the first Tab reaches the skip link, which moves focus into the page's content.
+    page.goto("/")
+    page.get_by_role("heading", name="Overview", exact=True).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("!!document.activeElement.closest('main')")
+
+    # Add a device (by keyboard): its id and token are shown once, with snippets and a QR code.
     page.goto("/devices")
-    page.get_by_label("Device name").fill("watch")
-    page.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_label("Device name").focus()
+    page.keyboard.type("watch")
+    page.keyboard.press("Enter")
     token = page.get_by_test_id("new-device-token").inner_text().strip()
     device = page.get_by_test_id("new-device-id").inner_text().strip()
     assert device != "watch" and len(device) == 13, device

@@ -42,9 +42,10 @@ export async function checkSession(): Promise<void> {
     const s = await api.session();
     setCsrf(s.csrf);
     set({ status: "signed", owner: s.owner });
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 401) set({ status: "anon" });
-    else set({ status: "anon" });
+  } catch {
+    // 401, or no answer at all: either way the sign-in form is what can be
+    // shown (its submit reports a server that cannot be reached).
+    set({ status: "anon" });
   }
 }
 
