@@ -10,7 +10,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,9 @@ pub(crate) struct DeviceView {
     messages_last_hour: u64,
 }
 
+/// A token in a response must not be kept by any cache.
+const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
+
 /// The topic a device publishes SenML to.
 fn senml_topic(id: &str) -> String {
     format!("tributary/v1/{id}/senml")
@@ -52,7 +55,11 @@ pub(crate) async fn add(
     State(state): State<ApiState>,
     Owner(owner): Owner,
     body: Result<Json<NewDevice>, JsonRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>)> {
+) -> Result<(
+    StatusCode,
+    [(header::HeaderName, &'static str); 1],
+    Json<serde_json::Value>,
+)> {
     let Json(NewDevice { name }) = body?;
     let data_dir = state.inner.data_dir.clone();
     let (o, label) = (owner.clone(), name.clone());
@@ -62,6 +69,7 @@ pub(crate) async fn add(
     tracing::info!(%owner, device = %id, "device added");
     Ok((
         StatusCode::CREATED,
+        NO_STORE,
         Json(serde_json::json!({
             "id": id,
             "name": name,
@@ -115,7 +123,10 @@ pub(crate) async fn rotate(
     State(state): State<ApiState>,
     Owner(owner): Owner,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<(
+    [(header::HeaderName, &'static str); 1],
+    Json<serde_json::Value>,
+)> {
     let device = own_device(&state, &owner, &id).await?;
     if device.revoked_ms.is_some() {
         return Err(ApiError::NotFound(format!(
@@ -126,7 +137,10 @@ pub(crate) async fn rotate(
     let d = id.clone();
     let token = blocking(move || tributary_accounts::rotate_device_token(&data_dir, &d)).await??;
     tracing::info!(%owner, device = %id, "device token rotated");
-    Ok(Json(serde_json::json!({ "id": id, "token": token })))
+    Ok((
+        NO_STORE,
+        Json(serde_json::json!({ "id": id, "token": token })),
+    ))
 }
 
 /// The caller's device `id`, or 404 (also when it is another owner's).

@@ -1375,7 +1375,7 @@ async fn a_cookie_session_is_httponly_and_its_changes_need_the_csrf_token() -> T
     .await?;
     assert_eq!(body, "[]");
     let with_csrf = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
-    let (status, _, _) = raw_call(
+    let (status, headers, body) = raw_call(
         &api,
         Method::POST,
         "/api/v1/devices",
@@ -1384,6 +1384,22 @@ async fn a_cookie_session_is_httponly_and_its_changes_need_the_csrf_token() -> T
     )
     .await?;
     assert_eq!(status, StatusCode::CREATED);
+    // A device token, like a login token, is kept by no cache.
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let id = serde_json::from_str::<Value>(&body)?["id"]
+        .as_str()
+        .ok_or("id")?
+        .to_owned();
+    let (status, headers, _) = raw_call(
+        &api,
+        Method::POST,
+        &format!("/api/v1/devices/{id}/token"),
+        &with_csrf,
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
 
     // Logout ends the session and removes the cookie.
     let (status, headers, _) =
