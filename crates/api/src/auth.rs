@@ -155,7 +155,7 @@ impl FromRequestParts<ApiState> for LiveSession {
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if by_cookie && !safe {
             let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
-            if sent != Some(csrf.as_bytes()) {
+            if !sent.is_some_and(|sent| same_secret(sent, csrf.as_bytes())) {
                 return Err(ApiError::Forbidden(
                     "missing or wrong X-CSRF-Token header (a cookie session must send the csrf token from login or GET /api/v1/session)",
                 ));
@@ -169,6 +169,12 @@ impl FromRequestParts<ApiState> for LiveSession {
             by_cookie,
         })
     }
+}
+
+/// Whether two secrets are equal, in a time that does not depend on where
+/// they first differ (a guesser learns nothing from how long a refusal took).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The login token in the request's session cookie, if any.
