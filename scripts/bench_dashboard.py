@@ -53,12 +53,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from clients import V5, Client  # noqa: E402
-from conftest import Broker  # noqa: E402
+from conftest import Broker, wait_for  # noqa: E402
+# Chromium as the browser test starts it, and its drag across Explore's chart.
+from test_dashboard import CHROMIUM, CHROMIUM_ARGS, drag_zoom  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-# As tests/integration/test_dashboard.py: what the machine's closed network needs.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DAY_S = 86_400
 DAY_MS = DAY_S * 1000
 # docs/configuration.md `[limits] max_packet_size` (default, the config this script runs) and
@@ -236,14 +234,11 @@ def pct(values: list[float], p: float) -> float:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise Stop(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """conftest.wait_for, failing with this script's own error."""
+    try:
+        return wait_for(predicate, timeout, interval, what)
+    except AssertionError as e:
+        raise Stop(str(e)) from None
 
 
 def device_client(broker, device: str, token: str, max_inflight: int | None = None) -> Client:
@@ -443,26 +438,6 @@ def explore_load(page, url: str, reload: bool) -> dict:
     return {"ready_ms": ready["t"], "points": ready["points"], **b, "resources": resources}
 
 
-def plot_settled(page):
-    page.wait_for_function(
-        "() => { const o = document.querySelector('[data-testid=explore-chart] .u-over');"
-        " const b = document.querySelector('[data-testid=explore-chart]');"
-        " return o && o.getBoundingClientRect().width > 0.8 * b.getBoundingClientRect().width; }", timeout=30_000)
-
-
-def drag_zoom(page, fraction_from: float, fraction_to: float):
-    """As test_dashboard.drag_zoom: a drag across the plot area (uPlot's x selection)."""
-    box = page.locator("[data-testid=explore-chart] .u-over").bounding_box()
-    if not box:
-        raise Stop("no plot area")
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * fraction_from, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * (fraction_from + fraction_to) / 2, y, steps=4)
-    page.mouse.move(box["x"] + box["width"] * fraction_to, y, steps=4)
-    page.mouse.up()
-
-
 def server_times(broker, token: str, path_and_query: str, runs: int = 3) -> list[float]:
     out = []
     for _ in range(runs):
@@ -504,7 +479,6 @@ def explore(page, broker, token: str, span_ms: int) -> dict:
     for k, centre in enumerate((0.1, 0.3, 0.5, 0.7, 0.9)):
         page.goto(url, wait_until="commit")
         wait_ready(page, 0)
-        plot_settled(page)
         page.wait_for_timeout(300)
         before = page.evaluate("() => [window.__bench.mouseups.length, window.__bench.fetches.length]")
         drag_zoom(page, centre - 1 / 60, centre + 1 / 60)
