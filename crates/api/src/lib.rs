@@ -1,8 +1,10 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
 //! devices, measurements, dead letters and export from the store, the
 //! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
-//! Prometheus metrics and an OpenAPI 3.1 document. `docs/api.md` lists
-//! the endpoints with examples.
+//! Prometheus metrics and an OpenAPI 3.1 document; and the owner's
+//! dashboard, the single-page app of `web/` embedded at compile time and
+//! served for every GET outside `/api/` (`web.rs`, docs/dashboard.md).
+//! `docs/api.md` lists the endpoints with examples.
 //!
 //! # Overview
 //!
@@ -14,9 +16,12 @@
 //!
 //! # Invariants
 //!
-//! - The owner of every data request comes from its bearer token
-//!   ([`auth::Owner`]), never from the path, query or body (principle 3
-//!   of docs/architecture.md); another owner's device is answered as absent (404).
+//! - The owner of every data request comes from its session, a bearer
+//!   token or the dashboard's cookie ([`auth::Owner`]), never from the
+//!   path, query or body (principle 3 of docs/architecture.md); another
+//!   owner's device is answered as absent (404).
+//! - A change made with the cookie carries the session's CSRF token
+//!   (`X-CSRF-Token`), or is refused with 403 before anything is done.
 //! - Logins are throttled per name after a few wrong passwords
 //!   (`throttle.rs`: 429 with Retry-After, doubling locks).
 //! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
