@@ -1517,18 +1517,23 @@ async fn a_gzipped_export_is_whole() -> TestResult {
     api.store
         .insert(&[row("ann", "watch", 0, "hr", 60_000, 60.0)])
         .await?;
-    let (status, headers, _) = raw_call(
-        &api,
-        Method::GET,
-        "/api/v1/export?format=csv",
-        &[
-            ("authorization", &format!("Bearer {ann}")),
-            ("accept-encoding", "gzip"),
-        ],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    let request = Request::builder()
+        .uri("/api/v1/export?format=csv")
+        .header(header::AUTHORIZATION, format!("Bearer {ann}"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())?;
+    let response = api.router.clone().oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let gzipped = response.into_body().collect().await?.to_bytes();
+    let mut csv = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut csv)?;
+    assert_eq!(
+        csv.lines().collect::<Vec<_>>(),
+        [
+            "device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum",
+            "watch,0000000000000000000000000000ea60,0,hr,beat/min,60000,60,,,,",
+        ]
+    );
     Ok(())
 }

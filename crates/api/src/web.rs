@@ -63,7 +63,12 @@ pub(crate) async fn serve(request: Request) -> Response {
 
 fn file_response(path: &str, file: rust_embed::EmbeddedFile, cache: &'static str) -> Response {
     let mime = file.metadata.mimetype().to_owned();
-    let mut response = file.data.into_owned().into_response();
+    // Embedded in a release build: served from the binary without a copy.
+    let body = match file.data {
+        std::borrow::Cow::Borrowed(bytes) => axum::body::Bytes::from_static(bytes),
+        std::borrow::Cow::Owned(bytes) => axum::body::Bytes::from(bytes),
+    };
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, value);
