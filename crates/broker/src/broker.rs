@@ -21,6 +21,7 @@ use crate::durable::Durability;
 use crate::persist::SessionFile;
 use crate::rate::SourceLimiter;
 use crate::retained::{Retained, RetainedSnapshot};
+use crate::router::Router;
 use crate::session::{Registry, Subscription};
 use crate::shared::SharedGroups;
 use crate::stats::BrokerStats;
@@ -36,6 +37,8 @@ pub struct Broker {
     pub(crate) sessions: Arc<Registry>,
     pub(crate) session_file: Arc<SessionFile>,
     pub(crate) retained: Arc<Retained>,
+    /// The subscription index that hands each log record to the sessions it is for.
+    pub(crate) router: Arc<Router>,
     /// Shared subscriptions (`$share/{group}/{filter}`), delivered by group.
     pub(crate) shared: Arc<SharedGroups>,
     /// Connection attempts per source address (`limits.max_connections_per_sec_per_source`).
@@ -61,6 +64,14 @@ pub struct Broker {
     node_id: String,
     /// Messages in and out, append latency (for metrics).
     pub(crate) stats: BrokerStats,
+}
+
+impl Drop for Broker {
+    /// Stops the background tasks `open` started (the router), also for a
+    /// broker that was never `run`.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 impl Broker {
@@ -107,7 +118,11 @@ impl Broker {
         let (retained, applied) = retained_snapshot
             .load()
             .map_err(|e| Error::io("load retained.snapshot", e))?;
+        let shutdown = CancellationToken::new();
+        let router = Arc::new(Router::new(log.end_offset()));
+        tokio::spawn(crate::router::run(router.clone(), log.clone(), shutdown.clone()));
         let mut broker = Broker {
+            router,
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),
             config,
             log,
@@ -121,7 +136,7 @@ impl Broker {
             retained_applied: applied,
             message_ids: MessageIds::new(),
             next_connection: AtomicU64::new(1),
-            shutdown: CancellationToken::new(),
+            shutdown,
             embedded_connections: TaskTracker::new(),
             durability,
             node_id,

@@ -40,6 +40,7 @@ mod persist;
 mod proxy;
 mod rate;
 mod retained;
+mod router;
 mod server;
 mod session;
 mod shared;

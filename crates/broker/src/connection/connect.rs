@@ -407,6 +407,7 @@ impl Connection {
             let sender = self.shared_sender();
             broker.shared.join(&key, self.id, sender);
         }
+        self.route_session(&held);
         held
     }
 

@@ -382,12 +382,13 @@ impl Connection {
                 }
                 // Subscribing again replaces the options but must not
                 // interrupt the flow (3.1.1 §3.8.4, 5.0 §3.8.4): messages
-                // queued for the old subscription stay deliverable.
-                let since = held
-                    .state
-                    .subscriptions
-                    .get(&sub.filter)
-                    .map_or(since, |old| Offset(old.since));
+                // queued for the old subscription stay deliverable. A new
+                // one starts where the router starts routing it.
+                let since = match held.state.subscriptions.get(&sub.filter) {
+                    Some(old) => Offset(old.since),
+                    None if shared => since,
+                    None => self.route_filter(held.state.persistent, &sub.filter),
+                };
                 let entry = Subscription::new(sub.filter.clone(), sub.options, identifier, since);
                 held.state.subscriptions.insert(sub.filter, entry);
                 match sub.options.qos {
@@ -426,11 +427,17 @@ impl Connection {
                     if sub.is_shared() {
                         self.broker.shared.leave(filter, self.id);
                         self.broker.shared.release(filter);
+                    } else if let Some(routed) = &self.routed {
+                        routed.unsubscribe(filter);
                     }
                     ReasonCode::Success
                 }
                 None => ReasonCode::NoSubscriptionExisted,
             });
+        }
+        if held.state.subscriptions.values().all(|s| s.is_shared()) {
+            // Nothing of its own left to route.
+            self.routed = None;
         }
         if held.state.persistent {
             // Durable before the acknowledgement, like every other promise.

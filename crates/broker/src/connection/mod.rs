@@ -241,6 +241,10 @@ pub(crate) struct Connection {
     /// PUBLISH packets written since they were last added to the broker's
     /// count: added once per turn of the loop, not per message (`stats`).
     unreported_sent: u32,
+    /// The session's place in the node's subscription index, while it has
+    /// subscriptions of its own (`router`); boxed, as an idle connection
+    /// without subscriptions should not pay for it.
+    routed: Option<Box<crate::router::Registration>>,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
     /// Created with the first shared subscription: an idle connection
@@ -275,6 +279,7 @@ impl Connection {
             aliases: None,
             client_topic_alias_maximum: terms.client_topic_alias_maximum,
             shared: None,
+            routed: None,
             read_chunk: SMALL_READ,
             unreported_sent: 0,
             keep_alive_deadline: None,
@@ -303,6 +308,17 @@ impl Connection {
                             return Close::Lost;
                         }
                     }
+                    () = woken(&self.routed) => {
+                        // Records to deliver, or the router's nudge to
+                        // move a quiet persistent session's cursor on.
+                        if !self.delivery_pending(held) {
+                            if held.state.persistent {
+                                self.catch_up(held);
+                                self.sync_cursor(&held.state);
+                            }
+                            continue;
+                        }
+                    }
                 }
             }
             if let Some(close) = Box::pin(self.serve_busy(held)).await {
@@ -311,16 +327,58 @@ impl Connection {
         }
     }
 
-    /// True when the connection waits only for its client: nothing to
-    /// write, no publish being stored, no log records or shared deliveries
-    /// to hand out.
+    /// True when the connection waits only for its client and the router:
+    /// nothing to write, no publish being stored, no log records or shared
+    /// deliveries to hand out.
     fn is_idle(&self, held: &Held) -> bool {
         self.transport.is_plain()
             && self.wbuf.is_empty()
             && self.ingest.as_ref().is_none_or(|i| i.is_empty())
             && self.throttled_until.is_none()
             && self.shared.is_none()
-            && !held.state.reads_log()
+            && !self.delivery_pending(held)
+    }
+
+    /// True when the session has records to deliver: in the log before
+    /// where its routing started, or in its inbox.
+    fn delivery_pending(&self, held: &Held) -> bool {
+        self.routed
+            .as_ref()
+            .is_some_and(|r| r.has_pending(held.state.read_pos))
+    }
+
+    /// Puts a new subscription of the session's own into the router's
+    /// index (registering the session on its first); returns the offset
+    /// from which the router routes its records.
+    fn route_filter(&mut self, persistent: bool, filter: &str) -> Offset {
+        match &self.routed {
+            Some(routed) => routed.subscribe(filter),
+            None => {
+                let routed = self.broker.router.register(self.id, persistent, [filter]);
+                let from = routed.scan_until;
+                self.routed = Some(Box::new(routed));
+                from
+            }
+        }
+    }
+
+    /// Registers a resumed session's own subscriptions with the router;
+    /// it reads the log itself from its cursor up to where routing starts.
+    fn route_session(&mut self, held: &Held) {
+        let own = held.state.subscriptions.values().filter(|s| !s.is_shared());
+        let filters: Vec<&str> = own.map(|s| s.filter.as_str()).collect();
+        if !filters.is_empty() {
+            let routed = self.broker.router.register(self.id, held.state.persistent, filters);
+            self.routed = Some(Box::new(routed));
+        }
+    }
+
+    /// Moves the cursor of a session whose inbox is empty up to the
+    /// router's position: nothing before it is for the session.
+    fn catch_up(&self, held: &mut Held) {
+        if let Some(to) = self.routed.as_ref().and_then(|r| r.caught_up(held.state.read_pos)) {
+            held.state.read_pos = held.state.read_pos.max(to);
+        }
     }
 
     fn stop_reason(&self) -> Close {
@@ -363,16 +421,14 @@ impl Connection {
                     || self.unacked_inbound < u32::from(limits.receive_maximum));
             let has_room = held.state.outbound.len() < self.outbound_window as usize
                 && self.wbuf.len() < limits.max_write_buffer;
-            let reads_log = held.state.reads_log();
-            if !reads_log {
+            if !held.state.reads_log() {
                 // Nothing to deliver from the log: keep the cursor at the end
                 // so this session never holds log retention back.
                 held.state.read_pos = self.broker.log.end_offset();
             }
-            let can_deliver = has_room && reads_log;
+            let pending = self.delivery_pending(held);
+            let can_deliver = has_room && pending;
             let can_take_shared = has_room;
-            let read_pos = held.state.read_pos;
-            let log = self.broker.log.clone();
             let must_write = !self.wbuf.is_empty() || self.transport.has_unflushed();
             let (reader, writer) = self.transport.halves();
             tokio::select! {
@@ -419,11 +475,12 @@ impl Connection {
                 Some(delivery) = recv_shared(&mut self.shared), if can_take_shared => {
                     self.send_shared(held, delivery);
                 }
-                () = log.wait_beyond(read_pos), if can_deliver => {
+                () = std::future::ready(()), if can_deliver => {
                     if let Err(close) = Box::pin(self.deliver(held)).await {
                         return Some(close);
                     }
                 }
+                () = woken(&self.routed), if !pending => {}
             }
         }
     }
@@ -490,6 +547,7 @@ impl Connection {
             });
         }
         if held.state.persistent {
+            self.catch_up(held);
             self.sync_cursor(&held.state);
         }
         Ok(())
@@ -657,6 +715,7 @@ impl Connection {
         self.flush().await;
         self.report_sent();
         self.transport.shutdown().await;
+        self.routed = None;
         let state = &mut held.state;
         for key in Subscription::shared_keys(state.subscriptions.values()) {
             self.broker.shared.leave(&key, self.id);
@@ -743,6 +802,15 @@ async fn append_will(broker: &Broker, record: Record) {
         Err(e) => {
             tracing::error!(client_id = %record.client_id, error = %e, "append the will message")
         }
+    }
+}
+
+/// Resolves when the router woke the session; pending forever while the
+/// session has no subscriptions of its own.
+async fn woken(routed: &Option<Box<crate::router::Registration>>) {
+    match routed {
+        Some(routed) => routed.woken().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Delivery: log records that match the session's subscriptions, sent to the client.
+//! Delivery: log records that match the session's subscriptions (found by
+//! the node's router, or read from the log while catching up), sent to the client.
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use tributary_log::{Offset, Record};
 use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
 
 use super::{Close, Connection};
+use crate::router::Next;
 use crate::session::{Held, Outbound, OutboundMessage, OutboundState};
 use crate::shared::SharedDelivery;
 
@@ -24,9 +26,47 @@ enum Origin {
 const DELIVERY_BATCH: usize = 256;
 
 impl Connection {
-    /// Reads the log from the session's position and sends what matches,
-    /// until the outbound window or the write buffer is full.
+    /// Sends what the session has to deliver, until the outbound window or
+    /// the write buffer is full: the log from the session's cursor up to
+    /// where its routing started, then what the router put in its inbox.
     pub(super) async fn deliver(&mut self, held: &mut Held) -> Result<(), Close> {
+        let Some(scan_until) = self.routed.as_ref().map(|r| r.scan_until) else {
+            return Ok(());
+        };
+        if held.state.read_pos < scan_until {
+            return self.deliver_from_log(held, scan_until).await;
+        }
+        let max_buffer = self.broker.config.limits.max_write_buffer;
+        while held.state.outbound.len() < self.outbound_window as usize
+            && self.wbuf.len() < max_buffer
+        {
+            let Some(routed) = self.routed.as_mut() else {
+                return Ok(());
+            };
+            match routed.next() {
+                Next::Record(offset, record) => {
+                    if offset >= held.state.read_pos {
+                        self.deliver_record(held, offset, &record);
+                    }
+                }
+                Next::CaughtUp(to) => {
+                    held.state.read_pos = held.state.read_pos.max(to);
+                    return Ok(());
+                }
+                Next::Overflowed => {
+                    // The next round reads the log up to where routing resumes.
+                    let from = routed.rearm();
+                    tracing::debug!(client_id = %self.client_id, read_pos = held.state.read_pos.0, until = from.0, "inbox overflowed: reading the log");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the log from the session's position up to `until` and sends
+    /// what matches, until the outbound window or the write buffer is full.
+    async fn deliver_from_log(&mut self, held: &mut Held, until: Offset) -> Result<(), Close> {
         let max_buffer = self.broker.config.limits.max_write_buffer;
         let from = held.state.read_pos;
         let batch = match self.broker.log.read(from, DELIVERY_BATCH).await {
@@ -44,29 +84,35 @@ impl Connection {
             }
         };
         for (offset, record) in batch {
-            let Some(route) = held.state.route(offset, &record.topic, &record.client_id) else {
-                held.state.read_pos = Offset(offset.0 + 1);
-                continue;
-            };
-            let qos = route.qos_for(record.qos);
-            if (qos != QoS::AtMostOnce
-                && held.state.outbound.len() >= self.outbound_window as usize)
+            if offset >= until {
+                break;
+            }
+            if held.state.outbound.len() >= self.outbound_window as usize
                 || self.wbuf.len() >= max_buffer
             {
                 break;
             }
+            self.deliver_record(held, offset, &record);
+        }
+        Ok(())
+    }
+
+    /// Sends one log record if the session's subscriptions match it, and
+    /// moves the session's cursor past it.
+    fn deliver_record(&mut self, held: &mut Held, offset: Offset, record: &Arc<Record>) {
+        if let Some(route) = held.state.route(offset, &record.topic, &record.client_id) {
+            let qos = route.qos_for(record.qos);
             let retain = route.retain_as_published && record.retain;
             self.send_record(
                 held,
                 Origin::Log(offset),
-                &record,
+                record,
                 qos,
                 retain,
                 &route.identifiers,
             );
-            held.state.read_pos = Offset(offset.0 + 1);
         }
-        Ok(())
+        held.state.read_pos = Offset(offset.0 + 1);
     }
 
     /// Sends the retained messages matching a new subscription (retain flag set).
