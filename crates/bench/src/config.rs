@@ -69,7 +69,10 @@ pub struct BenchConfig {
     /// Subscribers that run alongside the publishers in `pub` mode; each
     /// must receive every message.
     pub subscribers: usize,
-    /// Topic filter of every subscriber.
+    /// Topic filter of every subscriber; `{client}` is replaced by the
+    /// subscriber's index. In `pub` mode that pairs subscriber `i` with
+    /// publisher `i` (`--topic 'o/{client}' --filter 'o/{client}'`): many
+    /// owners, each reading only their own data.
     pub filter: String,
     /// QoS requested for the subscriptions.
     pub sub_qos: QoS,
@@ -152,7 +155,7 @@ impl BenchConfig {
                         self.topic
                     ));
                 }
-                if self.subscribers > 0 && !topic::matches(&self.filter, &name) {
+                if self.subscribers > 0 && !topic::matches(&self.filter_for(client), &name) {
                     return bad(format!(
                         "--filter {:?} does not match the topic {name:?}: the subscribers \
                          would receive nothing",
@@ -161,8 +164,15 @@ impl BenchConfig {
                 }
             }
         }
+        if self.mode == Mode::Pub && self.pairs() && self.subscribers != self.clients {
+            return bad(format!(
+                "--filter {:?} pairs subscriber i with publisher i: --subscribers must \
+                 equal --clients ({})",
+                self.filter, self.clients
+            ));
+        }
         if (self.mode == Mode::Sub || self.subscribers > 0)
-            && !topic::valid_topic_filter(&self.filter)
+            && !topic::valid_topic_filter(&self.filter_for(0))
         {
             return bad(format!(
                 "--filter {:?} is not a valid topic filter",
@@ -187,6 +197,17 @@ impl BenchConfig {
     /// The topic publisher `client` sends to.
     pub fn topic_for(&self, client: usize) -> String {
         self.topic.replace("{client}", &client.to_string())
+    }
+
+    /// The topic filter subscriber `index` subscribes to.
+    pub fn filter_for(&self, index: usize) -> String {
+        self.filter.replace("{client}", &index.to_string())
+    }
+
+    /// True when each subscriber has a filter of its own (`{client}` in
+    /// `--filter`): in `pub` mode subscriber `i` expects publisher `i` only.
+    pub fn pairs(&self) -> bool {
+        self.filter.contains("{client}")
     }
 
     /// The client id of the `index`th client of `role` ("pub", "sub", "conn").
@@ -236,6 +257,26 @@ mod tests {
         };
         assert_eq!(config.topic_for(7), "bench/7");
         assert_eq!(config.client_id("sub", 3), "x-sub-3");
+    }
+
+    #[test]
+    fn a_client_filter_pairs_each_subscriber_with_its_publisher() {
+        let config = BenchConfig {
+            clients: 3,
+            subscribers: 3,
+            topic: "o/{client}/senml".into(),
+            filter: "o/{client}/+".into(),
+            ..BenchConfig::default()
+        };
+        config.validate().unwrap();
+        assert!(config.pairs());
+        assert_eq!(config.filter_for(2), "o/2/+");
+        let unpaired = BenchConfig {
+            subscribers: 1,
+            ..config
+        };
+        let err = unpaired.validate().unwrap_err().to_string();
+        assert!(err.contains("--subscribers must equal --clients"), "{err}");
     }
 
     #[test]

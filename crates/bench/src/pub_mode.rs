@@ -145,6 +145,7 @@ impl Pacer {
     pub fn allowed(&self, now: Instant) -> u64 {
         match self.per_second {
             None => u64::MAX,
+            Some(_) if now < self.start => 0,
             Some(r) => (now.saturating_duration_since(self.start).as_secs_f64() * r) as u64 + 1,
         }
     }
@@ -272,7 +273,14 @@ async fn publish_all(
     let qos = config.qos;
     let window = config.inflight.min(client.receive_maximum).max(1);
     let mut inflight = Inflight::new(window);
-    let pacer = Pacer::new(started, config.rate as f64 / config.clients as f64);
+    // Paced publishers start one after another across the first interval,
+    // so that the sum of their messages is an even flow, not bursts.
+    let phase = if config.rate > 0 {
+        Duration::from_secs_f64(index as f64 / config.rate as f64)
+    } else {
+        Duration::ZERO
+    };
+    let pacer = Pacer::new(started + phase, config.rate as f64 / config.clients as f64);
     let total = config.messages;
     let publisher = index as u32;
     let mut next_seq = 0u64;

@@ -154,10 +154,16 @@ async fn run_pub(
             tributary_mqtt::QoS::AtMostOnce => Shared::get(&shared.sent),
             _ => Shared::get(&shared.acked),
         };
-        let all_received = subscribers
-            .iter()
-            .zip(&shared.distinct)
-            .all(|(handle, distinct)| handle.is_finished() || Shared::get(distinct) >= expected);
+        let all_received = if config.pairs() {
+            // Each subscriber expects its own publisher's messages only.
+            let distinct: u64 = shared.distinct.iter().map(Shared::get).sum();
+            distinct >= expected
+        } else {
+            subscribers
+                .iter()
+                .zip(&shared.distinct)
+                .all(|(handle, distinct)| handle.is_finished() || Shared::get(distinct) >= expected)
+        };
         if all_received {
             break Stop::Completed;
         }
@@ -178,12 +184,16 @@ async fn run_pub(
     }
     let mut receive_latency = Latency::new();
     let (mut lost, mut duplicated) = (0, 0);
-    for handle in subscribers {
+    for (index, handle) in subscribers.into_iter().enumerate() {
         let Ok(outcome) = handle.await else { continue };
         receive_latency.merge(&outcome.tracker.latency);
         duplicated += outcome.tracker.duplicated;
         if outcome.healthy {
-            lost += outcome.tracker.lost_against(&ledgers);
+            lost += if config.pairs() {
+                outcome.tracker.lost_from(index, &ledgers[index])
+            } else {
+                outcome.tracker.lost_against(&ledgers)
+            };
         }
     }
     progress.finish();

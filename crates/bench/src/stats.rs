@@ -248,6 +248,13 @@ impl ReceiveTracker {
             .sum()
     }
 
+    /// Messages of publisher `publisher`'s `expected` never received.
+    pub fn lost_from(&self, publisher: usize, expected: &SeqSet) -> u64 {
+        self.seen
+            .get(&(publisher as u32))
+            .map_or(expected.len(), |seen| seen.missing_from(expected))
+    }
+
     /// Messages missing below each publisher's highest received sequence
     /// number, for runs that do not know what was sent.
     pub fn gaps(&self) -> u64 {

@@ -1,4 +1,4 @@
-//! Subscribers: each client one task that subscribes to the filter,
+//! Subscribers: each client one task that subscribes to its filter,
 //! acknowledges what it receives (PUBACK, or PUBREC then PUBCOMP), and feeds
 //! every payload to its [`ReceiveTracker`].
 
@@ -78,7 +78,7 @@ async fn receive(
         packet_id: SUBSCRIBE_ID,
         properties: Properties::default(),
         subscriptions: vec![Subscription {
-            filter: config.filter.clone(),
+            filter: config.filter_for(index),
             options: SubscriptionOptions {
                 qos: config.sub_qos,
                 ..SubscriptionOptions::default()
@@ -120,7 +120,7 @@ async fn receive(
                             let reason = ack.reasons.first().copied().unwrap_or(ReasonCode::UnspecifiedError);
                             if reason.is_error() {
                                 return Err(Error::SubscribeRefused {
-                                    filter: config.filter.clone(),
+                                    filter: config.filter_for(index),
                                     reason,
                                 });
                             }

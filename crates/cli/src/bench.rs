@@ -30,6 +30,8 @@ messages were lost.
 Examples:
   tributary bench pub --clients 4 --messages 100000 --qos 1 --subscribers 1
   tributary bench sub --filter 'bench/#' --json
+  tributary bench pub --clients 5000 --subscribers 5000 --topic 'o/{client}' \
+      --filter 'o/{client}' --rate 10000 --messages 20
   tributary bench conn --clients 10000 --connect-rate 1000 --hold 30")]
 pub struct BenchArgs {
     /// What to load the broker with.
@@ -92,11 +94,19 @@ pub struct BenchArgs {
     /// then only when stderr is a terminal).
     #[arg(long)]
     json: bool,
+    /// Print the progress line every second on stderr, also with --json
+    /// when stderr is not a terminal (for scripts that watch a run).
+    #[arg(long)]
+    progress: bool,
     /// pub mode: also run K subscribers on --filter; each must receive every
     /// message. They subscribe before the publishers start.
     #[arg(long, value_name = "K", default_value_t = 0)]
     subscribers: usize,
-    /// Topic filter of the subscribers (sub mode and --subscribers).
+    /// Topic filter of the subscribers (sub mode and --subscribers);
+    /// `{client}` is replaced by the subscriber's index. In pub mode,
+    /// `--topic 'o/{client}' --filter 'o/{client}' --subscribers N` (N =
+    /// --clients) pairs subscriber i with publisher i: many owners, each
+    /// reading only their own data.
     #[arg(long, default_value = "bench/#")]
     filter: String,
     /// QoS the subscribers ask for.
@@ -182,7 +192,7 @@ impl BenchArgs {
             hold: Duration::from_secs_f64(self.hold),
             keep_alive: self.keep_alive,
             quiet: defaults.quiet,
-            progress: !self.json || std::io::stderr().is_terminal(),
+            progress: self.progress || !self.json || std::io::stderr().is_terminal(),
         }
     }
 }
