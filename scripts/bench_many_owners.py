@@ -72,6 +72,20 @@ def bench_with_cpu(bench: Path, args: list[str], broker: Broker, time_limit: int
     return report
 
 
+class ManyBroker(Broker):
+    """A broker of bench_compare.py with room for every connection of the run: Tributary's
+    `limits.max_connections` (10,000 by default) and its connection rate per source address (all
+    clients come from 127.0.0.1 here) are raised; Mosquitto has neither limit by default."""
+
+    def command(self, workdir: Path) -> list[str]:
+        cmd = super().command(workdir)
+        if self.name == "tributary":
+            conf = workdir / "many.toml"
+            conf.write_text("[limits]\nmax_connections = 20000\nmax_connections_per_sec_per_source = 0\n")
+            cmd += ["--config", str(conf)]
+        return cmd
+
+
 def run_pairs(bench: Path, broker: Broker, n: int, per_second: float, seconds: int) -> dict:
     messages = max(2, int(per_second * seconds))
     broker.start()
@@ -134,7 +148,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     bench = Path(args.tributary)
-    brokers = [Broker("tributary", args.tributary), Broker("mosquitto", args.mosquitto)]
+    brokers = [ManyBroker("tributary", args.tributary), ManyBroker("mosquitto", args.mosquitto)]
     brokers = [b for b in brokers if Path(b.binary).exists()]
 
     print("| load | broker | broker CPU µs/msg | broker CPU (cores) | e2e p50 / p99 ms | ack p99 ms "
