@@ -120,7 +120,11 @@ impl Broker {
             .map_err(|e| Error::io("load retained.snapshot", e))?;
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(log.end_offset()));
-        tokio::spawn(crate::router::run(router.clone(), log.clone(), shutdown.clone()));
+        tokio::spawn(crate::router::run(
+            router.clone(),
+            log.clone(),
+            shutdown.clone(),
+        ));
         let mut broker = Broker {
             router,
             connection_permits: Arc::new(Semaphore::new(config.limits.max_connections)),

@@ -77,7 +77,10 @@ struct Node {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.exact.is_empty() && self.hash.is_empty()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.exact.is_empty()
+            && self.hash.is_empty()
     }
 
     fn insert(&mut self, mut levels: std::str::Split<'_, char>, inbox: &Arc<Inbox>) {
@@ -326,7 +329,9 @@ impl Router {
 
     /// Routes one batch of records read from the log.
     fn route(&self, batch: &[(Offset, Arc<Record>)], matched: &mut Vec<Arc<Inbox>>) {
-        let Some((last, _)) = batch.last() else { return };
+        let Some((last, _)) = batch.last() else {
+            return;
+        };
         let index = self.lock();
         let mut levels: Vec<&str> = Vec::new();
         for (offset, record) in batch {
@@ -488,11 +493,18 @@ mod tests {
         let a = router.register(1, false, ["ann/+/senml", "x/#"]);
         let b = router.register(2, false, ["bob/watch/senml"]);
         let c = router.register(3, false, ["#", "ann/watch/senml"]);
-        let batch: Vec<_> = ["ann/watch/senml", "bob/watch/senml", "x", "x/y/z", "$SYS/x", "other"]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (Offset(i as u64), record(t)))
-            .collect();
+        let batch: Vec<_> = [
+            "ann/watch/senml",
+            "bob/watch/senml",
+            "x",
+            "x/y/z",
+            "$SYS/x",
+            "other",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (Offset(i as u64), record(t)))
+        .collect();
         router.route(&batch, &mut Vec::new());
         assert_eq!(drain(&a), [0, 2, 3]);
         assert_eq!(drain(&b), [1]);
@@ -507,7 +519,10 @@ mod tests {
         let a = router.register(1, false, ["a/+"]);
         assert_eq!(a.subscribe("b"), Offset(0));
         a.unsubscribe("a/+");
-        router.route(&[(Offset(0), record("a/x")), (Offset(1), record("b"))], &mut Vec::new());
+        router.route(
+            &[(Offset(0), record("a/x")), (Offset(1), record("b"))],
+            &mut Vec::new(),
+        );
         assert_eq!(drain(&a), [1]);
         drop(a);
         assert!(router.lock().root.is_empty());
@@ -517,7 +532,10 @@ mod tests {
     #[test]
     fn registration_starts_at_the_routers_position() {
         let router = Arc::new(Router::new(Offset(0)));
-        router.route(&[(Offset(0), record("a")), (Offset(1), record("a"))], &mut Vec::new());
+        router.route(
+            &[(Offset(0), record("a")), (Offset(1), record("a"))],
+            &mut Vec::new(),
+        );
         let a = router.register(1, false, ["a"]);
         assert_eq!(a.scan_until, Offset(2));
         assert!(drain(&a).is_empty());

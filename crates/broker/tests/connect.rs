@@ -105,3 +105,71 @@ async fn without_anonymous_access_a_client_without_credentials_is_refused() -> T
     broker.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_over_its_receive_maximum_still_reads_why_it_was_closed() -> TestResult {
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tributary_mqtt::{Packet, PublishHeader, QoS};
+
+    let broker = TestBroker::start().await?;
+    let limit = TestBroker::config().limits.receive_maximum as usize;
+    let mut stream = tokio::net::TcpStream::connect(broker.addr()).await?;
+    let mut out = BytesMut::new();
+    tributary_mqtt::encode(&Packet::Connect(clean(V5, "greedy")), V5, &mut out)?;
+    // Far more QoS 1 publishes than the quota, sent without reading a
+    // PUBACK, and still more after the broker gave up on the client.
+    let publish = |id: u16, out: &mut BytesMut| {
+        let header = PublishHeader {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            packet_id: Some(id),
+        };
+        tributary_mqtt::encode_publish_parts(
+            header,
+            "greedy/t",
+            &Properties::default(),
+            &[7; 100],
+            V5,
+            out,
+        )
+    };
+    for id in 1..=(limit as u16 + 200) {
+        publish(id, &mut out)?;
+    }
+    stream.write_all(&out).await?;
+    // A client library stops at the first failed write (a reset) and then
+    // never reads what the broker said: keep writing for a moment, as a
+    // client in the middle of a burst does, and every write must succeed.
+    for round in 0..30u16 {
+        let mut more = BytesMut::new();
+        for id in 1..=20u16 {
+            publish(round * 20 + id, &mut more)?;
+        }
+        stream
+            .write_all(&more)
+            .await
+            .map_err(|e| format!("write {round}: {e}"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut received = BytesMut::new();
+    let read_all = async {
+        loop {
+            match stream.read_buf(&mut received).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_all).await?;
+    let mut reasons = Vec::new();
+    while let Ok((packet, used)) = tributary_mqtt::decode(&received, V5, 1 << 20) {
+        let _ = received.split_to(used);
+        if let Packet::Disconnect(d) = packet {
+            reasons.push(d.reason);
+        }
+    }
+    assert_eq!(reasons, [ReasonCode::ReceiveMaximumExceeded]);
+    Ok(())
+}

@@ -26,7 +26,12 @@ async fn each_session_gets_exactly_what_its_filters_match() -> TestResult {
     all.subscribe("ann/#", QoS::AtLeastOnce).await?; // overlapping: still once
 
     let (mut publisher, _) = broker.connect(clean(v, "publisher")).await?;
-    let topics = ["ann/watch/senml", "bob/watch/senml", "carl/ring/senml", "ann/ring/senml"];
+    let topics = [
+        "ann/watch/senml",
+        "bob/watch/senml",
+        "carl/ring/senml",
+        "ann/ring/senml",
+    ];
     for (i, topic) in topics.iter().enumerate() {
         let reason = publisher
             .publish_stored(topic, numbered(i), QoS::AtLeastOnce)
@@ -50,7 +55,10 @@ async fn each_session_gets_exactly_what_its_filters_match() -> TestResult {
             .publish_stored(marker, b"marker", QoS::AtLeastOnce)
             .await?;
         let delivered = client.expect_publish().await?;
-        assert_eq!((delivered.topic.as_str(), &delivered.payload[..]), (marker, &b"marker"[..]));
+        assert_eq!(
+            (delivered.topic.as_str(), &delivered.payload[..]),
+            (marker, &b"marker"[..])
+        );
     }
     Ok(())
 }

@@ -50,6 +50,10 @@ const APPENDS_IN_FLIGHT: usize = 8;
 /// How long a closing connection may take to flush what it still has to say.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a connection that sent DISCONNECT waits for the client to
+/// close, reading what it still sends (see `Connection::linger`).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Topic aliases of one connection (5.0 §3.3.2.3.4).
 #[derive(Default)]
 struct Aliases {
@@ -368,7 +372,10 @@ impl Connection {
         let own = held.state.subscriptions.values().filter(|s| !s.is_shared());
         let filters: Vec<&str> = own.map(|s| s.filter.as_str()).collect();
         if !filters.is_empty() {
-            let routed = self.broker.router.register(self.id, held.state.persistent, filters);
+            let routed = self
+                .broker
+                .router
+                .register(self.id, held.state.persistent, filters);
             self.routed = Some(Box::new(routed));
         }
     }
@@ -376,7 +383,11 @@ impl Connection {
     /// Moves the cursor of a session whose inbox is empty up to the
     /// router's position: nothing before it is for the session.
     fn catch_up(&self, held: &mut Held) {
-        if let Some(to) = self.routed.as_ref().and_then(|r| r.caught_up(held.state.read_pos)) {
+        if let Some(to) = self
+            .routed
+            .as_ref()
+            .and_then(|r| r.caught_up(held.state.read_pos))
+        {
             held.state.read_pos = held.state.read_pos.max(to);
         }
     }
@@ -695,6 +706,30 @@ impl Connection {
         self.wbuf.clear();
     }
 
+    /// After the last word: reads (and drops) what the client still sends
+    /// until it closes, for at most `CLOSE_LINGER`. Closing a socket with
+    /// unread bytes makes the kernel reset the connection, and a reset can
+    /// make the client lose the DISCONNECT and its reason before reading it
+    /// (a client still publishing over its Receive Maximum, say).
+    async fn linger(&mut self) {
+        let drain = async {
+            let mut sink = BytesMut::new();
+            loop {
+                sink.clear();
+                match self
+                    .transport
+                    .reader()
+                    .read_some(&mut sink, SMALL_READ as usize)
+                    .await
+                {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
+    }
+
     /// Ends the connection: finishes appends in flight, sends the last word,
     /// publishes the will, and hands the session back to the registry.
     async fn finish(mut self: Box<Self>, mut held: Held, close: Close) {
@@ -705,12 +740,13 @@ impl Connection {
             let done = poll_append(&mut self.ingest, &self.broker.stats).await;
             let _ = self.appended(&mut held, done);
         }
+        let mut told = false;
         if let (ProtocolVersion::V5, Some((reason, text))) = (self.version, close.reason()) {
             let mut disconnect = Disconnect::new(reason);
             if self.problem_information {
                 disconnect.properties.reason_string = Some(text.to_string());
             }
-            self.send(&Packet::Disconnect(disconnect));
+            told = self.send(&Packet::Disconnect(disconnect));
         }
         self.flush().await;
         self.report_sent();
@@ -734,6 +770,11 @@ impl Connection {
         self.broker
             .sessions
             .release(&self.client_id, self.id, state.persistent);
+        if told {
+            // Last, so that nothing waits for it: a connection taking the
+            // session over, say.
+            self.linger().await;
+        }
         tracing::debug!(client_id = %self.client_id, peer = %self.peer, ?close, "connection closed");
     }
 
