@@ -4,7 +4,8 @@
 |---|---|---|
 | limits.max_connections = 3 | a 4th connection | CONNACK 0x89 Server busy (5.0) / return code 3 (3.1.1), then close |
 | limits.connect_timeout_ms = 300 | silence, or half a CONNECT | the connection is closed within a second or two |
-| log.max_bytes, with an offline persistent session holding the log | more publishes | 5.0: PUBACK 0x97 Quota exceeded; 3.1.1: closed without PUBACK. Nothing acknowledged is lost |
+| log.max_bytes, with an offline persistent session behind | more publishes | every publish acknowledged; the session loses its own oldest messages and gets the newest on return; `tributary_mqtt_session_records_skipped_total` counts them |
+| log.max_bytes, with a consumer such as the pipeline behind | more publishes | 5.0: PUBACK 0x97 Quota exceeded; 3.1.1: closed without PUBACK (crates/broker/tests/full_log.rs) |
 | limits.max_packet_size, limits.receive_maximum | (announced) | CONNACK properties 0x27 and 0x21 carry the configured values |
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import time
+import urllib.request
 
 import pytest
 
@@ -101,7 +103,12 @@ def persistent_session_holding_the_log(broker, client_id: str):
         c.send(packet(0xE0, b""))  # DISCONNECT
 
 
-def fill_until_refused(broker, version: int, limit: int = 400):
+def payload_of(i: int) -> bytes:
+    """1 KiB that starts with its number (8 digits)."""
+    return f"{i:08d}".encode() + bytes(1016)
+
+
+def fill_until_refused(broker, version: int, limit: int = 400, topic: str = "fill/x", payload=payload_of):
     """Publish 1 KiB QoS 1 messages one at a time until one is not acknowledged with success.
 
     Returns (acknowledged packet ids, the refusing packet or None, connection closed)."""
@@ -110,7 +117,7 @@ def fill_until_refused(broker, version: int, limit: int = 400):
     c.connect(version, f"filler-{version}")
     try:
         for pid in range(1, limit + 1):
-            c.send(publish("fill/x", bytes(1024), qos=1, packet_id=pid, version=version))
+            c.send(publish(topic, payload(pid - 1), qos=1, packet_id=pid, version=version))
             try:
                 p = c.read_packet(timeout=5)
             except Closed:
@@ -128,42 +135,165 @@ def fill_until_refused(broker, version: int, limit: int = 400):
 LOG_FULL = {"log": {"segment_bytes": 8192, "max_bytes": 32768, "max_age_secs": 0}}
 
 
+def metric(broker, name: str) -> float:
+    with urllib.request.urlopen(broker.http_url + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def skipped_by_sessions(broker) -> float:
+    return metric(broker, "tributary_mqtt_session_records_skipped_total")
+
+
 @pytest.mark.broker_config(LOG_FULL)
-def test_full_log_refuses_v5_publishes_with_quota_exceeded_and_loses_nothing(broker):
-    persistent_session_holding_the_log(broker, "holder")
-    acked, refusal, closed = fill_until_refused(broker, V5)
-    assert not closed
-    assert refusal is not None, f"{len(acked)} publishes acknowledged without reaching the log limit"
-    assert refusal.body[2] == 0x97, refusal
-    assert len(acked) >= 10
-    # The holder comes back and receives every acknowledged message; then the log has room again.
+@pytest.mark.parametrize("version", [V5, V311], ids=["v5", "v311"])
+def test_offline_session_behind_retention_loses_its_oldest_not_other_publishers(broker, version):
+    """A persistent session away while the log turns over does not stop anyone else's publishes:
+    past log.max_bytes its own oldest messages are deleted, and it gets the newest on return."""
+    holder = f"away-{version}"
+    persistent_session_holding_the_log(broker, holder)
+    acked, refusal, closed = fill_until_refused(broker, version, limit=200)
+    assert refusal is None and not closed, f"refused after {len(acked)} publishes"
+    assert len(acked) == 200
     with raw(broker) as c:
-        c.connect(V311, "holder", flags=0x00)
-        received = 0
-        deadline = time.monotonic() + 20
-        while received < len(acked) and time.monotonic() < deadline:
-            p = c.read_packet(timeout=5)
+        c.connect(V311, holder, flags=0x00)
+        payloads = []
+        while True:
+            try:
+                p = c.read_packet(timeout=2)
+            except TimeoutError:
+                break
             if p.type == 3:  # PUBLISH, QoS 1: topic, packet id, payload
                 tlen = struct.unpack("!H", p.body[:2])[0]
-                pid = p.body[2 + tlen:4 + tlen]
-                c.send(packet(0x40, pid))  # PUBACK
-                received += 1
-        assert received == len(acked)
+                c.send(packet(0x40, p.body[2 + tlen:4 + tlen]))  # PUBACK
+                payloads.append(p.body[4 + tlen:])
         c.send(packet(0xE0, b""))
+    # What the log still holds (about max_bytes of 1 KiB messages), the newest last, in order.
+    assert 10 <= len(payloads) < 200, len(payloads)
+    assert payloads[-1] == payload_of(199)
+    numbers = [int(p[:8]) for p in payloads]
+    assert numbers == list(range(numbers[0], 200)), numbers[:5]
+    wait_for(lambda: skipped_by_sessions(broker) >= numbers[0], timeout=5, interval=0.2,
+             what="the skipped records in /metrics")
 
-    def accepted_again():
-        more, refusal, _ = fill_until_refused(broker, V5, limit=1)
-        return bool(more)
 
-    wait_for(accepted_again, timeout=15, interval=0.5, what="publishes accepted once the session caught up")
+def persistent_session_holding_the_log(broker, client_id: str):
+    """A 3.1.1 session with clean session off, subscribed to '#', then offline: its cursor holds the log."""
+    with raw(broker) as c:
+        c.connect(V311, client_id, flags=0x00)
+        c.send(subscribe([("#", 1)], version=V311))
+        assert c.read_packet().type == 9  # SUBACK
+        c.send(packet(0xE0, b""))  # DISCONNECT
+
+
+def payload_of(i: int) -> bytes:
+    """1 KiB that starts with its number (8 digits)."""
+    return f"{i:08d}".encode() + bytes(1016)
+
+
+def fill_until_refused(broker, version: int, limit: int = 400, topic: str = "fill/x", payload=payload_of):
+    """Publish 1 KiB QoS 1 messages one at a time until one is not acknowledged with success.
+
+    Returns (acknowledged packet ids, the refusing packet or None, connection closed)."""
+    acked = []
+    c = raw(broker)
+    c.connect(version, f"filler-{version}")
+    try:
+        for pid in range(1, limit + 1):
+            c.send(publish(topic, payload(pid - 1), qos=1, packet_id=pid, version=version))
+            try:
+                p = c.read_packet(timeout=5)
+            except Closed:
+                return acked, None, True
+            assert p.type == PUBACK, p
+            reason = p.body[2] if len(p.body) > 2 else 0
+            if reason != 0:
+                return acked, p, False
+            acked.append(pid)
+        return acked, None, False
+    finally:
+        c.close()
+
+
+LOG_FULL = {"log": {"segment_bytes": 8192, "max_bytes": 32768, "max_age_secs": 0}}
+
+
+def metric(broker, name: str) -> float:
+    with urllib.request.urlopen(broker.http_url + "/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def skipped_by_sessions(broker) -> float:
+    return metric(broker, "tributary_mqtt_session_records_skipped_total")
 
 
 @pytest.mark.broker_config(LOG_FULL)
-def test_full_log_disconnects_v311_publishers_without_ack(broker):
-    persistent_session_holding_the_log(broker, "holder311")
-    acked, refusal, closed = fill_until_refused(broker, V311)
-    assert refusal is None
-    assert closed, f"{len(acked)} publishes acknowledged and the connection is still open"
-    assert len(acked) >= 10
+@pytest.mark.parametrize("version", [V5, V311], ids=["v5", "v311"])
+def test_offline_session_behind_retention_loses_its_oldest_not_other_publishers(broker, version):
+    """A persistent session away while the log turns over does not stop anyone else's publishes:
+    past log.max_bytes its own oldest messages are deleted, and it gets the newest on return."""
+    holder = f"away-{version}"
+    persistent_session_holding_the_log(broker, holder)
+    acked, refusal, closed = fill_until_refused(broker, version, limit=200)
+    assert refusal is None and not closed, f"refused after {len(acked)} publishes"
+    assert len(acked) == 200
+    with raw(broker) as c:
+        c.connect(V311, holder, flags=0x00)
+        payloads = []
+        while True:
+            try:
+                p = c.read_packet(timeout=2)
+            except TimeoutError:
+                break
+            if p.type == 3:  # PUBLISH, QoS 1: topic, packet id, payload
+                tlen = struct.unpack("!H", p.body[:2])[0]
+                c.send(packet(0x40, p.body[2 + tlen:4 + tlen]))  # PUBACK
+                payloads.append(p.body[4 + tlen:])
+        c.send(packet(0xE0, b""))
+    # What the log still holds (about max_bytes of 1 KiB messages), the newest last, in order.
+    assert 10 <= len(payloads) < 200, len(payloads)
+    assert payloads[-1] == payload_of(199)
+    numbers = [int(p[:8]) for p in payloads]
+    assert numbers == list(range(numbers[0], 200)), numbers[:5]
+    wait_for(lambda: skipped_by_sessions(broker) >= numbers[0], timeout=5, interval=0.2,
+             what="the skipped records in /metrics")
+
+
+@pytest.mark.broker_config(LOG_FULL)
+@pytest.mark.parametrize("version", [V5, V311], ids=["v5", "v311"])
+def test_full_log_held_by_a_stalled_pipeline_refuses_publishes_and_loses_nothing(broker, version):
+    """The pipeline (not a session) holds the log while the store is locked: 5.0 publishes get
+    PUBACK 0x97 Quota exceeded, 3.1.1 publishers are closed without PUBACK; once the store is free
+    the pipeline catches up and publishes are accepted again."""
+    # A first pack through the pipeline, so that it has a committed offset that holds the log.
+    fill_until_refused(broker, V5, limit=1, topic="fill/senml", payload=senml_kib)
+    wait_for(lambda: metric(broker, "tributary_pipeline_records_total") >= 1
+             and metric(broker, "tributary_pipeline_consumer_lag") == 0,
+             timeout=10, interval=0.2, what="the first pack through the pipeline")
+    store = sqlite3.connect(broker.data_dir / "store.sqlite", timeout=30, isolation_level=None)
+    store.execute("BEGIN EXCLUSIVE")  # the pipeline cannot write, so it does not commit
+    try:
+        acked, refusal, closed = fill_until_refused(broker, version, topic="fill/senml", payload=senml_kib)
+        assert len(acked) >= 10
+        if version == V5:
+            assert refusal is not None and not closed, f"{len(acked)} publishes acknowledged"
+            assert refusal.body[2] == 0x97, refusal
+        else:
+            assert refusal is None and closed, f"{len(acked)} publishes acknowledged, still open"
+    finally:
+        store.execute("ROLLBACK")
+        store.close()
+
+    def accepted_again():
+        more, _, _ = fill_until_refused(broker, V5, limit=1)
+        return bool(more)
+
+    wait_for(accepted_again, timeout=30, interval=0.5, what="publishes accepted once the pipeline caught up")
+
 
 

@@ -78,6 +78,15 @@ impl Broker {
     /// Loads persistent sessions and retained messages from `data_dir` and the log.
     pub async fn open(config: BrokerConfig, log: Log, data_dir: &Path) -> Result<Arc<Broker>> {
         config.validate().map_err(Error::Config)?;
+        // Sessions and shared subscription groups keep their queues as
+        // cursors into the log. One that falls behind (an owner's device
+        // away for a week, say) must not stop every other publisher when
+        // the log is full: past `log.max_bytes` or `max_age` it loses its
+        // own oldest messages instead (docs/configuration.md).
+        log.let_consumers_yield(&[
+            crate::session::CONSUMER_PREFIX,
+            crate::shared::CONSUMER_PREFIX,
+        ]);
         let session_file = Arc::new(SessionFile::new(data_dir));
         let sessions = Arc::new(Registry::default());
         let stored = session_file

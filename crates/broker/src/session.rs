@@ -7,8 +7,11 @@
 //! reads the log from `read_pos`, delivers what matches the subscriptions, and
 //! commits the cursor (the lowest offset not yet fully acknowledged) as the
 //! log consumer `session/{client id}`. A persistent session therefore keeps
-//! its queue across disconnects and broker restarts for free, and log
-//! retention keeps every segment that some session still needs.
+//! its queue across disconnects and broker restarts for free. Its cursor
+//! does not hold log retention back (`Broker::open`): a session away past
+//! `log.max_bytes` or `max_age` loses its own oldest messages rather than
+//! stop every publisher. Which records are for which connected session is
+//! the router's work (`router`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,9 @@ use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{PacketId, ProtocolVersion, QoS, SubscriptionOptions};
+
+/// Start of the log consumer name of every session's cursor.
+pub const CONSUMER_PREFIX: &str = "session/";
 
 /// A client identifier as the session registry keys it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,7 +94,7 @@ impl ClientId {
 
     /// The log consumer name under which the session's cursor is committed.
     pub fn consumer_name(&self) -> String {
-        format!("session/{}", self.0)
+        format!("{CONSUMER_PREFIX}{}", self.0)
     }
 }
 

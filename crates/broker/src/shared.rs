@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, Offset, Record};
 
+/// Start of the log consumer name of every group's cursor.
+pub const CONSUMER_PREFIX: &str = "share/";
+
 /// Records read from the log per dispatch round.
 const DISPATCH_BATCH: usize = 256;
 /// Messages queued towards one member connection before the group moves on.
@@ -65,7 +68,7 @@ struct Group {
 
 impl Group {
     fn consumer_name(&self) -> String {
-        format!("share/{}", &self.key["$share/".len()..])
+        format!("{CONSUMER_PREFIX}{}", &self.key["$share/".len()..])
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
@@ -226,6 +229,8 @@ async fn dispatch_round(log: &Log, group: &Group) -> bool {
     let batch = match log.read(from, DISPATCH_BATCH).await {
         Ok(batch) => batch,
         Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
+            // Retention deleted what the group had not read (see `Broker::open`).
+            tracing::warn!(group = %group.key, skipped = start.saturating_sub(from.0), "shared subscription fell behind the log's retention: its oldest messages are gone");
             group.lock().read_pos = Offset(start);
             return true;
         }

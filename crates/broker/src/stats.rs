@@ -42,6 +42,9 @@ pub struct BrokerStats {
     received: AtomicU64,
     /// PUBLISH packets written to subscribers (retries with DUP included).
     sent: AtomicU64,
+    /// Log records sessions never examined because retention deleted them
+    /// first (the session was away or slow past the log's bounds).
+    skipped: AtomicU64,
     append: LatencyHistogram,
 }
 
@@ -52,6 +55,16 @@ impl BrokerStats {
 
     pub(crate) fn add_sent(&self, count: u64) {
         self.sent.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_skipped(&self, count: u64) {
+        self.skipped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Log records that sessions lost to retention before reading them
+    /// (an upper bound on messages lost: not all were for the session).
+    pub fn records_skipped_by_sessions(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// `count` publishes handed to the log together became durable after `took`.

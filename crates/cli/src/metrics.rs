@@ -20,6 +20,7 @@ const EVERY: Duration = Duration::from_secs(1);
 pub const MQTT_CONNECTIONS: &str = "tributary_mqtt_connections";
 pub const MQTT_RECEIVED_TOTAL: &str = "tributary_mqtt_messages_received_total";
 pub const MQTT_SENT_TOTAL: &str = "tributary_mqtt_messages_sent_total";
+pub const MQTT_SESSION_RECORDS_SKIPPED_TOTAL: &str = "tributary_mqtt_session_records_skipped_total";
 pub const MQTT_RECEIVED_PER_SECOND: &str = "tributary_mqtt_messages_received_per_second";
 pub const MQTT_SENT_PER_SECOND: &str = "tributary_mqtt_messages_sent_per_second";
 pub const LOG_END_OFFSET: &str = "tributary_log_end_offset";
@@ -89,6 +90,11 @@ pub async fn publish(
             MQTT_SENT_TOTAL,
             "PUBLISH packets sent to subscribers.",
             now.sent,
+        );
+        metrics.set_counter(
+            MQTT_SESSION_RECORDS_SKIPPED_TOTAL,
+            "Log records sessions lost to retention before reading them (away or slow past log.max_bytes or max_age).",
+            stats.records_skipped_by_sessions(),
         );
         let rate = |of: fn(&Totals) -> u64| {
             last.map_or(0.0, |before| {

@@ -303,6 +303,7 @@ impl Log {
             consumers: Mutex::new(Consumers {
                 committed,
                 dirty: Default::default(),
+                yielding: Vec::new(),
             }),
             closed: AtomicBool::new(false),
             counters: Default::default(),
@@ -489,6 +490,17 @@ impl Log {
             .get(consumer)
             .copied()
             .map(Offset)
+    }
+
+    /// Consumers whose names start with one of `prefixes` no longer hold
+    /// retention back: past `max_bytes` or `max_age` the oldest segments
+    /// are deleted even when such a consumer has not read them, and appends
+    /// are never refused for them. Such a consumer finds the loss as
+    /// [`Error::OffsetOutOfRange`] on its next read. For queues kept for
+    /// someone else (MQTT sessions) that must not stop every producer.
+    pub fn let_consumers_yield(&self, prefixes: &[&str]) {
+        let mut consumers = self.inner.core.consumers();
+        consumers.yielding = prefixes.iter().map(|p| (*p).to_owned()).collect();
     }
 
     /// Forgets `consumer` (e.g. its session ended), so it no longer holds

@@ -49,14 +49,18 @@ pub(crate) struct Consumers {
     pub committed: HashMap<String, u64>,
     /// Changes not yet in the journal: `None` marks a removal.
     pub dirty: HashMap<String, Option<u64>>,
+    /// Name prefixes of consumers that do not hold retention back (see
+    /// `Log::let_consumers_yield`).
+    pub yielding: Vec<String>,
 }
 
 impl Consumers {
-    /// The consumer with the smallest committed offset, which bounds what
-    /// retention may delete.
+    /// The consumer with the smallest committed offset among those that
+    /// hold retention back: it bounds what retention may delete.
     pub fn min_committed(&self) -> Option<(&str, u64)> {
         self.committed
             .iter()
+            .filter(|(name, _)| !self.yielding.iter().any(|p| name.starts_with(p.as_str())))
             .map(|(name, next)| (name.as_str(), *next))
             .min_by_key(|(name, next)| (*next, *name))
     }

@@ -655,6 +655,47 @@ async fn retention_by_size_deletes_the_oldest_segments() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_yielding_consumer_loses_its_oldest_records_instead_of_filling_the_log() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        max_bytes: 8192,
+        ..small_segments(dir.path(), 2048)
+    };
+    let log = Log::open(config)?;
+    log.let_consumers_yield(&["session/"]);
+    log.commit_offset("session/away", Offset(0))?;
+    for i in 0..300 {
+        assert_eq!(
+            log.append(record(i, 100)).await?,
+            Offset(i),
+            "never refused"
+        );
+    }
+    let start = log.start_offset();
+    assert!(start.0 > 0, "its oldest records were deleted");
+    assert!(matches!(
+        log.read(Offset(0), 1).await,
+        Err(Error::OffsetOutOfRange { requested: 0, start: s }) if s == start.0
+    ));
+    // Any other consumer still holds retention back.
+    log.commit_offset("pipeline", start)?;
+    let mut full = None;
+    for _ in 0..1000 {
+        if let Err(e) = log.append(record(0, 100)).await {
+            full = Some(e);
+            break;
+        }
+    }
+    let full = full.expect("refused once full");
+    assert!(
+        matches!(full, Error::Full { ref consumer, .. } if consumer == "pipeline"),
+        "{full:?}"
+    );
+    log.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_lagging_consumer_protects_its_segments_and_fills_the_log() -> TestResult {
     let dir = tempfile::tempdir()?;
     let config = LogConfig {

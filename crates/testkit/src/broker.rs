@@ -24,6 +24,8 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// dir, until [`TestBroker::shutdown`].
 pub struct TestBroker {
     config: BrokerConfig,
+    /// The log's `(segment_bytes, max_bytes)` when a test sets them.
+    log_bytes: Option<(u64, u64)>,
     /// Outlives every restart, so a restarted broker finds its sessions,
     /// cursors and retained messages; removed when the handle drops.
     dir: TempDir,
@@ -55,15 +57,25 @@ impl TestBroker {
 
     /// Starts a broker with `config` (its listener should be on port 0).
     pub async fn start_with(config: BrokerConfig) -> Result<TestBroker> {
+        TestBroker::start_with_log(config, None).await
+    }
+
+    /// Starts a broker with `config` on a log of `(segment_bytes,
+    /// max_bytes)` (default sizes for `None`), for tests of a full log.
+    pub async fn start_with_log(
+        config: BrokerConfig,
+        log_bytes: Option<(u64, u64)>,
+    ) -> Result<TestBroker> {
         // tmpfs when there is one: the log fsyncs every batch, and tests
         // do not need the data to survive a power cut.
         let dir = match Path::new("/dev/shm") {
             shm if shm.is_dir() => tempfile::tempdir_in(shm)?,
             _ => tempfile::tempdir()?,
         };
-        let running = Running::start(&config, dir.path()).await?;
+        let running = Running::start(&config, log_bytes, dir.path()).await?;
         Ok(TestBroker {
             config,
+            log_bytes,
             dir,
             running,
         })
@@ -109,14 +121,16 @@ impl TestBroker {
     pub async fn restart(self) -> Result<TestBroker> {
         let TestBroker {
             config,
+            log_bytes,
             dir,
             running,
         } = self;
         // The old broker must have closed its log before the new one opens it.
         running.stop().await?;
-        let running = Running::start(&config, dir.path()).await?;
+        let running = Running::start(&config, log_bytes, dir.path()).await?;
         Ok(TestBroker {
             config,
+            log_bytes,
             dir,
             running,
         })
@@ -130,8 +144,18 @@ impl TestBroker {
 }
 
 impl Running {
-    async fn start(config: &BrokerConfig, dir: &Path) -> Result<Running> {
-        let log = Log::open(LogConfig::new(dir.join("log")))?;
+    async fn start(
+        config: &BrokerConfig,
+        log_bytes: Option<(u64, u64)>,
+        dir: &Path,
+    ) -> Result<Running> {
+        let mut log_config = LogConfig::new(dir.join("log"));
+        if let Some((segment_bytes, max_bytes)) = log_bytes {
+            log_config.segment_bytes = segment_bytes;
+            log_config.max_bytes = max_bytes;
+            log_config.max_age = None;
+        }
+        let log = Log::open(log_config)?;
         let broker = Broker::open(config.clone(), log, dir).await?;
         let listeners = Listeners::bind(config).await?;
         let addr = listeners

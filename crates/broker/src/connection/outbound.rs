@@ -72,9 +72,11 @@ impl Connection {
         let batch = match self.broker.log.read(from, DELIVERY_BATCH).await {
             Ok(batch) => batch,
             Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
-                // Retention keeps what sessions need, so this means the
-                // session was restored from before a deleted segment.
-                tracing::error!(client_id = %self.client_id, from = from.0, start, "session cursor was behind the log start");
+                // Retention deleted what the session had not read: it was
+                // away (or slow) past `log.max_bytes` or `max_age`.
+                let skipped = start.saturating_sub(from.0);
+                tracing::warn!(client_id = %self.client_id, from = from.0, start, skipped, "session fell behind the log's retention: its oldest messages are gone");
+                self.broker.stats.add_skipped(skipped);
                 held.state.read_pos = Offset(start);
                 return Ok(());
             }
