@@ -111,6 +111,8 @@ struct Inner {
     metrics: Metrics,
     /// Where devices connect, for the dashboard's snippets.
     mqtt: std::sync::RwLock<MqttEndpoints>,
+    /// Where live feeds learn of their owner's records (`set_router`).
+    router: std::sync::OnceLock<Arc<tributary_router::Router>>,
 }
 
 /// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
@@ -159,8 +161,28 @@ impl ApiState {
                 live_max_duration,
                 metrics: Metrics::default(),
                 mqtt: std::sync::RwLock::default(),
+                router: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Has live feeds follow owners through the node's router (the one the
+    /// broker routes with), so that the log is read once for all of them.
+    /// Without it the API starts a router of its own on first use.
+    pub fn set_router(&self, router: Arc<tributary_router::Router>) {
+        let _ = self.inner.router.set(router);
+    }
+
+    /// The router live feeds follow owners through.
+    pub(crate) fn router(&self) -> &Arc<tributary_router::Router> {
+        self.inner.router.get_or_init(|| {
+            let log = self.inner.log.clone();
+            let router = Arc::new(tributary_router::Router::new(log.end_offset()));
+            // Ends when the log closes.
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(tributary_router::run(router.clone(), log, stop));
+            router
+        })
     }
 
     /// Opens or closes `POST /api/v1/signup` (open by default); closed, it

@@ -3,9 +3,12 @@
 //! docs/architecture.md principle 2; it commits no offset, since it starts
 //! at the end).
 //!
-//! Every feed reads every record and keeps those whose authenticated owner
-//! is the caller. That costs each feed a pass over the whole stream: fine
-//! for a single node's traffic, and what a per-owner index would replace.
+//! A feed follows its owner through the node's router (`tributary-router`),
+//! which reads the log once and hands each record to the feeds of its
+//! authenticated owner: a feed costs work per record of its owner, not per
+//! record of everyone. A feed reads the log itself only from a resumed
+//! `Last-Event-ID` up to where its routing starts, or after it fell more
+//! than an inbox behind.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,6 +24,7 @@ use futures_util::stream::Stream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tributary_log::{Log, Offset, Record};
+use tributary_router::{Next, Registration};
 
 use crate::auth::Owner;
 use crate::error::{ApiError, Result};
@@ -64,9 +68,11 @@ pub(crate) async fn live(
                     .clamp(end.0.saturating_sub(MAX_RESUME_RECORDS), end.0),
             )
         });
+    let follow = state.router().follow_owner(&owner);
     let feed = Feed {
         next: resume.unwrap_or(end),
         log,
+        follow,
         owner,
         pending: VecDeque::new(),
         deadline: Instant::now() + state.inner.live_max_duration,
@@ -77,6 +83,8 @@ pub(crate) async fn live(
 
 struct Feed {
     log: Log,
+    /// The feed's place in the router.
+    follow: Registration,
     owner: String,
     /// The next log offset to read.
     next: Offset,
@@ -106,36 +114,59 @@ impl Feed {
             if Instant::now() >= self.deadline {
                 return None;
             }
-            match self.log.read(self.next, READ_BATCH).await {
-                Ok(records) if records.is_empty() => {
-                    let waited =
-                        tokio::time::timeout_at(self.deadline, self.log.wait_beyond(self.next))
-                            .await;
-                    // `wait_beyond` also returns when the log closes.
-                    if waited.is_ok() && self.log.end_offset() <= self.next {
+            if self.next < self.follow.scan_until {
+                self.read_log().await?;
+                continue;
+            }
+            match self.follow.next() {
+                Next::Record(offset, record) => {
+                    if offset >= self.next {
+                        self.next = Offset(offset.0 + 1);
+                        self.pending.push_back(event(offset, &record));
+                    }
+                }
+                Next::CaughtUp(to) => {
+                    self.next = self.next.max(to);
+                    let woken = tokio::time::timeout_at(self.deadline, self.follow.woken());
+                    if woken.await.is_err() {
                         return None;
                     }
                 }
-                Ok(records) => {
-                    if let Some((last, _)) = records.last() {
-                        self.next = Offset(last.0 + 1);
+                Next::Overflowed => {
+                    self.follow.rearm();
+                }
+                Next::Closed => return None,
+            }
+        }
+    }
+
+    /// Reads the log from `next` up to where the feed's routing starts,
+    /// keeping the caller's records; `None` when the log failed.
+    async fn read_log(&mut self) -> Option<()> {
+        let until = self.follow.scan_until;
+        match self.log.read(self.next, READ_BATCH).await {
+            Ok(records) => {
+                let before = self.next;
+                for (offset, record) in records.iter().take_while(|(o, _)| *o < until) {
+                    self.next = Offset(offset.0 + 1);
+                    if record.owner == self.owner {
+                        self.pending.push_back(event(*offset, record));
                     }
-                    self.pending.extend(
-                        records
-                            .iter()
-                            .filter(|(_, r)| r.owner == self.owner)
-                            .map(|(offset, r)| event(*offset, r)),
-                    );
                 }
-                // Retention passed this feed (it fell far behind): skip
-                // ahead rather than end it.
-                Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
-                    self.next = Offset(start);
+                if self.next == before {
+                    self.next = until; // nothing (more) before it
                 }
-                Err(error) => {
-                    tracing::warn!(%error, owner = %self.owner, "live feed: read log; ending the feed");
-                    return None;
-                }
+                Some(())
+            }
+            // Retention passed this feed (it fell far behind): skip
+            // ahead rather than end it.
+            Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
+                self.next = Offset(start);
+                Some(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, owner = %self.owner, "live feed: read log; ending the feed");
+                None
             }
         }
     }

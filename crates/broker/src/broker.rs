@@ -21,11 +21,11 @@ use crate::durable::Durability;
 use crate::persist::SessionFile;
 use crate::rate::SourceLimiter;
 use crate::retained::{Retained, RetainedSnapshot};
-use crate::router::Router;
 use crate::session::{Registry, Subscription};
 use crate::shared::SharedGroups;
 use crate::stats::BrokerStats;
 use crate::{Error, Result};
+use tributary_router::Router;
 
 /// Records read from the log per batch when replaying retained messages.
 const REPLAY_BATCH: usize = 1024;
@@ -129,7 +129,7 @@ impl Broker {
             .map_err(|e| Error::io("load retained.snapshot", e))?;
         let shutdown = CancellationToken::new();
         let router = Arc::new(Router::new(log.end_offset()));
-        tokio::spawn(crate::router::run(
+        tokio::spawn(tributary_router::run(
             router.clone(),
             log.clone(),
             shutdown.clone(),
@@ -202,6 +202,11 @@ impl Broker {
     /// Open MQTT connections (for metrics).
     pub fn connections(&self) -> usize {
         self.config.limits.max_connections - self.connection_permits.available_permits()
+    }
+
+    /// The node's subscription index, which the HTTP API's live feeds use too.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
     }
 
     /// The account store the broker authenticates against (shared with the HTTP API).

@@ -40,7 +40,6 @@ mod persist;
 mod proxy;
 mod rate;
 mod retained;
-mod router;
 mod server;
 mod session;
 mod shared;

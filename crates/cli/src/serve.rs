@@ -189,6 +189,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         store.clone(),
         log.clone(),
     );
+    api_state.set_router(broker.router().clone());
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
         let port = Some(addr.port());

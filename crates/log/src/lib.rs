@@ -445,7 +445,7 @@ impl Log {
 
     /// Whether the log was closed (or its writer failed): appends fail, and
     /// nothing more becomes readable.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.inner.core.closed.load(Ordering::SeqCst)
     }
 

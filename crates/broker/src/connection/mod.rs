@@ -246,9 +246,9 @@ pub(crate) struct Connection {
     /// count: added once per turn of the loop, not per message (`stats`).
     unreported_sent: u32,
     /// The session's place in the node's subscription index, while it has
-    /// subscriptions of its own (`router`); boxed, as an idle connection
+    /// subscriptions of its own (`tributary_router`); boxed, as an idle connection
     /// without subscriptions should not pay for it.
-    routed: Option<Box<crate::router::Registration>>,
+    routed: Option<Box<tributary_router::Registration>>,
     /// Messages of shared subscriptions handed to this connection by their
     /// groups (bounded: a group moves on to another member when it is full).
     /// Created with the first shared subscription: an idle connection
@@ -358,7 +358,7 @@ impl Connection {
         match &self.routed {
             Some(routed) => routed.subscribe(filter),
             None => {
-                let routed = self.broker.router.register(self.id, persistent, [filter]);
+                let routed = self.broker.router.register(persistent, [filter]);
                 let from = routed.scan_until;
                 self.routed = Some(Box::new(routed));
                 from
@@ -372,10 +372,7 @@ impl Connection {
         let own = held.state.subscriptions.values().filter(|s| !s.is_shared());
         let filters: Vec<&str> = own.map(|s| s.filter.as_str()).collect();
         if !filters.is_empty() {
-            let routed = self
-                .broker
-                .router
-                .register(self.id, held.state.persistent, filters);
+            let routed = self.broker.router.register(held.state.persistent, filters);
             self.routed = Some(Box::new(routed));
         }
     }
@@ -848,7 +845,7 @@ async fn append_will(broker: &Broker, record: Record) {
 
 /// Resolves when the router woke the session; pending forever while the
 /// session has no subscriptions of its own.
-async fn woken(routed: &Option<Box<crate::router::Registration>>) {
+async fn woken(routed: &Option<Box<tributary_router::Registration>>) {
     match routed {
         Some(routed) => routed.woken().await,
         None => std::future::pending().await,

@@ -7,9 +7,9 @@ use tributary_log::{Offset, Record};
 use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
 
 use super::{Close, Connection};
-use crate::router::Next;
 use crate::session::{Held, Outbound, OutboundMessage, OutboundState};
 use crate::shared::SharedDelivery;
+use tributary_router::Next;
 
 /// Where an outgoing message comes from, which decides what its
 /// acknowledgement releases.
@@ -53,6 +53,7 @@ impl Connection {
                     held.state.read_pos = held.state.read_pos.max(to);
                     return Ok(());
                 }
+                Next::Closed => return Ok(()), // shutting down
                 Next::Overflowed => {
                     // The next round reads the log up to where routing resumes.
                     let from = routed.rearm();

@@ -1,15 +1,16 @@
-//! Routing by subscription index: one task per node reads the log once and
-//! hands each record to the connected sessions whose subscriptions match
-//! it, found through a topic trie. A record therefore costs work in
-//! proportion to the sessions it is for, and a session whose topics are
-//! quiet costs nothing per message (architecture principle 7).
+//! `tributary-router`: routing by subscription index. One task per node
+//! ([`run`]) reads the log once and hands each record to the connected MQTT
+//! sessions whose subscriptions match it, found through a topic trie, and to
+//! the live feeds of the record's owner (the HTTP API's `/live`), found by
+//! owner. A record therefore costs work in proportion to the readers it is
+//! for, and a reader whose records are quiet costs nothing per message
+//! (architecture principle 7).
 //!
-//! The log stays the source of truth. A session's [`Inbox`] is only a
-//! short queue of records the router already matched; the session still
-//! keeps its cursor (`read_pos`) and checks each record against its own
-//! subscriptions (`SessionState::route`) before sending it. Where the
-//! inbox cannot help, the session reads the log itself, as every session
-//! did before the router:
+//! The log stays the source of truth. A reader's [`Registration`] holds a
+//! short queue (its inbox) of records the router already matched; the
+//! reader keeps its own cursor into the log (a session also checks each
+//! record against its own subscriptions before sending it). Where the inbox
+//! cannot help, the reader reads the log itself:
 //!
 //! - **From where it resumes**: a session registers at the router's
 //!   position `P` (the next offset the router will route); records from
@@ -26,11 +27,12 @@
 //! batch both take the index's lock and the router's position moves only
 //! under it.
 //!
-//! Shared subscriptions are not in the index: their groups read the log
-//! once per group (`shared`).
+//! MQTT shared subscriptions are not in the index: their groups read the
+//! log once per group. When the routing task stops, every reader is told
+//! ([`Next::Closed`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, Offset, Record};
 
 /// Records one inbox holds before its session must read the log itself.
-pub(crate) const INBOX_MAX: usize = 1024;
+pub const INBOX_MAX: usize = 1024;
 
 /// Records the router reads from the log at once.
 const ROUTE_BATCH: usize = 1024;
@@ -51,18 +53,30 @@ const ROUTE_BATCH: usize = 1024;
 const NUDGE_EVERY: Duration = Duration::from_secs(10);
 
 /// The node's subscription index and its position in the log.
-pub(crate) struct Router {
+pub struct Router {
     index: Mutex<Index>,
     /// The next log offset the router will route. Moved only under the
     /// index's lock, after the records before it are in their inboxes.
     routed: AtomicU64,
+    /// Numbers the registrations.
+    next_id: AtomicU64,
+    /// Set when the routing task stopped.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
 struct Index {
     root: Node,
-    /// Every registered inbox by connection, with its filters.
-    registered: HashMap<u64, (Arc<Inbox>, Vec<String>)>,
+    /// Live feeds by the owner whose records they follow.
+    owners: HashMap<Box<str>, Vec<Arc<Inbox>>>,
+    /// Every registered inbox by id, with its filters and owner.
+    registered: HashMap<u64, Entry>,
+}
+
+struct Entry {
+    inbox: Arc<Inbox>,
+    filters: Vec<String>,
+    owner: Option<Box<str>>,
 }
 
 /// A level of the topic trie: subscribers whose filter ends here, ends
@@ -96,14 +110,14 @@ impl Node {
         }
     }
 
-    /// Removes `conn` from the filter's place; prunes levels left empty.
-    fn remove(&mut self, mut levels: std::str::Split<'_, char>, conn: u64) {
+    /// Removes registration `id` from the filter's place; prunes levels left empty.
+    fn remove(&mut self, mut levels: std::str::Split<'_, char>, id: u64) {
         match levels.next() {
-            None => self.exact.retain(|i| i.conn != conn),
-            Some("#") => self.hash.retain(|i| i.conn != conn),
+            None => self.exact.retain(|i| i.id != id),
+            Some("#") => self.hash.retain(|i| i.id != id),
             Some("+") => {
                 if let Some(plus) = self.plus.as_mut() {
-                    plus.remove(levels, conn);
+                    plus.remove(levels, id);
                     if plus.is_empty() {
                         self.plus = None;
                     }
@@ -111,7 +125,7 @@ impl Node {
             }
             Some(level) => {
                 if let Some(child) = self.children.get_mut(level) {
-                    child.remove(levels, conn);
+                    child.remove(levels, id);
                     if child.is_empty() {
                         self.children.remove(level);
                     }
@@ -142,9 +156,9 @@ impl Node {
     }
 }
 
-/// The records the router matched for one connected session, waiting to be sent.
-pub(crate) struct Inbox {
-    conn: u64,
+/// The records the router matched for one reader, waiting to be taken.
+struct Inbox {
+    id: u64,
     /// Persistent sessions are nudged now and then to commit their cursor.
     persistent: bool,
     state: Mutex<InboxState>,
@@ -186,8 +200,9 @@ impl Inbox {
     }
 }
 
-/// What a session's connection finds in its inbox.
-pub(crate) enum Next {
+/// What a reader finds in its inbox.
+#[derive(Debug)]
+pub enum Next {
     /// A record the router matched.
     Record(Offset, Arc<Record>),
     /// Nothing waiting, and every record before this offset was routed:
@@ -196,14 +211,18 @@ pub(crate) enum Next {
     /// Records were dropped: read the log from the cursor, then go on
     /// from the inbox.
     Overflowed,
+    /// The routing task stopped (the node is shutting down).
+    Closed,
 }
 
 impl Router {
     /// A router that starts routing at `start` (the log's end when the node opens).
-    pub(crate) fn new(start: Offset) -> Router {
+    pub fn new(start: Offset) -> Router {
         Router {
             index: Mutex::new(Index::default()),
             routed: AtomicU64::new(start.0),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -212,71 +231,110 @@ impl Router {
     }
 
     /// The next offset the router will route.
-    pub(crate) fn routed(&self) -> Offset {
+    pub fn routed(&self) -> Offset {
         Offset(self.routed.load(Ordering::Acquire))
     }
 
-    /// Registers connection `conn` with `filters`; records from the
-    /// registration's `scan_until` on reach its inbox.
-    pub(crate) fn register<'a>(
+    /// Registers an MQTT session with its topic `filters`; records from the
+    /// registration's `scan_until` on that match one reach its inbox.
+    /// `persistent` sessions are woken now and then to move their cursor.
+    pub fn register<'a>(
         self: &Arc<Self>,
-        conn: u64,
         persistent: bool,
         filters: impl IntoIterator<Item = &'a str>,
     ) -> Registration {
+        let filters = filters.into_iter().map(str::to_owned).collect();
+        self.add(persistent, filters, None)
+    }
+
+    /// Registers a live feed of `owner`'s records: records from the
+    /// registration's `scan_until` on whose authenticated owner is `owner`
+    /// reach its inbox.
+    pub fn follow_owner(self: &Arc<Self>, owner: &str) -> Registration {
+        self.add(false, Vec::new(), Some(owner.into()))
+    }
+
+    fn add(
+        self: &Arc<Self>,
+        persistent: bool,
+        filters: Vec<String>,
+        owner: Option<Box<str>>,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inbox = Arc::new(Inbox {
-            conn,
+            id,
             persistent,
             state: Mutex::new(InboxState::default()),
             wake: Notify::new(),
         });
         let mut index = self.lock();
-        let mut kept = Vec::new();
-        for filter in filters {
+        for filter in &filters {
             index.root.insert(filter.split('/'), &inbox);
-            kept.push(filter.to_owned());
         }
-        index.registered.insert(conn, (inbox.clone(), kept));
+        if let Some(owner) = &owner {
+            index
+                .owners
+                .entry(owner.clone())
+                .or_default()
+                .push(inbox.clone());
+        }
+        index.registered.insert(
+            id,
+            Entry {
+                inbox: inbox.clone(),
+                filters,
+                owner,
+            },
+        );
         Registration {
             router: self.clone(),
-            conn,
+            id,
             inbox,
             scan_until: self.routed(),
         }
     }
 
-    /// Adds a filter to a registered connection; records from the returned
-    /// offset on that match it reach the connection's inbox.
-    fn subscribe(&self, conn: u64, filter: &str) -> Offset {
+    /// Adds a filter to a registration; records from the returned offset
+    /// on that match it reach the inbox.
+    fn subscribe(&self, id: u64, filter: &str) -> Offset {
         let mut index = self.lock();
         let index = &mut *index;
-        if let Some((inbox, filters)) = index.registered.get_mut(&conn) {
-            if !filters.iter().any(|f| f == filter) {
-                index.root.insert(filter.split('/'), inbox);
-                filters.push(filter.to_owned());
+        if let Some(entry) = index.registered.get_mut(&id) {
+            if !entry.filters.iter().any(|f| f == filter) {
+                index.root.insert(filter.split('/'), &entry.inbox);
+                entry.filters.push(filter.to_owned());
             }
         }
         self.routed()
     }
 
-    /// Removes a filter of a registered connection.
-    fn unsubscribe(&self, conn: u64, filter: &str) {
+    /// Removes a filter of a registration.
+    fn unsubscribe(&self, id: u64, filter: &str) {
         let mut index = self.lock();
         let index = &mut *index;
-        if let Some((_, filters)) = index.registered.get_mut(&conn) {
-            if let Some(at) = filters.iter().position(|f| f == filter) {
-                filters.swap_remove(at);
-                index.root.remove(filter.split('/'), conn);
+        if let Some(entry) = index.registered.get_mut(&id) {
+            if let Some(at) = entry.filters.iter().position(|f| f == filter) {
+                entry.filters.swap_remove(at);
+                index.root.remove(filter.split('/'), id);
             }
         }
     }
 
-    /// Removes a connection and all its filters.
-    fn unregister(&self, conn: u64) {
+    /// Removes a registration with its filters and owner.
+    fn unregister(&self, id: u64) {
         let mut index = self.lock();
-        if let Some((_, filters)) = index.registered.remove(&conn) {
-            for filter in filters {
-                index.root.remove(filter.split('/'), conn);
+        let Some(entry) = index.registered.remove(&id) else {
+            return;
+        };
+        for filter in entry.filters {
+            index.root.remove(filter.split('/'), id);
+        }
+        if let Some(owner) = entry.owner {
+            if let Some(feeds) = index.owners.get_mut(&owner) {
+                feeds.retain(|i| i.id != id);
+                if feeds.is_empty() {
+                    index.owners.remove(&owner);
+                }
             }
         }
     }
@@ -300,6 +358,9 @@ impl Router {
         let mut state = inbox.lock();
         if state.overflowed {
             return Next::Overflowed;
+        }
+        if state.queue.is_empty() && self.closed.load(Ordering::Acquire) {
+            return Next::Closed;
         }
         match state.queue.pop_front() {
             Some((offset, record)) => {
@@ -327,6 +388,15 @@ impl Router {
         state.overflowed || !state.queue.is_empty()
     }
 
+    /// Tells every reader that routing stopped.
+    fn close(&self) {
+        let index = self.lock();
+        self.closed.store(true, Ordering::Release);
+        for entry in index.registered.values() {
+            entry.inbox.wake.notify_one();
+        }
+    }
+
     /// Routes one batch of records read from the log.
     fn route(&self, batch: &[(Offset, Arc<Record>)], matched: &mut Vec<Arc<Inbox>>) {
         let Some((last, _)) = batch.last() else {
@@ -339,10 +409,15 @@ impl Router {
             levels.extend(record.topic.split('/'));
             matched.clear();
             index.root.matches(&levels, 0, matched);
+            if !record.owner.is_empty() {
+                if let Some(feeds) = index.owners.get(record.owner.as_str()) {
+                    matched.extend(feeds.iter().cloned());
+                }
+            }
             if matched.len() > 1 {
                 // Overlapping filters of one session: deliver once.
-                matched.sort_unstable_by_key(|i| i.conn);
-                matched.dedup_by_key(|i| i.conn);
+                matched.sort_unstable_by_key(|i| i.id);
+                matched.dedup_by_key(|i| i.id);
             }
             for inbox in matched.iter() {
                 inbox.push(*offset, record);
@@ -355,48 +430,48 @@ impl Router {
     /// Wakes every persistent session (see [`NUDGE_EVERY`]).
     fn nudge(&self) {
         let index = self.lock();
-        for (inbox, _) in index.registered.values() {
-            if inbox.persistent {
-                inbox.wake.notify_one();
+        for entry in index.registered.values() {
+            if entry.inbox.persistent {
+                entry.inbox.wake.notify_one();
             }
         }
     }
 }
 
-/// A connection's place in the router; unregisters when dropped.
-pub(crate) struct Registration {
+/// A reader's place in the router; unregisters when dropped.
+pub struct Registration {
     router: Arc<Router>,
-    conn: u64,
+    id: u64,
     inbox: Arc<Inbox>,
-    /// The session reads the log itself up to here (see the module's doc).
-    pub(crate) scan_until: Offset,
+    /// The reader reads the log itself up to here (see the module's doc).
+    pub scan_until: Offset,
 }
 
 impl Registration {
     /// Adds a filter; returns the offset from which its records reach the inbox.
-    pub(crate) fn subscribe(&self, filter: &str) -> Offset {
-        self.router.subscribe(self.conn, filter)
+    pub fn subscribe(&self, filter: &str) -> Offset {
+        self.router.subscribe(self.id, filter)
     }
 
-    pub(crate) fn unsubscribe(&self, filter: &str) {
-        self.router.unsubscribe(self.conn, filter)
+    pub fn unsubscribe(&self, filter: &str) {
+        self.router.unsubscribe(self.id, filter)
     }
 
     /// The next thing waiting in the inbox, taken from it.
-    pub(crate) fn next(&self) -> Next {
+    pub fn next(&self) -> Next {
         self.router.next(&self.inbox)
     }
 
     /// After [`Next::Overflowed`]: routing resumes at the returned offset,
     /// and the session reads the log up to it.
-    pub(crate) fn rearm(&mut self) -> Offset {
+    pub fn rearm(&mut self) -> Offset {
         self.scan_until = self.router.rearm(&self.inbox);
         self.scan_until
     }
 
     /// Where the session's cursor may move when it read the log up to
     /// `scan_until` and its inbox is empty: the router's position.
-    pub(crate) fn caught_up(&self, read_pos: Offset) -> Option<Offset> {
+    pub fn caught_up(&self, read_pos: Offset) -> Option<Offset> {
         if read_pos < self.scan_until {
             return None;
         }
@@ -405,25 +480,31 @@ impl Registration {
 
     /// True when the session has something to deliver: records of the log
     /// before `scan_until` past its cursor `read_pos`, or its inbox.
-    pub(crate) fn has_pending(&self, read_pos: Offset) -> bool {
+    pub fn has_pending(&self, read_pos: Offset) -> bool {
         read_pos < self.scan_until || self.router.has_pending(&self.inbox)
     }
 
     /// Waits until the router put something in the inbox (or nudged it).
-    pub(crate) async fn woken(&self) {
+    pub async fn woken(&self) {
         self.inbox.wake.notified().await
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.router.unregister(self.conn);
+        self.router.unregister(self.id);
     }
 }
 
 /// The routing task: reads the log from the router's position and routes
-/// every record, until `stop` is cancelled.
-pub(crate) async fn run(router: Arc<Router>, log: Log, stop: CancellationToken) {
+/// every record, until `stop` is cancelled (or the log closes); then tells
+/// every reader.
+pub async fn run(router: Arc<Router>, log: Log, stop: CancellationToken) {
+    run_until(&router, log, stop).await;
+    router.close();
+}
+
+async fn run_until(router: &Router, log: Log, stop: CancellationToken) {
     let mut matched = Vec::new();
     let mut next_nudge: Option<Instant> = None;
     loop {
@@ -437,6 +518,9 @@ pub(crate) async fn run(router: Arc<Router>, log: Log, stop: CancellationToken) 
                 continue;
             }
         }
+        if log.is_closed() {
+            return; // `wait_beyond` returns at once on a closed log
+        }
         let batch = match log.read(pos, ROUTE_BATCH).await {
             Ok(batch) => batch,
             Err(tributary_log::Error::OffsetOutOfRange { start, .. }) => {
@@ -448,6 +532,7 @@ pub(crate) async fn run(router: Arc<Router>, log: Log, stop: CancellationToken) 
                 router.routed.store(start, Ordering::Release);
                 continue;
             }
+            Err(tributary_log::Error::Closed) => return,
             Err(e) => {
                 tracing::error!(error = %e, "router: read the log");
                 tokio::select! {
@@ -490,9 +575,9 @@ mod tests {
     #[test]
     fn records_reach_only_the_sessions_whose_filters_match() {
         let router = Arc::new(Router::new(Offset(0)));
-        let a = router.register(1, false, ["ann/+/senml", "x/#"]);
-        let b = router.register(2, false, ["bob/watch/senml"]);
-        let c = router.register(3, false, ["#", "ann/watch/senml"]);
+        let a = router.register(false, ["ann/+/senml", "x/#"]);
+        let b = router.register(false, ["bob/watch/senml"]);
+        let c = router.register(false, ["#", "ann/watch/senml"]);
         let batch: Vec<_> = [
             "ann/watch/senml",
             "bob/watch/senml",
@@ -516,7 +601,7 @@ mod tests {
     #[test]
     fn unsubscribing_and_unregistering_stop_routing_and_prune_the_trie() {
         let router = Arc::new(Router::new(Offset(0)));
-        let a = router.register(1, false, ["a/+"]);
+        let a = router.register(false, ["a/+"]);
         assert_eq!(a.subscribe("b"), Offset(0));
         a.unsubscribe("a/+");
         router.route(
@@ -530,13 +615,51 @@ mod tests {
     }
 
     #[test]
+    fn a_live_feed_gets_its_owners_records_whatever_the_topic() {
+        let router = Arc::new(Router::new(Offset(0)));
+        let ann = router.follow_owner("ann");
+        let session = router.register(false, ["t/#"]);
+        let owned = |topic: &str, owner: &str| {
+            Arc::new(Record {
+                topic: topic.into(),
+                owner: owner.into(),
+                ..Record::default()
+            })
+        };
+        let batch = vec![
+            (Offset(0), owned("t/a", "ann")),
+            (Offset(1), owned("t/b", "bob")),
+            (Offset(2), owned("x", "ann")),
+            (Offset(3), owned("x", "")),
+        ];
+        router.route(&batch, &mut Vec::new());
+        assert_eq!(drain(&ann), [0, 2]);
+        assert_eq!(drain(&session), [0, 1]);
+        drop(ann);
+        assert!(router.lock().owners.is_empty());
+    }
+
+    #[test]
+    fn readers_are_told_when_routing_stops() {
+        let router = Arc::new(Router::new(Offset(0)));
+        let a = router.register(false, ["a"]);
+        router.route(&[(Offset(0), record("a"))], &mut Vec::new());
+        router.close();
+        assert!(
+            matches!(a.next(), Next::Record(Offset(0), _)),
+            "what was routed first"
+        );
+        assert!(matches!(a.next(), Next::Closed));
+    }
+
+    #[test]
     fn registration_starts_at_the_routers_position() {
         let router = Arc::new(Router::new(Offset(0)));
         router.route(
             &[(Offset(0), record("a")), (Offset(1), record("a"))],
             &mut Vec::new(),
         );
-        let a = router.register(1, false, ["a"]);
+        let a = router.register(false, ["a"]);
         assert_eq!(a.scan_until, Offset(2));
         assert!(drain(&a).is_empty());
     }
@@ -544,7 +667,7 @@ mod tests {
     #[test]
     fn a_full_inbox_overflows_and_rearms_at_the_routers_position() {
         let router = Arc::new(Router::new(Offset(0)));
-        let mut a = router.register(1, false, ["a"]);
+        let mut a = router.register(false, ["a"]);
         let batch: Vec<_> = (0..INBOX_MAX as u64 + 5)
             .map(|i| (Offset(i), record("a")))
             .collect();
