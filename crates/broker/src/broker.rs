@@ -90,7 +90,8 @@ impl Broker {
                 .max(log.start_offset());
             sessions.restore(session.restore(cursor));
         }
-        let accounts = Arc::new(Accounts::open(data_dir).map_err(Error::Accounts)?);
+        let accounts = Accounts::open(data_dir).map_err(Error::Accounts)?;
+        let accounts = Arc::new(accounts.with_max_checks(config.limits.max_password_checks));
         let durability = match &config.kafka {
             Some(kafka) => {
                 tributary_kafka::ensure_topics(kafka)
@@ -174,6 +175,12 @@ impl Broker {
     /// Open MQTT connections (for metrics).
     pub fn connections(&self) -> usize {
         self.config.limits.max_connections - self.connection_permits.available_permits()
+    }
+
+    /// What `owner` (or a service or admin, by name) has retained, against
+    /// `limits.max_retained_per_owner` and `max_retained_bytes_per_owner`.
+    pub fn retained_usage(&self, owner: &str) -> crate::RetainedUsage {
+        self.retained.usage(owner)
     }
 
     /// The account store the broker authenticates against (shared with the HTTP API).
