@@ -100,14 +100,15 @@ impl Checks {
         block_on(self.acquire())
     }
 
-    /// Runs `check` (an Argon2 verification) under `permit`, counted.
-    pub(crate) fn run<T>(&self, permit: Permit, check: impl FnOnce() -> T) -> T {
+    /// Runs `check` (an Argon2 verification), counted, while its caller
+    /// holds `_permit` (which it may keep a little longer: to record the
+    /// outcome before the next check starts).
+    pub(crate) fn run<T>(&self, _permit: &Permit, check: impl FnOnce() -> T) -> T {
         self.checked.fetch_add(1, Ordering::Relaxed);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         let result = check();
         self.running.fetch_sub(1, Ordering::SeqCst);
-        drop(permit);
         result
     }
 

@@ -405,7 +405,7 @@ impl Accounts {
                 digest,
             } => {
                 let permit = self.checks.acquire_blocking();
-                self.verify(permit, username, identity, phc, digest, password)
+                self.verify(&permit, username, identity, phc, digest, password)
             }
         }
     }
@@ -431,19 +431,35 @@ impl Accounts {
             return Err(AuthError::Locked);
         }
         let digest = self.digest(password);
+        // Held until the outcome is recorded, so that a guess waiting for
+        // the permit sees the lock this failure may start.
+        let mut permit = None;
         let result = if self.verified_before(username, &phc, &digest) {
             Ok(identity)
         } else {
-            let permit = self.checks.acquire().await;
+            let held = self.checks.acquire().await;
+            // Again after the wait: guesses sent in parallel all passed the
+            // first check, and those that waited behind the failure that
+            // locked the name must not run.
+            if throttled && self.throttle.check(username, Instant::now()).is_err() {
+                return Err(AuthError::Locked);
+            }
             let accounts = self.clone();
             let user = username.to_owned();
             let secret = password.to_vec();
-            tokio::task::spawn_blocking(move || {
-                accounts.verify(permit, &user, identity, phc, digest, &secret)
+            let checked = tokio::task::spawn_blocking(move || {
+                let result = accounts.verify(&held, &user, identity, phc, digest, &secret);
+                (result, held)
             })
-            .await
-            // The check panicked (it does not): a refusal, never a way in.
-            .unwrap_or(Err(AuthError::BadSecret))
+            .await;
+            match checked {
+                Ok((result, held)) => {
+                    permit = Some(held);
+                    result
+                }
+                // The check panicked (it does not): a refusal, never a way in.
+                Err(_) => Err(AuthError::BadSecret),
+            }
         };
         if throttled {
             match result {
@@ -453,6 +469,7 @@ impl Accounts {
                 }
             }
         }
+        drop(permit);
         result
     }
 
@@ -490,7 +507,7 @@ impl Accounts {
     /// The Argon2 check under `permit`; a secret that verified is remembered.
     fn verify(
         &self,
-        permit: checks::Permit,
+        permit: &checks::Permit,
         username: &str,
         identity: Identity,
         phc: String,

@@ -1042,3 +1042,34 @@ async fn guarded_owner_logins_are_locked_after_the_free_failures_without_argon2(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_at_one_owner_stop_at_the_lock() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("correct horse"))?;
+    let accounts = Arc::new(Accounts::open(dir.path())?.with_max_checks(1));
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let accounts = accounts.clone();
+        guesses.spawn(async move {
+            let guess = format!("guess {i}");
+            accounts.authenticate_guarded("ann", guess.as_bytes()).await
+        });
+    }
+    let mut locked = 0;
+    while let Some(result) = guesses.join_next().await {
+        match result? {
+            Err(AuthError::Locked) => locked += 1,
+            Err(AuthError::BadSecret) => {}
+            other => return Err(format!("unexpected {other:?}").into()),
+        }
+    }
+    // One check at a time: the lock after the free failures stops the
+    // queued guesses, whatever their number.
+    assert_eq!(
+        accounts.check_stats().checked,
+        throttle::FREE_FAILURES as usize,
+        "{locked} locked"
+    );
+    Ok(())
+}
