@@ -431,46 +431,41 @@ impl Accounts {
             return Err(AuthError::Locked);
         }
         let digest = self.digest(password);
-        // Held until the outcome is recorded, so that a guess waiting for
-        // the permit sees the lock this failure may start.
-        let mut permit = None;
-        let result = if self.verified_before(username, &phc, &digest) {
-            Ok(identity)
-        } else {
-            let held = self.checks.acquire().await;
-            // Again after the wait: guesses sent in parallel all passed the
-            // first check, and those that waited behind the failure that
-            // locked the name must not run.
-            if throttled && self.throttle.check(username, Instant::now()).is_err() {
-                return Err(AuthError::Locked);
+        if self.verified_before(username, &phc, &digest) {
+            if throttled {
+                self.throttle.succeeded(username);
             }
-            let accounts = self.clone();
-            let user = username.to_owned();
-            let secret = password.to_vec();
-            let checked = tokio::task::spawn_blocking(move || {
-                let result = accounts.verify(&held, &user, identity, phc, digest, &secret);
-                (result, held)
-            })
-            .await;
-            match checked {
-                Ok((result, held)) => {
-                    permit = Some(held);
-                    result
-                }
-                // The check panicked (it does not): a refusal, never a way in.
-                Err(_) => Err(AuthError::BadSecret),
-            }
-        };
-        if throttled {
-            match result {
-                Ok(_) => self.throttle.succeeded(username),
-                Err(_) => {
-                    self.throttle.failed(username, Instant::now());
-                }
-            }
+            return Ok(identity);
         }
-        drop(permit);
-        result
+        let permit = self.checks.acquire().await;
+        // Again after the wait: guesses sent in parallel all passed the
+        // first check, and those that waited behind the failure that locked
+        // the name must not run.
+        if throttled && self.throttle.check(username, Instant::now()).is_err() {
+            return Err(AuthError::Locked);
+        }
+        let accounts = self.clone();
+        let user = username.to_owned();
+        let secret = password.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let result = accounts.verify(&permit, &user, identity, phc, digest, &secret);
+            // Recorded here, before the permit goes and whether or not the
+            // caller still waits (its timeout may have dropped it), so the
+            // next guess sees the lock this failure starts.
+            if throttled {
+                match result {
+                    Ok(_) => accounts.throttle.succeeded(&user),
+                    Err(_) => {
+                        accounts.throttle.failed(&user, Instant::now());
+                    }
+                }
+            }
+            drop(permit);
+            result
+        })
+        .await
+        // The check panicked (it does not): a refusal, never a way in.
+        .unwrap_or(Err(AuthError::BadSecret))
     }
 
     /// The cheap part of authenticating: the name's account and whether
