@@ -329,7 +329,7 @@ impl ExpectConnect {
                 Err(ReasonCode::BadUserNameOrPassword)
             }
             Err(_) => {
-                tracing::warn!(peer = %self.peer, user = %username, "refused: no password check free within the connect timeout");
+                tracing::info!(peer = %self.peer, user = %username, "refused: no password check free within the connect timeout");
                 Err(ReasonCode::ServerBusy)
             }
         }
