@@ -17,10 +17,15 @@
 //! Invariant: at most `max` calls of `secret::verify` run at once; the
 //! `running` counter is raised only while a permit is held, and `peak`
 //! is the largest value it ever had (for tests and metrics).
+//!
+//! Hashing a new secret (sign-up through the API, adding a device,
+//! rotating a token) costs the same memory; the administration functions
+//! that hash have no [`crate::Accounts`] to hold permits, so they share
+//! one process-wide bound of [`default_max_checks`] ([`hashing`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Wake, Waker};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -121,6 +126,31 @@ impl Checks {
             checked: self.checked.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Permits for hashing new secrets, process-wide.
+static HASHES: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(default_max_checks())));
+/// Hashes running now and the most that ever ran at once (for tests).
+static HASHING: AtomicUsize = AtomicUsize::new(0);
+static HASHING_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `hash` (an Argon2 hashing) once one of the process-wide permits is
+/// free, parking the thread until then.
+pub(crate) fn hashing<T>(hash: impl FnOnce() -> T) -> T {
+    let _permit =
+        block_on(HASHES.clone().acquire_owned()).expect("the hashing semaphore is never closed");
+    let now = HASHING.fetch_add(1, Ordering::SeqCst) + 1;
+    HASHING_PEAK.fetch_max(now, Ordering::SeqCst);
+    let result = hash();
+    HASHING.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+/// The most hashes that ever ran at once in this process.
+#[cfg(test)]
+pub(crate) fn hashing_peak() -> usize {
+    HASHING_PEAK.load(Ordering::SeqCst)
 }
 
 /// Polls `future` on the calling thread, parking it between polls. Only

@@ -1073,3 +1073,21 @@ async fn parallel_guesses_at_one_owner_stop_at_the_lock() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn hashing_new_secrets_keeps_to_the_process_wide_bound() -> TestResult {
+    let threads: Vec<_> = (0..12)
+        .map(|i| std::thread::spawn(move || secret::hash(format!("secret {i}").as_bytes())))
+        .collect();
+    for thread in threads {
+        let phc = thread.join().map_err(|_| "a hash panicked")?;
+        secret::check_phc(&phc)?;
+    }
+    let peak = checks::hashing_peak();
+    assert!(
+        (1..=default_max_checks()).contains(&peak),
+        "at most {} hashes at once, saw {peak}",
+        default_max_checks()
+    );
+    Ok(())
+}
