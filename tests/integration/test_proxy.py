@@ -70,7 +70,7 @@ def test_the_broker_sees_the_client_address_through_haproxy(broker, haproxy):
         client_port = c.sock.getsockname()[1]
         c.connect(V5, "through-haproxy")
         assert c.ping()
-    expected = f"client_id=through-haproxy peer=127.0.0.1:{client_port}"
+    expected = f"client_id=anon:through-haproxy peer=127.0.0.1:{client_port}"
     wait_for(lambda: expected in broker.log_tail(), timeout=5, what=f"log line with {expected}")
 
 

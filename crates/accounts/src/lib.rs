@@ -7,7 +7,13 @@
 //!
 //! - [`Accounts`]: the broker's in-memory view of the file.
 //!   [`Accounts::authenticate`] maps an MQTT user name and password to an
-//!   [`Identity`] (or an [`AuthError`]); [`Accounts::reload_if_changed`]
+//!   [`Identity`] (or an [`AuthError`]); [`Accounts::authenticate_guarded`]
+//!   does the same for MQTT CONNECT behind the [`LoginThrottle`] of
+//!   wrong passwords ([`Accounts::login_throttle`], shared with the HTTP
+//!   API's login). Every Argon2 check of either waits for one of a bounded
+//!   number of permits (`checks.rs`, [`Accounts::check_stats`]), so
+//!   unauthenticated clients cannot make the node allocate Argon2's memory
+//!   without bound; [`Accounts::reload_if_changed`]
 //!   picks up what the administration commands wrote;
 //!   [`Accounts::is_active`] tells the broker whom to disconnect.
 //! - [`add_owner`], [`add_device`], [`revoke_device`], [`add_service`],
@@ -93,15 +99,18 @@
 //! ```
 
 mod admin;
+mod checks;
 mod grant;
 mod secret;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -110,8 +119,10 @@ pub use admin::{
     add_admin, add_device, add_labelled_device, add_owner, add_service, list, revoke_device,
     revoke_service, rotate_device_token, AdminInfo, DeviceInfo, Listing, OwnerInfo, ServiceInfo,
 };
+pub use checks::{default_max_checks, CheckStats};
 pub use grant::{Grant, Grants};
 use store::{AccountsFile, Stamp};
+pub use throttle::LoginThrottle;
 
 /// Errors of the accounts file and its administration.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +247,10 @@ pub enum AuthError {
     /// A revoked device or service.
     #[error("revoked")]
     Revoked,
+    /// An owner's or admin's name locked by [`LoginThrottle`] after
+    /// repeated wrong passwords; the password was not checked.
+    #[error("name locked after repeated wrong passwords")]
+    Locked,
 }
 
 /// The broker's view of the accounts file. `Send + Sync`: share it in an
@@ -258,6 +273,22 @@ pub struct Accounts {
     digest_key: [u8; 32],
     /// Devices whose token a reload saw change, until [`Accounts::take_rotated`].
     rotated: Mutex<std::collections::HashSet<String>>,
+    /// Permits for Argon2 checks: bounds the memory they take at once.
+    checks: checks::Checks,
+    /// Wrong passwords per name, for the API's login and MQTT CONNECT alike.
+    throttle: LoginThrottle,
+}
+
+/// What the cheap part of an authentication found.
+enum Lookup {
+    /// Decided without Argon2: unknown, revoked, or a secret that verified before.
+    Done(Result<Identity, AuthError>),
+    /// The secret must be checked against `phc` with Argon2.
+    Verify {
+        identity: Identity,
+        phc: String,
+        digest: [u8; 32],
+    },
 }
 
 struct View {
@@ -287,7 +318,27 @@ impl Accounts {
             verified: Mutex::new(HashMap::new()),
             digest_key,
             rotated: Mutex::default(),
+            checks: checks::Checks::new(0),
+            throttle: LoginThrottle::default(),
         })
+    }
+
+    /// At most `max` Argon2 checks at once (0: [`default_max_checks`], one
+    /// per core and at least two); further checks wait for one to end.
+    pub fn with_max_checks(mut self, max: usize) -> Accounts {
+        self.checks = checks::Checks::new(max);
+        self
+    }
+
+    /// How the bound on concurrent Argon2 checks has been used.
+    pub fn check_stats(&self) -> CheckStats {
+        self.checks.stats()
+    }
+
+    /// The wrong-password counts per name that both the HTTP API's login
+    /// and [`Accounts::authenticate_guarded`] (MQTT) use.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.throttle
     }
 
     /// Re-reads the file when it changed on disk (another inode, mtime or
@@ -339,22 +390,126 @@ impl Accounts {
 
     /// Checks MQTT credentials: a device or service name with its token, or
     /// an owner or admin name with its password. Blocking: the first check
-    /// of a secret runs Argon2id (tens of milliseconds); a secret that
+    /// of a secret runs Argon2id (tens of milliseconds), after waiting, with
+    /// the thread parked, for one of the bounded permits; a secret that
     /// verified before against the same stored hash is recognised by its
-    /// digest.
+    /// digest. Not throttled: a caller that answers strangers applies
+    /// [`Accounts::login_throttle`] (as the API's login does) or uses
+    /// [`Accounts::authenticate_guarded`].
     pub fn authenticate(&self, username: &str, password: &[u8]) -> Result<Identity, AuthError> {
-        let (identity, phc) = {
-            let view = read(&self.view);
-            let (identity, phc) = credential(&view.file, username)?;
-            (identity, phc.clone())
-        };
-        let digest = self.digest(password);
-        if let Some(verified) = lock(&self.verified).get(username) {
-            if verified.phc == phc && constant_time_eq(&verified.digest, &digest) {
-                return Ok(identity);
+        match self.lookup(username, password) {
+            Lookup::Done(result) => result,
+            Lookup::Verify {
+                identity,
+                phc,
+                digest,
+            } => {
+                let permit = self.checks.acquire_blocking();
+                self.verify(&permit, username, identity, phc, digest, password)
             }
         }
-        if !secret::verify(&phc, password) {
+    }
+
+    /// [`Accounts::authenticate`] for a broker's CONNECT: an owner's or
+    /// admin's name that [`Accounts::login_throttle`] has locked is refused
+    /// ([`AuthError::Locked`]) before any Argon2, a wrong password for one
+    /// counts towards its lock, and a right one clears it (devices and
+    /// services are never locked: their tokens cannot be guessed). The
+    /// wait for an Argon2 permit is a task's, not a thread's; dropping the
+    /// future (the caller's timeout) gives up the wait. The check itself
+    /// runs on tokio's blocking pool.
+    pub async fn authenticate_guarded(
+        self: &Arc<Self>,
+        username: &str,
+        password: &[u8],
+    ) -> Result<Identity, AuthError> {
+        let (identity, phc) = self.credential(username)?;
+        let throttled = has_password(&identity);
+        // Before the cache too: a locked name must not be guessed at
+        // SHA-256 speed against a digest that verified before.
+        if throttled && self.throttle.check(username, Instant::now()).is_err() {
+            return Err(AuthError::Locked);
+        }
+        let digest = self.digest(password);
+        if self.verified_before(username, &phc, &digest) {
+            if throttled {
+                self.throttle.succeeded(username);
+            }
+            return Ok(identity);
+        }
+        let permit = self.checks.acquire().await;
+        // Again after the wait: guesses sent in parallel all passed the
+        // first check, and those that waited behind the failure that locked
+        // the name must not run.
+        if throttled && self.throttle.check(username, Instant::now()).is_err() {
+            return Err(AuthError::Locked);
+        }
+        let accounts = self.clone();
+        let user = username.to_owned();
+        let secret = password.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let result = accounts.verify(&permit, &user, identity, phc, digest, &secret);
+            // Recorded here, before the permit goes and whether or not the
+            // caller still waits (its timeout may have dropped it), so the
+            // next guess sees the lock this failure starts.
+            if throttled {
+                match result {
+                    Ok(_) => accounts.throttle.succeeded(&user),
+                    Err(_) => {
+                        accounts.throttle.failed(&user, Instant::now());
+                    }
+                }
+            }
+            drop(permit);
+            result
+        })
+        .await
+        // The check panicked (it does not): a refusal, never a way in.
+        .unwrap_or(Err(AuthError::BadSecret))
+    }
+
+    /// The cheap part of authenticating: the name's account and whether
+    /// the secret verified before.
+    fn lookup(&self, username: &str, password: &[u8]) -> Lookup {
+        let (identity, phc) = match self.credential(username) {
+            Ok(found) => found,
+            Err(e) => return Lookup::Done(Err(e)),
+        };
+        let digest = self.digest(password);
+        if self.verified_before(username, &phc, &digest) {
+            return Lookup::Done(Ok(identity));
+        }
+        Lookup::Verify {
+            identity,
+            phc,
+            digest,
+        }
+    }
+
+    /// Whom `username` names and the stored hash its secret must match.
+    fn credential(&self, username: &str) -> Result<(Identity, String), AuthError> {
+        let view = read(&self.view);
+        credential(&view.file, username).map(|(identity, phc)| (identity, phc.clone()))
+    }
+
+    /// Whether a secret with `digest` verified against `phc` before.
+    fn verified_before(&self, username: &str, phc: &str, digest: &[u8; 32]) -> bool {
+        lock(&self.verified)
+            .get(username)
+            .is_some_and(|v| v.phc == phc && constant_time_eq(&v.digest, digest))
+    }
+
+    /// The Argon2 check under `permit`; a secret that verified is remembered.
+    fn verify(
+        &self,
+        permit: &checks::Permit,
+        username: &str,
+        identity: Identity,
+        phc: String,
+        digest: [u8; 32],
+        password: &[u8],
+    ) -> Result<Identity, AuthError> {
+        if !self.checks.run(permit, || secret::verify(&phc, password)) {
             return Err(AuthError::BadSecret);
         }
         lock(&self.verified).insert(username.to_owned(), Verified { phc, digest });
@@ -468,6 +623,13 @@ fn credential<'f>(
     } else {
         Err(AuthError::UnknownUser)
     }
+}
+
+/// Whether `identity` logs in with a password a person chose or was
+/// given (owners, admins), the secrets worth guessing; devices and services
+/// present 256-bit random tokens.
+fn has_password(identity: &Identity) -> bool {
+    matches!(identity, Identity::Owner { .. } | Identity::Admin { .. })
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {

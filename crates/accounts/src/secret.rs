@@ -40,13 +40,16 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
 }
 
-/// Hashes a secret with Argon2id and a fresh random salt (PHC string).
+/// Hashes a secret with Argon2id and a fresh random salt (PHC string),
+/// within the process-wide bound on concurrent hashing (`checks.rs`).
 pub(crate) fn hash(secret: &[u8]) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    argon2()
-        .hash_password(secret, &salt)
-        .expect("Argon2 hashes any secret shorter than 4 GiB with valid parameters")
-        .to_string()
+    crate::checks::hashing(|| {
+        argon2()
+            .hash_password(secret, &salt)
+            .expect("Argon2 hashes any secret shorter than 4 GiB with valid parameters")
+            .to_string()
+    })
 }
 
 /// True when `secret` matches the PHC string `phc` (with the parameters

@@ -913,3 +913,181 @@ fn a_rotated_token_replaces_the_old_one_and_is_reported_once() -> TestResult {
     ));
     Ok(())
 }
+
+#[test]
+fn concurrent_checks_never_exceed_the_bound_on_the_blocking_path() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("correct horse"))?;
+    let token = add_device(dir.path(), "ann", "watch")?;
+    let accounts = Arc::new(Accounts::open(dir.path())?.with_max_checks(2));
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let accounts = accounts.clone();
+            std::thread::spawn(move || {
+                let guess = format!("guess {i}");
+                accounts.authenticate("watch", guess.as_bytes())
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(
+            thread.join().map_err(|_| "a check panicked")?,
+            Err(AuthError::BadSecret)
+        );
+    }
+    let stats = accounts.check_stats();
+    assert_eq!((stats.max, stats.running), (2, 0));
+    assert!(
+        (1..=2).contains(&stats.peak),
+        "at most 2 checks at once: {stats:?}"
+    );
+    assert_eq!(
+        accounts.authenticate("watch", token.as_bytes()),
+        Ok(Identity::Device {
+            owner: "ann".into(),
+            device: "watch".into()
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn the_default_bound_is_one_check_per_core_and_at_least_two() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let accounts = Accounts::open(dir.path())?;
+    assert_eq!(accounts.check_stats().max, default_max_checks());
+    assert!(default_max_checks() >= 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_checks_wait_for_a_permit_and_keep_to_the_bound() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("correct horse"))?;
+    let token = add_device(dir.path(), "ann", "watch")?;
+    let accounts = Arc::new(Accounts::open(dir.path())?.with_max_checks(2));
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let accounts = accounts.clone();
+        guesses.spawn(async move {
+            let guess = format!("guess {i}");
+            accounts
+                .authenticate_guarded("watch", guess.as_bytes())
+                .await
+        });
+    }
+    let right = accounts.authenticate_guarded("watch", token.as_bytes());
+    assert_eq!(
+        right.await,
+        Ok(Identity::Device {
+            owner: "ann".into(),
+            device: "watch".into()
+        })
+    );
+    while let Some(result) = guesses.join_next().await {
+        assert_eq!(
+            result?,
+            Err(AuthError::BadSecret),
+            "devices are never locked"
+        );
+    }
+    let stats = accounts.check_stats();
+    assert!(
+        (1..=2).contains(&stats.peak),
+        "at most 2 checks at once: {stats:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn guarded_owner_logins_are_locked_after_the_free_failures_without_argon2() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("correct horse"))?;
+    add_owner(dir.path(), "bob", Some("battery staple"))?;
+    let accounts = Arc::new(Accounts::open(dir.path())?);
+    // Verified once, so the cache knows ann's password: the lock must
+    // hold against the cache too.
+    assert_eq!(
+        accounts.authenticate_guarded("ann", b"correct horse").await,
+        Ok(Identity::Owner {
+            owner: "ann".into()
+        })
+    );
+    for _ in 0..throttle::FREE_FAILURES {
+        assert_eq!(
+            accounts.authenticate_guarded("ann", b"wrong").await,
+            Err(AuthError::BadSecret)
+        );
+    }
+    let checks_before = accounts.check_stats();
+    // Locked: even the right password is refused, and no Argon2 runs.
+    assert_eq!(
+        accounts.authenticate_guarded("ann", b"correct horse").await,
+        Err(AuthError::Locked)
+    );
+    assert_eq!(accounts.check_stats(), checks_before);
+    // The HTTP API's login sees the same lock (one throttle).
+    assert!(accounts
+        .login_throttle()
+        .check("ann", Instant::now())
+        .is_err());
+    // Other names are not affected.
+    assert_eq!(
+        accounts
+            .authenticate_guarded("bob", b"battery staple")
+            .await,
+        Ok(Identity::Owner {
+            owner: "bob".into()
+        })
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_at_one_owner_stop_at_the_lock() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("correct horse"))?;
+    let accounts = Arc::new(Accounts::open(dir.path())?.with_max_checks(1));
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let accounts = accounts.clone();
+        guesses.spawn(async move {
+            let guess = format!("guess {i}");
+            accounts.authenticate_guarded("ann", guess.as_bytes()).await
+        });
+    }
+    let mut locked = 0;
+    while let Some(result) = guesses.join_next().await {
+        match result? {
+            Err(AuthError::Locked) => locked += 1,
+            Err(AuthError::BadSecret) => {}
+            other => return Err(format!("unexpected {other:?}").into()),
+        }
+    }
+    // One check at a time: the lock after the free failures stops the
+    // queued guesses, whatever their number.
+    assert_eq!(
+        accounts.check_stats().checked,
+        throttle::FREE_FAILURES as usize,
+        "{locked} locked"
+    );
+    Ok(())
+}
+
+#[test]
+fn hashing_new_secrets_keeps_to_the_process_wide_bound() -> TestResult {
+    let threads: Vec<_> = (0..12)
+        .map(|i| std::thread::spawn(move || secret::hash(format!("secret {i}").as_bytes())))
+        .collect();
+    for thread in threads {
+        let phc = thread.join().map_err(|_| "a hash panicked")?;
+        secret::check_phc(&phc)?;
+    }
+    let peak = checks::hashing_peak();
+    assert!(
+        (1..=default_max_checks()).contains(&peak),
+        "at most {} hashes at once, saw {peak}",
+        default_max_checks()
+    );
+    Ok(())
+}

@@ -326,7 +326,8 @@ pub(crate) async fn login(
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response> {
     let Json(credentials) = body?;
-    let throttle = &state.inner.login_throttle;
+    // The accounts' throttle, which MQTT CONNECT counts in too.
+    let throttle = state.inner.accounts.login_throttle();
     let name = credentials.name.clone();
     if let Err(wait) = throttle.check(&name, Instant::now()) {
         return Err(ApiError::TooManyLogins {

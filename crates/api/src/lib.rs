@@ -23,7 +23,8 @@
 //! - A change made with the cookie carries the session's CSRF token
 //!   (`X-CSRF-Token`), or is refused with 403 before anything is done.
 //! - Logins are throttled per name after a few wrong passwords
-//!   (`throttle.rs`: 429 with Retry-After, doubling locks).
+//!   (`tributary_accounts::LoginThrottle`, shared with MQTT CONNECT: 429
+//!   with Retry-After, doubling locks).
 //! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
 //!   ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live feeds
 //!   ([`live::MAX_FEEDS`]) and their duration.
@@ -54,7 +55,6 @@ pub mod live;
 mod metrics;
 #[cfg(test)]
 mod tests;
-mod throttle;
 mod web;
 
 use std::future::Future;
@@ -102,7 +102,6 @@ struct Inner {
     /// The live feed follows it.
     log: tributary_log::Log,
     sessions: auth::Sessions,
-    login_throttle: throttle::LoginThrottle,
     /// Whether `POST /api/v1/signup` is open (`[http] signup`).
     signup_open: std::sync::atomic::AtomicBool,
     login_permits: Semaphore,
@@ -154,7 +153,6 @@ impl ApiState {
                 store,
                 log,
                 sessions: auth::Sessions::default(),
-                login_throttle: throttle::LoginThrottle::default(),
                 signup_open: std::sync::atomic::AtomicBool::new(DEFAULT_SIGNUP),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
                 feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),

@@ -265,7 +265,7 @@ async fn repeated_wrong_passwords_lock_the_name_with_retry_after() -> TestResult
         )
     };
     for name in ["ann", "nobody"] {
-        for _ in 0..crate::throttle::FREE_FAILURES {
+        for _ in 0..tributary_accounts::throttle::FREE_FAILURES {
             let reply = login(name, "wrong horse").await;
             assert_problem(&reply, StatusCode::UNAUTHORIZED, "wrong name or password");
         }

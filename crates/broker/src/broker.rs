@@ -110,7 +110,8 @@ impl Broker {
                 .max(log.start_offset());
             sessions.restore(session.restore(cursor));
         }
-        let accounts = Arc::new(Accounts::open(data_dir).map_err(Error::Accounts)?);
+        let accounts = Accounts::open(data_dir).map_err(Error::Accounts)?;
+        let accounts = Arc::new(accounts.with_max_checks(config.limits.max_password_checks));
         let durability = match &config.kafka {
             Some(kafka) => {
                 tributary_kafka::ensure_topics(kafka)
@@ -207,6 +208,12 @@ impl Broker {
     /// The node's subscription index, which the HTTP API's live feeds use too.
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    /// What `owner` (or a service or admin, by name) has retained, against
+    /// `limits.max_retained_per_owner` and `max_retained_bytes_per_owner`.
+    pub fn retained_usage(&self, owner: &str) -> crate::RetainedUsage {
+        self.retained.usage(owner)
     }
 
     /// The account store the broker authenticates against (shared with the HTTP API).

@@ -127,6 +127,19 @@ pub struct LimitsConfig {
     /// header's address behind a load balancer); beyond it CONNACK 0x9F
     /// Connection rate exceeded (3.1.1: return code 3), then close. 0: no limit.
     pub max_connections_per_sec_per_source: u32,
+    /// Argon2 password and token checks running at once (each takes 19 MiB
+    /// for tens of milliseconds); further CONNECTs wait for one, at most
+    /// `connect_timeout_ms`, then get CONNACK 0x89 Server busy. 0: one per
+    /// core, at least two. Shared with the HTTP API's login.
+    pub max_password_checks: usize,
+    /// Retained messages one owner's devices and commands may keep (an
+    /// authenticated service or admin counts as its own owner); a retained
+    /// PUBLISH beyond it is refused: 5.0 PUBACK/PUBREC 0x97 Quota exceeded,
+    /// otherwise the connection is closed. 0: no limit.
+    pub max_retained_per_owner: u32,
+    /// Bytes (topic plus payload) of the retained messages one owner may
+    /// keep, enforced like `max_retained_per_owner`. 0: no limit.
+    pub max_retained_bytes_per_owner: u64,
 }
 
 impl Default for LimitsConfig {
@@ -145,6 +158,9 @@ impl Default for LimitsConfig {
             max_messages_per_sec: 1_000,
             max_bytes_per_sec: 1024 * 1024,
             max_connections_per_sec_per_source: 1_000,
+            max_password_checks: 0,
+            max_retained_per_owner: 1_000,
+            max_retained_bytes_per_owner: 16 * 1024 * 1024,
         }
     }
 }

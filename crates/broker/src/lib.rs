@@ -53,4 +53,5 @@ pub use broker::Broker;
 pub use config::{BrokerConfig, LimitsConfig, ListenerConfig, ListenerKind, MqttConfig, TlsConfig};
 pub use error::{Error, Result};
 pub use listener::Listeners;
+pub use retained::RetainedUsage;
 pub use stats::{BrokerStats, LatencySnapshot};

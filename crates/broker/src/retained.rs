@@ -8,6 +8,15 @@
 //! After a restart the map is the snapshot plus the log replayed from the
 //! snapshot's offset.
 //!
+//! Each owner's retained messages are bounded in count and bytes (topic
+//! plus payload; `limits.max_retained_per_owner`,
+//! `limits.max_retained_bytes_per_owner`), so that one owner cannot fill
+//! the node's memory and snapshot (principle 7). The map keeps each
+//! owner's usage beside the topics; [`Retained::admits`] checks a retained
+//! PUBLISH against it when the PUBLISH arrives. Publishes in flight at the
+//! same time are each checked against what was retained before them, so
+//! an owner can overshoot by what one burst carries, never more.
+//!
 //! Snapshot layout (all integers big-endian):
 //!
 //! ```text
@@ -35,7 +44,70 @@ struct Entry {
 
 #[derive(Debug, Default)]
 pub struct Retained {
-    topics: Mutex<HashMap<String, Entry>>,
+    topics: Mutex<Topics>,
+}
+
+/// The map and, kept in step with it, what each owner has in it.
+#[derive(Debug, Default)]
+struct Topics {
+    entries: HashMap<String, Entry>,
+    /// By [`quota_key`]; owners with nothing retained are absent.
+    usage: HashMap<String, RetainedUsage>,
+}
+
+/// What one owner has retained.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedUsage {
+    pub messages: u64,
+    /// Topic plus payload bytes.
+    pub bytes: u64,
+}
+
+/// Whose quota a retained record counts against: the owner whose data or
+/// command it is, else the service or admin that sent it (account names
+/// share one namespace, so these never collide). Anonymous clients
+/// (loopback only) are not bounded, as for the rate limits.
+fn quota_key(record: &Record) -> Option<&str> {
+    if !record.owner.is_empty() {
+        return Some(&record.owner);
+    }
+    let rest = record
+        .client_id
+        .strip_prefix("s:")
+        .or_else(|| record.client_id.strip_prefix("a:"))?;
+    rest.split_once(':').map(|(name, _)| name)
+}
+
+fn size(record: &Record) -> u64 {
+    (record.topic.len() + record.payload.len()) as u64
+}
+
+impl Topics {
+    fn count(&mut self, record: &Record, add: bool) {
+        let Some(key) = quota_key(record) else {
+            return;
+        };
+        let usage = self.usage.entry(key.to_owned()).or_default();
+        if add {
+            usage.messages += 1;
+            usage.bytes += size(record);
+        } else {
+            usage.messages = usage.messages.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(size(record));
+            if usage.messages == 0 {
+                self.usage.remove(key);
+            }
+        }
+    }
+
+    fn insert(&mut self, topic: String, entry: Entry) {
+        if let Some(new) = &entry.record {
+            self.count(new, true);
+        }
+        if let Some(old) = self.entries.insert(topic, entry).and_then(|e| e.record) {
+            self.count(&old, false);
+        }
+    }
 }
 
 impl Retained {
@@ -43,6 +115,7 @@ impl Retained {
     pub fn apply(&self, offset: Offset, record: &Arc<Record>) {
         let mut topics = self.topics.lock().expect("retained lock poisoned");
         if topics
+            .entries
             .get(&record.topic)
             .is_some_and(|e| e.offset >= offset)
         {
@@ -58,10 +131,42 @@ impl Retained {
         );
     }
 
+    /// Whether retaining `record` keeps its owner within `max_messages`
+    /// and `max_bytes` (0: no limit), counting the message it would
+    /// replace on its topic as gone. Clearing a topic is always admitted.
+    pub fn admits(&self, record: &Record, max_messages: u32, max_bytes: u64) -> bool {
+        if record.payload.is_empty() {
+            return true;
+        }
+        let Some(key) = quota_key(record) else {
+            return true;
+        };
+        let topics = self.topics.lock().expect("retained lock poisoned");
+        let mut usage = topics.usage.get(key).copied().unwrap_or_default();
+        if let Some(old) = topics
+            .entries
+            .get(&record.topic)
+            .and_then(|e| e.record.as_deref())
+            .filter(|old| quota_key(old) == Some(key))
+        {
+            usage.messages = usage.messages.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(size(old));
+        }
+        (max_messages == 0 || usage.messages < u64::from(max_messages))
+            && (max_bytes == 0 || usage.bytes + size(record) <= max_bytes)
+    }
+
+    /// What `owner` (or a service or admin by its name) has retained.
+    pub fn usage(&self, owner: &str) -> RetainedUsage {
+        let topics = self.topics.lock().expect("retained lock poisoned");
+        topics.usage.get(owner).copied().unwrap_or_default()
+    }
+
     /// Retained messages whose topic matches `filter`.
     pub fn matching(&self, filter: &str) -> Vec<Arc<Record>> {
         let topics = self.topics.lock().expect("retained lock poisoned");
         topics
+            .entries
             .iter()
             .filter(|(topic, _)| tributary_mqtt::topic::matches(filter, topic))
             .filter_map(|(_, e)| e.record.clone())
@@ -73,6 +178,7 @@ impl Retained {
         self.topics
             .lock()
             .expect("retained lock poisoned")
+            .entries
             .values()
             .filter(|e| e.record.is_some())
             .count()
@@ -84,8 +190,8 @@ impl Retained {
         out.put_slice(b"TRRS");
         out.put_u8(1);
         out.put_u64(applied_up_to.0);
-        out.put_u32(topics.len() as u32);
-        for (topic, entry) in topics.iter() {
+        out.put_u32(topics.entries.len() as u32);
+        for (topic, entry) in topics.entries.iter() {
             out.put_u64(entry.offset.0);
             match &entry.record {
                 None => {
@@ -120,7 +226,7 @@ impl Retained {
         buf.advance(5);
         let applied = Offset(buf.get_u64());
         let count = buf.get_u32();
-        let mut topics = HashMap::new();
+        let mut topics = Topics::default();
         for _ in 0..count {
             need(buf, 9)?;
             let offset = Offset(buf.get_u64());
@@ -275,6 +381,68 @@ mod tests {
         assert!(r.matching("#").is_empty());
     }
 
+    fn owned(owner: &str, topic: &str, payload: &'static [u8]) -> Arc<Record> {
+        let mut record = (*record(topic, payload)).clone();
+        record.owner = owner.into();
+        Arc::new(record)
+    }
+
+    #[test]
+    fn usage_follows_replacements_and_clears_per_owner() {
+        let r = Retained::default();
+        r.apply(Offset(1), &owned("ann", "t/1", b"12345"));
+        r.apply(Offset(2), &owned("ann", "t/2", b"12345"));
+        r.apply(Offset(3), &owned("bob", "t/3", b"1"));
+        assert_eq!(
+            r.usage("ann"),
+            RetainedUsage {
+                messages: 2,
+                bytes: 16
+            }
+        );
+        // Replacing a topic's message counts once; clearing it frees it.
+        r.apply(Offset(4), &owned("ann", "t/1", b"1"));
+        assert_eq!(
+            r.usage("ann"),
+            RetainedUsage {
+                messages: 2,
+                bytes: 12
+            }
+        );
+        r.apply(Offset(5), &owned("ann", "t/2", b""));
+        assert_eq!(
+            r.usage("ann"),
+            RetainedUsage {
+                messages: 1,
+                bytes: 4
+            }
+        );
+        assert_eq!(
+            r.usage("bob"),
+            RetainedUsage {
+                messages: 1,
+                bytes: 4
+            }
+        );
+    }
+
+    #[test]
+    fn admits_within_the_bounds_and_counts_a_replaced_message_as_gone() {
+        let r = Retained::default();
+        r.apply(Offset(1), &owned("ann", "t/1", b"12345"));
+        r.apply(Offset(2), &owned("ann", "t/2", b"12345"));
+        // Two messages at most: a third topic is refused, a replacement not.
+        assert!(!r.admits(&owned("ann", "t/3", b"x"), 2, 0));
+        assert!(r.admits(&owned("ann", "t/2", b"x"), 2, 0));
+        assert!(r.admits(&owned("bob", "t/3", b"x"), 2, 0), "per owner");
+        assert!(r.admits(&owned("ann", "t/3", b""), 2, 0), "clearing");
+        // 20 bytes at most: ann holds 16.
+        assert!(r.admits(&owned("ann", "t/3", b"1"), 0, 20));
+        assert!(!r.admits(&owned("ann", "t/3", b"12"), 0, 20));
+        // Anonymous records (no owner, no service or admin) are not bounded.
+        assert!(r.admits(&record("t/4", b"x"), 1, 1));
+    }
+
     #[test]
     fn snapshot_round_trip_keeps_records_and_tombstones() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -289,6 +457,25 @@ mod tests {
         assert_eq!(loaded.matching("#"), vec![record("a/b", b"one")]);
         loaded.apply(Offset(2), &record("c", b"two"));
         assert_eq!(loaded.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn usage_is_rebuilt_from_a_snapshot() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let r = Retained::default();
+        r.apply(Offset(1), &owned("ann", "t/1", b"12345"));
+        r.apply(Offset(2), &owned("ann", "t/2", b""));
+        let snap = RetainedSnapshot::new(dir.path());
+        snap.save(&r, Offset(3))?;
+        let (loaded, _) = snap.load()?;
+        assert_eq!(
+            loaded.usage("ann"),
+            RetainedUsage {
+                messages: 1,
+                bytes: 8
+            }
+        );
         Ok(())
     }
 }

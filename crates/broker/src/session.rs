@@ -38,17 +38,24 @@ impl std::fmt::Display for ClientId {
     }
 }
 
+/// The start of an anonymous client's session key. Sessions that older
+/// versions saved under a bare anonymous client id are not resumed (they
+/// expire as any session does).
+pub const ANONYMOUS_PREFIX: &str = "anon:";
+
 impl ClientId {
-    /// The session key of an authenticated client: its MQTT client id
-    /// within its identity, so that nobody can take over (or read) another
-    /// identity's session by choosing its client id. Anonymous clients keep
-    /// the bare client id.
+    /// The session key of a client: its MQTT client id within its
+    /// identity, so that nobody can take over (or read) another identity's
+    /// session by choosing its client id. Anonymous clients get a prefix of
+    /// their own (`anon:`), so that an anonymous client id such as
+    /// `d:x:c1` cannot name a device's session either: the prefixes `d:`,
+    /// `o:`, `s:`, `a:` and `anon:` differ in their first two characters.
     pub fn for_identity(
         identity: Option<&tributary_accounts::Identity>,
         client_id: &str,
     ) -> ClientId {
         match identity {
-            None => ClientId::new(client_id),
+            None => ClientId::new(format!("{ANONYMOUS_PREFIX}{client_id}")),
             Some(tributary_accounts::Identity::Device { device, .. }) => {
                 ClientId::new(format!("d:{device}:{client_id}"))
             }
@@ -534,11 +541,29 @@ mod tests {
             key(None),
         ];
         let shown: Vec<&str> = keys.iter().map(ClientId::as_str).collect();
-        assert_eq!(shown, ["d:x:c1", "o:x:c1", "s:x:c1", "a:x:c1", "c1"]);
+        assert_eq!(shown, ["d:x:c1", "o:x:c1", "s:x:c1", "a:x:c1", "anon:c1"]);
         let devices: Vec<Option<&str>> = keys.iter().map(ClientId::device).collect();
         assert_eq!(devices, [Some("x"), None, None, None, None]);
         let services: Vec<Option<&str>> = keys.iter().map(ClientId::service).collect();
         assert_eq!(services, [None, None, Some("x"), None, None]);
+    }
+
+    #[test]
+    fn anonymous_client_ids_cannot_collide_with_authenticated_session_keys() {
+        use tributary_accounts::Identity;
+        let device = Identity::Device {
+            owner: "ann".into(),
+            device: "x".into(),
+        };
+        let owner = Identity::Owner { owner: "x".into() };
+        let admin = Identity::Admin { admin: "x".into() };
+        for identity in [&device, &owner, &admin] {
+            let authenticated = ClientId::for_identity(Some(identity), "c1");
+            // An anonymous client choosing the authenticated key as its id.
+            let anonymous = ClientId::for_identity(None, authenticated.as_str());
+            assert_ne!(anonymous, authenticated);
+            assert_eq!((anonymous.device(), anonymous.service()), (None, None));
+        }
     }
 
     #[test]

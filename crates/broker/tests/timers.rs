@@ -235,10 +235,11 @@ async fn offline_session_expires_after_its_interval() -> TestResult {
         client.disconnect().await?;
 
         // Expiry removes the session's cursor from the log (consumer
-        // "session/<client id>"): the one sign of it that needs no new
+        // "session/<session key>", an anonymous client's key being
+        // `anon:<client id>`): the one sign of it that needs no new
         // connection, which would resume the session instead. Checked to
         // exist first, so a renamed cursor fails here rather than passing.
-        let cursor = format!("session/{id}");
+        let cursor = format!("session/anon:{id}");
         let log = broker.broker().log();
         assert!(
             log.committed_offset(&cursor).is_some(),

@@ -154,6 +154,7 @@ impl FileConfig {
             archive,
             http: self.http.clone(),
             model: self.model.clone(),
+            max_days_per_message: self.archive.max_days_per_message,
         })
     }
 
@@ -193,6 +194,19 @@ pub struct NodeConfig {
     pub http: HttpFileConfig,
     /// The behaviour model and whether raw motion goes to the store.
     pub model: ModelFileConfig,
+    /// `[archive] max_days_per_message`, which the store sink applies too
+    /// (even with the archive off), so that a message is refused alike.
+    pub max_days_per_message: u32,
+}
+
+impl NodeConfig {
+    /// What the store sink keeps and refuses.
+    pub fn store_policy(&self) -> tributary_pipeline::StorePolicy {
+        tributary_pipeline::StorePolicy {
+            motion: self.model.motion_rows(),
+            max_days_per_message: self.max_days_per_message,
+        }
+    }
 }
 
 impl NodeConfig {

@@ -18,6 +18,9 @@ use tributary_broker::Broker;
 const EVERY: Duration = Duration::from_secs(1);
 
 pub const MQTT_CONNECTIONS: &str = "tributary_mqtt_connections";
+pub const PASSWORD_CHECKS_TOTAL: &str = "tributary_password_checks_total";
+pub const PASSWORD_CHECKS_WAITED_TOTAL: &str = "tributary_password_checks_waited_total";
+pub const PASSWORD_CHECKS_PEAK: &str = "tributary_password_checks_peak";
 pub const MQTT_RECEIVED_TOTAL: &str = "tributary_mqtt_messages_received_total";
 pub const MQTT_SENT_TOTAL: &str = "tributary_mqtt_messages_sent_total";
 pub const MQTT_SESSION_RECORDS_SKIPPED_TOTAL: &str = "tributary_mqtt_session_records_skipped_total";
@@ -80,6 +83,22 @@ pub async fn publish(
             MQTT_CONNECTIONS,
             "Open MQTT connections.",
             broker.connections() as f64,
+        );
+        let checks = broker.accounts().check_stats();
+        metrics.set_counter(
+            PASSWORD_CHECKS_TOTAL,
+            "Argon2 checks of passwords and tokens run (MQTT and the HTTP login).",
+            checks.checked as u64,
+        );
+        metrics.set_counter(
+            PASSWORD_CHECKS_WAITED_TOTAL,
+            "Argon2 checks that waited for one of limits.max_password_checks permits.",
+            checks.waited as u64,
+        );
+        metrics.set_gauge(
+            PASSWORD_CHECKS_PEAK,
+            "The most Argon2 checks that ever ran at once (at most limits.max_password_checks).",
+            checks.peak as f64,
         );
         metrics.set_counter(
             MQTT_RECEIVED_TOTAL,

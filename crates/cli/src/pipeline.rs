@@ -145,7 +145,7 @@ impl Sinks<'_> {
                 stream,
                 self.store,
                 names.store,
-                self.config.model.motion_rows(),
+                self.config.store_policy(),
                 self.stats,
                 self.stop.clone(),
             )

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, LogTuning, ReadToEnd, Stream};
-use tributary_pipeline::{Finish, MotionRows, Stats};
+use tributary_pipeline::{Finish, Stats, StorePolicy};
 use tributary_store::Store;
 
 use crate::config::{DataArgs, LogBackend, NodeConfig};
@@ -65,7 +65,7 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
             let store = open_store(&config).await?;
             let sink = Sink {
                 store: &store,
-                motion: config.model.motion_rows(),
+                policy: config.store_policy(),
                 stats: &stats,
                 stop: &stop,
             };
@@ -102,7 +102,7 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
             );
             let sink = Sink {
                 store: &store,
-                motion: config.model.motion_rows(),
+                policy: config.store_policy(),
                 stats: &stats,
                 stop: &stop,
             };
@@ -162,7 +162,7 @@ async fn open_store(config: &NodeConfig) -> anyhow::Result<Store> {
 /// Where the run writes, what it keeps, what it counts and what stops it.
 struct Sink<'a> {
     store: &'a Store,
-    motion: MotionRows,
+    policy: StorePolicy,
     stats: &'a Stats,
     stop: &'a CancellationToken,
 }
@@ -191,7 +191,7 @@ async fn drive<C: ReadToEnd>(
 ) -> anyhow::Result<(Finish, Report)> {
     let Sink {
         store,
-        motion,
+        policy,
         stats,
         stop,
     } = *sink;
@@ -204,7 +204,7 @@ async fn drive<C: ReadToEnd>(
         store.engine(),
         before.0
     );
-    let work = tributary_pipeline::reprocess(reader, end, store, motion, stats, stop, PATIENCE);
+    let work = tributary_pipeline::reprocess(reader, end, store, policy, stats, stop, PATIENCE);
     let progress = async {
         loop {
             tokio::time::sleep(PROGRESS_EVERY).await;

@@ -141,13 +141,48 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.compose()?;
+    private_files();
     let runtime = crate::runtime()?;
     runtime.block_on(serve(config))
 }
 
+/// Everything `serve` creates (the log, sessions, the store, the archive on
+/// local disk, temporary files) is readable by the service user only: the
+/// data dir holds every owner's data, and other local users have no
+/// business reading it. Set before any thread or file exists, and for the
+/// whole process: files get 0600, directories 0700, whatever creates them.
+fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it
+    // takes no pointer and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Creates the data dir (0700), or makes an existing one that other users
+/// may enter private, with a log line: it holds every owner's data.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create data dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("read data dir {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("make data dir {} private (chmod 700)", dir.display()))?;
+            tracing::warn!(data_dir = %dir.display(), was = format!("{:o}", mode & 0o777),
+                "the data dir was open to other users; now 0700 (owner only)");
+        }
+    }
+    Ok(())
+}
+
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let log = Log::open(config.log.clone())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
     let store = Arc::new(

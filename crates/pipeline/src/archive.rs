@@ -15,7 +15,7 @@ use tributary_archive::Archive;
 use tributary_log::{Stream, StreamConsumer, StreamError};
 use tributary_store::Row;
 
-use crate::{process, Error, Outcome, Result};
+use crate::{process_with, Error, Outcome, Result};
 
 /// Records taken from the log per read at most.
 const READ: usize = 1024;
@@ -34,6 +34,10 @@ pub struct FlushPolicy {
     /// Once the oldest gathered record is this old (bounds how far the
     /// archive lags behind when little arrives).
     pub max_age: Duration,
+    /// A message whose measurements fall on more UTC days (one `date=`
+    /// partition each) is not archived; the store sink makes it a dead
+    /// letter with the reason. 0: no limit.
+    pub max_days_per_message: u32,
 }
 
 impl Default for FlushPolicy {
@@ -41,6 +45,7 @@ impl Default for FlushPolicy {
         FlushPolicy {
             max_rows: 100_000,
             max_age: Duration::from_secs(60),
+            max_days_per_message: crate::DEFAULT_MAX_DAYS_PER_MESSAGE,
         }
     }
 }
@@ -118,7 +123,8 @@ pub async fn archive<S: Stream>(
             }
             Event::Read(Ok(records)) => {
                 for (position, record) in records {
-                    if let Outcome::Rows(rows) = process(&record) {
+                    if let Outcome::Rows(rows) = process_with(&record, policy.max_days_per_message)
+                    {
                         batch.rows.extend(rows);
                     }
                     batch.add(position);

@@ -26,6 +26,9 @@ pub struct ArchiveFileConfig {
     pub max_rows: usize,
     /// …or once its oldest record waited this long.
     pub max_age_secs: f64,
+    /// Distinct UTC days (`date=` partitions) one message's measurements
+    /// may fall on; a message spanning more is a dead letter. 0: no limit.
+    pub max_days_per_message: u32,
 }
 
 impl Default for ArchiveFileConfig {
@@ -39,6 +42,7 @@ impl Default for ArchiveFileConfig {
             allow_http: false,
             max_rows: policy.max_rows,
             max_age_secs: policy.max_age.as_secs_f64(),
+            max_days_per_message: policy.max_days_per_message,
         }
     }
 }
@@ -69,6 +73,7 @@ impl ArchiveFileConfig {
         Ok(FlushPolicy {
             max_rows: self.max_rows,
             max_age: Duration::from_secs_f64(self.max_age_secs),
+            max_days_per_message: self.max_days_per_message,
         })
     }
 }

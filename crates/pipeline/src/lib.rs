@@ -36,8 +36,8 @@ pub use activity::{activity, ActivityStats};
 pub use archive::{archive, ArchiveStats, FlushPolicy};
 pub use config::{ArchiveFileConfig, ModelFileConfig, DEFAULT_MODEL_DIR};
 pub use error::{Error, Result};
-pub use process::{process, Outcome};
-pub use run::{reprocess, run, Finish, MotionRows, Stats, LAG_EVERY};
+pub use process::{process, process_with, Outcome, DEFAULT_MAX_DAYS_PER_MESSAGE};
+pub use run::{reprocess, run, Finish, MotionRows, Stats, StorePolicy, LAG_EVERY};
 
 /// Waits `pause` before a retry, or less when `stop` is cancelled
 /// meanwhile; says whether it was (a sink then stops instead of retrying).

@@ -7,15 +7,30 @@ use tributary_store::{DeadLetter, Row};
 /// What one record becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Not a measurement: no SenML content type or topic suffix, or no
-    /// authenticated owner (anonymous loopback clients own no data).
+    /// Not a measurement: no SenML content type or topic suffix, no
+    /// authenticated owner (anonymous loopback clients own no data), or a
+    /// command to a device (`tributary/v1/{device}/commands/...`), which is
+    /// nobody's measurement whatever its payload.
     Skip,
     Rows(Vec<Row>),
     Dead(DeadLetter),
 }
 
+/// Distinct UTC days the measurements of one message may fall on, unless
+/// configured (`[archive] max_days_per_message`).
+pub const DEFAULT_MAX_DAYS_PER_MESSAGE: u32 = 31;
+
+/// [`process_with`] at [`DEFAULT_MAX_DAYS_PER_MESSAGE`].
 pub fn process(record: &Record) -> Outcome {
-    if record.owner.is_empty() {
+    process_with(record, DEFAULT_MAX_DAYS_PER_MESSAGE)
+}
+
+/// What `record` becomes. A pack whose measurements fall on more than
+/// `max_days` distinct UTC days (0: no limit) is a dead letter: the archive
+/// writes one partition (`owner=/date=`) per day a batch touches, so one
+/// message must not be able to create thousands of them (principle 7).
+pub fn process_with(record: &Record, max_days: u32) -> Outcome {
+    if record.owner.is_empty() || is_command(&record.topic) {
         return Outcome::Skip;
     }
     let properties = tributary_mqtt::stored::load_properties(&record.properties);
@@ -27,6 +42,14 @@ pub fn process(record: &Record) -> Outcome {
     let message_id = format!("{:032x}", record.message_id.0);
     let received_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
     match tributary_senml::decode(format, &record.payload, received_ms) {
+        Ok(measurements) if spans_more_days(&measurements, max_days) => Outcome::Dead(dead_letter(
+            record,
+            format!(
+                "the pack's measurements fall on more than {max_days} different days (UTC), \
+                     the most one message may span ([archive] max_days_per_message); \
+                     send one pack per day"
+            ),
+        )),
         Ok(measurements) => Outcome::Rows(
             measurements
                 .into_iter()
@@ -36,6 +59,28 @@ pub fn process(record: &Record) -> Outcome {
         ),
         Err(invalid) => Outcome::Dead(dead_letter(record, invalid.to_string())),
     }
+}
+
+/// Whether `measurements` fall on more than `max_days` distinct UTC days
+/// (the archive's `date=` partitions); 0 never does.
+fn spans_more_days(measurements: &[Measurement], max_days: u32) -> bool {
+    if max_days == 0 {
+        return false;
+    }
+    let mut days = std::collections::HashSet::new();
+    measurements
+        .iter()
+        .any(|m| days.insert(m.time_ms.div_euclid(86_400_000)) && days.len() > max_days as usize)
+}
+
+/// Whether `topic` carries commands to a device (docs/topics.md): an
+/// owner's, a service's or an admin's message to it, not the device's data.
+fn is_command(topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    matches!(
+        (levels.next(), levels.next(), levels.next(), levels.next()),
+        (Some("tributary"), Some("v1"), Some(_), Some("commands"))
+    )
 }
 
 /// `record` as a dead letter of its owner, with the reason (the store's pipeline and the
@@ -128,6 +173,67 @@ mod tests {
         );
         assert!(!letter.reason.is_empty());
         assert_eq!(letter.payload, b"{not json");
+    }
+
+    /// A SenML pack of one record per day for the `days` days up to its
+    /// receipt (times later than a day after receipt are invalid).
+    fn daily_pack(days: u32) -> Vec<u8> {
+        let records: Vec<String> = (0..days)
+            .map(|day| {
+                format!(
+                    r#"{{"n":"steps","t":{},"v":1}}"#,
+                    1_790_000_000 - 86_400 * i64::from(day)
+                )
+            })
+            .collect();
+        format!("[{}]", records.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn a_pack_spanning_more_days_than_allowed_is_a_dead_letter_with_the_reason() {
+        let topic = "tributary/v1/w1/senml";
+        let outcome = process(&record("ann", topic, &daily_pack(31)));
+        let Outcome::Rows(rows) = outcome else {
+            panic!("31 days are allowed by default: {outcome:?}");
+        };
+        assert_eq!(rows.len(), 31);
+        let Outcome::Dead(letter) = process(&record("ann", topic, &daily_pack(32))) else {
+            panic!("dead letter expected for 32 days");
+        };
+        assert!(
+            letter.reason.contains("more than 31 different days")
+                && letter.reason.contains("max_days_per_message"),
+            "{}",
+            letter.reason
+        );
+        assert!(matches!(
+            process_with(&record("ann", topic, &daily_pack(3)), 2),
+            Outcome::Dead(_)
+        ));
+        assert!(matches!(
+            process_with(&record("ann", topic, &daily_pack(400)), 0),
+            Outcome::Rows(_)
+        ));
+    }
+
+    #[test]
+    fn senml_commands_to_a_device_are_not_measurements() {
+        let payload = br#"[{"bn":"w1/","bt":1790000000,"n":"hr","u":"beat/min","v":61}]"#;
+        for topic in [
+            "tributary/v1/w1/commands/senml",
+            "tributary/v1/w1/commands/settings/senml",
+        ] {
+            assert_eq!(
+                process(&record("ann", topic, payload)),
+                Outcome::Skip,
+                "{topic}"
+            );
+        }
+        // A device's own data whose name merely contains "commands" is data.
+        assert!(matches!(
+            process(&record("ann", "tributary/v1/w1/x/commands/senml", payload)),
+            Outcome::Rows(_)
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_log::{ReadToEnd, Stream, StreamConsumer, StreamError};
 use tributary_store::Store;
 
-use crate::{process, Error, Outcome, Result};
+use crate::{process_with, Error, Outcome, Result};
 
 /// Records taken from the log per batch at most.
 const BATCH: usize = 512;
@@ -68,6 +68,25 @@ impl MotionRows {
     }
 }
 
+/// Which rows the store keeps, and which messages it makes dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorePolicy {
+    pub motion: MotionRows,
+    /// Distinct UTC days one message may span (`[archive]
+    /// max_days_per_message`; 0: no limit): the store refuses what the
+    /// archive would, so a message is either in both or a dead letter.
+    pub max_days_per_message: u32,
+}
+
+impl From<MotionRows> for StorePolicy {
+    fn from(motion: MotionRows) -> StorePolicy {
+        StorePolicy {
+            motion,
+            max_days_per_message: crate::DEFAULT_MAX_DAYS_PER_MESSAGE,
+        }
+    }
+}
+
 /// What the loop does besides storing.
 struct Policy {
     /// Commit each batch's positions once stored (a resumable consumer).
@@ -77,6 +96,7 @@ struct Policy {
     /// server waits out a store or Kafka outage).
     patience: Option<Duration>,
     motion: MotionRows,
+    max_days: u32,
 }
 
 /// Consumes `stream` under `consumer` until `stop` is cancelled, or the
@@ -90,15 +110,17 @@ pub async fn run<S: Stream>(
     stream: &S,
     store: &Store,
     consumer: &str,
-    motion: MotionRows,
+    rows: impl Into<StorePolicy>,
     stats: &Stats,
     stop: CancellationToken,
 ) -> Result<()> {
     tracing::info!(consumer, store = store.engine(), "pipeline started");
+    let rows = rows.into();
     let policy = Policy {
         commit: true,
         patience: None,
-        motion,
+        motion: rows.motion,
+        max_days: rows.max_days_per_message,
     };
     loop {
         let mut reader = stream
@@ -130,15 +152,17 @@ pub async fn reprocess<C: ReadToEnd>(
     reader: &mut C,
     end: &C::End,
     store: &Store,
-    motion: MotionRows,
+    rows: impl Into<StorePolicy>,
     stats: &Stats,
     stop: &CancellationToken,
     patience: Duration,
 ) -> Result<Finish> {
+    let rows = rows.into();
     let policy = Policy {
         commit: false,
         patience: Some(patience),
-        motion,
+        motion: rows.motion,
+        max_days: rows.max_days_per_message,
     };
     consume(reader, store, stats, stop, &policy, |reader| {
         reader.reached(end)
@@ -234,7 +258,7 @@ async fn consume<C: StreamConsumer>(
         let mut letters = Vec::new();
         let mut positions = Vec::with_capacity(batch.len());
         for (position, record) in batch {
-            match process(&record) {
+            match process_with(&record, policy.max_days) {
                 Outcome::Skip => {
                     stats.skipped.fetch_add(1, Ordering::Relaxed);
                 }

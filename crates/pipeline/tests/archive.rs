@@ -13,7 +13,7 @@ use tributary_pipeline::{archive, ArchiveStats, FlushPolicy};
 
 mod common;
 
-use common::{record, senml_json, T0};
+use common::{record, senml_daily, senml_json, T0};
 
 /// Runs the archive sink until it has written `want` rows (or 30 s pass).
 async fn archive_until(
@@ -103,6 +103,7 @@ async fn rows_are_archived_once_per_owner_and_day() {
     let policy = FlushPolicy {
         max_rows: 100_000,
         max_age: Duration::from_millis(200),
+        ..FlushPolicy::default()
     };
     let stats = archive_until(&log, &archive_, policy, 6).await;
     assert_eq!(stats.rows.load(Ordering::Relaxed), 6);
@@ -172,6 +173,7 @@ async fn a_full_batch_is_written_before_the_age_limit() {
     let policy = FlushPolicy {
         max_rows: 10,
         max_age: Duration::from_secs(3600),
+        ..FlushPolicy::default()
     };
     let started = std::time::Instant::now();
     let stats = archive_until(&log, &archive_, policy, 100).await;
@@ -192,6 +194,7 @@ async fn records_that_are_no_measurements_are_committed_without_waiting_for_the_
     let policy = FlushPolicy {
         max_rows: 10,
         max_age: Duration::from_secs(3600),
+        ..FlushPolicy::default()
     };
     let stats = ArchiveStats::default();
     let stop = CancellationToken::new();
@@ -214,4 +217,41 @@ async fn records_that_are_no_measurements_are_committed_without_waiting_for_the_
     assert!(started.elapsed() < Duration::from_secs(15), "{stats:?}");
     assert_eq!(stats.records.load(Ordering::Relaxed), 50, "{stats:?}");
     assert_eq!(stats.files.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_spanning_too_many_days_and_commands_create_no_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
+    let archive_ = Archive::open(&ArchiveConfig::default(), dir.path()).expect("archive");
+    log.append_batch(vec![
+        // 40 days: 40 partitions from one message, were it archived.
+        record(1, "ann", "a1", "senml", senml_daily(40)),
+        record(
+            2,
+            "ann",
+            "a1",
+            "commands/senml",
+            senml_json("a1", T0 / 1000, &[1.0]),
+        ),
+        record(3, "bob", "b1", "senml", senml_daily(2)),
+    ])
+    .await
+    .expect("append");
+    let policy = FlushPolicy {
+        max_age: Duration::from_millis(200),
+        max_days_per_message: 31,
+        ..FlushPolicy::default()
+    };
+    let stats = archive_until(&log, &archive_, policy, 2).await;
+    assert_eq!(stats.rows.load(Ordering::Relaxed), 2);
+    let root = dir.path().join("archive");
+    let partitions: Vec<String> = parquet_files(&root)
+        .iter()
+        .filter_map(|f| Some(f.strip_prefix(&root).ok()?.parent()?.display().to_string()))
+        .collect();
+    assert_eq!(
+        partitions,
+        ["owner=bob/date=2026-09-20", "owner=bob/date=2026-09-21"]
+    );
 }

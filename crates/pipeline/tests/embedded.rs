@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, LogConfig, ReadToEnd, Record, Stream, StreamError};
-use tributary_pipeline::{reprocess, run, Finish, MotionRows, Stats};
+use tributary_pipeline::{reprocess, run, Finish, MotionRows, Stats, StorePolicy};
 use tributary_store::{Query, Store};
 
 mod common;
 
-use common::{record, senml_json, T0};
+use common::{record, senml_daily, senml_json, T0};
 
 /// Runs the pipeline until it has read `want` records in all.
 async fn run_until(log: &Log, store: &Store, consumer: &str, want: u64) -> Stats {
@@ -344,5 +344,57 @@ async fn an_idle_caught_up_pipeline_reports_no_lag() {
     );
     result.expect("pipeline");
     assert_eq!(stats.skipped.load(Ordering::Relaxed), 25, "{stats:?}");
+    log.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_spanning_too_many_days_is_a_dead_letter_and_commands_are_no_measurements() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::open(LogConfig::new(dir.path().join("log"))).expect("log");
+    let store = Store::open(None, dir.path()).await.expect("store");
+    let records = vec![
+        // Three days where two are allowed: a dead letter saying why.
+        record(1, "ann", "a1", "senml", senml_daily(3)),
+        // An owner's SenML command to the device: not the device's data.
+        record(
+            2,
+            "ann",
+            "a1",
+            "commands/senml",
+            senml_json("a1", T0 / 1000, &[1.0]),
+        ),
+        // Two days: stored.
+        record(3, "ann", "a1", "senml", senml_daily(2)),
+    ];
+    log.append_batch(records).await.expect("append");
+    let stats = Stats::default();
+    let stop = CancellationToken::new();
+    let policy = StorePolicy {
+        motion: MotionRows::Store,
+        max_days_per_message: 2,
+    };
+    let watcher = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while stats.records.load(Ordering::Relaxed) < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    };
+    let (result, ()) = tokio::join!(
+        run(&log, &store, "pipeline", policy, &stats, stop.clone()),
+        watcher
+    );
+    result.expect("pipeline");
+    assert_eq!(stats.measurements.load(Ordering::Relaxed), 2, "{stats:?}");
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), 1, "{stats:?}");
+    let letters = store.dead_letters("ann", 10).await.expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("more than 2 different days")
+            && letters[0].reason.contains("max_days_per_message"),
+        "{}",
+        letters[0].reason
+    );
     log.close().await.expect("close");
 }

@@ -74,11 +74,9 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Sends `connect` and reads the broker's answer.
-    pub(crate) async fn handshake(
-        stream: Box<dyn Io>,
-        connect: Connect,
-    ) -> Result<(TestClient, ConnAck)> {
+    /// Sends `connect` over `stream` and reads the broker's answer (for a
+    /// test that opens the connection itself, e.g. in a spawned task).
+    pub async fn handshake(stream: Box<dyn Io>, connect: Connect) -> Result<(TestClient, ConnAck)> {
         let mut client = TestClient {
             stream,
             version: connect.protocol,

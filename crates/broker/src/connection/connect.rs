@@ -304,21 +304,33 @@ impl ExpectConnect {
             return Err(ReasonCode::NotAuthorized);
         };
         let password = connect.password.clone().unwrap_or_default();
-        let accounts = self.broker.accounts.clone();
-        let user = username.clone();
-        match tokio::task::spawn_blocking(move || accounts.authenticate(&user, &password)).await {
+        // The wait for an Argon2 permit (bounded: `limits.max_password_checks`)
+        // ends with the CONNECT timeout; the client is then told the server
+        // is busy, and nothing was allocated for it.
+        let timeout = self.broker.config.limits.connect_timeout();
+        let checked = self
+            .broker
+            .accounts
+            .authenticate_guarded(&username, &password);
+        match tokio::time::timeout(timeout, checked).await {
             Ok(Ok(identity)) => Ok(Some(identity)),
             Ok(Err(AuthError::Revoked)) => {
                 tracing::info!(peer = %self.peer, user = %username, "refused: revoked");
                 Err(ReasonCode::NotAuthorized)
             }
+            Ok(Err(AuthError::Locked)) => {
+                // The same answer as a wrong password: the client learns
+                // nothing, and no Argon2 ran.
+                tracing::info!(peer = %self.peer, user = %username, "refused: name locked after repeated wrong passwords");
+                Err(ReasonCode::BadUserNameOrPassword)
+            }
             Ok(Err(e)) => {
                 tracing::info!(peer = %self.peer, user = %username, reason = %e, "refused: bad credentials");
                 Err(ReasonCode::BadUserNameOrPassword)
             }
-            Err(e) => {
-                tracing::error!(peer = %self.peer, error = %e, "authenticate");
-                Err(ReasonCode::ServerUnavailable)
+            Err(_) => {
+                tracing::info!(peer = %self.peer, user = %username, "refused: no password check free within the connect timeout");
+                Err(ReasonCode::ServerBusy)
             }
         }
     }

@@ -178,7 +178,7 @@ impl Connection {
             }
             refused = Some((ReasonCode::PayloadFormatInvalid, TEXT));
         }
-        let record = refused.is_none().then(|| {
+        let mut record = refused.is_none().then(|| {
             self.new_record(
                 publish.topic,
                 publish.qos,
@@ -187,6 +187,23 @@ impl Connection {
                 publish.payload,
             )
         });
+        if let Some(retained) = record.as_ref().filter(|r| r.retain) {
+            let limits = &self.broker.config.limits;
+            if !self.broker.retained.admits(
+                retained,
+                limits.max_retained_per_owner,
+                limits.max_retained_bytes_per_owner,
+            ) {
+                tracing::info!(client_id = %self.client_id, topic = %retained.topic, "retained publish refused: over limits.max_retained_per_owner or max_retained_bytes_per_owner");
+                const TEXT: &str = "the owner's retained messages are at their limit";
+                if publish.qos == QoS::AtMostOnce || self.version == ProtocolVersion::V311 {
+                    // As for the ACL: 3.1.1 cannot refuse one publish, 5.0 QoS 0 has no ack.
+                    return Err(Close::Violation(ReasonCode::QuotaExceeded, TEXT));
+                }
+                refused = Some((ReasonCode::QuotaExceeded, TEXT));
+                record = None;
+            }
+        }
         let ack = PendingAck {
             qos: publish.qos,
             packet_id: publish.packet_id,

@@ -32,3 +32,13 @@ pub fn senml_json(device: &str, base_s: i64, values: &[f64]) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&records).expect("json")
 }
+
+/// One SenML record per day for the `days` days up to T0 (times later than
+/// a day after receipt are invalid): one archive partition each.
+#[allow(dead_code)] // not every test binary uses it
+pub fn senml_daily(days: i64) -> Vec<u8> {
+    let records: Vec<serde_json::Value> = (0..days)
+        .map(|day| serde_json::json!({"n": "steps", "t": T0 / 1000 - day * 86_400, "v": 1}))
+        .collect();
+    serde_json::to_vec(&records).expect("json")
+}

@@ -1,15 +1,21 @@
 //! Login throttling: after a few wrong passwords for one name, that name's
-//! logins are refused for a while (429 with `Retry-After`), doubling with
-//! each further failure, before any password is checked. Guessing a
-//! password through the API then takes years instead of hours, and a flood
-//! of guesses costs no Argon2 time.
+//! logins are refused for a while, doubling with each further failure,
+//! before any password is checked. Guessing a password then takes years
+//! instead of hours, and a flood of guesses costs no Argon2 time.
 //!
-//! Keyed by the name asked for, known or not (so the answer reveals
-//! nothing about which names exist), not by client address: the API is
-//! often behind a proxy, and an attacker has many addresses. The price is
-//! that someone who knows an owner's name can keep that owner from logging
-//! in through the API for a while; devices (MQTT) are not affected, and a
-//! successful login is not needed to keep existing tokens working.
+//! One [`LoginThrottle`] belongs to [`crate::Accounts`]
+//! ([`crate::Accounts::login_throttle`]), so the HTTP API's login (429 with
+//! `Retry-After`) and MQTT CONNECT
+//! ([`crate::Accounts::authenticate_guarded`], CONNACK 0x86) count the
+//! same failures: a guesser gains nothing by switching between them.
+//!
+//! Keyed by the name asked for, not by client address: the API and the
+//! broker are often behind a proxy, and an attacker has many addresses.
+//! The price is that someone who knows an owner's name can keep that owner
+//! from logging in for a while; devices and services are never locked
+//! (their 256-bit tokens cannot be guessed, and a lock would let anyone
+//! who knows a device's name keep it offline), and a successful login is
+//! not needed to keep existing tokens working.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,7 +32,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 const MAX_NAMES: usize = 100_000;
 
 #[derive(Debug, Default)]
-pub(crate) struct LoginThrottle {
+pub struct LoginThrottle {
     names: Mutex<HashMap<String, Failures>>,
 }
 
@@ -45,7 +51,7 @@ impl LoginThrottle {
     }
 
     /// `Err(wait)` while `name` is locked.
-    pub(crate) fn check(&self, name: &str, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, name: &str, now: Instant) -> Result<(), Duration> {
         match self.lock().get(name).and_then(|f| f.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
@@ -53,7 +59,7 @@ impl LoginThrottle {
     }
 
     /// Counts a wrong password; returns the lock it starts, if any.
-    pub(crate) fn failed(&self, name: &str, now: Instant) -> Option<Duration> {
+    pub fn failed(&self, name: &str, now: Instant) -> Option<Duration> {
         let mut names = self.lock();
         if names.len() >= MAX_NAMES && !names.contains_key(name) {
             names.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
@@ -81,7 +87,7 @@ impl LoginThrottle {
     }
 
     /// A correct password: the name's failures are forgotten.
-    pub(crate) fn succeeded(&self, name: &str) {
+    pub fn succeeded(&self, name: &str) {
         self.lock().remove(name);
     }
 }
