@@ -52,15 +52,14 @@ mod devices;
 mod error;
 pub mod live;
 mod metrics;
+mod server;
 #[cfg(test)]
 mod tests;
 mod throttle;
 mod web;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
@@ -70,17 +69,15 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
-pub use config::HttpFileConfig;
+pub use config::{ConfigError, HttpConfig, HttpFileConfig, Signup};
 pub use error::{ApiError, Result};
 pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
+pub use server::{serve, LocalAddr};
 
 /// Largest request body accepted (all bodies are small JSON objects).
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Concurrent Argon2 checks at login: each takes a core for ~30 ms.
 const LOGIN_CONCURRENCY: usize = 2;
-/// Whether `POST /api/v1/signup` is open until [`ApiState::set_signup`]
-/// says otherwise (the default of the config file's `http.signup`).
-pub const DEFAULT_SIGNUP: bool = true;
 
 /// The OpenAPI 3.1 document served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -101,13 +98,18 @@ struct Inner {
     store: Arc<tributary_store::Store>,
     /// The live feed follows it.
     log: tributary_log::Log,
+    /// The bounds of `[http]`.
+    config: HttpConfig,
     sessions: auth::Sessions,
     login_throttle: throttle::LoginThrottle,
-    /// Whether `POST /api/v1/signup` is open (`[http] signup`).
-    signup_open: std::sync::atomic::AtomicBool,
+    /// Sign-ups per source address.
+    signup_throttle: throttle::SignupThrottle,
+    /// Whether `POST /api/v1/signup` is open (`[http] signup`); changed by
+    /// [`ApiState::set_signup`].
+    signup: std::sync::Mutex<Signup>,
     login_permits: Semaphore,
-    feeds: Arc<Semaphore>,
-    live_max_duration: Duration,
+    /// All live feeds, and each owner's.
+    feeds: live::Feeds,
     metrics: Metrics,
     /// Where devices connect, for the dashboard's snippets.
     mqtt: std::sync::RwLock<MqttEndpoints>,
@@ -128,22 +130,23 @@ pub struct MqttEndpoints {
 }
 
 impl ApiState {
+    /// With the default bounds of `[http]`.
     pub fn new(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
         store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
     ) -> ApiState {
-        ApiState::with_live_duration(data_dir, accounts, store, log, live::MAX_FEED_DURATION)
+        ApiState::with_config(data_dir, accounts, store, log, HttpConfig::default())
     }
 
-    /// Like [`ApiState::new`] with another bound on a live feed's duration.
-    pub fn with_live_duration(
+    /// With the bounds of `config` (from [`HttpFileConfig::build`]).
+    pub fn with_config(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
         store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
-        live_max_duration: Duration,
+        config: HttpConfig,
     ) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
@@ -151,24 +154,36 @@ impl ApiState {
                 accounts,
                 store,
                 log,
-                sessions: auth::Sessions::default(),
+                sessions: auth::Sessions::new(config.max_tokens_per_owner, config.token_lifetime),
                 login_throttle: throttle::LoginThrottle::default(),
-                signup_open: std::sync::atomic::AtomicBool::new(DEFAULT_SIGNUP),
+                signup_throttle: throttle::SignupThrottle::new(config.signups_per_hour_per_source),
+                signup: std::sync::Mutex::new(config.signup),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
-                feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
-                live_max_duration,
+                feeds: live::Feeds::new(live::MAX_FEEDS, config.max_feeds_per_owner),
+                config,
                 metrics: Metrics::default(),
                 mqtt: std::sync::RwLock::default(),
             }),
         }
     }
 
-    /// Opens or closes `POST /api/v1/signup` (open by default); closed, it
-    /// answers 403 and owners are added with `tributary owner add`.
-    pub fn set_signup(&self, open: bool) {
-        self.inner
-            .signup_open
-            .store(open, std::sync::atomic::Ordering::Relaxed);
+    /// Opens or closes `POST /api/v1/signup`; closed, it answers 403 and
+    /// owners are added with `tributary owner add`.
+    pub fn set_signup(&self, signup: Signup) {
+        *self
+            .inner
+            .signup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = signup;
+    }
+
+    /// Whether and how `POST /api/v1/signup` is open.
+    pub fn signup(&self) -> Signup {
+        *self
+            .inner
+            .signup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Tells the dashboard where devices connect.
@@ -224,6 +239,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(web::serve)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(error::problems_only))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Gzip when the client asks (the dashboard's files, exports); the
         // default predicate leaves the live feed (text/event-stream) alone.
@@ -233,22 +252,6 @@ pub fn router(state: ApiState) -> Router {
             count_requests,
         ))
         .with_state(state)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish. A live feed ends when its log closes or its
-/// duration runs out, so close the log on shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "HTTP API listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {

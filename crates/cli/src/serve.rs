@@ -146,6 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let http_config = config.http.build()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let log = Log::open(config.log.clone())
@@ -183,11 +184,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     // The pipeline and the HTTP API stop before the broker closes the log they read.
     let stop = CancellationToken::new();
-    let api_state = tributary_api::ApiState::new(
+    let api_state = tributary_api::ApiState::with_config(
         config.data_dir.clone(),
         broker.accounts().clone(),
         store.clone(),
         log.clone(),
+        http_config,
     );
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
@@ -202,10 +204,6 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     api_state.set_mqtt_endpoints(endpoints);
     // Shared by the pipeline, which counts, and `/metrics`, which shows.
     let sink_stats = crate::pipeline::SinkStats::default();
-    api_state.set_signup(config.http.signup);
-    if !config.http.signup {
-        tracing::info!("sign-up through the HTTP API is off ([http] signup = false)");
-    }
     tokio::spawn(crate::metrics::publish(
         broker.clone(),
         sink_stats.clone(),

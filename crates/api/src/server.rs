@@ -1,0 +1,125 @@
+//! The HTTP listener: our own accept loop around hyper, because
+//! `axum::serve` bounds neither the number of connections nor the time a
+//! client may take to send its request head.
+//!
+//! - At most [`HttpConfig::max_connections`](crate::HttpConfig) connections
+//!   are open. Beyond it the loop stops accepting: new connections wait in
+//!   the kernel's listen backlog and cost the process no file descriptor
+//!   (the MQTT listeners share the process's descriptors).
+//! - A connection must send a whole request head within
+//!   [`HttpConfig::header_read_timeout`](crate::HttpConfig) after it opens
+//!   or after its previous response (hyper's `header_read_timeout`), else
+//!   hyper closes it: idle sockets and slow-loris heads hold a connection
+//!   slot for that long at most. A response being streamed (export, live
+//!   feed) is not subject to it.
+//! - Each request carries the peer's address (`ConnectInfo<SocketAddr>`)
+//!   and the listener's ([`LocalAddr`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::{router, ApiState};
+
+/// The address of the listener a request came in on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub SocketAddr);
+
+/// Pause after a failed `accept` (out of file descriptors, usually) before
+/// trying again, rather than spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish. A live feed ends when its log closes or its
+/// duration runs out, so close the log on shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let config = state.inner.config.clone();
+    tracing::info!(address = %local, max_connections = config.max_connections, "HTTP API listening");
+    if !state.signup().is_open_on(Some(local)) {
+        tracing::info!("sign-up through the HTTP API is off on {local} ([http] signup)");
+    }
+    let app = router(state);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
+    let mut at_bound_logged = false;
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first, then accept: at the bound, connections wait in
+        // the backlog, not in our file table.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        if slots.available_permits() == 0 {
+            if !at_bound_logged {
+                tracing::warn!(
+                    max_connections = config.max_connections,
+                    "HTTP connections at the bound; new ones wait until one closes"
+                );
+                at_bound_logged = true;
+            }
+        } else {
+            at_bound_logged = false;
+        }
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "HTTP accept failed; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Small writes (live events) go out at once.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(LocalAddr(local));
+            app.clone().oneshot(request)
+        });
+        let connection = http1.serve_connection(TokioIo::new(stream), service);
+        let closing = closing.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                // Timeouts and clients that went away: not the server's fault.
+                tracing::debug!(%error, %peer, "HTTP connection ended");
+            }
+        });
+    }
+    closing.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
