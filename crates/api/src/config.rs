@@ -85,6 +85,9 @@ pub struct HttpFileConfig {
     pub max_tokens_per_owner: usize,
     /// Live feeds one owner may have open at once; beyond it 429.
     pub max_feeds_per_owner: usize,
+    /// Devices one owner may register through the API, revoked ones
+    /// included: each is kept in the accounts file and listed whole.
+    pub max_devices_per_owner: usize,
 }
 
 impl Default for HttpFileConfig {
@@ -98,6 +101,7 @@ impl Default for HttpFileConfig {
             header_read_timeout_ms: millis(bounds.header_read_timeout),
             max_tokens_per_owner: bounds.max_tokens_per_owner,
             max_feeds_per_owner: bounds.max_feeds_per_owner,
+            max_devices_per_owner: bounds.max_devices_per_owner,
         }
     }
 }
@@ -140,6 +144,10 @@ impl HttpFileConfig {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             max_tokens_per_owner: at_least_one("max_tokens_per_owner", self.max_tokens_per_owner)?,
             max_feeds_per_owner: at_least_one("max_feeds_per_owner", self.max_feeds_per_owner)?,
+            max_devices_per_owner: at_least_one(
+                "max_devices_per_owner",
+                self.max_devices_per_owner,
+            )?,
             ..HttpConfig::default()
         })
     }
@@ -156,6 +164,7 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     pub max_tokens_per_owner: usize,
     pub max_feeds_per_owner: usize,
+    pub max_devices_per_owner: usize,
     /// How long one live feed may stay open (not in the file: tests
     /// shorten it).
     pub live_max_duration: Duration,
@@ -172,6 +181,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             max_tokens_per_owner: 20,
             max_feeds_per_owner: 8,
+            max_devices_per_owner: 1000,
             live_max_duration: crate::live::MAX_FEED_DURATION,
             token_lifetime: crate::auth::TOKEN_LIFETIME,
         }

@@ -9,7 +9,7 @@
 //! # Overview
 //!
 //! - [`ApiState`]: what the handlers reach (data dir, accounts, store, log,
-//!   login sessions, metrics); cheap to clone.
+//!   login sessions, metrics, the bounds of [`HttpConfig`]); cheap to clone.
 //! - [`router`] builds the `axum::Router` (tests drive it directly);
 //!   [`serve`] runs it on a listener until a shutdown future resolves.
 //! - [`ApiError`]: every error, answered as `application/problem+json`.
@@ -24,9 +24,14 @@
 //!   (`X-CSRF-Token`), or is refused with 403 before anything is done.
 //! - Logins are throttled per name after a few wrong passwords
 //!   (`throttle.rs`: 429 with Retry-After, doubling locks).
-//! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
-//!   ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live feeds
-//!   ([`live::MAX_FEEDS`]) and their duration.
+//! - Bounded (docs/configuration.md, `[http]`): connections and the time
+//!   to send a request head ([`serve`], `server.rs`), bodies
+//!   ([`BODY_LIMIT`]), sign-ups per source address, login tokens per owner
+//!   and in all ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live
+//!   feeds per owner and in all ([`live::MAX_FEEDS`]) and their duration,
+//!   devices per owner, and the size of every list answer.
+//! - A live feed ends when the token it was opened with ends.
+//! - Every error, axum's own rejections included, is problem+json.
 //! - Login tokens live in memory only and do not survive a restart.
 //!
 //! # Example

@@ -782,3 +782,104 @@ async fn axums_own_rejections_are_problems() -> TestResult {
     );
     Ok(())
 }
+
+// ---- The size of one answer ----
+
+#[tokio::test]
+async fn a_dead_letter_list_is_bounded_in_size() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    let max = crate::data::MAX_DEAD_LETTER_PAYLOAD;
+    // A megabyte of text whose cut falls inside a two-byte character.
+    let mut big = "x".repeat(max - 1).into_bytes();
+    big.extend("é".repeat(512 * 1024).as_bytes());
+    for (owner, id, payload) in [("ann", 1, big.clone()), ("bob", 2, b"small".to_vec())] {
+        api.store
+            .dead_letter(&tributary_store::DeadLetter {
+                owner: owner.into(),
+                device: "d".into(),
+                message_id: format!("{id:032x}"),
+                topic: "tributary/v1/d/senml".into(),
+                received_ms: 1_000,
+                reason: "not a SenML pack".into(),
+                payload,
+            })
+            .await?;
+    }
+    let reply = api.get("/api/v1/dead-letters", Some(&ann)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.len() < 2 * max, "{} bytes", reply.body.len());
+    let letter = &reply.json()[0];
+    assert_eq!(letter["truncated"], true);
+    assert_eq!(letter["payload_bytes"], big.len());
+    assert_eq!(letter["payload"], "x".repeat(max - 1));
+    let reply = api
+        .get(
+            &format!(
+                "/api/v1/dead-letters?limit={}",
+                crate::data::MAX_DEAD_LETTERS + 1
+            ),
+            Some(&ann),
+        )
+        .await;
+    assert_problem(&reply, StatusCode::BAD_REQUEST, "limit");
+    // Another owner's small letters come whole.
+    let reply = api.get("/api/v1/dead-letters", Some(&bob)).await;
+    let letter = &reply.json()[0];
+    assert_eq!(
+        (
+            &letter["payload"],
+            &letter["truncated"],
+            &letter["payload_bytes"]
+        ),
+        (&json!("small"), &json!(false), &json!(5))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn devices_beyond_the_owners_bound_are_409_and_others_add() -> TestResult {
+    let api = api_with_config(HttpConfig {
+        max_devices_per_owner: 2,
+        ..HttpConfig::default()
+    })
+    .await?;
+    let ann = api.owner("ann").await;
+    let bob = api.owner("bob").await;
+    let first = api
+        .post("/api/v1/devices", Some(&ann), json!({"name": "watch"}))
+        .await;
+    let id = first.json()["id"].as_str().ok_or("id")?.to_owned();
+    let reply = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/devices/{id}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = api
+        .post("/api/v1/devices", Some(&ann), json!({"name": "phone"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    // The revoked watch still counts: the list holds it.
+    let reply = api
+        .post("/api/v1/devices", Some(&ann), json!({"name": "ring"}))
+        .await;
+    assert_problem(&reply, StatusCode::CONFLICT, "the most one owner may");
+    assert_eq!(
+        api.get("/api/v1/devices", Some(&ann))
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let reply = api
+        .post("/api/v1/devices", Some(&bob), json!({"name": "ring"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    Ok(())
+}
