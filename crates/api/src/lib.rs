@@ -115,6 +115,9 @@ struct Inner {
     login_permits: Semaphore,
     /// All live feeds, and each owner's.
     feeds: live::Feeds,
+    /// Cancelled when [`serve`] is told to shut down: live feeds end then,
+    /// so that shutdown does not wait for them.
+    closing: tokio_util::sync::CancellationToken,
     metrics: Metrics,
     /// Where devices connect, for the dashboard's snippets.
     mqtt: std::sync::RwLock<MqttEndpoints>,
@@ -165,6 +168,7 @@ impl ApiState {
                 signup: std::sync::Mutex::new(config.signup),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
                 feeds: live::Feeds::new(live::MAX_FEEDS, config.max_feeds_per_owner),
+                closing: tokio_util::sync::CancellationToken::new(),
                 config,
                 metrics: Metrics::default(),
                 mqtt: std::sync::RwLock::default(),

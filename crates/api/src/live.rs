@@ -141,6 +141,7 @@ pub(crate) async fn live(
         deadline: (Instant::now() + state.inner.config.live_max_duration)
             .min(Instant::from_std(session.expires)),
         ended: session.ended,
+        closing: state.inner.closing.clone(),
         _slot: slot,
     };
     Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
@@ -156,6 +157,8 @@ struct Feed {
     deadline: Instant,
     /// Cancelled when the token the feed was opened with ends.
     ended: CancellationToken,
+    /// Cancelled when the server shuts down.
+    closing: CancellationToken,
     /// Held while the feed is open (the bounds on feeds).
     _slot: FeedSlot,
 }
@@ -170,10 +173,13 @@ impl Feed {
     }
 
     /// The next of the caller's events; `None` ends the feed (deadline,
-    /// token ended, log closed or failed).
+    /// token ended, server shutting down, log closed or failed).
     async fn next_event(&mut self) -> Option<Event> {
         loop {
-            if self.ended.is_cancelled() || Instant::now() >= self.deadline {
+            if self.ended.is_cancelled()
+                || self.closing.is_cancelled()
+                || Instant::now() >= self.deadline
+            {
                 return None;
             }
             if let Some(event) = self.pending.pop_front() {
@@ -183,6 +189,7 @@ impl Feed {
                 Ok(records) if records.is_empty() => {
                     let waited = tokio::select! {
                         () = self.ended.cancelled() => return None,
+                        () = self.closing.cancelled() => return None,
                         waited = tokio::time::timeout_at(self.deadline, self.log.wait_beyond(self.next)) => waited,
                     };
                     // `wait_beyond` also returns when the log closes.

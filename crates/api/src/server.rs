@@ -39,9 +39,8 @@ pub struct LocalAddr(pub SocketAddr);
 /// trying again, rather than spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish. A live feed ends when its log closes or its
-/// duration runs out, so close the log on shutdown.
+/// Serves the API on `listener` until `shutdown` resolves, then ends the
+/// live feeds of `state` and lets other requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
@@ -53,6 +52,7 @@ pub async fn serve(
     if !state.signup().is_open_on(Some(local)) {
         tracing::info!("sign-up through the HTTP API is off on {local} ([http] signup)");
     }
+    let closing_feeds = state.inner.closing.clone();
     let app = router(state);
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -118,6 +118,7 @@ pub async fn serve(
             }
         });
     }
+    closing_feeds.cancel();
     closing.cancel();
     connections.close();
     connections.wait().await;

@@ -883,3 +883,31 @@ async fn devices_beyond_the_owners_bound_are_409_and_others_add() -> TestResult 
     assert_eq!(reply.status, StatusCode::CREATED);
     Ok(())
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_live_feeds_and_serve_returns() -> TestResult {
+    let api = api().await?; // feeds last 60 s by themselves
+    let ann = api.owner("ann").await;
+    let mut server = Server::start(&api, "127.0.0.1:0").await?;
+    let mut feed = TcpStream::connect(server.target()).await?;
+    feed.write_all(
+        format!("GET /api/v1/live HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {ann}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut head = [0u8; 512];
+    let n = feed.read(&mut head).await?;
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    server
+        .stop
+        .take()
+        .ok_or("stop")?
+        .send(())
+        .map_err(|()| "stopped")?;
+    let task = server.task.take().ok_or("task")?;
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .map_err(|_| "serve waited for the live feed")???;
+    assert!(closed_by_server(&mut feed, false, Duration::from_secs(5)).await);
+    Ok(())
+}
