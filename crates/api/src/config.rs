@@ -77,8 +77,8 @@ pub struct HttpFileConfig {
     /// file descriptors, so the API must not take them all.
     pub max_connections: usize,
     /// A connection must send a whole request head within this time after
-    /// it opens (or after its previous response): slow-loris and idle
-    /// sockets are closed.
+    /// it opens (or after its previous response), and the body within it
+    /// after the head: slow-loris and idle sockets are closed.
     pub header_read_timeout_ms: u64,
     /// Login tokens one owner may hold; a login beyond it ends the owner's
     /// oldest token.

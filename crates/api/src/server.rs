@@ -12,15 +12,23 @@
 //!   hyper closes it: idle sockets and slow-loris heads hold a connection
 //!   slot for that long at most. A response being streamed (export, live
 //!   feed) is not subject to it.
+//! - A request's body must arrive within the same time after its head
+//!   ([`DeadlineBody`]): a client cannot hold a slot by sending a body a
+//!   byte at a time either. The handler then answers 400 and the
+//!   connection closes.
 //! - Each request carries the peer's address (`ConnectInfo<SocketAddr>`)
 //!   and the listener's ([`LocalAddr`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -95,7 +103,9 @@ pub async fn serve(
         // Small writes (live events) go out at once.
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let body_time = config.header_read_timeout;
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(|body| DeadlineBody::new(body, body_time));
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(LocalAddr(local));
             app.clone().oneshot(request)
@@ -123,4 +133,59 @@ pub async fn serve(
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// A request body that must be complete within a time from when the
+/// request head arrived; after it, reading it fails (the extractor answers
+/// 400, and hyper closes a connection whose body was not read to its end).
+/// tower-http's `TimeoutBody` restarts its clock at each frame, which a
+/// client sending a byte at a time never lets run out.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    within: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Incoming, within: Duration) -> DeadlineBody {
+        DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(within)),
+            within,
+        }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "request body not complete within {} ms",
+                    this.within.as_millis()
+                ),
+            )
+            .into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

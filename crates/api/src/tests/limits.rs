@@ -911,3 +911,50 @@ async fn shutdown_ends_open_live_feeds_and_serve_returns() -> TestResult {
     assert!(closed_by_server(&mut feed, false, Duration::from_secs(5)).await);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_and_others_served() -> TestResult {
+    let timeout = Duration::from_millis(600);
+    let api = api_with_config(HttpConfig {
+        header_read_timeout: timeout,
+        ..HttpConfig::default()
+    })
+    .await?;
+    let server = Server::start(&api, "127.0.0.1:0").await?;
+    let mut slow = TcpStream::connect(server.target()).await?;
+    let started = Instant::now();
+    slow.write_all(
+        b"POST /api/v1/login HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await?;
+    // A byte every 100 ms: each arrives well within any per-read timeout.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let _ = slow.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still open");
+    }
+    assert!(started.elapsed() >= timeout - Duration::from_millis(100));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("not complete within 600 ms"), "{answer}");
+    // A client that sends its body at once is served.
+    api.owner("ann").await;
+    let answer = http(
+        server.target(),
+        None,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(credentials("ann", "correct horse")),
+    )
+    .await?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    Ok(())
+}
