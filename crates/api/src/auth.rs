@@ -504,6 +504,7 @@ pub(crate) async fn signup(
     check_name(&credentials.name)?;
     check_password(&credentials.name, &credentials.password)?;
     // Only a sign-up that will cost an Argon2 hash and a file write counts.
+    // (No source only when the router is driven without a socket.)
     if let Some(source) = peer.source {
         if let Err(wait) = state
             .inner

@@ -55,8 +55,11 @@ impl LoginThrottle {
         }
     }
 
-    /// Counts a wrong password; returns the lock it starts, if any.
+    /// Counts a wrong password; returns the lock it starts, if any. The
+    /// caller has checked the name's syntax (`auth::check_name`): no entry
+    /// is kept for a name that cannot exist.
     pub(crate) fn failed(&self, name: &str, now: Instant) -> Option<Duration> {
+        debug_assert!(tributary_accounts::check_owner_name(name).is_ok());
         let mut names = self.lock();
         if names.len() >= MAX_NAMES && !names.contains_key(name) {
             names.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);

@@ -958,3 +958,36 @@ async fn a_body_sent_a_byte_at_a_time_is_cut_off_and_others_served() -> TestResu
     assert_eq!(answer.status, 200, "{}", answer.body);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_live_feed_outlives_the_header_timeout() -> TestResult {
+    let timeout = Duration::from_millis(300);
+    let api = api_with_config(HttpConfig {
+        header_read_timeout: timeout,
+        ..HttpConfig::default()
+    })
+    .await?;
+    let ann = api.owner("ann").await;
+    let server = Server::start(&api, "127.0.0.1:0").await?;
+    let mut feed = TcpStream::connect(server.target()).await?;
+    feed.write_all(
+        format!("GET /api/v1/live HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {ann}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut buf = [0u8; 4096];
+    let n = feed.read(&mut buf).await?;
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Three header timeouts later the streamed answer is still open.
+    assert!(!closed_by_server(&mut feed, false, timeout * 3).await);
+    api.log
+        .append(record("ann", "watch", b"still live"))
+        .await?;
+    let mut seen = String::new();
+    while !seen.contains("still live") {
+        let n = tokio::time::timeout(Duration::from_secs(5), feed.read(&mut buf)).await??;
+        assert!(n > 0, "the feed closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Ok(())
+}
