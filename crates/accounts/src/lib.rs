@@ -187,6 +187,12 @@ fn exists_message(kind: Kind, name: &str, wanted: Kind) -> String {
     }
 }
 
+/// Checks an owner name against the rules of every account name (1–64 of
+/// `[A-Za-z0-9_.-]`, not starting with `.`) without reading any file.
+pub fn check_owner_name(name: &str) -> Result<()> {
+    store::check_name(Kind::Owner, name)
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -514,6 +520,22 @@ impl Accounts {
         }
         lock(&self.verified).insert(username.to_owned(), Verified { phc, digest });
         Ok(identity)
+    }
+
+    /// [`Accounts::authenticate`] that takes about as long whatever the
+    /// answer: an unknown or revoked name costs one Argon2 check against a
+    /// decoy hash, as a wrong secret does, so a client cannot time which
+    /// names exist. For logins open to strangers (the HTTP API).
+    pub fn authenticate_evenly(
+        &self,
+        username: &str,
+        password: &[u8],
+    ) -> Result<Identity, AuthError> {
+        let result = self.authenticate(username, password);
+        if matches!(result, Err(AuthError::UnknownUser | AuthError::Revoked)) {
+            secret::decoy_verify(password);
+        }
+        result
     }
 
     /// False for a device that does not exist (any more) or was revoked.

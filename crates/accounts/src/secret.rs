@@ -61,6 +61,16 @@ pub(crate) fn verify(phc: &str, secret: &[u8]) -> bool {
     }
 }
 
+/// Spends what [`verify`] of a wrong secret spends (Argon2id with the
+/// current parameters, against a hash made once per process) and finds
+/// nothing: a refusal of a name that does not exist then takes as long as
+/// that of a wrong password. The first call also makes the hash.
+pub(crate) fn decoy_verify(secret: &[u8]) {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let phc = DECOY.get_or_init(|| hash(b"no account has this secret"));
+    let _ = verify(phc, secret);
+}
+
 /// Checks that a stored hash is an Argon2id PHC string, so a hand-edited
 /// file cannot downgrade a secret to a weaker algorithm unnoticed.
 pub(crate) fn check_phc(phc: &str) -> std::result::Result<(), String> {

@@ -1091,3 +1091,29 @@ fn hashing_new_secrets_keeps_to_the_process_wide_bound() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn authenticate_evenly_answers_as_authenticate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let password = add_owner(dir.path(), "ann", None)?;
+    let accounts = Accounts::open(dir.path())?;
+    let ann = Identity::Owner {
+        owner: "ann".to_owned(),
+    };
+    assert_eq!(
+        accounts.authenticate_evenly("ann", password.as_bytes()),
+        Ok(ann)
+    );
+    assert_eq!(
+        accounts.authenticate_evenly("ann", b"wrong horse"),
+        Err(AuthError::BadSecret)
+    );
+    assert_eq!(
+        accounts.authenticate_evenly("nobody", b"wrong horse"),
+        Err(AuthError::UnknownUser)
+    );
+    assert!(check_owner_name("ann").is_ok());
+    assert!(check_owner_name(".ann").is_err());
+    assert!(check_owner_name(&"a".repeat(65)).is_err());
+    Ok(())
+}

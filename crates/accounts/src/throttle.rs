@@ -58,8 +58,13 @@ impl LoginThrottle {
         }
     }
 
-    /// Counts a wrong password; returns the lock it starts, if any.
+    /// Counts a wrong password; returns the lock it starts, if any. No
+    /// entry is kept for a name that cannot exist (`check_owner_name`), so
+    /// made-up names cost no memory here.
     pub fn failed(&self, name: &str, now: Instant) -> Option<Duration> {
+        if crate::check_owner_name(name).is_err() {
+            return None;
+        }
         let mut names = self.lock();
         if names.len() >= MAX_NAMES && !names.contains_key(name) {
             names.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
@@ -84,6 +89,11 @@ impl LoginThrottle {
         let lock = lock_for(entry.count)?;
         entry.locked_until = Some(now + lock);
         Some(lock)
+    }
+
+    /// How many names have an entry (for tests and figures).
+    pub fn tracked_names(&self) -> usize {
+        self.lock().len()
     }
 
     /// A correct password: the name's failures are forgotten.

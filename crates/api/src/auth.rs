@@ -15,19 +15,21 @@
 //! and the header is the second lock for browsers or proxies that do not
 //! honour it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
-use tributary_accounts::Identity;
+use tokio_util::sync::CancellationToken;
+use tributary_accounts::{AuthError, Identity};
 
 use crate::error::{ApiError, Result};
 use crate::ApiState;
@@ -38,10 +40,21 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// memory: expired tokens are dropped first).
 pub const MAX_SESSIONS: usize = 100_000;
 
-/// Login tokens → owner, with expiry.
-#[derive(Debug, Default)]
+/// Login tokens → owner, with expiry; at most `per_owner` tokens per owner.
+#[derive(Debug)]
 pub(crate) struct Sessions {
-    tokens: Mutex<HashMap<String, Session>>,
+    per_owner: usize,
+    /// How long a token is valid ([`TOKEN_LIFETIME`] outside tests).
+    lifetime: Duration,
+    table: Mutex<SessionTable>,
+}
+
+#[derive(Debug, Default)]
+struct SessionTable {
+    tokens: HashMap<String, Session>,
+    /// Each owner's tokens, oldest first: the one a login beyond the bound
+    /// ends.
+    by_owner: HashMap<String, VecDeque<String>>,
 }
 
 #[derive(Debug)]
@@ -51,6 +64,24 @@ struct Session {
     /// What a cookie-authenticated request that changes something must
     /// echo in `X-CSRF-Token`.
     csrf: String,
+    /// Cancelled when the session ends (logout, eviction, expiry seen):
+    /// what a live feed opened with the token waits on.
+    ended: CancellationToken,
+}
+
+impl SessionTable {
+    /// Removes a token (from both maps) and cancels what waits on it.
+    fn remove(&mut self, token: &str) -> Option<Session> {
+        let session = self.tokens.remove(token)?;
+        session.ended.cancel();
+        if let Some(tokens) = self.by_owner.get_mut(&session.owner) {
+            tokens.retain(|t| t != token);
+            if tokens.is_empty() {
+                self.by_owner.remove(&session.owner);
+            }
+        }
+        Some(session)
+    }
 }
 
 /// The cookie that carries a dashboard's login token.
@@ -72,39 +103,87 @@ pub(crate) struct LiveSession {
     pub(crate) owner: String,
     pub(crate) csrf: String,
     pub(crate) expires_ms: i64,
+    /// When the token expires, for a live feed's end.
+    pub(crate) expires: Instant,
+    /// Cancelled when the session ends before then.
+    pub(crate) ended: CancellationToken,
     /// Whether it came in the cookie (and not as a bearer token).
     pub(crate) by_cookie: bool,
 }
 
+/// A session as [`Sessions::get`] finds it.
+struct Found {
+    owner: String,
+    csrf: String,
+    expires: Instant,
+    ended: CancellationToken,
+}
+
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.tokens
+    pub(crate) fn new(per_owner: usize, lifetime: Duration) -> Sessions {
+        Sessions {
+            per_owner: per_owner.max(1),
+            lifetime,
+            table: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        self.table
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A new session for `owner`: its token and its CSRF token.
+    /// A new session for `owner`: its token and its CSRF token. When the
+    /// owner already holds `per_owner` tokens, the oldest ends.
     fn create(&self, owner: String) -> Result<(String, String)> {
         let token = random_hex();
         let csrf = random_hex();
         let now = Instant::now();
-        let mut tokens = self.lock();
-        if tokens.len() >= MAX_SESSIONS {
-            tokens.retain(|_, s| s.expires > now);
-            if tokens.len() >= MAX_SESSIONS {
+        let mut table = self.lock();
+        if table.tokens.len() >= MAX_SESSIONS {
+            let expired: Vec<String> = table
+                .tokens
+                .iter()
+                .filter(|(_, s)| s.expires <= now)
+                .map(|(t, _)| t.clone())
+                .collect();
+            for token in expired {
+                table.remove(&token);
+            }
+            if table.tokens.len() >= MAX_SESSIONS {
                 return Err(ApiError::Unavailable(
                     "too many logged-in sessions; try again later".into(),
                 ));
             }
         }
-        tokens.insert(
+        while table
+            .by_owner
+            .get(&owner)
+            .is_some_and(|tokens| tokens.len() >= self.per_owner)
+        {
+            let oldest = table
+                .by_owner
+                .get(&owner)
+                .and_then(|tokens| tokens.front().cloned())
+                .expect("an owner's list is never empty");
+            table.remove(&oldest);
+            tracing::info!(%owner, per_owner = self.per_owner, "login: the owner's oldest token ended (tokens per owner bound)");
+        }
+        table.tokens.insert(
             token.clone(),
             Session {
-                owner,
-                expires: now + TOKEN_LIFETIME,
+                owner: owner.clone(),
+                expires: now + self.lifetime,
                 csrf: csrf.clone(),
+                ended: CancellationToken::new(),
             },
         );
+        table
+            .by_owner
+            .entry(owner)
+            .or_default()
+            .push_back(token.clone());
         Ok((token, csrf))
     }
 
@@ -116,19 +195,26 @@ impl Sessions {
             .is_some_and(|session| session.expires > now)
     }
 
-    /// The owner and CSRF token of a live token, and when it expires (Unix
-    /// ms); an expired one is removed.
-    fn get(&self, token: &str) -> Option<(String, String, i64)> {
-        let mut tokens = self.lock();
-        let session = tokens.get(token)?;
-        let now = Instant::now();
-        if session.expires <= now {
-            tokens.remove(token);
+    /// A live token's session; an expired one is removed.
+    fn get(&self, token: &str) -> Option<Found> {
+        let mut table = self.lock();
+        let session = table.tokens.get(token)?;
+        if session.expires <= Instant::now() {
+            table.remove(token);
             return None;
         }
-        let left = session.expires.duration_since(now);
-        let expires_ms = crate::unix_ms(std::time::SystemTime::now() + left);
-        Some((session.owner.clone(), session.csrf.clone(), expires_ms))
+        Some(Found {
+            owner: session.owner.clone(),
+            csrf: session.csrf.clone(),
+            expires: session.expires,
+            ended: session.ended.clone(),
+        })
+    }
+
+    /// How many tokens `owner` holds (expired ones not yet seen included).
+    #[cfg(test)]
+    pub(crate) fn count_of(&self, owner: &str) -> usize {
+        self.lock().by_owner.get(owner).map_or(0, VecDeque::len)
     }
 }
 
@@ -147,11 +233,18 @@ impl FromRequestParts<ApiState> for LiveSession {
                 true,
             ),
         };
-        let (owner, csrf, expires_ms) = state
+        let Found {
+            owner,
+            csrf,
+            expires,
+            ended,
+        } = state
             .inner
             .sessions
             .get(&token)
             .ok_or(ApiError::Unauthorized(EXPIRED))?;
+        let left = expires.saturating_duration_since(Instant::now());
+        let expires_ms = crate::unix_ms(std::time::SystemTime::now() + left);
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if by_cookie && !safe {
             let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
@@ -166,6 +259,8 @@ impl FromRequestParts<ApiState> for LiveSession {
             owner,
             csrf,
             expires_ms,
+            expires,
+            ended,
             by_cookie,
         })
     }
@@ -192,12 +287,12 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// The `Set-Cookie` value that holds `token` for the token's lifetime, or
 /// (`None`) that removes it. `Secure` when the request came through a
 /// TLS-terminating proxy that says so.
-fn set_cookie(token: Option<&str>, headers: &HeaderMap) -> HeaderValue {
+fn set_cookie(token: Option<(&str, Duration)>, headers: &HeaderMap) -> HeaderValue {
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let (value, max_age) = match token {
-        Some(token) => (token, TOKEN_LIFETIME.as_secs()),
+        Some((token, lifetime)) => (token, lifetime.as_secs()),
         None => ("", 0),
     };
     let cookie = format!(
@@ -289,28 +384,157 @@ pub(crate) struct Login {
     cookie: bool,
 }
 
+/// The shortest password sign-up accepts, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Fewer different characters than this is a pattern, not a password.
+const MIN_DISTINCT_CHARS: usize = 4;
+/// The passwords every guesser tries first (those of 8 characters or more
+/// that the other rules let through).
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password123",
+    "passw0rd",
+    "iloveyou",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "whatever",
+    "trustno1",
+    "superman",
+    "starwars",
+    "qwertyuiop",
+    "qwerty123",
+    "1q2w3e4r",
+    "1qaz2wsx",
+    "zaq12wsx",
+    "letmein1",
+    "welcome1",
+    "changeme",
+    "administrator",
+    "tributary",
+];
+
+/// Refuses a sign-up password that a guesser would try early: too short,
+/// the name itself (or reversed), too few different characters ("aaaaaaaa",
+/// "abababab"), a run such as "12345678" or "abcdefgh", or one of the
+/// commonest passwords. The detail names the rule (the rules are public).
+pub(crate) fn check_password(name: &str, password: &str) -> Result<()> {
+    let chars: Vec<char> = password.chars().collect();
+    let lower = password.to_lowercase();
+    let weak = |why: &str| Err(ApiError::BadBody(format!("password {why}")));
+    if chars.len() < MIN_PASSWORD_CHARS {
+        return weak(&format!(
+            "must be at least {MIN_PASSWORD_CHARS} characters long"
+        ));
+    }
+    let reversed: String = name.chars().rev().collect();
+    if lower == name.to_lowercase() || lower == reversed.to_lowercase() {
+        return weak("must not be the name");
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return weak(&format!(
+            "must have at least {MIN_DISTINCT_CHARS} different characters"
+        ));
+    }
+    let steps: Vec<i64> = chars
+        .windows(2)
+        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
+        .collect();
+    if steps.iter().all(|step| *step == steps[0]) {
+        return weak("must not be a run of characters such as 12345678 or abcdefgh");
+    }
+    if COMMON_PASSWORDS.contains(&lower.as_str()) {
+        return weak("is one of the most common passwords");
+    }
+    Ok(())
+}
+
+/// A login or sign-up name must follow the account name rules before
+/// anything is done or kept for it (a throttle entry included): a
+/// syntactically impossible name cannot exist, so refusing it with 400
+/// tells nothing about which names do.
+fn check_name(name: &str) -> Result<()> {
+    tributary_accounts::check_owner_name(name).map_err(|e| ApiError::BadBody(e.to_string()))
+}
+
+/// The request's source address (`None` when the router is driven without
+/// a socket, as in unit tests), and the listener it came in on.
+pub(crate) struct Peer {
+    pub(crate) source: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl FromRequestParts<ApiState> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &ApiState,
+    ) -> std::result::Result<Peer, Self::Rejection> {
+        Ok(Peer {
+            source: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr),
+            local: parts
+                .extensions
+                .get::<crate::LocalAddr>()
+                .map(|crate::LocalAddr(addr)| *addr),
+        })
+    }
+}
+
 /// `POST /api/v1/signup`: a new owner with the given password.
 pub(crate) async fn signup(
     State(state): State<ApiState>,
+    peer: Peer,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
-    if !state
-        .inner
-        .signup_open
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if !state.signup().is_open_on(peer.local) {
         return Err(ApiError::Forbidden(
             "sign-up is turned off on this server; its operator adds owners (tributary owner add)",
         ));
     }
     let Json(credentials) = body?;
+    check_name(&credentials.name)?;
+    check_password(&credentials.name, &credentials.password)?;
+    // Only a sign-up that will cost an Argon2 hash and a file write counts.
+    // (No source only when the router is driven without a socket.)
+    if let Some(source) = peer.source {
+        if let Err(wait) = state
+            .inner
+            .signup_throttle
+            .take(source.ip(), Instant::now())
+        {
+            tracing::info!(%source, "sign-up refused: too many from this source");
+            return Err(ApiError::TooMany {
+                detail: "too many sign-ups from this address; try again later".into(),
+                retry_after_s: Some(wait.as_secs_f64().ceil() as u64),
+            });
+        }
+    }
     let data_dir = state.inner.data_dir.clone();
     let name = credentials.name.clone();
-    // Argon2 hashing and the locked file write are blocking.
-    blocking(move || {
+    // Argon2 hashing and the locked file write are blocking. The hash comes
+    // before the name is looked up, so a taken name takes as long as a free one.
+    let added = blocking(move || {
         tributary_accounts::add_owner(&data_dir, &credentials.name, Some(&credentials.password))
     })
-    .await??;
+    .await?;
+    match added {
+        Ok(_) => {}
+        // Never which kind of account holds the name: that would tell a
+        // stranger which names are devices, services or admins.
+        Err(tributary_accounts::Error::Exists { .. }) => {
+            return Err(ApiError::Conflict(crate::error::NAME_NOT_AVAILABLE.into()))
+        }
+        Err(other) => return Err(other.into()),
+    }
     tracing::info!(owner = %name, "owner signed up");
     Ok((
         StatusCode::CREATED,
@@ -320,12 +544,17 @@ pub(crate) async fn signup(
 
 /// `POST /api/v1/login`: a token for an owner's name and password, in the
 /// body or (with `"cookie": true`) in the session cookie.
+///
+/// An unknown name, a wrong password and a name that is not an owner's
+/// (device, service, admin) get the same 401 after the same work (one
+/// Argon2 check), so neither the answer nor its time tells them apart.
 pub(crate) async fn login(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response> {
     let Json(credentials) = body?;
+    check_name(&credentials.name)?;
     // The accounts' throttle, which MQTT CONNECT counts in too.
     let throttle = state.inner.accounts.login_throttle();
     let name = credentials.name.clone();
@@ -341,17 +570,29 @@ pub(crate) async fn login(
         .acquire()
         .await
         .map_err(|e| ApiError::internal("login", e))?;
+    // Again with the permit: guesses that waited for it stop at a lock
+    // that the guesses before them started.
+    if let Err(wait) = throttle.check(&name, Instant::now()) {
+        return Err(ApiError::TooManyLogins {
+            retry_after_s: wait.as_secs_f64().ceil() as u64,
+        });
+    }
     let accounts = state.inner.accounts.clone();
     let identity = blocking(move || {
         accounts.reload_if_changed()?;
-        Ok::<_, ApiError>(accounts.authenticate(&credentials.name, credentials.password.as_bytes()))
+        Ok::<_, ApiError>(
+            accounts.authenticate_evenly(&credentials.name, credentials.password.as_bytes()),
+        )
     })
     .await??;
     let owner = match identity {
         Ok(Identity::Owner { owner }) => owner,
         // A device, service or admin is not an owner: the same answer as a
         // wrong password, so that nothing about the name leaks.
-        Ok(_) | Err(_) => {
+        Ok(_)
+        | Err(
+            AuthError::UnknownUser | AuthError::BadSecret | AuthError::Revoked | AuthError::Locked,
+        ) => {
             if let Some(lock) = throttle.failed(&name, Instant::now()) {
                 // One line per lock, not per attempt.
                 tracing::warn!(name = %name, lock_s = lock.as_secs(), "login: too many wrong passwords; name locked");
@@ -361,14 +602,16 @@ pub(crate) async fn login(
     };
     throttle.succeeded(&name);
     let (token, csrf) = state.inner.sessions.create(owner.clone())?;
-    let expires_in_s = TOKEN_LIFETIME.as_secs();
+    let lifetime = state.inner.sessions.lifetime;
+    let expires_in_s = lifetime.as_secs();
     let mut response = if credentials.cookie {
         let body =
             serde_json::json!({ "owner": owner, "csrf": csrf, "expires_in_s": expires_in_s });
         let mut response = Json(body).into_response();
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, set_cookie(Some(&token), &headers));
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            set_cookie(Some((&token, lifetime)), &headers),
+        );
         response
     } else {
         let body =

@@ -28,6 +28,11 @@ pub const MAX_POINTS: usize = 10_000;
 pub const DEFAULT_DEAD_LETTERS: usize = 100;
 /// The most dead letters one request may ask for.
 pub const MAX_DEAD_LETTERS: usize = 1_000;
+/// Payload bytes of one dead letter shown in a list: a payload can be as
+/// large as an MQTT packet (1 MiB by default), and a list of 1,000 of them
+/// must not make a gigabyte answer. The rest is cut (`truncated`, with the
+/// whole size in `payload_bytes`).
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 4 * 1024;
 /// Rows per store call while exporting.
 const EXPORT_PAGE: usize = 1_000;
 
@@ -231,8 +236,22 @@ pub(crate) async fn dead_letters(
                     "topic": l.topic,
                     "received_ms": l.received_ms,
                     "reason": l.reason,
+                    "payload_bytes": l.payload.len(),
+                    "truncated": l.payload.len() > MAX_DEAD_LETTER_PAYLOAD,
                 });
-                match String::from_utf8(l.payload) {
+                let mut payload = l.payload;
+                payload.truncate(MAX_DEAD_LETTER_PAYLOAD);
+                let text = match String::from_utf8(payload) {
+                    // Cut inside a character: that character goes.
+                    Err(e) if e.utf8_error().error_len().is_none() => {
+                        let valid = e.utf8_error().valid_up_to();
+                        let mut bytes = e.into_bytes();
+                        bytes.truncate(valid);
+                        String::from_utf8(bytes)
+                    }
+                    other => other,
+                };
+                match text {
                     Ok(text) => v["payload"] = text.into(),
                     Err(e) => {
                         v["payload"] = STANDARD.encode(e.as_bytes()).into();

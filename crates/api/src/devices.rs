@@ -61,6 +61,14 @@ pub(crate) async fn add(
     Json<serde_json::Value>,
 )> {
     let Json(NewDevice { name }) = body?;
+    // Bounds the accounts file and the device list (checked, then added: a
+    // burst of concurrent adds may pass it by a few).
+    let max = state.inner.config.max_devices_per_owner;
+    if own_devices(&state, &owner).await?.len() >= max {
+        return Err(ApiError::Conflict(format!(
+            "you have {max} devices (revoked ones included), the most one owner may"
+        )));
+    }
     let data_dir = state.inner.data_dir.clone();
     let (o, label) = (owner.clone(), name.clone());
     let (id, token) =

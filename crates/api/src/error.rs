@@ -25,6 +25,9 @@ pub enum ApiError {
     /// invalid (a bad name, a short password).
     #[error("{0}")]
     BadBody(String),
+    /// The body is not declared as JSON (`Content-Type: application/json`).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The body is larger than the limit.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
@@ -49,6 +52,13 @@ pub enum ApiError {
     /// Too many wrong passwords for this name: try again after the wait.
     #[error("too many failed logins for this name; try again in {retry_after_s} s")]
     TooManyLogins { retry_after_s: u64 },
+    /// A per-source or per-owner bound (sign-ups, live feeds); with
+    /// `Retry-After` when the wait is known.
+    #[error("{detail}")]
+    TooMany {
+        detail: String,
+        retry_after_s: Option<u64>,
+    },
 
     // Ours.
     /// A bound was reached (sessions, live feeds); try again later.
@@ -66,13 +76,16 @@ impl ApiError {
             ApiError::BadParam { .. } | ApiError::UnknownParam(_) | ApiError::BadBody(_) => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyLogins { .. } | ApiError::TooMany { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,35 +122,101 @@ impl From<tributary_accounts::Error> for ApiError {
     }
 }
 
+/// The one answer to a sign-up whose name is taken, whoever holds it.
+pub(crate) const NAME_NOT_AVAILABLE: &str = "name not available; choose another";
+
+/// axum's JSON rejections as problems: 413 too large, 415 not declared as
+/// JSON, 400 anything else (bad syntax, a missing or wrong field: the
+/// detail names it).
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::BodyTooLarge(crate::BODY_LIMIT);
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(crate::BODY_LIMIT),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+                "the body must be JSON, sent with 'Content-Type: application/json'".into(),
+            ),
+            _ => ApiError::BadBody(rejection.body_text()),
         }
-        ApiError::BadBody(rejection.body_text())
     }
 }
 
 /// The problem+json content type.
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
+/// An RFC 9457 problem with `status` and `detail`.
+pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+/// Middleware: an error answer that is not a problem yet (one of axum's
+/// own rejections, such as a path or query string that is not UTF-8)
+/// becomes one with the same status, its text as the detail, and its other
+/// headers (`Allow`, `Retry-After`) kept.
+pub(crate) async fn problems_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // axum's rejection texts are one short line; more is not a message.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let detail =
+        text.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_lowercase());
+    let mut answer = problem(status, &detail);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().append(name, value.clone());
+        }
+    }
+    answer
+}
+
+/// A handler that panicked: 500 as a problem (the panic is logged), not a
+/// dropped connection.
+pub(crate) fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("HTTP handler panicked");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server failed; its log has the cause",
+    )
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("error"),
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-        });
-        let mut response = (status, body.to_string()).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let ApiError::TooManyLogins { retry_after_s } = self {
+        let mut response = problem(status, &self.to_string());
+        let retry_after_s = match self {
+            ApiError::TooManyLogins { retry_after_s } => Some(retry_after_s),
+            ApiError::TooMany { retry_after_s, .. } => retry_after_s,
+            _ => None,
+        };
+        if let Some(seconds) = retry_after_s {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

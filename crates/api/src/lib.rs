@@ -9,7 +9,7 @@
 //! # Overview
 //!
 //! - [`ApiState`]: what the handlers reach (data dir, accounts, store, log,
-//!   login sessions, metrics); cheap to clone.
+//!   login sessions, metrics, the bounds of [`HttpConfig`]); cheap to clone.
 //! - [`router`] builds the `axum::Router` (tests drive it directly);
 //!   [`serve`] runs it on a listener until a shutdown future resolves.
 //! - [`ApiError`]: every error, answered as `application/problem+json`.
@@ -25,9 +25,14 @@
 //! - Logins are throttled per name after a few wrong passwords
 //!   (`tributary_accounts::LoginThrottle`, shared with MQTT CONNECT: 429
 //!   with Retry-After, doubling locks).
-//! - Bounded: bodies ([`BODY_LIMIT`]), login tokens
-//!   ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live feeds
-//!   ([`live::MAX_FEEDS`]) and their duration.
+//! - Bounded (docs/configuration.md, `[http]`): connections and the time
+//!   to send a request head ([`serve`], `server.rs`), bodies
+//!   ([`BODY_LIMIT`]), sign-ups per source address, login tokens per owner
+//!   and in all ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live
+//!   feeds per owner and in all ([`live::MAX_FEEDS`]) and their duration,
+//!   devices per owner, and the size of every list answer.
+//! - A live feed ends when the token it was opened with ends.
+//! - Every error, axum's own rejections included, is problem+json.
 //! - Login tokens live in memory only and do not survive a restart.
 //!
 //! # Example
@@ -53,14 +58,14 @@ mod devices;
 mod error;
 pub mod live;
 mod metrics;
+mod server;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod web;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
@@ -70,17 +75,15 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
-pub use config::HttpFileConfig;
+pub use config::{ConfigError, HttpConfig, HttpFileConfig, Signup};
 pub use error::{ApiError, Result};
 pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
+pub use server::{serve, LocalAddr};
 
 /// Largest request body accepted (all bodies are small JSON objects).
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Concurrent Argon2 checks at login: each takes a core for ~30 ms.
 const LOGIN_CONCURRENCY: usize = 2;
-/// Whether `POST /api/v1/signup` is open until [`ApiState::set_signup`]
-/// says otherwise (the default of the config file's `http.signup`).
-pub const DEFAULT_SIGNUP: bool = true;
 
 /// The OpenAPI 3.1 document served at `/api/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -101,12 +104,20 @@ struct Inner {
     store: Arc<tributary_store::Store>,
     /// The live feed follows it.
     log: tributary_log::Log,
+    /// The bounds of `[http]`.
+    config: HttpConfig,
     sessions: auth::Sessions,
-    /// Whether `POST /api/v1/signup` is open (`[http] signup`).
-    signup_open: std::sync::atomic::AtomicBool,
+    /// Sign-ups per source address.
+    signup_throttle: throttle::SignupThrottle,
+    /// Whether `POST /api/v1/signup` is open (`[http] signup`); changed by
+    /// [`ApiState::set_signup`].
+    signup: std::sync::Mutex<Signup>,
     login_permits: Semaphore,
-    feeds: Arc<Semaphore>,
-    live_max_duration: Duration,
+    /// All live feeds, and each owner's.
+    feeds: live::Feeds,
+    /// Cancelled when [`serve`] is told to shut down: live feeds end then,
+    /// so that shutdown does not wait for them.
+    closing: tokio_util::sync::CancellationToken,
     metrics: Metrics,
     /// Where devices connect, for the dashboard's snippets.
     mqtt: std::sync::RwLock<MqttEndpoints>,
@@ -129,22 +140,23 @@ pub struct MqttEndpoints {
 }
 
 impl ApiState {
+    /// With the default bounds of `[http]`.
     pub fn new(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
         store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
     ) -> ApiState {
-        ApiState::with_live_duration(data_dir, accounts, store, log, live::MAX_FEED_DURATION)
+        ApiState::with_config(data_dir, accounts, store, log, HttpConfig::default())
     }
 
-    /// Like [`ApiState::new`] with another bound on a live feed's duration.
-    pub fn with_live_duration(
+    /// With the bounds of `config` (from [`HttpFileConfig::build`]).
+    pub fn with_config(
         data_dir: PathBuf,
         accounts: Arc<tributary_accounts::Accounts>,
         store: Arc<tributary_store::Store>,
         log: tributary_log::Log,
-        live_max_duration: Duration,
+        config: HttpConfig,
     ) -> ApiState {
         ApiState {
             inner: Arc::new(Inner {
@@ -152,11 +164,13 @@ impl ApiState {
                 accounts,
                 store,
                 log,
-                sessions: auth::Sessions::default(),
-                signup_open: std::sync::atomic::AtomicBool::new(DEFAULT_SIGNUP),
+                sessions: auth::Sessions::new(config.max_tokens_per_owner, config.token_lifetime),
+                signup_throttle: throttle::SignupThrottle::new(config.signups_per_hour_per_source),
+                signup: std::sync::Mutex::new(config.signup),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),
-                feeds: Arc::new(Semaphore::new(live::MAX_FEEDS)),
-                live_max_duration,
+                feeds: live::Feeds::new(live::MAX_FEEDS, config.max_feeds_per_owner),
+                closing: tokio_util::sync::CancellationToken::new(),
+                config,
                 metrics: Metrics::default(),
                 mqtt: std::sync::RwLock::default(),
                 router: std::sync::OnceLock::new(),
@@ -183,12 +197,23 @@ impl ApiState {
         })
     }
 
-    /// Opens or closes `POST /api/v1/signup` (open by default); closed, it
-    /// answers 403 and owners are added with `tributary owner add`.
-    pub fn set_signup(&self, open: bool) {
-        self.inner
-            .signup_open
-            .store(open, std::sync::atomic::Ordering::Relaxed);
+    /// Opens or closes `POST /api/v1/signup`; closed, it answers 403 and
+    /// owners are added with `tributary owner add`.
+    pub fn set_signup(&self, signup: Signup) {
+        *self
+            .inner
+            .signup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = signup;
+    }
+
+    /// Whether and how `POST /api/v1/signup` is open.
+    pub fn signup(&self) -> Signup {
+        *self
+            .inner
+            .signup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Tells the dashboard where devices connect.
@@ -244,6 +269,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(web::serve)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(error::problems_only))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panicked,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Gzip when the client asks (the dashboard's files, exports); the
         // default predicate leaves the live feed (text/event-stream) alone.
@@ -253,22 +282,6 @@ pub fn router(state: ApiState) -> Router {
             count_requests,
         ))
         .with_state(state)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish. A live feed ends when its log closes or its
-/// duration runs out, so close the log on shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "HTTP API listening");
-    }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -9,10 +9,13 @@
 //! record of everyone. A feed reads the log itself only from a resumed
 //! `Last-Event-ID` up to where its routing starts, or after it fell more
 //! than an inbox behind.
+//!
+//! A feed ends when the token it was opened with ends: at logout, when a
+//! newer login pushes it out (tokens per owner), or when it expires.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,12 +24,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use base64::Engine;
 use futures_util::stream::Stream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, Offset, Record};
 use tributary_router::{Next, Registration};
 
-use crate::auth::Owner;
+use crate::auth::LiveSession;
 use crate::error::{ApiError, Result};
 use crate::ApiState;
 
@@ -35,8 +39,75 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A feed ends after this long; an `EventSource` reconnects by itself.
 /// Bounds how long a client (or a stolen token) holds a feed.
 pub const MAX_FEED_DURATION: Duration = Duration::from_secs(60 * 60);
-/// At most this many feeds at once; more get 503.
+/// At most this many feeds at once (of all owners); more get 503.
 pub const MAX_FEEDS: usize = 256;
+
+/// The bounds on open feeds: all of them, and each owner's.
+#[derive(Debug)]
+pub(crate) struct Feeds {
+    all: Arc<Semaphore>,
+    per_owner: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open feed's place in [`Feeds`], given back when the feed ends.
+struct FeedSlot {
+    _all: OwnedSemaphorePermit,
+    owner: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Feeds {
+    pub(crate) fn new(max: usize, per_owner: usize) -> Feeds {
+        Feeds {
+            all: Arc::new(Semaphore::new(max)),
+            per_owner: per_owner.max(1),
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more feed of `owner`: 429 beyond the owner's bound
+    /// (the owner can close one), 503 beyond the server's.
+    fn open(&self, owner: &str) -> Result<FeedSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.get(owner).copied().unwrap_or(0);
+        if count >= self.per_owner {
+            return Err(ApiError::TooMany {
+                detail: format!(
+                    "you have {count} live feeds open, the most one owner may; close one first"
+                ),
+                retry_after_s: None,
+            });
+        }
+        let all = self.all.clone().try_acquire_owned().map_err(|_| {
+            ApiError::Unavailable("too many live feeds open; try again later".into())
+        })?;
+        open.insert(owner.to_owned(), count + 1);
+        Ok(FeedSlot {
+            _all: all,
+            owner: owner.to_owned(),
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.owner) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.owner);
+            }
+        }
+    }
+}
 /// Records read from the log per step.
 const READ_BATCH: usize = 256;
 /// A feed resumed with `Last-Event-ID` goes back at most this many log
@@ -49,13 +120,10 @@ pub const MAX_RESUME_RECORDS: u64 = 100_000;
 /// resumes after it, so nothing in between is missed.
 pub(crate) async fn live(
     State(state): State<ApiState>,
-    Owner(owner): Owner,
+    session: LiveSession,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
-    let permit =
-        state.inner.feeds.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Unavailable("too many live feeds open; try again later".into())
-        })?;
+    let slot = state.inner.feeds.open(&session.owner)?;
     let log = state.inner.log.clone();
     let end = log.end_offset();
     let resume = headers
@@ -68,15 +136,19 @@ pub(crate) async fn live(
                     .clamp(end.0.saturating_sub(MAX_RESUME_RECORDS), end.0),
             )
         });
-    let follow = state.router().follow_owner(&owner);
+    let follow = state.router().follow_owner(&session.owner);
     let feed = Feed {
         next: resume.unwrap_or(end),
         log,
         follow,
-        owner,
+        owner: session.owner,
         pending: VecDeque::new(),
-        deadline: Instant::now() + state.inner.live_max_duration,
-        _permit: permit,
+        // The feed's own bound, or the token's expiry if that comes first.
+        deadline: (Instant::now() + state.inner.config.live_max_duration)
+            .min(Instant::from_std(session.expires)),
+        ended: session.ended,
+        closing: state.inner.closing.clone(),
+        _slot: slot,
     };
     Ok(Sse::new(feed.into_stream()).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }
@@ -91,8 +163,12 @@ struct Feed {
     /// The caller's events read but not yet sent.
     pending: VecDeque<Event>,
     deadline: Instant,
-    /// Held while the feed is open (the bound on feeds).
-    _permit: OwnedSemaphorePermit,
+    /// Cancelled when the token the feed was opened with ends.
+    ended: CancellationToken,
+    /// Cancelled when the server shuts down.
+    closing: CancellationToken,
+    /// Held while the feed is open (the bounds on feeds).
+    _slot: FeedSlot,
 }
 
 impl Feed {
@@ -105,14 +181,17 @@ impl Feed {
     }
 
     /// The next of the caller's events; `None` ends the feed (deadline,
-    /// log closed or failed).
+    /// token ended, server shutting down, log closed or failed).
     async fn next_event(&mut self) -> Option<Event> {
         loop {
+            if self.ended.is_cancelled()
+                || self.closing.is_cancelled()
+                || Instant::now() >= self.deadline
+            {
+                return None;
+            }
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
-            }
-            if Instant::now() >= self.deadline {
-                return None;
             }
             if self.next < self.follow.scan_until {
                 self.read_log().await?;
@@ -127,8 +206,12 @@ impl Feed {
                 }
                 Next::CaughtUp(to) => {
                     self.next = self.next.max(to);
-                    let woken = tokio::time::timeout_at(self.deadline, self.follow.woken());
-                    if woken.await.is_err() {
+                    let woken = tokio::select! {
+                        () = self.ended.cancelled() => return None,
+                        () = self.closing.cancelled() => return None,
+                        woken = tokio::time::timeout_at(self.deadline, self.follow.woken()) => woken,
+                    };
+                    if woken.is_err() {
                         return None;
                     }
                 }

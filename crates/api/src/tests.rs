@@ -14,6 +14,8 @@ use tributary_log::{Log, LogConfig, Record};
 
 use crate::{router, ApiState};
 
+mod limits;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 struct Api {
@@ -29,16 +31,24 @@ async fn api() -> Result<Api, Box<dyn std::error::Error>> {
 }
 
 async fn api_with_live(live: Duration) -> Result<Api, Box<dyn std::error::Error>> {
+    api_with_config(crate::HttpConfig {
+        live_max_duration: live,
+        ..crate::HttpConfig::default()
+    })
+    .await
+}
+
+async fn api_with_config(config: crate::HttpConfig) -> Result<Api, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let accounts = Arc::new(tributary_accounts::Accounts::open(dir.path())?);
     let store = Arc::new(tributary_store::Store::open(None, dir.path()).await?);
     let log = Log::open(LogConfig::new(dir.path().join("log")))?;
-    let state = ApiState::with_live_duration(
+    let state = ApiState::with_config(
         dir.path().to_owned(),
         accounts,
         store.clone(),
         log.clone(),
-        live,
+        config,
     );
     Ok(Api {
         router: router(state.clone()),
@@ -191,7 +201,7 @@ async fn signup_of_a_taken_name_is_409() -> TestResult {
             json!({"name": "ann", "password": "another one"}),
         )
         .await;
-    assert_problem(&reply, StatusCode::CONFLICT, "already exists");
+    assert_problem(&reply, StatusCode::CONFLICT, "name not available");
     Ok(())
 }
 
@@ -314,7 +324,7 @@ async fn logout_ends_the_token_at_once() -> TestResult {
 #[tokio::test]
 async fn signup_can_be_turned_off() -> TestResult {
     let api = api().await?;
-    api.state.set_signup(false);
+    api.state.set_signup(crate::Signup::Off);
     let reply = api
         .post(
             "/api/v1/signup",
@@ -323,7 +333,7 @@ async fn signup_can_be_turned_off() -> TestResult {
         )
         .await;
     assert_problem(&reply, StatusCode::FORBIDDEN, "sign-up is turned off");
-    api.state.set_signup(true);
+    api.state.set_signup(crate::Signup::Open);
     api.owner("ann").await;
     Ok(())
 }

@@ -244,6 +244,29 @@ mod tests {
     }
 
     #[test]
+    fn http_signup_takes_its_words_and_its_old_booleans() -> anyhow::Result<()> {
+        use tributary_api::Signup;
+        for (text, signup) in [
+            ("\"auto\"", Signup::Auto),
+            ("\"open\"", Signup::Open),
+            ("\"off\"", Signup::Off),
+            ("true", Signup::Open),
+            ("false", Signup::Off),
+        ] {
+            let config: FileConfig = toml::from_str(&format!("[http]\nsignup = {text}\n"))?;
+            assert_eq!(config.http.signup, signup, "{text}");
+        }
+        let err = toml::from_str::<FileConfig>("[http]\nsignup = \"maybe\"\n")
+            .expect_err("not a mode")
+            .to_string();
+        assert!(err.contains("\"auto\", \"open\" or \"off\""), "{err}");
+        let zero: FileConfig = toml::from_str("[http]\nmax_connections = 0\n")?;
+        let err = zero.http.build().expect_err("0 connections").to_string();
+        assert!(err.contains("max_connections"), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn unknown_key_is_refused_with_its_name() {
         let err =
             toml::from_str::<FileConfig>("[limits]\nmax_packets = 3\n").expect_err("unknown key");

@@ -182,6 +182,7 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let http_config = config.http.build()?;
     private_data_dir(&config.data_dir)?;
     let log = Log::open(config.log.clone())
         .with_context(|| format!("open the log in {}", config.data_dir.display()))?;
@@ -218,11 +219,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     // The pipeline and the HTTP API stop before the broker closes the log they read.
     let stop = CancellationToken::new();
-    let api_state = tributary_api::ApiState::new(
+    let api_state = tributary_api::ApiState::with_config(
         config.data_dir.clone(),
         broker.accounts().clone(),
         store.clone(),
         log.clone(),
+        http_config,
     );
     api_state.set_router(broker.router().clone());
     let mut endpoints = tributary_api::MqttEndpoints::default();
@@ -238,10 +240,6 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     api_state.set_mqtt_endpoints(endpoints);
     // Shared by the pipeline, which counts, and `/metrics`, which shows.
     let sink_stats = crate::pipeline::SinkStats::default();
-    api_state.set_signup(config.http.signup);
-    if !config.http.signup {
-        tracing::info!("sign-up through the HTTP API is off ([http] signup = false)");
-    }
     tokio::spawn(crate::metrics::publish(
         broker.clone(),
         sink_stats.clone(),

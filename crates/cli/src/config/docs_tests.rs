@@ -30,7 +30,7 @@ const UNCHECKED: [(&str, &str); 5] = [
 
 /// Keys of the example file that no `key | default` row lists: their
 /// default is given in prose or a code block of docs/configuration.md.
-const ONLY_IN_PROSE: [&str; 1] = ["http.signup"];
+const ONLY_IN_PROSE: [&str; 0] = [];
 
 /// Documented defaults of keys that are absent from the example file or hold
 /// an illustration there rather than the default.
