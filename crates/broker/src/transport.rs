@@ -129,7 +129,7 @@ impl Reader<'_> {
                 if buf.capacity() - buf.len() < chunk / 2 {
                     buf.reserve(chunk);
                 }
-                match stream.try_read_buf(buf) {
+                match read_draining(stream, buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     result => return result,
                 }
@@ -141,6 +141,36 @@ impl Reader<'_> {
                 read.read_buf(buf).await
             }
         }
+    }
+}
+
+/// Reads what the socket has into the spare room of `buf`, and when that
+/// was less than the room (the socket is drained) clears the readiness seen
+/// before the read, as tokio's own `poll_read` does; `try_read_buf` alone
+/// clears it only on `WouldBlock`. Without this, the next `readable()`
+/// resolves at once on a socket with nothing to read: the connection then
+/// leaves its idle wait, makes room for a read that finds nothing, and
+/// parks in the full loop holding that read buffer and the boxed loop's
+/// future (3.2 KB per idle connection, docs/benchmarks.md scenario (d)).
+///
+/// `try_io` clears the readiness it observed before calling the closure
+/// when the closure returns `WouldBlock`; bytes that arrived after that
+/// observation keep the socket readable, so no wake-up is lost.
+fn read_draining(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut read = 0;
+    let cleared = stream.try_io(tokio::io::Interest::READABLE, || {
+        read = stream.try_read_buf(buf)?;
+        if read > 0 && read < room {
+            // Not an error: it makes `try_io` clear the readiness.
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(())
+    });
+    match cleared {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+        Err(e) => Err(e),
+        Ok(()) => Ok(read),
     }
 }
 
@@ -190,5 +220,45 @@ impl Writer<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Regression (scenario (d) of docs/benchmarks.md): after a read that
+    /// drained the socket, `readable()` still resolved at once, so every
+    /// idle connection left its idle wait and parked in the full loop with
+    /// a 2 KiB read buffer.
+    #[tokio::test]
+    async fn drained_socket_is_not_readable_until_new_bytes() -> std::io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let mut transport = Transport::Tcp(server);
+        let mut buf = BytesMut::new();
+
+        client.write_all(b"0123456789").await?;
+        let n = transport.reader().read_some(&mut buf, 2048).await?;
+        assert_eq!(&buf[..n], b"0123456789");
+
+        {
+            let mut readable = std::pin::pin!(transport.readable());
+            let polled = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "a drained socket reported readable");
+            client.write_all(b"x").await?;
+            readable.await?;
+        }
+        buf.clear();
+        assert_eq!(transport.reader().read_some(&mut buf, 2048).await?, 1);
+        assert_eq!(&buf[..], b"x");
+        Ok(())
     }
 }
