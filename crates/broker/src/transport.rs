@@ -84,10 +84,31 @@ impl Transport {
         matches!(self, Transport::Tcp(_))
     }
 
-    /// Resolves once plain TCP is readable; never for a layered stream.
+    /// Resolves once plain TCP has bytes to read (or has ended); never for
+    /// a layered stream.
+    ///
+    /// Peeks rather than `readable()`: tokio keeps a socket "readable" after
+    /// a read that drained it (`try_read_buf` clears the readiness only on
+    /// `WouldBlock`), so `readable()` resolved at once for every connection
+    /// that had read anything, CONNECT included. The idle connection then
+    /// made room for a read that found nothing and parked in the full loop
+    /// holding that buffer and the loop's boxed future: 3.2 KB per idle
+    /// connection (docs/benchmarks.md, scenario (d)). A peek that finds
+    /// nothing clears the readiness and waits. `poll_peek` keeps the future
+    /// one pointer (the idle task's size is the figure), its byte is on the
+    /// stack of each poll. The read path keeps `try_read_buf`, so a busy
+    /// connection still reads again without waiting for the next readiness event.
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
         match self {
-            Transport::Tcp(stream) => stream.readable().await,
+            Transport::Tcp(stream) => {
+                std::future::poll_fn(|cx| {
+                    let mut byte = [0u8; 1];
+                    stream
+                        .poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut byte))
+                        .map_ok(drop)
+                })
+                .await
+            }
             Transport::Layered(_) => std::future::pending().await,
         }
     }
@@ -129,7 +150,7 @@ impl Reader<'_> {
                 if buf.capacity() - buf.len() < chunk / 2 {
                     buf.reserve(chunk);
                 }
-                match read_draining(stream, buf) {
+                match stream.try_read_buf(buf) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     result => return result,
                 }
@@ -141,36 +162,6 @@ impl Reader<'_> {
                 read.read_buf(buf).await
             }
         }
-    }
-}
-
-/// Reads what the socket has into the spare room of `buf`, and when that
-/// was less than the room (the socket is drained) clears the readiness seen
-/// before the read, as tokio's own `poll_read` does; `try_read_buf` alone
-/// clears it only on `WouldBlock`. Without this, the next `readable()`
-/// resolves at once on a socket with nothing to read: the connection then
-/// leaves its idle wait, makes room for a read that finds nothing, and
-/// parks in the full loop holding that read buffer and the boxed loop's
-/// future (3.2 KB per idle connection, docs/benchmarks.md scenario (d)).
-///
-/// `try_io` clears the readiness it observed before calling the closure
-/// when the closure returns `WouldBlock`; bytes that arrived after that
-/// observation keep the socket readable, so no wake-up is lost.
-fn read_draining(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    let room = buf.capacity() - buf.len();
-    let mut read = 0;
-    let cleared = stream.try_io(tokio::io::Interest::READABLE, || {
-        read = stream.try_read_buf(buf)?;
-        if read > 0 && read < room {
-            // Not an error: it makes `try_io` clear the readiness.
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        Ok(())
-    });
-    match cleared {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && read > 0 => Ok(read),
-        Err(e) => Err(e),
-        Ok(()) => Ok(read),
     }
 }
 
