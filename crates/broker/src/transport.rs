@@ -84,10 +84,31 @@ impl Transport {
         matches!(self, Transport::Tcp(_))
     }
 
-    /// Resolves once plain TCP is readable; never for a layered stream.
+    /// Resolves once plain TCP has bytes to read (or has ended); never for
+    /// a layered stream.
+    ///
+    /// Peeks rather than `readable()`: tokio keeps a socket "readable" after
+    /// a read that drained it (`try_read_buf` clears the readiness only on
+    /// `WouldBlock`), so `readable()` resolved at once for every connection
+    /// that had read anything, CONNECT included. The idle connection then
+    /// made room for a read that found nothing and parked in the full loop
+    /// holding that buffer and the loop's boxed future: 3.2 KB per idle
+    /// connection (docs/benchmarks.md, scenario (d)). A peek that finds
+    /// nothing clears the readiness and waits. `poll_peek` keeps the future
+    /// one pointer (the idle task's size is the figure), its byte is on the
+    /// stack of each poll. The read path keeps `try_read_buf`, so a busy
+    /// connection still reads again without waiting for the next readiness event.
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
         match self {
-            Transport::Tcp(stream) => stream.readable().await,
+            Transport::Tcp(stream) => {
+                std::future::poll_fn(|cx| {
+                    let mut byte = [0u8; 1];
+                    stream
+                        .poll_peek(cx, &mut tokio::io::ReadBuf::new(&mut byte))
+                        .map_ok(drop)
+                })
+                .await
+            }
             Transport::Layered(_) => std::future::pending().await,
         }
     }
@@ -190,5 +211,45 @@ impl Writer<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Regression (scenario (d) of docs/benchmarks.md): after a read that
+    /// drained the socket, `readable()` still resolved at once, so every
+    /// idle connection left its idle wait and parked in the full loop with
+    /// a 2 KiB read buffer.
+    #[tokio::test]
+    async fn drained_socket_is_not_readable_until_new_bytes() -> std::io::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let mut client = TcpStream::connect(listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let mut transport = Transport::Tcp(server);
+        let mut buf = BytesMut::new();
+
+        client.write_all(b"0123456789").await?;
+        let n = transport.reader().read_some(&mut buf, 2048).await?;
+        assert_eq!(&buf[..n], b"0123456789");
+
+        {
+            let mut readable = std::pin::pin!(transport.readable());
+            let polled = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+            assert!(polled.is_pending(), "a drained socket reported readable");
+            client.write_all(b"x").await?;
+            readable.await?;
+        }
+        buf.clear();
+        assert_eq!(transport.reader().read_some(&mut buf, 2048).await?, 1);
+        assert_eq!(&buf[..], b"x");
+        Ok(())
     }
 }

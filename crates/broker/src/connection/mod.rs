@@ -303,6 +303,11 @@ impl Connection {
                 if self.wbuf.capacity() > 0 {
                     self.wbuf = BytesMut::new();
                 }
+                // A last read that filled its room (a busy client gone
+                // quiet) left the read buffer allocated: give it back too.
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                    self.rbuf = BytesMut::new();
+                }
                 self.ingest = None;
                 tokio::select! {
                     () = self.stop.cancelled() => return self.stop_reason(),
