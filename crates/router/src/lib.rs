@@ -18,9 +18,9 @@
 //!   itself (a persistent session coming back after a disconnect or a
 //!   restart catches up this way).
 //! - **When it falls behind**: an inbox holds at most [`INBOX_MAX`] records.
-//!   Past that the router stops filling it and marks it overflowed; once the
-//!   session has sent what its inbox held, it re-registers at the router's
-//!   position and reads the records in between from the log.
+//!   Past that the router empties it and marks it overflowed; the reader
+//!   then re-arms at the router's position ([`Registration::rearm`]) and
+//!   reads the records from its cursor up to there from the log.
 //!
 //! Records before `P` are never in the inbox, and records from `P` on always
 //! are (or the inbox says it overflowed), because registering and routing a
