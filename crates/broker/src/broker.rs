@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use tributary_accounts::Accounts;
 use tributary_log::{Log, MessageId, MessageIds, Offset};
 
+use crate::cluster::{Checkpoints, Cluster, SessionDirectory};
 use crate::config::BrokerConfig;
 use crate::durable::Durability;
 use crate::persist::SessionFile;
@@ -60,6 +61,8 @@ pub struct Broker {
     pub(crate) connection_permits: Arc<Semaphore>,
     /// Where publishes are made durable: the log itself, or Kafka.
     pub(crate) durability: Durability,
+    /// On Kafka: the session directory and this node's checkpoints.
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// Names this node's consumer group on Kafka (kept in the data dir).
     node_id: String,
     /// Messages in and out, append latency (for metrics).
@@ -72,6 +75,26 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The session directory (its topic created when missing) and this node's
+/// checkpoints.
+async fn open_cluster(
+    kafka: &tributary_kafka::KafkaConfig,
+    log: &Log,
+    data_dir: &Path,
+    node_id: &str,
+) -> Result<Cluster> {
+    let topic = crate::cluster::directory_topic(kafka);
+    tributary_kafka::ensure_table(kafka, &topic)
+        .await
+        .map_err(Error::Kafka)?;
+    let directory = SessionDirectory::new(kafka, &topic, node_id).map_err(Error::Kafka)?;
+    let checkpoints = Checkpoints::open(data_dir, log.start_offset(), log.end_offset());
+    Ok(Cluster {
+        directory: Arc::new(directory),
+        checkpoints: Arc::new(checkpoints),
+    })
 }
 
 impl Broker {
@@ -112,6 +135,14 @@ impl Broker {
         }
         let accounts = Accounts::open(data_dir).map_err(Error::Accounts)?;
         let accounts = Arc::new(accounts.with_max_checks(config.limits.max_password_checks));
+        let node_id =
+            crate::node_id::load_or_create(data_dir).map_err(|e| Error::io("read node_id", e))?;
+        let cluster = match &config.kafka {
+            Some(kafka) => Some(Arc::new(
+                open_cluster(kafka, &log, data_dir, &node_id).await?,
+            )),
+            None => None,
+        };
         let durability = match &config.kafka {
             Some(kafka) => {
                 tributary_kafka::ensure_topics(kafka)
@@ -122,8 +153,6 @@ impl Broker {
             }
             None => Durability::Embedded(log.clone()),
         };
-        let node_id =
-            crate::node_id::load_or_create(data_dir).map_err(|e| Error::io("read node_id", e))?;
         let retained_snapshot = Arc::new(RetainedSnapshot::new(data_dir));
         let (retained, applied) = retained_snapshot
             .load()
@@ -153,6 +182,7 @@ impl Broker {
             shutdown,
             embedded_connections: TaskTracker::new(),
             durability,
+            cluster,
             node_id,
             stats: BrokerStats::default(),
         };

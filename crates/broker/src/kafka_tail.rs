@@ -9,11 +9,14 @@
 //! local append and the commit may be appended twice: MQTT delivery is at
 //! least once). A new node starts at Kafka's end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tributary_kafka::{Consumer, KafkaConfig, Position, Start};
 use tributary_log::{Log, Record};
+
+use crate::cluster::Checkpoints;
 
 /// Records appended to the local log at once at most.
 const BATCH: usize = 1024;
@@ -24,7 +27,15 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Appends what this node's consumer group `group` reads from Kafka to
 /// `log`, until `stop` is cancelled.
-pub(crate) async fn run(log: Log, config: KafkaConfig, group: String, stop: CancellationToken) {
+/// With `checkpoints`, each durable batch is checkpointed there (a
+/// session's cursor then moves between nodes).
+pub(crate) async fn run(
+    log: Log,
+    config: KafkaConfig,
+    group: String,
+    checkpoints: Option<Arc<Checkpoints>>,
+    stop: CancellationToken,
+) {
     let consumer = loop {
         match Consumer::new(&config, &group, &config.topics(), Start::Latest) {
             Ok(consumer) => break consumer,
@@ -44,7 +55,7 @@ pub(crate) async fn run(log: Log, config: KafkaConfig, group: String, stop: Canc
             () = stop.cancelled() => return,
             batch = next_batch(&consumer) => batch,
         };
-        let (records, positions) = match batch {
+        let (records, positions, carries) = match batch {
             Ok(batch) => {
                 if failing {
                     tracing::info!("kafka tail: reading again");
@@ -61,14 +72,21 @@ pub(crate) async fn run(log: Log, config: KafkaConfig, group: String, stop: Canc
                 continue;
             }
         };
+        let mut first = log.end_offset();
         if !records.is_empty() {
             // Not cancelled by `stop`: what was read is appended before the
             // offsets move, or neither happens.
-            if let Err(e) = log.append_batch(records).await {
-                tracing::error!(error = %e, "kafka tail: append to the local log; rereading from the last commit");
-                tokio::time::sleep(RETRY).await;
-                continue;
+            match log.append_batch(records).await {
+                Ok(at) => first = at,
+                Err(e) => {
+                    tracing::error!(error = %e, "kafka tail: append to the local log; rereading from the last commit");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
             }
+        }
+        if let Some(checkpoints) = &checkpoints {
+            checkpoints.copied(first, &positions, &carries);
         }
         if let Err(e) = consumer.commit(&positions).await {
             tracing::warn!(error = %e, "kafka tail: commit offsets");
@@ -76,33 +94,38 @@ pub(crate) async fn run(log: Log, config: KafkaConfig, group: String, stop: Canc
     }
 }
 
+/// What one read from Kafka gives: the records to append, every message's
+/// position (committed either way), and whether each message carried a
+/// record (a message that is no record is skipped).
+type Batch = (Vec<Record>, Vec<Position>, Vec<bool>);
+
 /// Waits for one message, then takes what else arrives within `LINGER`.
-async fn next_batch(consumer: &Consumer) -> tributary_kafka::Result<(Vec<Record>, Vec<Position>)> {
-    let mut records = Vec::new();
-    let mut positions = Vec::new();
-    take(consumer.recv().await?, &mut records, &mut positions);
+async fn next_batch(consumer: &Consumer) -> tributary_kafka::Result<Batch> {
+    let mut batch: Batch = (Vec::new(), Vec::new(), Vec::new());
+    take(consumer.recv().await?, &mut batch);
     let deadline = tokio::time::Instant::now() + LINGER;
-    while positions.len() < BATCH {
+    while batch.1.len() < BATCH {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(received) => take(received?, &mut records, &mut positions),
+            Ok(received) => take(received?, &mut batch),
             Err(_) => break,
         }
     }
-    Ok((records, positions))
+    Ok(batch)
 }
 
 /// Keeps a message's record (a message that is no record is skipped with a
-/// log line) and its position, which is committed either way.
-fn take(
-    received: tributary_kafka::Received,
-    records: &mut Vec<Record>,
-    positions: &mut Vec<Position>,
-) {
+/// log line) and its position.
+fn take(received: tributary_kafka::Received, batch: &mut Batch) {
+    let (records, positions, carries) = batch;
     match received.record {
-        Ok(record) => records.push(record),
+        Ok(record) => {
+            records.push(record);
+            carries.push(true);
+        }
         Err(e) => {
             tracing::warn!(topic = %received.position.topic, partition = received.position.partition,
-            offset = received.position.offset, error = %e, "kafka tail: skipped a message")
+            offset = received.position.offset, error = %e, "kafka tail: skipped a message");
+            carries.push(false);
         }
     }
     positions.push(received.position);

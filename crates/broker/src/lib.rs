@@ -29,6 +29,7 @@
 
 mod acl;
 mod broker;
+mod cluster;
 mod config;
 mod connection;
 mod durable;

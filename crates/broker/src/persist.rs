@@ -39,6 +39,12 @@ impl StoredSession {
         }
     }
 
+    /// True when the session was offline longer than its expiry.
+    pub fn expired(&self) -> bool {
+        self.disconnected_at_ms
+            .is_some_and(|at| unix_ms().saturating_sub(at) >= u64::from(self.expiry_secs) * 1000)
+    }
+
     /// The in-memory session, resuming delivery at `cursor`. A session that
     /// was connected when the broker died counts as disconnected now.
     pub fn restore(self, cursor: Offset) -> SessionState {

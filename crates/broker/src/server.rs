@@ -55,12 +55,23 @@ impl Broker {
         ));
         if let Some(kafka) = &self.config.kafka {
             let group = kafka.group(&format!("router-{}", self.node_id()));
+            let checkpoints = self.cluster.as_ref().map(|c| c.checkpoints.clone());
             tasks.spawn(crate::kafka_tail::run(
                 self.log.clone(),
                 kafka.clone(),
                 group,
+                checkpoints,
                 stop.clone(),
             ));
+            if let Some(cluster) = &self.cluster {
+                tasks.spawn(crate::cluster::directory::follow(
+                    cluster.directory.clone(),
+                    kafka.clone(),
+                    crate::cluster::directory_topic(kafka),
+                    self.sessions.clone(),
+                    stop.clone(),
+                ));
+            }
         }
         let connections = TaskTracker::new();
         let accepting = CancellationToken::new();

@@ -452,6 +452,33 @@ impl Registry {
         );
     }
 
+    /// Puts a session resumed from another node into the registry,
+    /// replacing what this node had of it, unless a connection here holds it.
+    pub fn restore_if_idle(&self, state: SessionState) {
+        let mut entries = self.entries.lock().expect("registry lock poisoned");
+        if entries
+            .get(&state.client_id)
+            .is_some_and(|e| e.holder.is_some())
+        {
+            return;
+        }
+        entries.insert(
+            state.client_id.clone(),
+            Entry {
+                state: Some(Arc::new(tokio::sync::Mutex::new(Some(state)))),
+                holder: None,
+            },
+        );
+    }
+
+    /// Cancels the token of the connection holding `client_id`'s session.
+    pub fn kick(&self, client_id: &ClientId) {
+        let entries = self.entries.lock().expect("registry lock poisoned");
+        if let Some((_, token)) = entries.get(client_id).and_then(|e| e.holder.as_ref()) {
+            token.cancel();
+        }
+    }
+
     /// Cancels the token of every connection holding a session whose key
     /// `pred` picks (revoked devices).
     pub fn kick_where(&self, pred: impl Fn(&ClientId) -> bool) {

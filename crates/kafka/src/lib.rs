@@ -12,6 +12,8 @@
 //!   consumers are written against, so they run on either backend; its
 //!   errors reach them as `tributary_log::StreamError`s, rdkafka's sorted
 //!   by who is at fault.
+//! - [`TableWriter`] and [`TableReader`] keep a compacted topic as a table
+//!   every node reads whole and follows (the cluster's session directory).
 //! - [`message`] is the layout of a record as a Kafka message (key, headers, value).
 
 mod admin;
@@ -21,6 +23,7 @@ mod context;
 pub mod message;
 mod producer;
 mod stream;
+mod table;
 
 pub use admin::ensure_topics;
 pub use config::{
@@ -30,6 +33,7 @@ pub use config::{
 pub use consumer::{Consumer, Position, Received, Start, Watermarks};
 pub use producer::{Delivered, Producer};
 pub use stream::{KafkaStream, KafkaStreamConsumer};
+pub use table::{ensure_table, TableEntry, TableReader, TableWriter};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tributary_log::{BoxError, StreamError};

@@ -62,6 +62,9 @@ pub(super) struct SessionTerms {
     expiry_secs: u32,
     /// The CONNACK properties decided so far (5.0).
     connack: Properties,
+    /// On Kafka: this connection's claim of the client id in the session
+    /// directory (its epoch), and what the directory knew before it.
+    claim: Option<(i64, Option<crate::cluster::directory::Entry>)>,
 }
 
 impl ExpectConnect {
@@ -111,13 +114,23 @@ impl ExpectConnect {
             // Most clients now go quiet: hold no read buffer while they do.
             self.rbuf = BytesMut::new();
         }
-        let (terms, session) = match self.admit(connect).await {
+        let (terms, mut session) = match self.admit(connect).await {
             Ok(admitted) => admitted,
             Err(reason) => {
                 self.refuse(version, reason).await;
                 return None;
             }
         };
+        if let Some(cluster) = &self.broker.cluster {
+            match cluster.directory.claim(&terms.client_id).await {
+                Ok(claim) => session.claim = Some(claim),
+                Err(e) => {
+                    tracing::warn!(client_id = %terms.client_id, peer = %self.peer, error = %e, "refused: the session directory does not answer");
+                    self.refuse(version, ReasonCode::ServerUnavailable).await;
+                    return None;
+                }
+            }
+        }
         let mut connection = Box::new(Connection::new(*self, terms));
         let held = connection.open_session(session).await;
         Some((connection, held))
@@ -254,6 +267,7 @@ impl ExpectConnect {
             persistent,
             expiry_secs,
             connack: properties,
+            claim: None,
         };
         Ok((terms, session))
     }
@@ -377,6 +391,12 @@ impl Connection {
         let client_id = self.client_id.clone();
         let end = broker.log.end_offset();
         let protocol = self.version;
+        if let (Some(cluster), Some((epoch, known))) = (&broker.cluster, terms.claim) {
+            self.cluster_epoch = Some(epoch);
+            if terms.persistent && !terms.clean_start {
+                adopt_from_directory(&broker, cluster, &client_id, known).await;
+            }
+        }
         let mut held = broker
             .sessions
             .take(
@@ -465,4 +485,37 @@ impl Connection {
             }
         }
     }
+}
+
+/// Resumes here a persistent session that another node held last: waits
+/// for that node's last state (it is closing its connection, having seen
+/// this node's claim), then puts the session into this node's registry,
+/// its cursor translated to this node's log. A session this node wrote
+/// last is already in its registry.
+async fn adopt_from_directory(
+    broker: &Broker,
+    cluster: &crate::cluster::Cluster,
+    client_id: &ClientId,
+    known: Option<crate::cluster::directory::Entry>,
+) {
+    let Some(known) = known else { return };
+    let previous = known.claim.1;
+    let state = if previous != cluster.directory.node() {
+        cluster.directory.handed_over(client_id, &previous).await
+    } else {
+        known.state
+    };
+    let Some((_, node, session)) = state else {
+        return;
+    };
+    if node == cluster.directory.node() || session.stored.expired() {
+        return;
+    }
+    let kafka_cursor = format!("{:?}", session.kafka_cursor);
+    let state = cluster.adopt(session, broker.log.start_offset());
+    tracing::info!(client_id = %client_id, from = %node, kafka_cursor, cursor = state.read_pos.0, subscriptions = state.subscriptions.len(), "session resumed from another node");
+    for key in Subscription::shared_keys(state.subscriptions.values()) {
+        broker.shared.hold(&key);
+    }
+    broker.sessions.restore_if_idle(state);
 }

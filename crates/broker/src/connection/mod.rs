@@ -53,6 +53,9 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection that sent DISCONNECT waits for the client to
 /// close, reading what it still sends (see `Connection::linger`).
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// Least time between two writes of a moving cursor to the session
+/// directory (on Kafka).
+const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 
 /// Topic aliases of one connection (5.0 §3.3.2.3.4).
 #[derive(Default)]
@@ -235,6 +238,11 @@ pub(crate) struct Connection {
     problem_information: bool,
     /// The cursor last committed to the log, to commit only on change.
     committed: Option<Offset>,
+    /// On Kafka: the epoch of this connection's claim of its client id in
+    /// the session directory, and when the session's state was last
+    /// written there.
+    cluster_epoch: Option<i64>,
+    cluster_written: Option<Instant>,
     /// Topic aliases in both directions (5.0), allocated on first use.
     aliases: Option<Box<Aliases>>,
     client_topic_alias_maximum: u16,
@@ -280,6 +288,8 @@ impl Connection {
             client_max_packet: terms.client_max_packet,
             problem_information: terms.problem_information,
             committed: None,
+            cluster_epoch: None,
+            cluster_written: None,
             aliases: None,
             client_topic_alias_maximum: terms.client_topic_alias_maximum,
             shared: None,
@@ -595,7 +605,35 @@ impl Connection {
                 tracing::error!(client_id = %self.client_id, error = %e, "commit session cursor");
             }
             self.committed = Some(cursor);
+            self.share_cursor(state);
         }
+    }
+
+    /// On Kafka: tells the session directory where the session stands, at
+    /// most once per `DIRECTORY_EVERY`, so that a node resuming it after
+    /// this one was killed sends again at most about that much.
+    fn share_cursor(&mut self, state: &crate::session::SessionState) {
+        let (Some(cluster), Some(epoch)) = (&self.broker.cluster, self.cluster_epoch) else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .cluster_written
+            .is_some_and(|at| now.duration_since(at) < DIRECTORY_EVERY)
+        {
+            return;
+        }
+        self.cluster_written = Some(now);
+        let written =
+            cluster
+                .directory
+                .put_state(&self.client_id, epoch, cluster.describe(state, true));
+        let client_id = self.client_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = written.await {
+                tracing::warn!(client_id = %client_id, error = %e, "write the session's cursor to the directory");
+            }
+        });
     }
 
     /// Counts a publish against the client's rate limits; over them, the
@@ -772,6 +810,13 @@ impl Connection {
         self.broker
             .sessions
             .release(&self.client_id, self.id, state.persistent);
+        if let (Some(cluster), Some(epoch)) = (&self.broker.cluster, self.cluster_epoch) {
+            cluster.directory.let_go(&self.client_id, epoch);
+            if !state.persistent {
+                let (directory, client_id) = (cluster.directory.clone(), self.client_id.clone());
+                tokio::spawn(async move { directory.forget(&client_id, epoch).await });
+            }
+        }
         if told {
             // Last, so that nothing waits for it: a connection taking the
             // session over, say.
@@ -826,6 +871,17 @@ impl Connection {
             }
             Err(e) => {
                 tracing::error!(client_id = %self.client_id, error = %e, "write sessions.json")
+            }
+        }
+        if let (Some(cluster), Some(epoch)) = (&self.broker.cluster, self.cluster_epoch) {
+            self.cluster_written = Some(Instant::now());
+            let written = cluster.directory.put_state(
+                &self.client_id,
+                epoch,
+                cluster.describe(state, connected),
+            );
+            if let Err(e) = written.await {
+                tracing::error!(client_id = %self.client_id, error = %e, "write the session to the directory");
             }
         }
     }

@@ -1,0 +1,179 @@
+//! A compacted Kafka topic used as a table shared by the nodes: each key's
+//! latest value is what counts (Kafka's log compaction keeps at least that
+//! one), every node reads the whole topic from its start and then follows
+//! it, and a write's offset orders it against every other write of its key
+//! (one key, one partition). The broker keeps its cluster-wide session
+//! directory here.
+//!
+//! Readers use no consumer group: each assigns itself every partition from
+//! the beginning, so a thousand nodes cost Kafka no rebalancing, and nobody
+//! commits anything.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::context::{Context, Outage};
+use crate::producer::client_config;
+use crate::{Delivered, Error, KafkaConfig, Result};
+
+/// How long creating the topic or asking for its partitions may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One entry read from the table: `value` is `None` for a tombstone (the
+/// key was deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Creates `topic` as a compacted topic with `config.partitions`
+/// partitions when it does not exist yet.
+pub async fn ensure_table(config: &KafkaConfig, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config)
+        .create()
+        .map_err(|e| Error::kafka("create the admin client", e))?;
+    let new = NewTopic::new(topic, config.partitions, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|e| Error::kafka("create a compacted topic", e))?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "kafka compacted topic created"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Config(format!(
+                    "create the compacted Kafka topic {topic}: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes to the table: idempotent, `acks=all`.
+pub struct TableWriter {
+    inner: FutureProducer<Context>,
+    topic: String,
+}
+
+impl TableWriter {
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<TableWriter> {
+        let inner = client_config(config)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                config.ack_timeout.as_millis().to_string(),
+            )
+            .create_with_context(Context::new("table writer", Arc::new(Outage::default())))
+            .map_err(|e| Error::kafka("create the table producer", e))?;
+        Ok(TableWriter {
+            inner,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Hands `value` to Kafka under `key` now (`None`: a tombstone), behind
+    /// every write handed over before it; the future resolves with where
+    /// Kafka stored it once Kafka acknowledged it.
+    pub fn put(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> impl Future<Output = Result<Delivered>> + Send + 'static {
+        let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        let handed = self
+            .inner
+            .send_result(record)
+            .map_err(|(e, _)| Error::NotStored(e.to_string()));
+        async move {
+            match handed?.await {
+                Ok(Ok(delivery)) => Ok(Delivered {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((e, _))) => Err(Error::NotStored(e.to_string())),
+                Err(_) => Err(Error::NotStored("the producer was dropped".into())),
+            }
+        }
+    }
+}
+
+/// Reads the whole table from its start, then follows it.
+pub struct TableReader {
+    inner: StreamConsumer<Context>,
+}
+
+impl TableReader {
+    /// Assigns every partition of `topic` from its beginning. Blocks while
+    /// asking Kafka for the topic's partitions: call it off the async threads.
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<TableReader> {
+        let outage = Arc::new(Outage::default());
+        let inner: StreamConsumer<Context> = client_config(config)
+            // Needed by librdkafka's consumer, though nothing joins or commits.
+            .set("group.id", format!("{}-table-reader", config.group_prefix))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(Context::consumer(topic, outage))
+            .map_err(|e| Error::kafka("create the table reader", e))?;
+        let metadata = inner
+            .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+            .map_err(|e| Error::kafka("fetch the table's metadata", e))?;
+        let mut assignment = TopicPartitionList::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                assignment
+                    .add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .map_err(|e| Error::kafka("assign the table's partitions", e))?;
+            }
+        }
+        if assignment.count() == 0 {
+            return Err(Error::Config(format!(
+                "Kafka has no topic {topic} (or it has no partitions)"
+            )));
+        }
+        inner
+            .assign(&assignment)
+            .map_err(|e| Error::kafka("assign the table's partitions", e))?;
+        Ok(TableReader { inner })
+    }
+
+    /// The next entry; waits for one.
+    pub async fn recv(&self) -> Result<TableEntry> {
+        let message = self
+            .inner
+            .recv()
+            .await
+            .map_err(|e| Error::kafka("receive", e))?;
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        Ok(TableEntry {
+            key,
+            value: message.payload().map(<[u8]>::to_vec),
+            partition: message.partition(),
+            offset: message.offset(),
+        })
+    }
+}

@@ -1,0 +1,183 @@
+"""Sessions are cluster-wide: three `tributary serve` nodes on one Kafka (the run's `kafka` fixture)
+share the session directory, a compacted topic (docs/cluster.md, "Sessions across nodes").
+
+| case | expected |
+|---|---|
+| a paho 5.0 client id connects to A, then the same client id to B, then to C | the older connection gets DISCONNECT 0x8E (session taken over) each time, from its own node |
+| a persistent subscriber (5.0, session expiry 300 s, QoS 1) moves A → B → C → A while a publisher on A sends numbered QoS 1 messages; it is away for a while between moves; its last node is killed with SIGKILL | it receives every acknowledged number (lost = 0); duplicates are counted |
+| a 3.1.1 persistent subscriber (clean session 0) moves A → B with messages published while it was away | it keeps its subscription (session present) and receives every acknowledged message |
+
+Figures: published / acknowledged / received / lost / duplicated for the moving subscriber.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clients import V5, V311, Client, unique
+from conftest import Broker, unique_topic, wait_for
+from numbered import Publisher
+
+pytestmark = pytest.mark.tributary_only("the session directory is tributary's own, on Kafka")
+
+PARTITIONS = 3
+MESSAGES = 3000
+RATE = 500  # messages per second: the run lasts about 6 s, so the moves happen while it publishes
+MOVES_AT = (0.2, 0.45, 0.7)  # of the acknowledged messages, when the subscriber moves
+AWAY_S = 0.5
+RECEIVED_WITHIN_S = 60
+SESSION_TAKEN_OVER = 0x8E
+
+
+@pytest.fixture
+def nodes(tmp_path, kafka):
+    """Three nodes on the run's Kafka, one unique default topic; stopped at the end."""
+    topic = unique_topic("cluster")
+    config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic,
+                        "partitions": PARTITIONS}}
+    started = []
+    try:
+        for name in "abc":
+            started.append(Broker(tmp_path / name, config).start())
+        yield started
+    finally:
+        for node in started:
+            node.close()
+
+
+def test_a_connect_on_another_node_takes_the_session_over(nodes):
+    a, b, c = nodes
+    client_id = unique("roam")
+    first = Client(a, V5, client_id)
+    first.connect()
+    second = Client(b, V5, client_id)
+    second.connect()
+    assert first.wait_disconnected(timeout=10) == SESSION_TAKEN_OVER
+    third = Client(c, V5, client_id)
+    third.connect()
+    assert second.wait_disconnected(timeout=10) == SESSION_TAKEN_OVER
+    # The newest connection is not disturbed by the older ones' ends.
+    time.sleep(0.5)
+    assert not third.s.disconnected
+    third.disconnect()
+
+
+class Roamer:
+    """One persistent subscriber session (one client id) that moves between nodes; every message
+    it is sent lands in `received` (a number may come twice)."""
+
+    def __init__(self, topic: str, version: int):
+        self.topic = topic
+        self.version = version
+        self.client_id = unique("roamer")
+        self.received: list[int] = []
+        self.lock = threading.Lock()
+        self.client: Client | None = None
+
+    def _on_message(self, message):
+        with self.lock:
+            self.received.append(int(message.payload[:8]))
+
+    def connect(self, node: Broker, first: bool = False) -> bool:
+        """Connects to `node`; returns CONNACK's session present."""
+        expiry = 300 if self.version == V5 else None
+        # 5.0: a fresh persistent session (clean start, expiry > 0); 3.1.1: clean session 0 always.
+        clean = first and self.version == V5
+        self.client = Client(node, self.version, self.client_id, clean=clean, session_expiry=expiry,
+                             on_message=self._on_message)
+        ack = self.client.connect()
+        if first:
+            assert self.client.subscribe([(self.topic, 1)]) == [1]
+        return ack.session_present
+
+    def leave(self):
+        """A clean disconnect (the session stays, being persistent)."""
+        if self.client and not self.client.s.disconnected:
+            self.client.disconnect()
+        self.client = None
+
+    def numbers(self) -> list[int]:
+        with self.lock:
+            return list(self.received)
+
+
+@pytest.mark.timeout(240)
+def test_a_persistent_subscriber_moved_across_three_nodes_gets_every_acknowledged_message(nodes, figures):
+    a, b, c = nodes
+    topic = unique("roam") + "/n"
+    roamer = Roamer(topic, V5)
+    roamer.connect(a, first=True)
+    acked: set[int] = set()
+    publisher = Publisher(a, unique("pub"), acked, topic, version=V5)
+    publisher.connect()
+    deadline = time.monotonic() + 150
+
+    def publish_all():
+        t0 = time.monotonic()
+        for n in range(MESSAGES):
+            pause = t0 + n / RATE - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            if not publisher.publish(n, deadline):
+                return
+        publisher.wait_drained(deadline)
+
+    sender = threading.Thread(target=publish_all, daemon=True)
+    sender.start()
+    path = []
+    for at, node in zip(MOVES_AT, (b, c, None)):
+        wait_for(lambda: len(acked) >= MESSAGES * at, timeout=120, interval=0.05,
+                 what=f"{at:.0%} of the messages acknowledged")
+        if node is None:
+            # The subscriber's node dies; the client comes back through another one.
+            c.kill()
+            roamer.client.wait_disconnected(timeout=10)
+            node, how = a, "SIGKILL of C"
+        else:
+            roamer.leave()
+            how = "disconnect"
+        time.sleep(AWAY_S)
+        present = roamer.connect(node)
+        assert present, f"the session was not present on {node!r} after {how}"
+        path.append(f"{how} at {len(acked)} -> {node.workdir.name}")
+    sender.join(max(0.0, deadline - time.monotonic()))
+    assert len(acked) == MESSAGES, f"only {len(acked)} of {MESSAGES} acknowledged"
+    try:
+        wait_for(lambda: acked <= set(roamer.numbers()), timeout=RECEIVED_WITHIN_S, interval=0.2,
+                 what="every acknowledged number at the subscriber")
+    finally:
+        got = roamer.numbers()
+        lost = sorted(acked - set(got))
+        figures(f"persistent subscriber moved A->B->C->A ({'; '.join(path)}): published={publisher.attempts} "
+                f"acknowledged={len(acked)} received={len(got)} lost={len(lost)} "
+                f"duplicated={len(got) - len(set(got))}")
+    assert not lost, f"lost {len(lost)}: first {lost[:10]}"
+    roamer.leave()
+    publisher.close()
+
+
+def test_a_311_persistent_session_keeps_its_subscription_and_messages_on_another_node(nodes):
+    a, b, _ = nodes
+    topic = unique("roam311") + "/n"
+    roamer = Roamer(topic, V311)
+    roamer.connect(a, first=True)
+    # A clean session 0 first connection to create the persistent session.
+    roamer.leave()
+    assert roamer.connect(a) is True
+    publisher = Client(a, V311)
+    publisher.connect()
+    publisher.publish(topic, b"%08d" % 1, qos=1)
+    wait_for(lambda: roamer.numbers() == [1], timeout=10, what="message 1 on A")
+    roamer.leave()
+    for n in range(2, 12):
+        publisher.publish(topic, b"%08d" % n, qos=1)
+    assert roamer.connect(b) is True, "session present on B"
+    wait_for(lambda: set(range(1, 12)) <= set(roamer.numbers()), timeout=15,
+             what="the messages published while away, on B")
+    publisher.publish(topic, b"%08d" % 12, qos=1)
+    wait_for(lambda: 12 in roamer.numbers(), timeout=10, what="a new message on B")
+    roamer.leave()
+    publisher.disconnect()
