@@ -54,8 +54,10 @@ import glob
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 DEFAULT_TOPIC = "tributary.ingest"
@@ -207,10 +209,15 @@ def run_stream(args, tmp: str) -> dict:
         else:
             query = writer.trigger(processingTime=f"{args.every} seconds").start()
             log(f"a batch every {args.every} s; Ctrl-C stops")
-            try:
-                query.awaitTermination()
-            except KeyboardInterrupt:
-                query.stop()
+            # pyspark's own SIGINT handler raises KeyboardInterrupt in the middle of a py4j call,
+            # which prints tracebacks of the gateway; a flag, looked at every second, stops the
+            # query between calls instead.
+            stopping = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stopping.set())
+            while query.isActive and not stopping.is_set():
+                query.awaitTermination(1)
+            query.stop()
         if query.exception() is not None:
             raise SystemExit(f"the streaming query failed: {query.exception()}")
     finally:
