@@ -122,7 +122,7 @@ spark_pom_hash=$(sha256sum scripts/spark/pom.xml | cut -d' ' -f1)
 if [ "$(cat "$spark_kafka_jars/.pom.sha256" 2>/dev/null || true)" != "$spark_pom_hash" ]; then
     echo "fetching Spark's Kafka connector $spark_kafka_version into $spark_kafka_jars"
     rm -rf "$spark_kafka_jars"
-    mvn -q -B -Dstyle.color=never -f scripts/spark/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+    mvn -q -B -f scripts/spark/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
         -DoutputDirectory="$spark_kafka_jars"
     echo "$spark_pom_hash" >"$spark_kafka_jars/.pom.sha256"
 fi
