@@ -12,6 +12,9 @@ js="$root/tests/integration/js"
 web="$root/web"
 tansu_root=/opt/tansu-0.6.0
 s3s_root=/opt/s3s-fs-0.14.1
+# Spark's Kafka connector and its own dependencies (scripts/spark/pom.xml), for scripts/spark_ingest.py.
+spark_kafka_version=$(sed -n 's|.*<connector.version>\(.*\)</connector.version>.*|\1|p' "$root/scripts/spark/pom.xml")
+spark_kafka_jars=/opt/spark-kafka-$spark_kafka_version/jars
 pg_bin=/usr/lib/postgresql/15/bin
 
 # rust-toolchain.toml pins the compiler by version, and rustup downloads a pinned version it

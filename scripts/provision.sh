@@ -9,7 +9,9 @@
 #     browser) and the dashboard's npm packages into web/node_modules (npm ci, pinned by
 #     web/package-lock.json, reinstalled when it changes);
 #   - the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0 (~10 min once);
-#   - the S3-compatible server s3s-fs 0.14.1 from crates.io into /opt/s3s-fs-0.14.1 (~3 min once).
+#   - the S3-compatible server s3s-fs 0.14.1 from crates.io into /opt/s3s-fs-0.14.1 (~3 min once);
+#   - Maven, and Spark's Kafka connector with the jars it needs beside pyspark's
+#     (scripts/spark/pom.xml) from Maven Central into /opt/spark-kafka-4.2.0/jars.
 # cargo-fuzz is installed by scripts/fuzz-smoke.sh when it first runs. docs/testing.md has the rest.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -52,6 +54,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Java for Spark ML (scripts/spark_har.py, the behaviour model's anchor; pyspark runs on 17).
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# Maven fetches Spark's Kafka connector (below).
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # The dashboard's end-to-end tests (tests/integration/test_dashboard.py) run in Debian's Chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -110,9 +114,22 @@ if ! "$s3s_root/bin/s3s-fs" --version >/dev/null 2>&1; then
     echo "building s3s-fs 0.14.1 into $s3s_root (about 3 minutes)"
     cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$s3s_root"
 fi
+# Spark's Kafka connector for scripts/spark_ingest.py (docs/kafka.md, "Reading the log with
+# Spark"): the jars of scripts/spark/pom.xml, copied by Maven into a directory of their own that
+# is passed to Spark as spark.jars. Fetched again only when the pom changes (its hash is kept
+# beside the jars); a copy that did not finish is not taken for a good one.
+spark_pom_hash=$(sha256sum scripts/spark/pom.xml | cut -d' ' -f1)
+if [ "$(cat "$spark_kafka_jars/.pom.sha256" 2>/dev/null || true)" != "$spark_pom_hash" ]; then
+    echo "fetching Spark's Kafka connector $spark_kafka_version into $spark_kafka_jars"
+    rm -rf "$spark_kafka_jars"
+    mvn -q -B -f scripts/spark/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$spark_kafka_jars"
+    echo "$spark_pom_hash" >"$spark_kafka_jars/.pom.sha256"
+fi
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 echo "tansu: $tansu_root/bin/tansu"
 echo "s3s-fs: $s3s_root/bin/s3s-fs"
+echo "spark kafka jars: $spark_kafka_jars ($(cd "$spark_kafka_jars" && echo *.jar))"
 echo "python: $("$venv/bin/python" --version), $("$venv/bin/python" -m pip --disable-pip-version-check \
     list 2>/dev/null | grep -Ei '^(paho-mqtt|pytest|pytest-timeout|confluent-kafka|pyarrow|duckdb) ' | tr -s ' ' | paste -sd, -)"

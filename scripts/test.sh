@@ -26,6 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bash scripts/provision.sh
 export TRIBUTARY_S3S_FS="$s3s_root/bin/s3s-fs"
+export TRIBUTARY_SPARK_KAFKA_JARS="$spark_kafka_jars"
 
 # ---- Rust checks -------------------------------------------------------------------------------
 
