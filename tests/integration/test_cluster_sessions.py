@@ -6,6 +6,7 @@ share the session directory, a compacted topic (docs/cluster.md, "Sessions acros
 | a paho 5.0 client id connects to A, then the same client id to B, then to C | the older connection gets DISCONNECT 0x8E (session taken over) each time, from its own node |
 | a persistent subscriber (5.0, session expiry 300 s, QoS 1) moves A → B → C → A while a publisher on A sends numbered QoS 1 messages; it is away for a while between moves; its last node is killed with SIGKILL | it receives every acknowledged number (lost = 0); duplicates are counted |
 | a 3.1.1 persistent subscriber (clean session 0) moves A → B with messages published while it was away | it keeps its subscription (session present) and receives every acknowledged message |
+| a persistent subscriber leaves A; messages are published; a new node D starts and the subscriber comes back on D | D copied Kafka from where the session needed it: every message arrives |
 
 Figures: published / acknowledged / received / lost / duplicated for the moving subscriber.
 """
@@ -33,15 +34,20 @@ SESSION_TAKEN_OVER = 0x8E
 
 
 @pytest.fixture
-def nodes(tmp_path, kafka):
-    """Three nodes on the run's Kafka, one unique default topic; stopped at the end."""
+def cluster_config(kafka):
+    """The nodes' config: the run's Kafka, one unique default topic."""
     topic = unique_topic("cluster")
-    config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic,
-                        "partitions": PARTITIONS}}
+    return {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic,
+                      "partitions": PARTITIONS}}
+
+
+@pytest.fixture
+def nodes(tmp_path, cluster_config):
+    """Three nodes; stopped at the end."""
     started = []
     try:
         for name in "abc":
-            started.append(Broker(tmp_path / name, config).start())
+            started.append(Broker(tmp_path / name, cluster_config).start())
         yield started
     finally:
         for node in started:
@@ -181,3 +187,25 @@ def test_a_311_persistent_session_keeps_its_subscription_and_messages_on_another
     wait_for(lambda: 12 in roamer.numbers(), timeout=10, what="a new message on B")
     roamer.leave()
     publisher.disconnect()
+
+
+def test_a_new_node_has_what_a_returning_session_needs(tmp_path, nodes, cluster_config):
+    a, b, _ = nodes
+    topic = unique("roamnew") + "/n"
+    roamer = Roamer(topic, V5)
+    roamer.connect(a, first=True)
+    roamer.leave()
+    publisher = Client(b, V5)
+    publisher.connect()
+    for n in range(200):
+        publisher.publish(topic, b"%08d" % n, qos=1, wait=n == 199)
+    d = Broker(tmp_path / "d", cluster_config).start()
+    try:
+        assert roamer.connect(d) is True, "session present on the new node"
+        wait_for(lambda: set(range(200)) <= set(roamer.numbers()), timeout=20,
+                 what="the messages published before the new node started, on it")
+        assert "copying Kafka from where the directory's persistent sessions need it" in d.log_tail(1 << 20)
+        roamer.leave()
+    finally:
+        publisher.disconnect()
+        d.close()

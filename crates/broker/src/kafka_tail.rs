@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tributary_kafka::{Consumer, KafkaConfig, Position, Start};
+use tributary_kafka::{Consumer, KafkaConfig, Position, Start, StartAt};
 use tributary_log::{Log, Record};
 
-use crate::cluster::Checkpoints;
+use crate::cluster::{Cluster, SessionDirectory};
 
 /// Records appended to the local log at once at most.
 const BATCH: usize = 1024;
@@ -27,15 +27,23 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Appends what this node's consumer group `group` reads from Kafka to
 /// `log`, until `stop` is cancelled.
-/// With `checkpoints`, each durable batch is checkpointed there (a
-/// session's cursor then moves between nodes).
+/// With a `cluster`, each durable batch is checkpointed (a session's cursor
+/// then moves between nodes), and a new node starts copying where the
+/// oldest persistent session of the directory still needs records.
 pub(crate) async fn run(
     log: Log,
     config: KafkaConfig,
     group: String,
-    checkpoints: Option<Arc<Checkpoints>>,
+    cluster: Option<Arc<Cluster>>,
     stop: CancellationToken,
 ) {
+    if let Some(cluster) = &cluster {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = seed(&config, &group, &cluster.directory) => {}
+        }
+    }
+    let checkpoints = cluster.map(|c| c.checkpoints.clone());
     let consumer = loop {
         match Consumer::new(&config, &group, &config.topics(), Start::Latest) {
             Ok(consumer) => break consumer,
@@ -90,6 +98,52 @@ pub(crate) async fn run(
         }
         if let Err(e) = consumer.commit(&positions).await {
             tracing::warn!(error = %e, "kafka tail: commit offsets");
+        }
+    }
+}
+
+/// Longest a node waits for the session directory before it starts
+/// copying Kafka (without it, a new node starts at the end of the topics).
+const DIRECTORY_LOAD: Duration = Duration::from_secs(30);
+
+/// For a new node (its group has committed nothing): starts its copy of the
+/// topics at the oldest position a persistent session of the directory
+/// still needs, so that any session can resume on it; at the end when no
+/// session reads anything.
+async fn seed(config: &KafkaConfig, group: &str, directory: &SessionDirectory) {
+    if !directory.loaded(DIRECTORY_LOAD).await {
+        tracing::warn!("the session directory was not read within {DIRECTORY_LOAD:?}; a new node starts at the end of the topics");
+        return;
+    }
+    let needs = directory.resume_points();
+    let sessions = needs.len();
+    let (config, group) = (config.clone(), group.to_owned());
+    let seeded = tokio::task::spawn_blocking(move || {
+        tributary_kafka::seed_group(&config, &group, &config.topics(), |topic, partition| {
+            if needs.is_empty() {
+                return StartAt::Latest;
+            }
+            needs
+                .iter()
+                .map(|cursor| cursor.as_ref().and_then(|c| c.get(topic, partition)))
+                .try_fold(i64::MAX, |oldest, at| at.map(|at| oldest.min(at)))
+                .map_or(StartAt::Earliest, StartAt::Offset)
+        })
+    })
+    .await;
+    match seeded {
+        Ok(Ok(true)) => {
+            tracing::info!(
+                sessions,
+                "new node: copying Kafka from where the directory's persistent sessions need it"
+            )
+        }
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "new node: could not set where to start copying Kafka; starting at the end")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "new node: could not set where to start copying Kafka; starting at the end")
         }
     }
 }

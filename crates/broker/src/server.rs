@@ -55,12 +55,11 @@ impl Broker {
         ));
         if let Some(kafka) = &self.config.kafka {
             let group = kafka.group(&format!("router-{}", self.node_id()));
-            let checkpoints = self.cluster.as_ref().map(|c| c.checkpoints.clone());
             tasks.spawn(crate::kafka_tail::run(
                 self.log.clone(),
                 kafka.clone(),
                 group,
-                checkpoints,
+                self.cluster.clone(),
                 stop.clone(),
             ));
             if let Some(cluster) = &self.cluster {

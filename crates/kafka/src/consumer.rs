@@ -251,3 +251,73 @@ fn lag_of(consumer: &StreamConsumer<Context>, start: Start) -> Result<Option<u64
     }
     Ok(Some(lag))
 }
+
+/// Where a partition starts for a consumer group that has committed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+/// For a group that has no committed offset on any partition of `topics`
+/// (a new group), commits where each partition is to start
+/// (`start(topic, partition)`), so that the group's first member begins
+/// there; returns whether it did. A group that committed before is left
+/// alone. Blocks (asks Kafka): call it off the async threads.
+pub fn seed_group(
+    config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    start: impl Fn(&str, i32) -> StartAt,
+) -> Result<bool> {
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(config)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| Error::kafka("create the consumer", e))?;
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|e| Error::kafka("fetch topic metadata", e))?;
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                all.add_partition(topic, p.id());
+            }
+        }
+    }
+    let committed = consumer
+        .committed_offsets(all.clone(), METADATA_TIMEOUT)
+        .map_err(|e| Error::kafka("read the committed offsets", e))?;
+    if committed
+        .elements()
+        .iter()
+        .any(|e| matches!(e.offset(), Offset::Offset(_)))
+    {
+        return Ok(false);
+    }
+    let mut seed = TopicPartitionList::new();
+    for element in all.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let offset = match start(topic, partition) {
+            StartAt::Offset(offset) => offset,
+            edge => {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                    .map_err(|e| Error::kafka("fetch the watermarks", e))?;
+                if edge == StartAt::Earliest {
+                    low
+                } else {
+                    high
+                }
+            }
+        };
+        seed.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| Error::kafka("seed the group", e))?;
+    }
+    consumer
+        .commit(&seed, CommitMode::Sync)
+        .map_err(|e| Error::kafka("seed the group", e))?;
+    Ok(true)
+}

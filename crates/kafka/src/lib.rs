@@ -30,7 +30,7 @@ pub use config::{
     valid_group_prefix, valid_kafka_topic, KafkaConfig, KafkaFileConfig, TopicRule,
     DEFAULT_ACK_TIMEOUT, DEFAULT_GROUP_PREFIX, DEFAULT_PARTITIONS, DEFAULT_TOPIC,
 };
-pub use consumer::{Consumer, Position, Received, Start, Watermarks};
+pub use consumer::{seed_group, Consumer, Position, Received, Start, StartAt, Watermarks};
 pub use producer::{Delivered, Producer};
 pub use stream::{KafkaStream, KafkaStreamConsumer};
 pub use table::{ensure_table, TableEntry, TableReader, TableWriter};

@@ -9,6 +9,7 @@
 //! the beginning, so a thousand nodes cost Kafka no rebalancing, and nobody
 //! commits anything.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +122,7 @@ impl TableWriter {
 /// Reads the whole table from its start, then follows it.
 pub struct TableReader {
     inner: StreamConsumer<Context>,
+    ends: HashMap<i32, (i64, i64)>,
 }
 
 impl TableReader {
@@ -140,11 +142,16 @@ impl TableReader {
             .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
             .map_err(|e| Error::kafka("fetch the table's metadata", e))?;
         let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
         for t in metadata.topics().iter().filter(|t| t.name() == topic) {
             for p in t.partitions() {
                 assignment
                     .add_partition_offset(topic, p.id(), Offset::Beginning)
                     .map_err(|e| Error::kafka("assign the table's partitions", e))?;
+                let marks = inner
+                    .fetch_watermarks(topic, p.id(), ADMIN_TIMEOUT)
+                    .map_err(|e| Error::kafka("fetch the table's watermarks", e))?;
+                ends.insert(p.id(), marks);
             }
         }
         if assignment.count() == 0 {
@@ -155,7 +162,14 @@ impl TableReader {
         inner
             .assign(&assignment)
             .map_err(|e| Error::kafka("assign the table's partitions", e))?;
-        Ok(TableReader { inner })
+        Ok(TableReader { inner, ends })
+    }
+
+    /// Each partition's low and high watermarks when the reader started:
+    /// the table is read whole once every partition was read up to its
+    /// high mark.
+    pub fn ends(&self) -> &HashMap<i32, (i64, i64)> {
+        &self.ends
     }
 
     /// The next entry; waits for one.

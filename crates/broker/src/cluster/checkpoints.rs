@@ -42,7 +42,7 @@ const MAX_POINTS: usize = 20_000;
 pub struct KafkaCursor(pub BTreeMap<String, BTreeMap<i32, i64>>);
 
 impl KafkaCursor {
-    fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
         self.0.get(topic).and_then(|p| p.get(&partition)).copied()
     }
 

@@ -88,6 +88,9 @@ pub struct SessionDirectory {
     changed: Notify,
     /// This node's claims that are still the latest, by client id.
     local: Mutex<HashMap<ClientId, i64>>,
+    /// Per partition, the high watermark when reading began; emptied once
+    /// the directory was read up to them (`loaded`).
+    loading: Mutex<Option<HashMap<i32, i64>>>,
 }
 
 impl SessionDirectory {
@@ -99,6 +102,7 @@ impl SessionDirectory {
             applied: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             local: Mutex::new(HashMap::new()),
+            loading: Mutex::new(None),
         })
     }
 
@@ -220,6 +224,46 @@ impl SessionDirectory {
         }
     }
 
+    /// Waits (at most `timeout`) until the directory was read whole once;
+    /// false when it was not.
+    pub async fn loaded(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                let whole = self
+                    .loading
+                    .lock()
+                    .expect("directory lock poisoned")
+                    .as_ref()
+                    .is_some_and(HashMap::is_empty);
+                if whole {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Where a new node's copy of the Kafka topics must start so that every
+    /// persistent session in the directory could resume on it: per
+    /// partition, the oldest position a session still needs (`None`: from
+    /// the partition's start, for a session whose position in it is not
+    /// known). Empty when no session reads anything: the node then starts
+    /// at the end.
+    pub fn resume_points(&self) -> Vec<Option<KafkaCursor>> {
+        let entries = self.entries.lock().expect("directory lock poisoned");
+        entries
+            .values()
+            .filter_map(|e| e.state.as_ref())
+            .map(|(_, _, session)| session)
+            .filter(|s| {
+                !s.stored.expired() && s.stored.subscriptions.iter().any(|sub| !sub.is_shared())
+            })
+            .map(|s| s.kafka_cursor.clone())
+            .collect()
+    }
+
     /// Applies one record read from the topic; returns the client id whose
     /// local connection must close (a later claim by another node).
     fn apply(&self, entry: tributary_kafka::TableEntry) -> Option<ClientId> {
@@ -266,6 +310,19 @@ impl SessionDirectory {
         let mut applied = self.applied.lock().expect("directory lock poisoned");
         let a = applied.entry(entry.partition).or_insert(entry.offset);
         *a = (*a).max(entry.offset);
+        if let Some(pending) = self
+            .loading
+            .lock()
+            .expect("directory lock poisoned")
+            .as_mut()
+        {
+            if pending
+                .get(&entry.partition)
+                .is_some_and(|high| *a + 1 >= *high)
+            {
+                pending.remove(&entry.partition);
+            }
+        }
         kick
     }
 
@@ -300,6 +357,15 @@ pub async fn follow(
             () = tokio::time::sleep(RETRY) => {}
         }
     };
+    // Partitions with records to read before the directory is whole.
+    let pending = reader
+        .ends()
+        .iter()
+        .filter(|(_, (low, high))| high > low)
+        .map(|(p, (_, high))| (*p, *high))
+        .collect();
+    *directory.loading.lock().expect("directory lock poisoned") = Some(pending);
+    directory.changed.notify_waiters();
     let mut failing = false;
     loop {
         let entry = tokio::select! {
