@@ -6,6 +6,7 @@ share the session directory, a compacted topic (docs/cluster.md, "Sessions acros
 | a paho 5.0 client id connects to A, then the same client id to B, then to C | the older connection gets DISCONNECT 0x8E (session taken over) each time, from its own node |
 | a persistent subscriber (5.0, session expiry 300 s, QoS 1) moves A → B → C → A while a publisher on A sends numbered QoS 1 messages; it is away for a while between moves; its last node is killed with SIGKILL | it receives every acknowledged number (lost = 0); duplicates are counted |
 | a 3.1.1 persistent subscriber (clean session 0) moves A → B with messages published while it was away | it keeps its subscription (session present) and receives every acknowledged message |
+| a 5.0 client with a will delayed 2 s vanishes from A and connects to B within the delay; then vanishes from B | no will while it is back; then exactly one will (from B) |
 | a persistent subscriber leaves A; messages are published; a new node D starts and the subscriber comes back on D | D copied Kafka from where the session needed it: every message arrives |
 
 Figures: published / acknowledged / received / lost / duplicated for the moving subscriber.
@@ -209,3 +210,27 @@ def test_a_new_node_has_what_a_returning_session_needs(tmp_path, nodes, cluster_
     finally:
         publisher.disconnect()
         d.close()
+
+
+def test_a_delayed_will_is_not_sent_when_the_client_comes_back_on_another_node(nodes):
+    a, b, c = nodes
+    topic = unique("clusterwill")
+    watcher = Client(c, V5)
+    watcher.connect()
+    watcher.subscribe([(topic, 1)])
+    willing = Client(a, V5, unique("willing"), clean=False, session_expiry=30,
+                     will=(topic, b"gone", 1), will_properties={"WillDelayInterval": 2})
+    willing.connect()
+    willing.drop()
+    back = Client(b, V5, willing.client_id, clean=False, session_expiry=30,
+                  will=(topic, b"gone", 1), will_properties={"WillDelayInterval": 2})
+    assert back.connect().session_present
+    time.sleep(3.5)
+    assert watcher.messages(topic) == [], "the will waiting on A was cancelled by the connection on B"
+    # Without a new connection the delayed will comes once, from the node that held the connection.
+    back.drop()
+    [m] = watcher.wait_messages(1, timeout=8, topic=topic)
+    assert m.payload == b"gone"
+    time.sleep(1)
+    assert len(watcher.messages(topic)) == 1
+    watcher.disconnect()

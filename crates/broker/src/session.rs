@@ -471,12 +471,24 @@ impl Registry {
         );
     }
 
-    /// Cancels the token of the connection holding `client_id`'s session.
-    pub fn kick(&self, client_id: &ClientId) {
+    /// Another node took `client_id`'s session over: cancels the token of
+    /// the connection holding it here, and a will waiting out its delay
+    /// (a new connection for the client id arrived in time, 5.0 §3.1.3.2.2).
+    pub fn taken_elsewhere(&self, client_id: &ClientId) {
         let entries = self.entries.lock().expect("registry lock poisoned");
-        if let Some((_, token)) = entries.get(client_id).and_then(|e| e.holder.as_ref()) {
+        let Some(entry) = entries.get(client_id) else {
+            return;
+        };
+        if let Some((_, token)) = &entry.holder {
+            tracing::info!(client_id = %client_id, "session taken over by another node");
             token.cancel();
         }
+        let Some(slot) = &entry.state else { return };
+        if let Ok(mut state) = slot.try_lock() {
+            if let Some(will) = state.as_mut().and_then(|s| s.pending_will.take()) {
+                will.cancel();
+            }
+        };
     }
 
     /// Cancels the token of every connection holding a session whose key

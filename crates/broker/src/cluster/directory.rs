@@ -264,8 +264,9 @@ impl SessionDirectory {
             .collect()
     }
 
-    /// Applies one record read from the topic; returns the client id whose
-    /// local connection must close (a later claim by another node).
+    /// Applies one record read from the topic; returns the client id another
+    /// node claimed after this node's last claim of it (its connection here
+    /// closes and a will waiting out its delay here is not sent).
     fn apply(&self, entry: tributary_kafka::TableEntry) -> Option<ClientId> {
         let client_id = ClientId::new(entry.key);
         let mut kick = None;
@@ -297,9 +298,11 @@ impl SessionDirectory {
                             e.state = Some((epoch, record.node.clone(), session));
                         }
                     }
-                    if record.node != self.node {
+                    if record.node != self.node && record.epoch.is_none() {
+                        // Another node's claim: unless this node holds a
+                        // later one, what it has of the session lets go.
                         let mut local = self.local.lock().expect("directory lock poisoned");
-                        if local.get(&client_id).is_some_and(|mine| *mine < epoch) {
+                        if local.get(&client_id).is_none_or(|mine| *mine < epoch) {
                             local.remove(&client_id);
                             kick = Some(client_id.clone());
                         }
@@ -324,6 +327,16 @@ impl SessionDirectory {
             }
         }
         kick
+    }
+
+    /// True while `epoch` is this node's claim of `client_id` and no later
+    /// claim by another node was seen.
+    pub fn holds(&self, client_id: &ClientId, epoch: i64) -> bool {
+        self.local
+            .lock()
+            .expect("directory lock poisoned")
+            .get(client_id)
+            == Some(&epoch)
     }
 
     /// This node no longer holds `client_id` under `epoch` (its
@@ -376,8 +389,7 @@ pub async fn follow(
             Ok(entry) => {
                 failing = false;
                 if let Some(client_id) = directory.apply(entry) {
-                    tracing::info!(client_id = %client_id, "session taken over by another node");
-                    registry.kick(&client_id);
+                    registry.taken_elsewhere(&client_id);
                 }
                 directory.changed.notify_waiters();
             }

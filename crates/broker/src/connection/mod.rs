@@ -836,6 +836,11 @@ impl Connection {
         } else {
             0
         });
+        if delay > 0 && self.taken_over_elsewhere() {
+            // A connection for the client id is open on another node: the
+            // delayed will is not sent (5.0 §3.1.3.2.2).
+            return;
+        }
         let record = self.new_record(
             will.topic,
             will.qos,
@@ -856,6 +861,15 @@ impl Connection {
                 () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => append_will(&broker, record).await,
             }
         });
+    }
+
+    /// On Kafka: true when another node claimed this connection's client id
+    /// after it.
+    fn taken_over_elsewhere(&self) -> bool {
+        match (&self.broker.cluster, self.cluster_epoch) {
+            (Some(cluster), Some(epoch)) => !cluster.directory.holds(&self.client_id, epoch),
+            _ => false,
+        }
     }
 
     /// Writes the session's subscriptions and expiry to the session file.
