@@ -7,6 +7,7 @@ share the session directory, a compacted topic (docs/cluster.md, "Sessions acros
 | a persistent subscriber (5.0, session expiry 300 s, QoS 1) moves A → B → C → A while a publisher on A sends numbered QoS 1 messages; it is away for a while between moves; its last node is killed with SIGKILL | it receives every acknowledged number (lost = 0); duplicates are counted |
 | a 3.1.1 persistent subscriber (clean session 0) moves A → B with messages published while it was away | it keeps its subscription (session present) and receives every acknowledged message |
 | a 5.0 client with a will delayed 2 s vanishes from A and connects to B within the delay; then vanishes from B | no will while it is back; then exactly one will (from B) |
+| retained messages published on A (one replaced, one cleared); a new node D starts | a subscriber on D gets the latest retained message of each topic that has one |
 | a persistent subscriber leaves A; messages are published; a new node D starts and the subscriber comes back on D | D copied Kafka from where the session needed it: every message arrives |
 
 Figures: published / acknowledged / received / lost / duplicated for the moving subscriber.
@@ -234,3 +235,27 @@ def test_a_delayed_will_is_not_sent_when_the_client_comes_back_on_another_node(n
     time.sleep(1)
     assert len(watcher.messages(topic)) == 1
     watcher.disconnect()
+
+
+def test_a_new_node_starts_with_what_was_retained(tmp_path, nodes, cluster_config):
+    a, b, _ = nodes
+    base = unique("clusterretained")
+    publisher = Client(a, V5)
+    publisher.connect()
+    publisher.publish(f"{base}/kept", b"old", qos=1, retain=True)
+    publisher.publish(f"{base}/kept", b"new", qos=1, retain=True)
+    publisher.publish(f"{base}/cleared", b"x", qos=1, retain=True)
+    publisher.publish(f"{base}/cleared", b"", qos=1, retain=True)
+    publisher.disconnect()
+    d = Broker(tmp_path / "d", cluster_config).start()
+    try:
+        watcher = Client(d, V5)
+        watcher.connect()
+        watcher.subscribe([(f"{base}/#", 1)])
+        [m] = watcher.wait_messages(1, timeout=10)
+        assert (m.topic, m.payload, m.retain) == (f"{base}/kept", b"new", True)
+        time.sleep(0.5)
+        assert len(watcher.messages()) == 1, [x.topic for x in watcher.messages()]
+        watcher.disconnect()
+    finally:
+        d.close()

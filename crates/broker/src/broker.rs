@@ -94,6 +94,7 @@ async fn open_cluster(
     Ok(Cluster {
         directory: Arc::new(directory),
         checkpoints: Arc::new(checkpoints),
+        caught_up: tokio::sync::watch::channel(false).0,
     })
 }
 
@@ -149,7 +150,16 @@ impl Broker {
                     .await
                     .map_err(Error::Kafka)?;
                 let producer = tributary_kafka::Producer::new(kafka).map_err(Error::Kafka)?;
-                Durability::Kafka(Arc::new(producer))
+                let table = crate::cluster::retained_topic(kafka);
+                tributary_kafka::ensure_table(kafka, &table)
+                    .await
+                    .map_err(Error::Kafka)?;
+                Durability::Kafka {
+                    producer: Arc::new(producer),
+                    retained: Arc::new(
+                        tributary_kafka::TableWriter::new(kafka, &table).map_err(Error::Kafka)?,
+                    ),
+                }
             }
             None => Durability::Embedded(log.clone()),
         };
@@ -187,6 +197,16 @@ impl Broker {
             stats: BrokerStats::default(),
         };
         broker.retained_applied = broker.replay_retained(applied).await?;
+        if let (Some(kafka), Offset(0)) = (&broker.config.kafka, broker.log.end_offset()) {
+            // A new node: what was retained before it started is in the
+            // cluster's retained table, not in its (empty) log.
+            let seeded = crate::cluster::read_retained(kafka)
+                .await
+                .map_err(Error::Kafka)?;
+            for record in seeded {
+                broker.retained.seed(Arc::new(record));
+            }
+        }
         tracing::info!(
             sessions = restored,
             retained = broker.retained.len(),

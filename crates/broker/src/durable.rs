@@ -19,8 +19,13 @@ use tributary_mqtt::ReasonCode;
 pub(crate) enum Durability {
     /// Appends go to the embedded log, which acknowledges after fsync.
     Embedded(Log),
-    /// Appends go to Kafka, which acknowledges with `acks=all`.
-    Kafka(Arc<tributary_kafka::Producer>),
+    /// Appends go to Kafka, which acknowledges with `acks=all`; retained
+    /// messages also go to the cluster's retained table, from which a new
+    /// node learns what was retained before it started.
+    Kafka {
+        producer: Arc<tributary_kafka::Producer>,
+        retained: Arc<tributary_kafka::TableWriter>,
+    },
 }
 
 /// What an append achieved.
@@ -76,7 +81,9 @@ impl Durability {
             );
         }
         let log = match self {
-            Durability::Kafka(producer) => return (submit_kafka(producer, &records), false),
+            Durability::Kafka { producer, retained } => {
+                return (submit_kafka(producer, retained, records), false)
+            }
             Durability::Embedded(log) => log,
         };
         let count = records.len() as u64;
@@ -112,7 +119,7 @@ impl Durability {
     /// With Kafka: whether Kafka is reachable (for metrics).
     pub(crate) fn kafka_reachable(&self) -> Option<bool> {
         match self {
-            Durability::Kafka(producer) => Some(producer.reachable()),
+            Durability::Kafka { producer, .. } => Some(producer.reachable()),
             Durability::Embedded(_) => None,
         }
     }
@@ -121,7 +128,7 @@ impl Durability {
     /// nobody was told about yet finish (everything acknowledged is in
     /// Kafka already). The embedded log is closed by its owner.
     pub(crate) async fn flush(&self, grace: Duration) {
-        if let Durability::Kafka(producer) = self {
+        if let Durability::Kafka { producer, .. } = self {
             let producer = producer.clone();
             let _ = tokio::task::spawn_blocking(move || producer.flush(grace)).await;
         }
@@ -131,18 +138,35 @@ impl Durability {
 /// Every record is handed to the producer now, in order; the future
 /// resolves when Kafka acknowledged all of them, or with the first failure
 /// (records before it may be stored: a client that resends them creates
-/// duplicates, never a loss).
-fn submit_kafka(producer: &tributary_kafka::Producer, records: &[Record]) -> DurableFuture {
+/// duplicates, never a loss). Once acknowledged, a retained record is
+/// written to the retained table too (an empty payload as a tombstone);
+/// the publisher does not wait for that.
+fn submit_kafka(
+    producer: &tributary_kafka::Producer,
+    table: &Arc<tributary_kafka::TableWriter>,
+    records: Vec<Record>,
+) -> DurableFuture {
     let mut deliveries = Vec::with_capacity(records.len());
-    for record in records {
+    for record in &records {
         match producer.send(record) {
             Ok(delivery) => deliveries.push(delivery),
             Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
         }
     }
+    let table = table.clone();
     Box::pin(async move {
         for delivery in deliveries {
             delivery.await?;
+        }
+        for record in records.iter().filter(|r| r.retain) {
+            let kept = (!record.payload.is_empty()).then_some(record);
+            let written = table.put_record(&record.topic, kept);
+            let topic = record.topic.clone();
+            tokio::spawn(async move {
+                if let Err(e) = written.await {
+                    tracing::warn!(%topic, error = %e, "write a retained message to the retained table");
+                }
+            });
         }
         Ok(Durable::InKafka)
     })

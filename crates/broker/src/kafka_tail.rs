@@ -22,6 +22,8 @@ use crate::cluster::{Cluster, SessionDirectory};
 const BATCH: usize = 1024;
 /// How long a batch waits for more records once it has one.
 const LINGER: Duration = Duration::from_millis(2);
+/// How often a node that has not caught up with Kafka yet checks.
+const CATCH_UP_CHECK: Duration = Duration::from_millis(200);
 /// Pause after an error before trying again (Kafka away, say).
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -43,7 +45,7 @@ pub(crate) async fn run(
             () = seed(&config, &group, &cluster.directory) => {}
         }
     }
-    let checkpoints = cluster.map(|c| c.checkpoints.clone());
+    let checkpoints = cluster.as_ref().map(|c| c.checkpoints.clone());
     let consumer = loop {
         match Consumer::new(&config, &group, &config.topics(), Start::Latest) {
             Ok(consumer) => break consumer,
@@ -58,10 +60,25 @@ pub(crate) async fn run(
     };
     tracing::info!(%group, topics = ?config.topics(), "following kafka");
     let mut failing = false;
+    // Until the copy first caught up, how far behind it is is asked every
+    // `CATCH_UP_CHECK` (also while no record arrives).
+    let mut catching_up = cluster.as_ref().map(|c| &c.caught_up);
+    let mut check = tokio::time::interval(CATCH_UP_CHECK);
     loop {
         let batch = tokio::select! {
             () = stop.cancelled() => return,
             batch = next_batch(&consumer) => batch,
+            _ = check.tick(), if catching_up.is_some() => {
+                if let Ok(Some(lag)) = consumer.lag().await {
+                    if lag <= crate::cluster::CAUGHT_UP_RECORDS {
+                        tracing::info!(behind = lag, "kafka tail: caught up with Kafka");
+                        if let Some(caught_up) = catching_up.take() {
+                            caught_up.send_replace(true);
+                        }
+                    }
+                }
+                continue;
+            }
         };
         let (records, positions, carries) = match batch {
             Ok(batch) => {

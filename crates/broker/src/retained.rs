@@ -34,11 +34,17 @@ use std::sync::{Arc, Mutex};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tributary_log::{MessageId, Offset, Record};
 
+/// The snapshot's offset of an entry seeded from the cluster's retained table.
+const SEEDED: u64 = u64::MAX;
+
 /// The retained message of one topic, or the tombstone an empty retained
 /// payload leaves (kept so an older record replayed later cannot revive it).
 #[derive(Debug, Clone)]
 struct Entry {
-    offset: Offset,
+    /// The local log offset it was applied at; `None` for an entry seeded
+    /// from the cluster's retained table, older than every record of the
+    /// local log (in the snapshot: `u64::MAX`).
+    offset: Option<Offset>,
     record: Option<Arc<Record>>,
 }
 
@@ -117,7 +123,7 @@ impl Retained {
         if topics
             .entries
             .get(&record.topic)
-            .is_some_and(|e| e.offset >= offset)
+            .is_some_and(|e| e.offset.is_some_and(|o| o >= offset))
         {
             return;
         }
@@ -125,8 +131,25 @@ impl Retained {
         topics.insert(
             record.topic.clone(),
             Entry {
-                offset,
+                offset: Some(offset),
                 record: value,
+            },
+        );
+    }
+
+    /// Puts a retained message from the cluster's retained table (a new
+    /// node's start) where the map has nothing for its topic: any record
+    /// of the local log replaces it.
+    pub fn seed(&self, record: Arc<Record>) {
+        let mut topics = self.topics.lock().expect("retained lock poisoned");
+        if record.payload.is_empty() || topics.entries.contains_key(&record.topic) {
+            return;
+        }
+        topics.insert(
+            record.topic.clone(),
+            Entry {
+                offset: None,
+                record: Some(record),
             },
         );
     }
@@ -192,7 +215,7 @@ impl Retained {
         out.put_u64(applied_up_to.0);
         out.put_u32(topics.entries.len() as u32);
         for (topic, entry) in topics.entries.iter() {
-            out.put_u64(entry.offset.0);
+            out.put_u64(entry.offset.map_or(SEEDED, |o| o.0));
             match &entry.record {
                 None => {
                     out.put_u8(1);
@@ -229,7 +252,7 @@ impl Retained {
         let mut topics = Topics::default();
         for _ in 0..count {
             need(buf, 9)?;
-            let offset = Offset(buf.get_u64());
+            let offset = Some(buf.get_u64()).filter(|o| *o != SEEDED).map(Offset);
             let cleared = buf.get_u8() == 1;
             let record = if cleared {
                 None

@@ -72,6 +72,7 @@ impl Broker {
                 ));
             }
         }
+        self.wait_caught_up().await;
         let connections = TaskTracker::new();
         let accepting = CancellationToken::new();
         let acceptors = TaskTracker::new();
@@ -117,6 +118,30 @@ impl Broker {
             .map_err(|e| Error::log("close the log", e))?;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+
+    /// On Kafka: waits (at most `CATCH_UP_WAIT`) until the node's copy of
+    /// the topics caught up, so that no client of it is sent old messages
+    /// as new ones. Connections wait in the listen backlog meanwhile.
+    async fn wait_caught_up(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let mut caught_up = cluster.caught_up.subscribe();
+        let started = std::time::Instant::now();
+        let wait = caught_up.wait_for(|done| *done);
+        if tokio::time::timeout(crate::cluster::CATCH_UP_WAIT, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "not caught up with Kafka within {:?}; serving anyway",
+                crate::cluster::CATCH_UP_WAIT
+            );
+        } else {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "serving MQTT"
+            );
+        }
     }
 
     /// Serves one MQTT connection over any byte stream until it ends, as if

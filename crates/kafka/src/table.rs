@@ -22,7 +22,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use rdkafka::message::OwnedHeaders;
+use tributary_log::Record;
+
 use crate::context::{Context, Outage};
+use crate::message::{self, NotARecord};
 use crate::producer::client_config;
 use crate::{Delivered, Error, KafkaConfig, Result};
 
@@ -31,12 +35,22 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One entry read from the table: `value` is `None` for a tombstone (the
 /// key was deleted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TableEntry {
     pub key: String,
     pub value: Option<Vec<u8>>,
     pub partition: i32,
     pub offset: i64,
+    headers: Option<OwnedHeaders>,
+}
+
+impl TableEntry {
+    /// The log record an entry written by [`TableWriter::put_record`] holds;
+    /// `None` for a tombstone.
+    pub fn record(&self) -> Option<Result<Record, NotARecord>> {
+        let value = self.value.as_deref()?;
+        Some(message::record(self.headers.as_ref(), Some(value)))
+    }
 }
 
 /// Creates `topic` as a compacted topic with `config.partitions`
@@ -106,16 +120,42 @@ impl TableWriter {
             .inner
             .send_result(record)
             .map_err(|(e, _)| Error::NotStored(e.to_string()));
-        async move {
-            match handed?.await {
-                Ok(Ok(delivery)) => Ok(Delivered {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }),
-                Ok(Err((e, _))) => Err(Error::NotStored(e.to_string())),
-                Err(_) => Err(Error::NotStored("the producer was dropped".into())),
-            }
+        delivered(handed)
+    }
+}
+
+impl TableWriter {
+    /// Hands `record` to Kafka under `key` in the layout of a record in the
+    /// log's topics (its payload as the value, the rest as headers; `None`:
+    /// a tombstone); the future resolves once Kafka acknowledged it.
+    pub fn put_record(
+        &self,
+        key: &str,
+        record: Option<&Record>,
+    ) -> impl Future<Output = Result<Delivered>> + Send + 'static {
+        let mut future_record = FutureRecord::<str, [u8]>::to(&self.topic).key(key);
+        if let Some(record) = record {
+            future_record = future_record
+                .payload(record.payload.as_ref())
+                .headers(message::headers(record));
         }
+        let handed = self
+            .inner
+            .send_result(future_record)
+            .map_err(|(e, _)| Error::NotStored(e.to_string()));
+        delivered(handed)
+    }
+}
+
+/// What Kafka said of a write handed over.
+async fn delivered(handed: Result<rdkafka::producer::DeliveryFuture>) -> Result<Delivered> {
+    match handed?.await {
+        Ok(Ok(delivery)) => Ok(Delivered {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+        Ok(Err((e, _))) => Err(Error::NotStored(e.to_string())),
+        Err(_) => Err(Error::NotStored("the producer was dropped".into())),
     }
 }
 
@@ -188,6 +228,7 @@ impl TableReader {
             value: message.payload().map(<[u8]>::to_vec),
             partition: message.partition(),
             offset: message.offset(),
+            headers: message.headers().map(|h| h.detach()),
         })
     }
 }

@@ -7,8 +7,10 @@
 pub mod checkpoints;
 pub mod directory;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use tributary_kafka::TableReader;
 use tributary_log::Offset;
 
 pub use checkpoints::Checkpoints;
@@ -22,11 +24,76 @@ pub fn directory_topic(config: &tributary_kafka::KafkaConfig) -> String {
     format!("{}.sessions", config.group_prefix)
 }
 
+/// The compacted topic of retained messages by MQTT topic:
+/// `{group_prefix}.retained`.
+pub fn retained_topic(config: &tributary_kafka::KafkaConfig) -> String {
+    format!("{}.retained", config.group_prefix)
+}
+
+/// Longest a new node reads the retained table before it serves.
+const RETAINED_LOAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the cluster's retained table whole: the retained messages (the
+/// latest of each topic) a new node starts with.
+pub async fn read_retained(
+    config: &tributary_kafka::KafkaConfig,
+) -> tributary_kafka::Result<Vec<tributary_log::Record>> {
+    let (config, topic) = (config.clone(), retained_topic(config));
+    let reader = tokio::task::spawn_blocking(move || TableReader::new(&config, &topic))
+        .await
+        .map_err(|e| {
+            tributary_kafka::Error::NotStored(format!("read the retained table: {e}"))
+        })??;
+    let mut pending: HashMap<i32, i64> = reader
+        .ends()
+        .iter()
+        .filter(|(_, (low, high))| high > low)
+        .map(|(p, (_, high))| (*p, *high))
+        .collect();
+    let mut latest: HashMap<String, Option<tributary_log::Record>> = HashMap::new();
+    let read = async {
+        while !pending.is_empty() {
+            let entry = reader.recv().await?;
+            if pending
+                .get(&entry.partition)
+                .is_some_and(|high| entry.offset + 1 >= *high)
+            {
+                pending.remove(&entry.partition);
+            }
+            let record = match entry.record() {
+                None => None,
+                Some(Ok(record)) => Some(record),
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %entry.key, error = %e, "retained table: skipped an entry that is no record");
+                    continue;
+                }
+            };
+            latest.insert(entry.key, record);
+        }
+        Ok::<(), tributary_kafka::Error>(())
+    };
+    match tokio::time::timeout(RETAINED_LOAD, read).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!("the retained table was not read whole within {RETAINED_LOAD:?}; starting with what was read"),
+    }
+    Ok(latest.into_values().flatten().collect())
+}
+
 /// One node's part of the cluster.
 pub struct Cluster {
     pub directory: Arc<SessionDirectory>,
     pub checkpoints: Arc<Checkpoints>,
+    /// True once the node's copy of the Kafka topics first came within
+    /// `CAUGHT_UP_RECORDS` of their end: before, a new subscription would be
+    /// sent old messages as they are copied, so the node does not serve yet.
+    pub caught_up: tokio::sync::watch::Sender<bool>,
 }
+
+/// Records the copy may be behind Kafka's end and count as caught up.
+pub const CAUGHT_UP_RECORDS: u64 = 1024;
+
+/// Longest a node waits to catch up before it serves anyway.
+pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl Cluster {
     /// The session as the directory keeps it, its cursor translated to Kafka.
