@@ -67,6 +67,9 @@ pub(super) struct SessionTerms {
     claim: Option<(i64, Option<crate::cluster::directory::Entry>)>,
 }
 
+/// Longest a CONNECT waits for its claim in the session directory.
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
+
 impl ExpectConnect {
     pub(crate) fn new(
         broker: Arc<Broker>,
@@ -122,12 +125,17 @@ impl ExpectConnect {
             }
         };
         if let Some(cluster) = &self.broker.cluster {
-            match cluster.directory.claim(&terms.client_id).await {
-                Ok(claim) => session.claim = Some(claim),
-                Err(e) => {
-                    tracing::warn!(client_id = %terms.client_id, peer = %self.peer, error = %e, "refused: the session directory does not answer");
-                    self.refuse(version, ReasonCode::ServerUnavailable).await;
-                    return None;
+            // Kafka away must not keep clients out (their publishes are
+            // then refused with 0x97, as ever): without a claim in time the
+            // session is served by this node alone.
+            match tokio::time::timeout(CLAIM_WAIT, cluster.directory.claim(&terms.client_id)).await
+            {
+                Ok(Ok(claim)) => session.claim = Some(claim),
+                Ok(Err(e)) => {
+                    tracing::warn!(client_id = %terms.client_id, peer = %self.peer, error = %e, "session directory: no claim; serving the session on this node alone");
+                }
+                Err(_) => {
+                    tracing::warn!(client_id = %terms.client_id, peer = %self.peer, "session directory: no claim within {CLAIM_WAIT:?} (Kafka away?); serving the session on this node alone");
                 }
             }
         }
