@@ -10,6 +10,7 @@ cd "$root" || exit 1
 venv="$root/.venv"
 js="$root/tests/integration/js"
 web="$root/web"
+kafka_root=/opt/apache-kafka-4.1.1
 tansu_root=/opt/tansu-0.6.0
 s3s_root=/opt/s3s-fs-0.14.1
 pg_bin=/usr/lib/postgresql/15/bin
