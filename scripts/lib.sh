@@ -10,6 +10,7 @@ cd "$root" || exit 1
 venv="$root/.venv"
 js="$root/tests/integration/js"
 web="$root/web"
+kafka_root=/opt/apache-kafka-4.1.1
 tansu_root=/opt/tansu-0.6.0
 s3s_root=/opt/s3s-fs-0.14.1
 # Spark's Kafka connector and its own dependencies (scripts/spark/pom.xml), for scripts/spark_ingest.py.
@@ -117,4 +118,73 @@ rust_test_step() {
 # A free TCP port on 127.0.0.1 (for the engines the full test run starts).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_test_kafka DIR: one Apache Kafka 4.1.1 KRaft node (broker and controller in one JVM,
+# bounded heap) in DIR, on free ports, with a freshly formatted data directory, as
+# tests/integration/kafka.py starts one (docs/testing.md). Sets kafka_port and kafka_pid; returns
+# once the port accepts and the node answers Metadata (the venv's confluent-kafka asks), non-zero
+# if that does not happen within 120 s. stop_test_kafka stops it.
+kafka_pid=
+start_test_kafka() {
+    local dir="$1" cport cluster_id cp="$kafka_root/libs/*" i
+    local jvm=(-Xms128m -Xmx512m "-Dlog4j2.configurationFile=$dir/log4j2.properties")
+    kafka_port=$(free_port)
+    cport=$(free_port)
+    cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+offsets.topic.num.partitions=10
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+PROPS
+    printf '%s\n' 'appender.out.type = Console' 'appender.out.name = OUT' \
+        'appender.out.layout.type = PatternLayout' 'appender.out.layout.pattern = [%d] %p %m (%c)%n' \
+        'rootLogger.level = WARN' 'rootLogger.appenderRef.out.ref = OUT' >"$dir/log4j2.properties"
+    # A KRaft cluster id: 16 random bytes in URL-safe base64 without padding.
+    cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    if ! java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
+        -c "$dir/server.properties" >"$dir/kafka.log" 2>&1; then
+        cat "$dir/kafka.log"
+        return 1
+    fi
+    java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/server.properties" >>"$dir/kafka.log" 2>&1 </dev/null &
+    kafka_pid=$!
+    for i in $(seq 1200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break
+        kill -0 "$kafka_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! "$venv/bin/python" -c 'import sys; from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0}).list_topics(timeout=60)
+sys.exit(0 if md.brokers else 1)' "127.0.0.1:$kafka_port"; then
+        echo "Apache Kafka did not answer Metadata on 127.0.0.1:$kafka_port (waited ${i}00 ms for the port):"
+        tail -50 "$dir/kafka.log"
+        return 1
+    fi
+    echo "Apache Kafka 4.1.1 on 127.0.0.1:$kafka_port (pid $kafka_pid, $dir)"
+}
+
+# stop_test_kafka: SIGTERM (a controlled shutdown, seconds), SIGKILL after 30 s.
+stop_test_kafka() {
+    local i
+    if [ -n "${kafka_pid:-}" ]; then
+        kill "$kafka_pid" 2>/dev/null || true
+        for i in $(seq 300); do
+            kill -0 "$kafka_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$kafka_pid" 2>/dev/null || true
+        wait "$kafka_pid" 2>/dev/null || true
+        kafka_pid=
+    fi
 }

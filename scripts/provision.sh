@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Installs what the full test run (scripts/test.sh, which runs this first) needs, idempotently:
 # a second run checks and installs nothing. On a fresh Debian 12 machine, as root:
-#   - from apt: mosquitto and its clients, haproxy, openssl, node and npm, Java 17, PostgreSQL 15
-#     (without starting their system services);
+#   - from apt: mosquitto and its clients, haproxy, openssl, node and npm, Java 17, Maven,
+#     PostgreSQL 15 (without starting their system services);
 #   - a Python venv at .venv with tests/requirements.txt (reinstalled when the file changes);
 #   - MQTT.js from npm into tests/integration/js (reinstalled when its package-lock.json changes);
 #   - Debian's chromium (the dashboard's browser tests drive it with Playwright, which downloads no
 #     browser) and the dashboard's npm packages into web/node_modules (npm ci, pinned by
 #     web/package-lock.json, reinstalled when it changes);
-#   - the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0 (~10 min once);
+#   - Apache Kafka 4.1.1 (the Kafka tests' reference engine) from Maven Central into
+#     /opt/apache-kafka-4.1.1/libs, with mvn and scripts/kafka/pom.xml (~20 s once);
+#   - the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0 (~10 min once;
+#     the second engine, for one smoke test);
 #   - the S3-compatible server s3s-fs 0.14.1 from crates.io into /opt/s3s-fs-0.14.1 (~3 min once);
-#   - Maven, and Spark's Kafka connector with the jars it needs beside pyspark's
-#     (scripts/spark/pom.xml) from Maven Central into /opt/spark-kafka-4.2.0/jars.
+#   - Spark's Kafka connector with the jars it needs beside pyspark's (scripts/spark/pom.xml)
+#     from Maven Central into /opt/spark-kafka-4.2.0/jars.
 # cargo-fuzz is installed by scripts/fuzz-smoke.sh when it first runs. docs/testing.md has the rest.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -52,9 +55,10 @@ command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# Java for Spark ML (scripts/spark_har.py, the behaviour model's anchor; pyspark runs on 17).
+# Java 17 for Apache Kafka (the Kafka tests' reference engine) and Spark ML (scripts/spark_har.py,
+# the behaviour model's anchor; pyspark runs on 17); Maven fetches Apache Kafka's jars.
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-# Maven fetches Spark's Kafka connector (below).
+# Maven fetches Apache Kafka's jars and Spark's Kafka connector (below).
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 # The dashboard's end-to-end tests (tests/integration/test_dashboard.py) run in Debian's Chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -99,7 +103,23 @@ if [ "$(cat "$web/node_modules/.lock.sha256" 2>/dev/null || true)" != "$web_lock
     npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
     echo "$web_lock_hash" >"$web/node_modules/.lock.sha256"
 fi
-# tansu 0.6.0, the Kafka-protocol broker for the Kafka tests (docs/testing.md). Plain
+# Apache Kafka 4.1.1, the Kafka tests' reference engine (docs/testing.md): the runtime jars of the
+# broker and of kafka-tools (and a logging binding), as scripts/kafka/pom.xml names them, copied
+# from Maven Central into $kafka_root/libs (~55 MB, about 20 s). They go into a fresh directory
+# first and are moved into place with the pom's hash, so an interrupted copy is not taken for a
+# complete one and a changed pom installs again.
+kafka_pom_hash=$(sha256sum scripts/kafka/pom.xml | cut -d' ' -f1)
+if [ "$(cat "$kafka_root/libs/.pom.sha256" 2>/dev/null || true)" != "$kafka_pom_hash" ]; then
+    echo "installing Apache Kafka 4.1.1 from Maven Central into $kafka_root/libs"
+    mkdir -p "$kafka_root"
+    rm -rf "$kafka_root/libs.new"
+    mvn -q -B -Dstyle.color=never -f scripts/kafka/pom.xml dependency:copy-dependencies \
+        -DoutputDirectory="$kafka_root/libs.new" -DincludeScope=runtime
+    echo "$kafka_pom_hash" >"$kafka_root/libs.new/.pom.sha256"
+    rm -rf "$kafka_root/libs"
+    mv "$kafka_root/libs.new" "$kafka_root/libs"
+fi
+# tansu 0.6.0, the second Kafka-protocol broker (one smoke test; docs/testing.md). Plain
 # `cargo install tansu` builds no storage engine, so it is built with libsql (sqlite) under /opt;
 # the check below makes a second run cost nothing (the first build takes ~10 min on 2 cores).
 # (The help text is captured first: with pipefail, `grep -q` closing the pipe early could fail the check.)
@@ -128,6 +148,7 @@ if [ "$(cat "$spark_kafka_jars/.pom.sha256" 2>/dev/null || true)" != "$spark_pom
 fi
 echo "mosquitto: $(command -v mosquitto || echo /usr/sbin/mosquitto), clients: $(command -v mosquitto_sub)"
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
+echo "apache kafka: $kafka_root/libs ($(find "$kafka_root/libs" -name '*.jar' | wc -l) jars), $(java -version 2>&1 | head -1)"
 echo "tansu: $tansu_root/bin/tansu"
 echo "s3s-fs: $s3s_root/bin/s3s-fs"
 echo "spark kafka jars: $spark_kafka_jars ($(cd "$spark_kafka_jars" && echo *.jar))"

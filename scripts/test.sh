@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The one test command: formatting, lints, unit and doc tests, docs, the release build, the
+# The one test command: formatting, lints, unit and doc tests (tributary-kafka's conformance test
+# on an Apache Kafka node, the store's on PostgreSQL), docs, the release build, the
 # behaviour model (UCI HAPT fetched and the model trained once, both cached outside the work tree:
 # scripts/har_model.sh), the real-client integration tests (pytest + paho-mqtt + mosquitto clients,
-# Spark ML) and a fuzz smoke run.
+# confluent-kafka on Apache Kafka, Spark ML) and a fuzz smoke run.
 #
 # Works on a fresh Debian 12 machine as root: scripts/provision.sh, run first, installs what is
-# missing (mosquitto and its clients, haproxy, openssl, node, npm, Java 17 and PostgreSQL 15 from apt, a
+# missing (mosquitto and its clients, haproxy, openssl, node, npm, Java 17, Maven and PostgreSQL 15 from apt, a
 # Python venv at .venv with tests/requirements.txt, MQTT.js from npm into tests/integration/js,
-# the Kafka-protocol broker tansu 0.6.0 from crates.io into /opt/tansu-0.6.0, the S3-compatible
-# server s3s-fs 0.14.1 into /opt/s3s-fs-0.14.1), idempotently. scripts/check-fast.sh runs the
+# Apache Kafka 4.1.1 from Maven Central into /opt/apache-kafka-4.1.1, the Kafka-protocol broker
+# tansu 0.6.0 from crates.io into /opt/tansu-0.6.0, the S3-compatible server s3s-fs 0.14.1 into
+# /opt/s3s-fs-0.14.1), idempotently. scripts/check-fast.sh runs the
 # checks that need none of it (docs/testing.md).
 #
 # Every step runs even when an earlier one failed (except the integration tests, which need the
@@ -32,29 +34,10 @@ export TRIBUTARY_SPARK_KAFKA_JARS="$spark_kafka_jars"
 
 rust_format_and_lint_steps
 
-# A tansu for the Rust tests that run on Kafka (tributary-kafka's conformance test reads
-# TRIBUTARY_TEST_KAFKA); stopped when the script ends. The integration tests start their own.
+# An Apache Kafka node for the Rust tests that run on Kafka (tributary-kafka's conformance test
+# reads TRIBUTARY_TEST_KAFKA), started by scripts/lib.sh's start_test_kafka on free ports in a fresh
+# directory; stopped and removed when the script ends. The integration tests start their own.
 kafka_dir=$(mktemp -d /tmp/tributary-test-kafka.XXXXXX)
-kafka_port=$(free_port)
-# `exec`: the background job is tansu itself, so $! is the process to stop.
-(cd "$kafka_dir" && RUST_LOG=warn NO_COLOR=1 exec "$tansu_root/bin/tansu" broker \
-    --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-    --storage-engine sqlite://tansu.db >tansu.log 2>&1 </dev/null) &
-kafka_pid=$!
-stop_test_kafka() {
-    if [ -n "${kafka_pid:-}" ]; then
-        kill "$kafka_pid" 2>/dev/null || true
-        wait "$kafka_pid" 2>/dev/null || true
-        kafka_pid=
-    fi
-    rm -rf "$kafka_dir"
-}
-trap stop_test_kafka EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$kafka_port") 2>/dev/null && break; sleep 0.1; done
-# tansu 0.6.0 needs this index to fetch records with headers (docs/testing.md).
-python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=30); c.execute('create index if not exists header_topition_offset on header (topition, offset_id)'); c.commit()" "$kafka_dir/tansu.db"
-export TRIBUTARY_TEST_KAFKA="127.0.0.1:$kafka_port"
-
 # A throw-away PostgreSQL 15 for the Rust tests that run on PostgreSQL (tributary-store's test
 # body reads TRIBUTARY_TEST_POSTGRES and makes and drops a database of its own per run), created
 # and started as docs/testing.md shows, on a free port in a fresh directory; stopped and removed when
@@ -73,7 +56,11 @@ stop_test_postgres() {
     fi
     rm -rf "$pg_dir"
 }
-trap 'stop_test_kafka; stop_test_postgres' EXIT
+trap 'stop_test_kafka; rm -rf "$kafka_dir"; stop_test_postgres' EXIT
+step "start Apache Kafka 4.1.1 for the Kafka conformance test" start_test_kafka "$kafka_dir"
+if [ "$last_rc" -eq 0 ]; then
+    export TRIBUTARY_TEST_KAFKA="127.0.0.1:$kafka_port"
+fi
 step "start PostgreSQL 15 for the store tests" start_test_postgres
 if [ "$last_rc" -eq 0 ]; then
     export TRIBUTARY_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"

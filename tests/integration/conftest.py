@@ -309,9 +309,11 @@ def pytest_runtest_makereport(item, call):
             report.sections.append((f"broker log ({b!r}, {state})", b.log_tail()))
 
 
-# -- Kafka (tansu) -----------------------------------------------------------
-# One Kafka-protocol broker for the whole run (tests/integration/kafka.py; docs/testing.md: tansu keeps
-# to one broker per run, so tests isolate themselves with unique topic and group names).
+# -- Kafka ---------------------------------------------------------------------
+# One Apache Kafka node for the whole run (`kafka`), a three-node cluster per module that asks for
+# it (`kafka_cluster`), and tansu for the smoke test on a second engine (`tansu`); see
+# tests/integration/kafka.py and docs/testing.md. Tests isolate themselves with unique topic and
+# group names.
 
 
 def unique_topic(prefix: str) -> str:
@@ -322,35 +324,70 @@ def unique_topic(prefix: str) -> str:
 
 
 class _KafkaLogOnFailure:
-    """Attaches the tansu log to the report of a failing test that used the `kafka` fixture."""
+    """Attaches the Kafka broker's log to the report of a failing test that used `fixture`."""
 
-    def __init__(self, tansu):
-        self.tansu = tansu
+    def __init__(self, engine, fixture: str):
+        self.engine = engine
+        self.fixture = fixture
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        if report.failed and "kafka" in getattr(item, "fixturenames", ()):
-            state = "running" if self.tansu.running else "not running"
-            report.sections.append((f"tansu log ({self.tansu!r}, {state})", self.tansu.log_tail()))
+        if report.failed and self.fixture in getattr(item, "fixturenames", ()):
+            state = "running" if self.engine.running else "not running"
+            report.sections.append((f"{self.fixture} log ({self.engine!r}, {state})", self.engine.log_tail()))
+
+
+def _kafka_engine(request, engine, fixture: str):
+    reporter = _KafkaLogOnFailure(engine, fixture)
+    name = f"tributary-{fixture}-log"
+    request.config.pluginmanager.register(reporter, name)
+    try:
+        yield engine.start()
+    finally:
+        engine.close()
+        request.config.pluginmanager.unregister(reporter)
+
+
+def _need_kafka():
+    from kafka import kafka_missing
+
+    if AGAINST == "mosquitto":
+        pytest.skip("the Kafka tests need tributary's Kafka producer; mosquitto has none")
+    missing = kafka_missing()
+    if missing:
+        pytest.fail(missing, pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def kafka(request, tmp_path_factory):
-    """The run's tansu broker (kafka.Tansu): `kafka.bootstrap`, `kafka.create_topic(name, partitions)`."""
+    """The run's Apache Kafka node (kafka.ApacheKafka): `kafka.bootstrap`,
+    `kafka.create_topic(name, partitions)`, `stop`/`start`/`restart`/`kill`."""
+    from kafka import ApacheKafka
+
+    _need_kafka()
+    yield from _kafka_engine(request, ApacheKafka(tmp_path_factory.mktemp("kafka")), "kafka")
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(request, tmp_path_factory):
+    """Three Apache Kafka nodes (kafka.KafkaCluster): replication factor 3, min.insync.replicas 2;
+    `kill_node(id)`, `start_node(id)`; `bootstrap` lists all three."""
+    from kafka import KafkaCluster
+
+    _need_kafka()
+    yield from _kafka_engine(request, KafkaCluster(tmp_path_factory.mktemp("kafka-cluster")), "kafka_cluster")
+
+
+@pytest.fixture(scope="session")
+def tansu(request, tmp_path_factory):
+    """A tansu 0.6.0 broker (kafka.Tansu), the second Kafka-protocol engine (one smoke test)."""
     from kafka import Tansu, tansu_bin
 
     if AGAINST == "mosquitto":
         pytest.skip("the Kafka tests need tributary's Kafka producer; mosquitto has none")
     if not Path(tansu_bin()).exists():
-        pytest.fail(f"tansu binary {tansu_bin()} not found: run scripts/test.sh (it builds tansu 0.6.0 "
+        pytest.fail(f"tansu binary {tansu_bin()} not found: run scripts/provision.sh (it builds tansu 0.6.0 "
                     f"into /opt/tansu-0.6.0, see docs/testing.md) or set TANSU_BIN", pytrace=False)
-    t = Tansu(tmp_path_factory.mktemp("tansu"))
-    reporter = _KafkaLogOnFailure(t)
-    request.config.pluginmanager.register(reporter, "tributary-kafka-log")
-    try:
-        yield t.start()
-    finally:
-        t.close()
-        request.config.pluginmanager.unregister(reporter)
+    yield from _kafka_engine(request, Tansu(tmp_path_factory.mktemp("tansu")), "tansu")

@@ -1,5 +1,5 @@
 """A server process the tests start, signal, restart and read the log of: the base of the MQTT broker
-under test (conftest.Broker) and of the Kafka-protocol broker (kafka.Tansu).
+under test (conftest.Broker) and of the Kafka brokers (kafka.KafkaNode for Apache Kafka, kafka.Tansu).
 
 Every wait is bounded; the log file marks each start, signal and exit, so a shutdown nobody asked for
 stands out in a failing test's report.

@@ -1,4 +1,4 @@
-"""`tributary bridge`: Mosquitto (the source, persistence on) → the bridge → Kafka (tansu), at least once.
+"""`tributary bridge`: Mosquitto (the source, persistence on) → the bridge → Kafka (Apache Kafka), at least once.
 
 Every run publishes numbered 100-byte messages with paho at QoS 1 to Mosquitto, PUBLISHERS
 publishers of PER_PUBLISHER numbers each, publisher i to topic ``bridge/<run>/<i>``. Then it reads
@@ -13,8 +13,8 @@ found — must be 0), duplicated (found more than once — allowed, counted).
 3. ``test_source_restarted_mid_run``: Mosquitto gets SIGTERM at 40 % and starts again on the same
    port and persistence directory; publishers and the bridge reconnect.
 
-The bridge runs from the release binary (``TRIBUTARY_BIN``); Kafka is the run's tansu (``kafka``
-fixture). The source is Mosquitto whatever ``TRIBUTARY_TEST_AGAINST`` says.
+The bridge runs from the release binary (``TRIBUTARY_BIN``); Kafka is the run's Apache Kafka
+node (``kafka`` fixture). The source is Mosquitto whatever ``TRIBUTARY_TEST_AGAINST`` says.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""Tributary with Kafka as its log (`--log kafka://`), against a real Kafka-protocol broker (tansu),
-read back by an independent client (confluent-kafka).
+"""Tributary with Kafka as its log (`--log kafka://`), against a real Apache Kafka node (the run's
+`kafka`), read back by an independent client (confluent-kafka); and one smoke test on tansu, a
+second Kafka-protocol broker. The three-broker cluster is test_kafka_cluster.py.
 
 | case | expected |
 |---|---|
 | 10 devices × 1,000 × 100 B, QoS 1, MQTT 5.0 with a content type | 10,000 records in Kafka, key = device, headers: topic, QoS, retain, owner, device, content type, unique message id; an MQTT subscriber receives all 10,000 through Kafka |
 | Tributary SIGKILLed mid-run, restarted | every acknowledged number in Kafka (lost = 0) |
 | Kafka stopped for 10 s mid-run, started again | acknowledgements wait; a 5.0 publish gets PUBACK 0x97 after `ack_timeout_ms`; 3.1.1 publishers are disconnected without acks and resend; lost = 0; the broker recovers by itself |
+| (tansu 0.6.0) 1,000 × QoS 1 | all acknowledged and in Kafka with key and topic header (lost = 0); a subscriber receives all 1,000 through Kafka |
 
 Each fault run reports published / acknowledged / found / lost / duplicated through `figures`.
 """
@@ -207,3 +209,40 @@ def test_kafka_stopped_for_ten_seconds_loses_nothing_acknowledged(tmp_path, kafk
     assert probe_reason["code"] == 0x97
     assert probe_reason["after_s"] >= ACK_TIMEOUT_MS / 1000 - 0.5
     assert probe_reason["metric_down"] == "0", "/metrics says Kafka is unreachable during the outage"
+
+
+@pytest.mark.timeout(120)
+def test_smoke_on_tansu_a_second_kafka_protocol_broker(tmp_path, tansu, figures):
+    """The log on tansu 0.6.0, a Kafka-protocol broker that is not Apache Kafka (written in Rust,
+    sqlite storage): messages are acknowledged, land with their key and headers, and reach a
+    subscriber through it."""
+    n_total = 1000
+    topic = unique_topic("tansu")
+    broker = kafka_broker(tmp_path, tansu, topic)
+    try:
+        sub = Client(broker, V5)
+        sub.connect()
+        assert sub.subscribe([("tansu/#", 1)]) == [1]
+        acked: set[int] = set()
+        client_id = unique("tansu-pub")
+        p = Publisher(broker, client_id, acked, "tansu/smoke", version=V5)
+        p.connect()
+        t0 = time.monotonic()
+        deadline = t0 + 60
+        for n in range(n_total):
+            assert p.publish(n, deadline), f"connection lost at {n}"
+        p.wait_drained(deadline)
+        publish_s = time.monotonic() - t0
+        records = read_all(tansu.bootstrap, topic, expected=n_total, timeout=60)
+        report = loss_report(range(n_total), acked, found_numbers(records))
+        figures(f"tansu 0.6.0, {n_total} x QoS 1: {report.line()}; publish {publish_s:.1f}s")
+        assert len(acked) == n_total and report["lost"] == 0 and report["unexpected"] == 0, report
+        keys, topics = {r.key for r in records}, {r.headers.get("mqtt.topic") for r in records}
+        # An anonymous client's records are keyed by its client id, marked as anonymous.
+        assert (keys, topics) == ({f"anon:{client_id}".encode()}, {b"tansu/smoke"})
+        sub.wait(lambda s: len({m.payload for m in s.messages}) >= n_total, timeout=60,
+                 what=f"{n_total} messages delivered from tansu")
+        p.close()
+        sub.close()
+    finally:
+        broker.close()

@@ -1,4 +1,4 @@
-"""The Kafka test harness itself: the tansu broker, `read_all` and `loss_report` (kafka.py).
+"""The Kafka test harness itself: the Apache Kafka node, `read_all` and `loss_report` (kafka.py).
 
 If these fail, a failing Kafka pipeline test says nothing about tributary.
 """
@@ -103,7 +103,7 @@ def test_produce_read_back_and_survive_restart(kafka, figures):
 
     report = loss_report(range(RECORDS), acked, [int(r.headers["message_id"]) for r in again])
     assert (report["lost"], report["duplicated"], report["unexpected"]) == (0, 0, 0)
-    figures(f"tansu: {report.line()}; produce {produce_s:.2f}s, read {read_s:.2f}s, "
+    figures(f"apache kafka: {report.line()}; produce {produce_s:.2f}s, read {read_s:.2f}s, "
             f"restart: stop {stop_s:.2f}s + start {start_s:.2f}s")
 
 

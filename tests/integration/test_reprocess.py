@@ -1,5 +1,5 @@
 """`tributary reprocess`: the whole log read again into the store, with `serve` stopped — on the
-embedded log and on Kafka (`--log kafka://`, the run's tansu), into SQLite.
+embedded log and on Kafka (`--log kafka://`, the run's Apache Kafka node), into SQLite.
 
 | case | expected |
 |---|---|
