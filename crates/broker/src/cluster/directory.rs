@@ -329,14 +329,11 @@ impl SessionDirectory {
         kick
     }
 
-    /// True while `epoch` is this node's claim of `client_id` and no later
-    /// claim by another node was seen.
-    pub fn holds(&self, client_id: &ClientId, epoch: i64) -> bool {
-        self.local
-            .lock()
-            .expect("directory lock poisoned")
-            .get(client_id)
-            == Some(&epoch)
+    /// True when another node claimed `client_id` after this node's claim
+    /// `epoch`.
+    pub fn claimed_after(&self, client_id: &ClientId, epoch: i64) -> bool {
+        self.entry(client_id)
+            .is_some_and(|e| e.claim.0 > epoch && e.claim.1 != self.node)
     }
 
     /// This node no longer holds `client_id` under `epoch` (its

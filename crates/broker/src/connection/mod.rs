@@ -855,10 +855,17 @@ impl Connection {
         let cancel = CancellationToken::new();
         state.pending_will = Some(cancel.clone());
         let broker = self.broker.clone();
+        let (client_id, epoch) = (self.client_id.clone(), self.cluster_epoch);
         tokio::spawn(async move {
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => append_will(&broker, record).await,
+                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {
+                    // A connection on another node within the delay may
+                    // have come too late to cancel this task itself.
+                    if !claimed_elsewhere(&broker, &client_id, epoch) {
+                        append_will(&broker, record).await;
+                    }
+                }
             }
         });
     }
@@ -866,10 +873,7 @@ impl Connection {
     /// On Kafka: true when another node claimed this connection's client id
     /// after it.
     fn taken_over_elsewhere(&self) -> bool {
-        match (&self.broker.cluster, self.cluster_epoch) {
-            (Some(cluster), Some(epoch)) => !cluster.directory.holds(&self.client_id, epoch),
-            _ => false,
-        }
+        claimed_elsewhere(&self.broker, &self.client_id, self.cluster_epoch)
     }
 
     /// Writes the session's subscriptions and expiry to the session file.
@@ -898,6 +902,15 @@ impl Connection {
                 tracing::error!(client_id = %self.client_id, error = %e, "write the session to the directory");
             }
         }
+    }
+}
+
+/// On Kafka: true when another node claimed `client_id` after the claim
+/// `epoch` of this node.
+fn claimed_elsewhere(broker: &Broker, client_id: &ClientId, epoch: Option<i64>) -> bool {
+    match (&broker.cluster, epoch) {
+        (Some(cluster), Some(epoch)) => cluster.directory.claimed_after(client_id, epoch),
+        _ => false,
     }
 }
 
