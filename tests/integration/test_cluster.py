@@ -374,3 +374,29 @@ def test_sigkill_is_noticed_by_the_health_check_and_a_restart_replaces_the_entry
     assert "replacing the entry an earlier run of this node left" in killed.log_tail()
     assert list(haproxy.servers()).count(name) == 1
     print(f"\nSIGKILL to DOWN {down_s:.2f}s; restart to UP {up_s:.2f}s")
+
+
+def test_a_second_signal_cuts_the_drain_short(haproxy, nodes):
+    leaving, _ = nodes
+    clients = [Client(through(haproxy), V5) for _ in range(6)]
+    try:
+        for c in clients:
+            c.connect()
+        t0 = time.monotonic()
+        leaving.proc.send_signal(15)
+        wait_for(lambda: "draining: disconnecting clients gradually" in leaving.log_tail(), timeout=5,
+                 what="the drain to start")
+        leaving.proc.send_signal(2)
+        rc = leaving.proc.wait(timeout=DRAIN_SECS + 10)
+        exit_s = time.monotonic() - t0
+        assert rc == 0 and "draining: telling the remaining clients at once" in leaving.log_tail()
+        assert exit_s < DRAIN_SECS - 1, exit_s
+        # Its clients were all told to use another server (the rest at once), before HAProxy forgot it.
+        reasons = [c.wait_disconnected(timeout=5) for c in clients if f"anon:{c.client_id}" in leaving.log_tail()]
+        assert reasons == [USE_ANOTHER_SERVER] * 3, reasons
+        assert leaving.server_name not in haproxy.servers(), haproxy.servers()
+        print(f"\nSIGTERM then SIGINT: exit after {exit_s:.2f}s (drain_secs={DRAIN_SECS}); DISCONNECT reasons "
+              f"{[hex(r) for r in reasons]}")
+    finally:
+        for c in clients:
+            c.close()

@@ -116,10 +116,11 @@ impl Broker {
     /// Each connection first makes durable and acknowledges the publishes
     /// it already received (principle 1), as at shutdown. Listeners keep
     /// accepting meanwhile (the balancer's health checks and stragglers);
-    /// connections made during the drain are closed at its end. Returns
-    /// once every drained connection let go of its session, or after the
-    /// shutdown grace period. The caller then ends [`Broker::run`].
-    pub async fn drain(&self, over: Duration) {
+    /// connections made during the drain are closed at its end. When
+    /// `hurry` resolves first (a second signal), the rest are told at once.
+    /// Returns once every drained connection let go of its session, or
+    /// after the shutdown grace period. The caller then ends [`Broker::run`].
+    pub async fn drain(&self, over: Duration, hurry: impl Future<Output = ()>) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let holders = self.sessions.holders();
@@ -131,9 +132,15 @@ impl Broker {
         let count = u32::try_from(holders.len()).unwrap_or(u32::MAX).max(1);
         let step = over / count;
         let start = tokio::time::Instant::now();
-        for (at, token) in (0..count).zip(&holders) {
-            tokio::time::sleep_until(start + step * at).await;
-            token.cancel();
+        let spread = async {
+            for (at, token) in (0..count).zip(&holders) {
+                tokio::time::sleep_until(start + step * at).await;
+                token.cancel();
+            }
+        };
+        tokio::select! {
+            () = spread => {}
+            () = hurry => tracing::info!("draining: telling the remaining clients at once"),
         }
         // Connections made while draining, and whoever is still held.
         for token in self.sessions.holders() {

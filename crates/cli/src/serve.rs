@@ -383,10 +383,12 @@ async fn leave(broker: &Broker, readiness: &tributary_api::ApiState, cluster: Op
             tracing::warn!(error = %e, "could not set the haproxy server to drain; disconnecting the clients anyway");
         }
     }
-    tokio::select! {
-        () = broker.drain(membership.drain_period()) => {}
-        () = shutdown_signal() => tracing::info!("second signal: closing the remaining connections now"),
-    }
+    // A second signal tells the remaining clients at once; they are gone
+    // (their acknowledgements sent) before the server is deleted, which
+    // would otherwise cut their connections in HAProxy.
+    broker
+        .drain(membership.drain_period(), shutdown_signal())
+        .await;
     if joined {
         if let Err(e) = membership.leave().await {
             tracing::warn!(error = %e, "could not leave the haproxy backend; its health checks take the node out of rotation");
