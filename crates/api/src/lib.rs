@@ -123,6 +123,10 @@ struct Inner {
     mqtt: std::sync::RwLock<MqttEndpoints>,
     /// Where live feeds learn of their owner's records (`set_router`).
     router: std::sync::OnceLock<Arc<tributary_router::Router>>,
+    /// Set when the node starts leaving ([`ApiState::set_draining`]):
+    /// `/readyz` answers 503 from then on, so a load balancer checking it
+    /// sends nothing new here.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
@@ -174,6 +178,7 @@ impl ApiState {
                 metrics: Metrics::default(),
                 mqtt: std::sync::RwLock::default(),
                 router: std::sync::OnceLock::new(),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -223,6 +228,13 @@ impl ApiState {
             .mqtt
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = endpoints;
+    }
+
+    /// Marks the node as leaving: `/readyz` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The metrics, for the server to set its gauges.
@@ -324,9 +336,16 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the accounts file is readable and the store answers a
-/// trivial query.
+/// Ready when the node is not leaving, the accounts file is readable and
+/// the store answers a trivial query.
 async fn readyz(State(state): State<ApiState>) -> Result<&'static str> {
+    if state
+        .inner
+        .draining
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::Unavailable("the node is draining".to_owned()));
+    }
     let data_dir = state.inner.data_dir.clone();
     auth::blocking(move || tributary_accounts::list(&data_dir))
         .await?

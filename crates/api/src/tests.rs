@@ -547,6 +547,18 @@ async fn unknown_routes_and_methods_are_problems() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_draining_node_is_not_ready_but_healthy() -> TestResult {
+    let api = api().await?;
+    assert_eq!(api.get("/readyz", None).await.status, StatusCode::OK);
+    api.state.set_draining();
+    let reply = api.get("/readyz", None).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8(reply.body)?.contains("draining"));
+    assert_eq!(api.get("/healthz", None).await.status, StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
 async fn health_and_metrics() -> TestResult {
     let api = api().await?;
     let reply = api.get("/healthz", None).await;

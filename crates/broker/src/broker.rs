@@ -54,6 +54,9 @@ pub struct Broker {
     next_connection: AtomicU64,
     /// Cancelled when shutdown starts; every connection's token is a child.
     pub(crate) shutdown: CancellationToken,
+    /// Set when [`Broker::drain`] starts: a connection told to close then
+    /// tells its client to use another server.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Connections served through `Broker::serve_io`, which `run` waits for
     /// at shutdown as for its own.
     pub(crate) embedded_connections: TaskTracker,
@@ -190,6 +193,7 @@ impl Broker {
             message_ids: MessageIds::new(),
             next_connection: AtomicU64::new(1),
             shutdown,
+            draining: std::sync::atomic::AtomicBool::new(false),
             embedded_connections: TaskTracker::new(),
             durability,
             cluster,
@@ -286,8 +290,10 @@ impl Broker {
         self.retained_applied
     }
 
-    /// This node's id (its Kafka consumer group is named after it).
-    pub(crate) fn node_id(&self) -> &str {
+    /// This node's id, kept in `DATA_DIR/node_id` (its Kafka consumer
+    /// group and its default server name in a load balancer are named
+    /// after it).
+    pub fn node_id(&self) -> &str {
         &self.node_id
     }
 }

@@ -144,6 +144,53 @@ impl Broker {
         }
     }
 
+    /// Disconnects this node's clients gradually, spread evenly over
+    /// `over`, so that they reconnect (through the load balancer, to the
+    /// other nodes) a few at a time rather than all at once: 5.0 clients
+    /// get DISCONNECT 0x9C (use another server), 3.1.1 clients are closed.
+    /// Each connection first makes durable and acknowledges the publishes
+    /// it already received (principle 1), as at shutdown. Listeners keep
+    /// accepting meanwhile (the balancer's health checks and stragglers);
+    /// connections made during the drain are closed at its end. When
+    /// `hurry` resolves first (a second signal), the rest are told at once.
+    /// Returns once every drained connection let go of its session, or
+    /// after the shutdown grace period. The caller then ends [`Broker::run`].
+    pub async fn drain(&self, over: Duration, hurry: impl Future<Output = ()>) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let holders = self.sessions.holders();
+        tracing::info!(
+            connections = holders.len(),
+            over_secs = over.as_secs_f64(),
+            "draining: disconnecting clients gradually"
+        );
+        let count = u32::try_from(holders.len()).unwrap_or(u32::MAX).max(1);
+        let step = over / count;
+        let start = tokio::time::Instant::now();
+        let spread = async {
+            for (at, token) in (0..count).zip(&holders) {
+                tokio::time::sleep_until(start + step * at).await;
+                token.cancel();
+            }
+        };
+        tokio::select! {
+            () = spread => {}
+            () = hurry => tracing::info!("draining: telling the remaining clients at once"),
+        }
+        // Connections made while draining, and whoever is still held.
+        for token in self.sessions.holders() {
+            token.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while !self.sessions.holders().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(
+            elapsed_secs = start.elapsed().as_secs_f64(),
+            "drained: clients disconnected"
+        );
+    }
+
     /// Serves one MQTT connection over any byte stream until it ends, as if
     /// accepted by a listener without layers. For embedding and for the
     /// connection fuzzer (fuzz/fuzz_targets/connection.rs), which feeds

@@ -502,6 +502,16 @@ impl Registry {
         }
     }
 
+    /// The tokens of the connections holding a session now (a drain
+    /// cancels them one by one).
+    pub fn holders(&self) -> Vec<CancellationToken> {
+        let entries = self.entries.lock().expect("registry lock poisoned");
+        entries
+            .values()
+            .filter_map(|entry| entry.holder.as_ref().map(|(_, token)| token.clone()))
+            .collect()
+    }
+
     /// Removes offline sessions whose expiry has passed and returns their
     /// ids with their shared subscriptions.
     pub fn expire(&self, now: Instant) -> Vec<(ClientId, Vec<String>)> {

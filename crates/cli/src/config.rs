@@ -4,7 +4,8 @@
 //! Each table is its crate's own type, with its defaults and checks there:
 //! `[mqtt]`, `[limits]`, `[tls]` the broker's, `[log]` the log's
 //! (`LogFileConfig`), `[kafka]` Kafka's (`KafkaFileConfig`), `[archive]` the
-//! pipeline's (`ArchiveFileConfig`), `[http]` the API's (`HttpFileConfig`).
+//! pipeline's (`ArchiveFileConfig`), `[http]` the API's (`HttpFileConfig`),
+//! `[cluster]` the cluster crate's (`ClusterFileConfig`).
 //! [`FileConfig::resolve`] is the one place that checks them all and turns
 //! them into a [`NodeConfig`].
 
@@ -17,6 +18,7 @@ use tributary_api::HttpFileConfig;
 use tributary_broker::{BrokerConfig, LimitsConfig, MqttConfig, TlsConfig};
 use tributary_kafka::KafkaFileConfig;
 use tributary_log::{LogConfig, LogFileConfig};
+use tributary_membership::{ClusterConfig, ClusterFileConfig};
 use tributary_pipeline::{ArchiveFileConfig, ModelFileConfig};
 
 /// The flags of every command that works on a node's data: `serve` and
@@ -87,6 +89,8 @@ pub struct FileConfig {
     pub archive: ArchiveFileConfig,
     pub http: HttpFileConfig,
     pub model: ModelFileConfig,
+    /// This node in an HAProxy backend (docs/cluster.md).
+    pub cluster: ClusterFileConfig,
 }
 
 /// The `[store]` table: where measurements are kept.
@@ -111,6 +115,7 @@ impl Default for FileConfig {
             archive: ArchiveFileConfig::default(),
             http: HttpFileConfig::default(),
             model: ModelFileConfig::default(),
+            cluster: ClusterFileConfig::default(),
         }
     }
 }
@@ -146,6 +151,7 @@ impl FileConfig {
             config: self.archive.archive(),
             policy,
         });
+        let cluster = self.cluster.build(self.mqtt.proxy_protocol)?;
         Ok(NodeConfig {
             data_dir: self.data_dir.clone(),
             log: self.log_config(),
@@ -155,6 +161,7 @@ impl FileConfig {
             http: self.http.clone(),
             model: self.model.clone(),
             max_days_per_message: self.archive.max_days_per_message,
+            cluster,
         })
     }
 
@@ -197,6 +204,8 @@ pub struct NodeConfig {
     /// `[archive] max_days_per_message`, which the store sink applies too
     /// (even with the archive off), so that a message is refused alike.
     pub max_days_per_message: u32,
+    /// `None`: the node joins no HAProxy backend and leaves at once on SIGTERM.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl NodeConfig {

@@ -42,7 +42,8 @@ enum Command {
     /// them to the Parquet archive (unless `[archive] enabled = false`) and
     /// the HTTP API (`--http`), all on the embedded log in the data dir or,
     /// with `--log kafka://...`, on Kafka.
-    Serve(serve::ServeArgs),
+    // Boxed: its flags (listeners, certificates, the cluster) make it the largest by far.
+    Serve(Box<serve::ServeArgs>),
     /// Read the whole log again into the measurements store, from its
     /// first record to where it ended at the start, then stop: rebuilds a
     /// lost or new store, or checks that reprocessing changes nothing
@@ -95,7 +96,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Reprocess(args) => reprocess::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Bridge(args) => bridge::run(args),

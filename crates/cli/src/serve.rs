@@ -10,6 +10,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tributary_broker::{Broker, ListenerConfig, ListenerKind, Listeners, TlsConfig};
 use tributary_log::Log;
+use tributary_membership::Membership;
 use tributary_store::Store;
 
 use crate::config::{DataArgs, FileConfig, LogBackend, NodeConfig};
@@ -70,6 +71,62 @@ pub struct ServeArgs {
     /// With --tls-client-ca: refuse TLS clients without a certificate.
     #[arg(long, env = "TRIBUTARY_TLS_REQUIRE_CLIENT_CERT")]
     tls_require_client_cert: bool,
+    /// `[cluster]`: joining and leaving an HAProxy backend.
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// The `[cluster]` keys as flags (docs/cluster.md).
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// HAProxy's runtime API (a unix socket path or HOST:PORT): the node
+    /// joins the backend when ready and leaves it on SIGTERM.
+    #[arg(long, env = "TRIBUTARY_HAPROXY_API", value_name = "ADDR")]
+    haproxy_api: Option<String>,
+    /// The HAProxy backend to join [default: mqtt_nodes].
+    #[arg(long, env = "TRIBUTARY_HAPROXY_BACKEND", value_name = "NAME")]
+    haproxy_backend: Option<String>,
+    /// HOST:PORT HAProxy connects to for this node's MQTT listener.
+    #[arg(long, env = "TRIBUTARY_ADVERTISE", value_name = "ADDR")]
+    advertise: Option<String>,
+    /// The server's name in the backend [default: tributary-{node id}].
+    #[arg(long, env = "TRIBUTARY_NODE_NAME", value_name = "NAME")]
+    node_name: Option<String>,
+    /// The rest of the `add server` line [default: check inter 500ms fall 2
+    /// rise 2, with send-proxy-v2 check-send-proxy under --proxy-protocol].
+    #[arg(long, env = "TRIBUTARY_SERVER_OPTIONS", value_name = "OPTIONS")]
+    server_options: Option<String>,
+    /// Seconds SIGTERM takes to disconnect the clients a few at a time [default: 10].
+    #[arg(long, env = "TRIBUTARY_DRAIN_SECS", value_name = "SECS")]
+    drain_secs: Option<u64>,
+    /// A second HAProxy backend, for the HTTP API (with --advertise-http).
+    #[arg(long, env = "TRIBUTARY_HAPROXY_HTTP_BACKEND", value_name = "NAME")]
+    haproxy_http_backend: Option<String>,
+    /// HOST:PORT HAProxy connects to for this node's HTTP API.
+    #[arg(long, env = "TRIBUTARY_ADVERTISE_HTTP", value_name = "ADDR")]
+    advertise_http: Option<String>,
+}
+
+impl ClusterArgs {
+    fn apply(&self, config: &mut tributary_membership::ClusterFileConfig) {
+        let set = |value: &Option<String>, key: &mut Option<String>| {
+            if let Some(value) = value {
+                *key = Some(value.clone());
+            }
+        };
+        set(&self.haproxy_api, &mut config.haproxy_api);
+        set(&self.advertise, &mut config.advertise);
+        set(&self.node_name, &mut config.node_name);
+        set(&self.server_options, &mut config.server_options);
+        set(&self.haproxy_http_backend, &mut config.haproxy_http_backend);
+        set(&self.advertise_http, &mut config.advertise_http);
+        if let Some(backend) = &self.haproxy_backend {
+            config.haproxy_backend = backend.clone();
+        }
+        if let Some(secs) = self.drain_secs {
+            config.drain_secs = secs;
+        }
+    }
 }
 
 impl ServeArgs {
@@ -86,6 +143,7 @@ impl ServeArgs {
             config.mqtt.proxy_protocol = true;
         }
         self.compose_listeners(&mut config)?;
+        self.cluster.apply(&mut config.cluster);
         if let Some(addr) = self.http {
             config.http.listen = addr;
         }
@@ -246,6 +304,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         api_state.clone(),
         stop.clone(),
     ));
+    let readiness = api_state.clone();
     let api = tokio::spawn(tributary_api::serve(http, api_state, {
         let stop = stop.clone();
         async move { stop.cancelled().await }
@@ -266,8 +325,25 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             tracing::error!(error = %e, "pipeline stopped; measurements are not stored until tributary restarts");
         }
     });
+    // In the HAProxy backend once everything above is up: the log open,
+    // the listeners bound, the API served.
+    let cluster = config.cluster.as_ref().map(|cluster| {
+        let membership = Arc::new(Membership::new(cluster, broker.node_id()));
+        let joining = CancellationToken::new();
+        let join = tokio::spawn({
+            let (membership, joining) = (membership.clone(), joining.clone());
+            async move { membership.join(&joining).await }
+        });
+        Cluster {
+            membership,
+            join,
+            joining,
+        }
+    });
+    let leaving = broker.clone();
     let shutdown = async move {
         shutdown_signal().await;
+        leave(&leaving, &readiness, cluster).await;
         stop.cancel();
         let _ = pipeline.await;
         if let Ok(Err(e)) = api.await {
@@ -276,6 +352,52 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     };
     broker.run(listeners, shutdown).await?;
     Ok(())
+}
+
+/// This node in an HAProxy backend: its membership and the task joining it.
+struct Cluster {
+    membership: Arc<Membership>,
+    /// Resolves to whether the node joined.
+    join: tokio::task::JoinHandle<bool>,
+    /// Stops the join's retries at shutdown.
+    joining: CancellationToken,
+}
+
+/// The first part of a graceful shutdown, before the broker closes what is
+/// left: `/readyz` answers 503 at once; in a cluster, HAProxy sends no new
+/// connections (`state drain`), the clients are disconnected a few at a
+/// time over `drain_secs` (each connection's received publishes made
+/// durable and acknowledged first), and the node leaves the backend
+/// (`state maint`, `del server`). A second SIGTERM or SIGINT cuts the
+/// gradual part short. Failures to talk to HAProxy are logged, never fatal:
+/// its health checks take a node that is gone out of rotation anyway.
+async fn leave(broker: &Broker, readiness: &tributary_api::ApiState, cluster: Option<Cluster>) {
+    readiness.set_draining();
+    let Some(cluster) = cluster else { return };
+    let started = std::time::Instant::now();
+    cluster.joining.cancel();
+    let joined = cluster.join.await.unwrap_or(false);
+    let membership = &cluster.membership;
+    if joined {
+        if let Err(e) = membership.drain().await {
+            tracing::warn!(error = %e, "could not set the haproxy server to drain; disconnecting the clients anyway");
+        }
+    }
+    // A second signal tells the remaining clients at once; they are gone
+    // (their acknowledgements sent) before the server is deleted, which
+    // would otherwise cut their connections in HAProxy.
+    broker
+        .drain(membership.drain_period(), shutdown_signal())
+        .await;
+    if joined {
+        if let Err(e) = membership.leave().await {
+            tracing::warn!(error = %e, "could not leave the haproxy backend; its health checks take the node out of rotation");
+        }
+    }
+    tracing::info!(
+        elapsed_secs = started.elapsed().as_secs_f64(),
+        "left the cluster"
+    );
 }
 
 /// The archive, when enabled. A bad URL stops the start; whether the

@@ -83,6 +83,9 @@ enum Close {
     Revoked,
     /// The broker is shutting down.
     Shutdown,
+    /// The node is draining ([`Broker::drain`]): the client should connect
+    /// again, through the load balancer, to another node.
+    Moved,
 }
 
 impl Close {
@@ -91,7 +94,7 @@ impl Close {
             Close::ClientDisconnect { publish_will } => publish_will,
             Close::Lost | Close::Violation(..) | Close::TakenOver => true,
             Close::Revoked => false,
-            Close::Shutdown => false,
+            Close::Shutdown | Close::Moved => false,
         }
     }
 
@@ -110,6 +113,10 @@ impl Close {
             Close::Shutdown => Some((
                 ReasonCode::ServerShuttingDown,
                 "the server is shutting down",
+            )),
+            Close::Moved => Some((
+                ReasonCode::UseAnotherServer,
+                "the node is leaving the cluster: connect again",
             )),
             Close::ClientDisconnect { .. } | Close::Lost => None,
         }
@@ -407,6 +414,13 @@ impl Connection {
     fn stop_reason(&self) -> Close {
         if self.broker.shutdown.is_cancelled() {
             return Close::Shutdown;
+        }
+        if self
+            .broker
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Close::Moved;
         }
         match self.identity.as_deref() {
             Some(identity) if !self.broker.accounts.is_active(identity) => {
