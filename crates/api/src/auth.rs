@@ -1,9 +1,13 @@
 //! Owners' sign-up and login, the login tokens (sessions) and the
 //! [`Owner`] extractor that every protected handler takes.
 //!
-//! A token is 32 random bytes in hex, kept in memory only: tokens do not
-//! survive a restart (owners log in again), and are not shared between
-//! API instances.
+//! A token is 32 random bytes in hex. Sessions are kept in the
+//! measurements store (`api_sessions`, docs/store.md) by the SHA-256 of the
+//! token, never the token: they survive a restart, and a session made on
+//! one node is valid on every node sharing the store (a logout on any of
+//! them ends it everywhere). Every authenticated request looks its session
+//! up in the store; there is no cache, so an ended session is refused at
+//! once on every node.
 //!
 //! A session reaches the API in one of two ways. API clients send the
 //! token as `Authorization: Bearer`. The dashboard never sees the token: a
@@ -15,10 +19,10 @@
 //! and the header is the second lock for browsers or proxies that do not
 //! honour it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -28,60 +32,69 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tributary_accounts::{AuthError, Identity};
+use tributary_store::{ApiSession, NewSession, SessionBounds, Store, TokenHash};
 
+use crate::data::store_error;
 use crate::error::{ApiError, Result};
 use crate::ApiState;
 
-/// How long a login token is valid.
+/// How long a login token is valid (from login: no sliding expiry).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
-/// At most this many live tokens; a login beyond it gets 503 (bounded
-/// memory: expired tokens are dropped first).
+/// At most this many live tokens in the store; a login beyond it gets 503
+/// (bounded storage: expired tokens are purged first). Nodes that log
+/// people in at the same moment may pass it by that many.
 pub const MAX_SESSIONS: usize = 100_000;
 
-/// Login tokens → owner, with expiry; at most `per_owner` tokens per owner.
+/// Login sessions: made, found and ended in the store, under the bound of
+/// `per_owner` tokens per owner (counted in the store, so on every node).
 #[derive(Debug)]
 pub(crate) struct Sessions {
+    store: Arc<Store>,
     per_owner: usize,
     /// How long a token is valid ([`TOKEN_LIFETIME`] outside tests).
     lifetime: Duration,
-    table: Mutex<SessionTable>,
-}
-
-#[derive(Debug, Default)]
-struct SessionTable {
-    tokens: HashMap<String, Session>,
-    /// Each owner's tokens, oldest first: the one a login beyond the bound
-    /// ends.
-    by_owner: HashMap<String, VecDeque<String>>,
+    /// The live feeds open on this node, by the session they were opened
+    /// with: a session ended here (logout, pushed out by a login) ends them
+    /// at once; one ended on another node ends them at their next check of
+    /// the store (`live::SESSION_CHECK`).
+    watched: Arc<Mutex<HashMap<TokenHash, Watch>>>,
 }
 
 #[derive(Debug)]
-struct Session {
-    owner: String,
-    expires: Instant,
-    /// What a cookie-authenticated request that changes something must
-    /// echo in `X-CSRF-Token`.
-    csrf: String,
-    /// Cancelled when the session ends (logout, eviction, expiry seen):
-    /// what a live feed opened with the token waits on.
+struct Watch {
     ended: CancellationToken,
+    /// Live feeds holding the entry ([`SessionWatch`]s): the last to go
+    /// removes it.
+    feeds: usize,
 }
 
-impl SessionTable {
-    /// Removes a token (from both maps) and cancels what waits on it.
-    fn remove(&mut self, token: &str) -> Option<Session> {
-        let session = self.tokens.remove(token)?;
-        session.ended.cancel();
-        if let Some(tokens) = self.by_owner.get_mut(&session.owner) {
-            tokens.retain(|t| t != token);
-            if tokens.is_empty() {
-                self.by_owner.remove(&session.owner);
+/// Held by a live feed: `ended` is cancelled when its session ends on this
+/// node.
+pub(crate) struct SessionWatch {
+    pub(crate) ended: CancellationToken,
+    hash: TokenHash,
+    watched: Arc<Mutex<HashMap<TokenHash, Watch>>>,
+}
+
+impl Drop for SessionWatch {
+    fn drop(&mut self) {
+        let mut watched = lock(&self.watched);
+        if let Some(watch) = watched.get_mut(&self.hash) {
+            watch.feeds -= 1;
+            if watch.feeds == 0 {
+                watched.remove(&self.hash);
             }
         }
-        Some(session)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The cookie that carries a dashboard's login token.
@@ -93,128 +106,148 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the store keeps of a token. A plain SHA-256 is enough: the token is
+/// 32 random bytes, not a password, so there is nothing to guess.
+pub(crate) fn token_hash(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
+}
+
+/// The CSRF token of a session: derived from its token, so that nothing of
+/// it is stored and every node gives the same one. The page's scripts that
+/// read it cannot go back to the token, and the prefix keeps it apart from
+/// the stored hash (a copy of the store does not give it either).
+fn csrf_of(token: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"tributary csrf\0");
+    hasher.update(token.as_bytes());
+    hex(&hasher.finalize())
+}
+
+/// Now, in milliseconds since the Unix epoch (as the store keeps times).
+fn now_ms() -> i64 {
+    crate::unix_ms(SystemTime::now())
 }
 
 /// A live session as a request presented it.
 #[derive(Debug, Clone)]
 pub(crate) struct LiveSession {
-    pub(crate) token: String,
+    pub(crate) token_hash: TokenHash,
     pub(crate) owner: String,
     pub(crate) csrf: String,
     pub(crate) expires_ms: i64,
     /// When the token expires, for a live feed's end.
     pub(crate) expires: Instant,
-    /// Cancelled when the session ends before then.
-    pub(crate) ended: CancellationToken,
     /// Whether it came in the cookie (and not as a bearer token).
     pub(crate) by_cookie: bool,
 }
 
-/// A session as [`Sessions::get`] finds it.
-struct Found {
-    owner: String,
-    csrf: String,
-    expires: Instant,
-    ended: CancellationToken,
-}
-
 impl Sessions {
-    pub(crate) fn new(per_owner: usize, lifetime: Duration) -> Sessions {
+    pub(crate) fn new(store: Arc<Store>, per_owner: usize, lifetime: Duration) -> Sessions {
         Sessions {
+            store,
             per_owner: per_owner.max(1),
             lifetime,
-            table: Mutex::default(),
+            watched: Arc::default(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionTable> {
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A new session for `owner`: its token and its CSRF token. When the
     /// owner already holds `per_owner` tokens, the oldest ends.
-    fn create(&self, owner: String) -> Result<(String, String)> {
+    async fn create(&self, owner: String) -> Result<(String, String)> {
         let token = random_hex();
-        let csrf = random_hex();
-        let now = Instant::now();
-        let mut table = self.lock();
-        if table.tokens.len() >= MAX_SESSIONS {
-            let expired: Vec<String> = table
-                .tokens
-                .iter()
-                .filter(|(_, s)| s.expires <= now)
-                .map(|(t, _)| t.clone())
-                .collect();
-            for token in expired {
-                table.remove(&token);
-            }
-            if table.tokens.len() >= MAX_SESSIONS {
-                return Err(ApiError::Unavailable(
-                    "too many logged-in sessions; try again later".into(),
-                ));
-            }
-        }
-        while table
-            .by_owner
-            .get(&owner)
-            .is_some_and(|tokens| tokens.len() >= self.per_owner)
+        let now = now_ms();
+        let lifetime_ms = i64::try_from(self.lifetime.as_millis()).unwrap_or(i64::MAX);
+        let session = ApiSession {
+            token_hash: token_hash(&token),
+            owner,
+            created_ms: now,
+            last_used_ms: now,
+            expires_ms: now.saturating_add(lifetime_ms),
+        };
+        let bounds = SessionBounds {
+            per_owner: self.per_owner,
+            total: MAX_SESSIONS,
+        };
+        match self
+            .store
+            .create_session(&session, bounds)
+            .await
+            .map_err(store_error)?
         {
-            let oldest = table
-                .by_owner
-                .get(&owner)
-                .and_then(|tokens| tokens.front().cloned())
-                .expect("an owner's list is never empty");
-            table.remove(&oldest);
-            tracing::info!(%owner, per_owner = self.per_owner, "login: the owner's oldest token ended (tokens per owner bound)");
+            NewSession::Full => Err(ApiError::Unavailable(
+                "too many logged-in sessions; try again later".into(),
+            )),
+            NewSession::Created { ended } => {
+                for hash in ended {
+                    self.ended_here(hash);
+                    tracing::info!(owner = %session.owner, per_owner = self.per_owner, "login: the owner's oldest token ended (tokens per owner bound)");
+                }
+                let csrf = csrf_of(&token);
+                Ok((token, csrf))
+            }
         }
-        table.tokens.insert(
-            token.clone(),
-            Session {
-                owner: owner.clone(),
-                expires: now + self.lifetime,
-                csrf: csrf.clone(),
-                ended: CancellationToken::new(),
-            },
-        );
-        table
-            .by_owner
-            .entry(owner)
-            .or_default()
-            .push_back(token.clone());
-        Ok((token, csrf))
     }
 
     /// Ends a session; whether the token was live.
-    fn end(&self, token: &str) -> bool {
-        let now = Instant::now();
-        self.lock()
-            .remove(token)
-            .is_some_and(|session| session.expires > now)
+    async fn end(&self, hash: TokenHash) -> Result<bool> {
+        let live = self
+            .store
+            .end_session(hash, now_ms())
+            .await
+            .map_err(store_error)?;
+        self.ended_here(hash);
+        Ok(live)
     }
 
-    /// A live token's session; an expired one is removed.
-    fn get(&self, token: &str) -> Option<Found> {
-        let mut table = self.lock();
-        let session = table.tokens.get(token)?;
-        if session.expires <= Instant::now() {
-            table.remove(token);
-            return None;
+    /// Ends this node's live feeds of a session that just ended.
+    fn ended_here(&self, hash: TokenHash) {
+        if let Some(watch) = lock(&self.watched).remove(&hash) {
+            watch.ended.cancel();
         }
-        Some(Found {
-            owner: session.owner.clone(),
-            csrf: session.csrf.clone(),
-            expires: session.expires,
-            ended: session.ended.clone(),
-        })
     }
 
-    /// How many tokens `owner` holds (expired ones not yet seen included).
+    /// The session of a token, if live.
+    async fn get(&self, hash: TokenHash) -> Result<Option<ApiSession>> {
+        self.store
+            .session(hash, now_ms())
+            .await
+            .map_err(store_error)
+    }
+
+    /// Whether a session is still live, for a live feed's periodic check.
+    pub(crate) async fn is_live(&self, hash: TokenHash) -> Result<bool> {
+        Ok(self.get(hash).await?.is_some())
+    }
+
+    /// What a live feed of this session waits on.
+    pub(crate) fn watch(&self, hash: TokenHash) -> SessionWatch {
+        let mut watched = lock(&self.watched);
+        let watch = watched.entry(hash).or_insert_with(|| Watch {
+            ended: CancellationToken::new(),
+            feeds: 0,
+        });
+        watch.feeds += 1;
+        SessionWatch {
+            ended: watch.ended.clone(),
+            hash,
+            watched: self.watched.clone(),
+        }
+    }
+
+    /// How many live tokens `owner` holds (counted in the store).
     #[cfg(test)]
-    pub(crate) fn count_of(&self, owner: &str) -> usize {
-        self.lock().by_owner.get(owner).map_or(0, VecDeque::len)
+    pub(crate) async fn count_of(&self, owner: &str) -> u64 {
+        self.store
+            .session_count(owner, now_ms())
+            .await
+            .expect("count sessions in a test store")
     }
 }
 
@@ -233,18 +266,16 @@ impl FromRequestParts<ApiState> for LiveSession {
                 true,
             ),
         };
-        let Found {
-            owner,
-            csrf,
-            expires,
-            ended,
-        } = state
+        let token_hash = token_hash(&token);
+        let session = state
             .inner
             .sessions
-            .get(&token)
+            .get(token_hash)
+            .await?
             .ok_or(ApiError::Unauthorized(EXPIRED))?;
-        let left = expires.saturating_duration_since(Instant::now());
-        let expires_ms = crate::unix_ms(std::time::SystemTime::now() + left);
+        let left_ms = u64::try_from(session.expires_ms.saturating_sub(now_ms())).unwrap_or(0);
+        let expires = Instant::now() + Duration::from_millis(left_ms);
+        let csrf = csrf_of(&token);
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if by_cookie && !safe {
             let sent = parts.headers.get(CSRF_HEADER).map(|v| v.as_bytes());
@@ -255,12 +286,11 @@ impl FromRequestParts<ApiState> for LiveSession {
             }
         }
         Ok(LiveSession {
-            token,
-            owner,
+            token_hash,
+            owner: session.owner,
             csrf,
-            expires_ms,
+            expires_ms: session.expires_ms,
             expires,
-            ended,
             by_cookie,
         })
     }
@@ -342,7 +372,7 @@ pub(crate) async fn logout(
     session: LiveSession,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if !state.inner.sessions.end(&session.token) {
+    if !state.inner.sessions.end(session.token_hash).await? {
         return Err(ApiError::Unauthorized(EXPIRED));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -601,7 +631,7 @@ pub(crate) async fn login(
         }
     };
     throttle.succeeded(&name);
-    let (token, csrf) = state.inner.sessions.create(owner.clone())?;
+    let (token, csrf) = state.inner.sessions.create(owner.clone()).await?;
     let lifetime = state.inner.sessions.lifetime;
     let expires_in_s = lifetime.as_secs();
     let mut response = if credentials.cookie {

@@ -28,12 +28,15 @@
 //! - Bounded (docs/configuration.md, `[http]`): connections and the time
 //!   to send a request head ([`serve`], `server.rs`), bodies
 //!   ([`BODY_LIMIT`]), sign-ups per source address, login tokens per owner
-//!   and in all ([`auth::MAX_SESSIONS`]), concurrent Argon2 checks, live
+//!   and in all ([`auth::MAX_SESSIONS`]; both counted in the store),
+//!   concurrent Argon2 checks, live
 //!   feeds per owner and in all ([`live::MAX_FEEDS`]) and their duration,
 //!   devices per owner, and the size of every list answer.
 //! - A live feed ends when the token it was opened with ends.
 //! - Every error, axum's own rejections included, is problem+json.
-//! - Login tokens live in memory only and do not survive a restart.
+//! - Login sessions live in the store, by the SHA-256 of their token: they
+//!   survive a restart and are valid on every node sharing the store; the
+//!   per-owner bound is counted there. No node caches them.
 //!
 //! # Example
 //!
@@ -162,13 +165,18 @@ impl ApiState {
         log: tributary_log::Log,
         config: HttpConfig,
     ) -> ApiState {
+        let sessions = auth::Sessions::new(
+            store.clone(),
+            config.max_tokens_per_owner,
+            config.token_lifetime,
+        );
         ApiState {
             inner: Arc::new(Inner {
                 data_dir,
                 accounts,
                 store,
                 log,
-                sessions: auth::Sessions::new(config.max_tokens_per_owner, config.token_lifetime),
+                sessions,
                 signup_throttle: throttle::SignupThrottle::new(config.signups_per_hour_per_source),
                 signup: std::sync::Mutex::new(config.signup),
                 login_permits: Semaphore::new(LOGIN_CONCURRENCY),

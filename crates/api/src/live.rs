@@ -11,7 +11,9 @@
 //! than an inbox behind.
 //!
 //! A feed ends when the token it was opened with ends: at logout, when a
-//! newer login pushes it out (tokens per owner), or when it expires.
+//! newer login pushes it out (tokens per owner), or when it expires. Ended
+//! on this node, at once; ended on another node sharing the store, at the
+//! feed's next look at the store ([`SESSION_CHECK`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -29,8 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, Offset, Record};
 use tributary_router::{Next, Registration};
+use tributary_store::TokenHash;
 
-use crate::auth::LiveSession;
+use crate::auth::{LiveSession, SessionWatch};
 use crate::error::{ApiError, Result};
 use crate::ApiState;
 
@@ -39,6 +42,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// A feed ends after this long; an `EventSource` reconnects by itself.
 /// Bounds how long a client (or a stolen token) holds a feed.
 pub const MAX_FEED_DURATION: Duration = Duration::from_secs(60 * 60);
+/// A feed looks its session up in the store this often, so that a logout
+/// on another node ends it within this time (one on this node ends it at
+/// once).
+pub const SESSION_CHECK: Duration = Duration::from_secs(5);
 /// At most this many feeds at once (of all owners); more get 503.
 pub const MAX_FEEDS: usize = 256;
 
@@ -146,7 +153,10 @@ pub(crate) async fn live(
         // The feed's own bound, or the token's expiry if that comes first.
         deadline: (Instant::now() + state.inner.config.live_max_duration)
             .min(Instant::from_std(session.expires)),
-        ended: session.ended,
+        session: state.inner.sessions.watch(session.token_hash),
+        token_hash: session.token_hash,
+        check_at: Instant::now() + SESSION_CHECK,
+        state: state.clone(),
         closing: state.inner.closing.clone(),
         _slot: slot,
     };
@@ -163,8 +173,14 @@ struct Feed {
     /// The caller's events read but not yet sent.
     pending: VecDeque<Event>,
     deadline: Instant,
-    /// Cancelled when the token the feed was opened with ends.
-    ended: CancellationToken,
+    /// Its `ended` is cancelled when the token the feed was opened with
+    /// ends on this node.
+    session: SessionWatch,
+    /// The token's session in the store, looked up at `check_at`: how an
+    /// end on another node reaches the feed.
+    token_hash: TokenHash,
+    check_at: Instant,
+    state: ApiState,
     /// Cancelled when the server shuts down.
     closing: CancellationToken,
     /// Held while the feed is open (the bounds on feeds).
@@ -184,11 +200,21 @@ impl Feed {
     /// token ended, server shutting down, log closed or failed).
     async fn next_event(&mut self) -> Option<Event> {
         loop {
-            if self.ended.is_cancelled()
+            if self.session.ended.is_cancelled()
                 || self.closing.is_cancelled()
                 || Instant::now() >= self.deadline
             {
                 return None;
+            }
+            if Instant::now() >= self.check_at {
+                // A store that fails ends the feed too (it is logged where
+                // the error is made): a feed is not kept on a session that
+                // cannot be checked.
+                let live = self.state.inner.sessions.is_live(self.token_hash).await;
+                if !live.unwrap_or(false) {
+                    return None;
+                }
+                self.check_at = Instant::now() + SESSION_CHECK;
             }
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
@@ -207,7 +233,8 @@ impl Feed {
                 Next::CaughtUp(to) => {
                     self.next = self.next.max(to);
                     let woken = tokio::select! {
-                        () = self.ended.cancelled() => return None,
+                        () = self.session.ended.cancelled() => return None,
+                        () = tokio::time::sleep_until(self.check_at) => continue,
                         () = self.closing.cancelled() => return None,
                         woken = tokio::time::timeout_at(self.deadline, self.follow.woken()) => woken,
                     };

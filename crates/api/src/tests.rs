@@ -321,6 +321,97 @@ async fn logout_ends_the_token_at_once() -> TestResult {
     Ok(())
 }
 
+/// Another node on the same data directory and store (or this one after a
+/// restart): a second `ApiState` with its own log directory.
+async fn other_node(api: &Api) -> Result<Api, Box<dyn std::error::Error>> {
+    let data_dir = api.state.inner.data_dir.clone();
+    let accounts = Arc::new(tributary_accounts::Accounts::open(&data_dir)?);
+    let log = Log::open(LogConfig::new(data_dir.join("log-other-node")))?;
+    let state = ApiState::new(data_dir, accounts, api.store.clone(), log.clone());
+    Ok(Api {
+        router: router(state.clone()),
+        state,
+        store: api.store.clone(),
+        log,
+        _dir: tempfile::tempdir()?,
+    })
+}
+
+#[tokio::test]
+async fn a_session_holds_on_every_node_sharing_the_store_and_a_logout_on_one_ends_it_on_all(
+) -> TestResult {
+    let a = api().await?;
+    let ann = a.owner("ann").await;
+    let b = other_node(&a).await?;
+    let on_b = b.get("/api/v1/session", Some(&ann)).await;
+    assert_eq!(on_b.status, StatusCode::OK);
+    let on_a = a.get("/api/v1/session", Some(&ann)).await;
+    // The same owner, expiry and CSRF token wherever it is asked.
+    assert_eq!(on_a.json(), on_b.json());
+    assert_eq!(on_b.json()["owner"], "ann");
+    // Only the token's hash is stored.
+    let hash = crate::auth::token_hash(&ann);
+    assert!(a
+        .store
+        .session(hash, crate::unix_ms(std::time::SystemTime::now()))
+        .await?
+        .is_some());
+
+    let reply = b
+        .call(Method::POST, "/api/v1/logout", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    for node in [&a, &b] {
+        let reply = node.get("/api/v1/devices", Some(&ann)).await;
+        assert_problem(
+            &reply,
+            StatusCode::UNAUTHORIZED,
+            "unknown or expired session",
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_forged_token_or_an_expired_stored_session_is_401() -> TestResult {
+    let api = api().await?;
+    api.owner("ann").await;
+    for forged in ["f".repeat(64), "not hex at all".into()] {
+        let reply = api.get("/api/v1/devices", Some(&forged)).await;
+        assert_problem(
+            &reply,
+            StatusCode::UNAUTHORIZED,
+            "unknown or expired session",
+        );
+    }
+    // A stored session whose expiry has passed (as another node, or an
+    // earlier run, left it) is refused, and the lookup deletes it.
+    let token = "e".repeat(64);
+    let hash = crate::auth::token_hash(&token);
+    let now = crate::unix_ms(std::time::SystemTime::now());
+    let session = tributary_store::ApiSession {
+        token_hash: hash,
+        owner: "ann".into(),
+        created_ms: now - 2_000,
+        last_used_ms: now - 2_000,
+        expires_ms: now - 1_000,
+    };
+    let bounds = tributary_store::SessionBounds {
+        per_owner: 10,
+        total: 10,
+    };
+    api.store.create_session(&session, bounds).await?;
+    let reply = api.get("/api/v1/devices", Some(&token)).await;
+    assert_problem(
+        &reply,
+        StatusCode::UNAUTHORIZED,
+        "unknown or expired session",
+    );
+    // Deleted: nothing expired is left to purge.
+    assert_eq!(api.store.purge_sessions(now, usize::MAX).await?, 0);
+    Ok(())
+}
+
 #[tokio::test]
 async fn signup_can_be_turned_off() -> TestResult {
     let api = api().await?;

@@ -32,6 +32,9 @@ pub enum Error {
         what: String,
         reason: String,
     },
+    /// A login session that cannot be stored alike on both engines.
+    #[error("store login session: {reason}")]
+    InvalidSession { reason: String },
     /// A query that cannot be answered.
     #[error("query measurements: {reason}")]
     InvalidQuery { reason: String },

@@ -17,6 +17,10 @@
 //! - [`Summary`] and [`DeviceSeen`]: the owner's dashboard at a glance: [`Store::summary`]
 //!   gives each numeric measurement name's latest value and count, [`Store::devices_seen`] when
 //!   each device last measured and how many messages it sent in the last hour.
+//! - [`ApiSession`]: an HTTP API login session, kept by the SHA-256 of its token
+//!   ([`TokenHash`]) so that it survives a restart and holds on every node sharing the store:
+//!   [`Store::create_session`] (under the per-owner and total [`SessionBounds`]),
+//!   [`Store::session`], [`Store::end_session`].
 //!
 //! Schema, indexes and the per-minute rollup that keeps 30-day queries fast are described in
 //! `docs/store.md`; the SQL is in `migrations/<engine>/NNNN_name.sql`.
@@ -68,9 +72,13 @@ use std::path::{Path, PathBuf};
 
 mod error;
 pub mod postgres;
+mod sessions;
 pub mod sqlite;
 
 pub use error::{Error, Result};
+pub use sessions::{
+    ApiSession, NewSession, SessionBounds, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS,
+};
 
 /// The engine names, as [`Store::engine`] returns them and errors print them.
 pub const SQLITE: &str = "sqlite";

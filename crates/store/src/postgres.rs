@@ -8,9 +8,9 @@ use tokio_postgres::NoTls;
 use std::collections::HashSet;
 
 use crate::{
-    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, DeadLetter, DeviceSeen,
-    Error, Migration, NewRows, Point, Query, Result, Row, Source, Span, Summary, MINUTE_MS,
-    POSTGRES,
+    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, ApiSession, DeadLetter,
+    DeviceSeen, Error, Migration, NewRows, NewSession, Point, Query, Result, Row, SessionBounds,
+    Source, Span, Summary, TokenHash, MINUTE_MS, POSTGRES, PURGE_BATCH,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -29,10 +29,23 @@ const MIGRATIONS: &[Migration] = &[
         name: "device_minute",
         sql: include_str!("../migrations/postgres/0003_device_minute.sql"),
     },
+    Migration {
+        version: 4,
+        name: "api_sessions",
+        sql: include_str!("../migrations/postgres/0004_api_sessions.sql"),
+    },
 ];
 
 /// Connections in the pool: the pipeline's writer plus a few API readers.
 const POOL_SIZE: usize = 8;
+
+/// With `hashtext(owner)`, the two-key advisory lock that serialises one owner's logins on every
+/// node ("tses" in ASCII; two-key locks never meet the one-key migration lock).
+const SESSION_LOCK: i32 = 0x7473_6573;
+
+/// Deletes expired sessions, the longest expired first, at most `$2` (NULL: all).
+const PURGE_SESSIONS: &str = "DELETE FROM api_sessions WHERE token_hash IN (
+    SELECT token_hash FROM api_sessions WHERE expires_ms <= $1 ORDER BY expires_ms LIMIT $2)";
 
 /// Serialises concurrent migrations (pg_advisory_xact_lock key; "trib" "stor" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7472_6962_7374_6f72;
@@ -672,6 +685,179 @@ impl Postgres {
                 })
             })
             .collect()
+    }
+
+    pub(crate) async fn create_session(
+        &self,
+        session: &ApiSession,
+        bounds: SessionBounds,
+    ) -> Result<NewSession> {
+        const OP: &str = "store login session";
+        let now = session.created_ms;
+        let mut client = self.pool.get().await.map_err(pool_err(OP))?;
+        let tx = client.transaction().await.map_err(err(OP))?;
+        // Every node's logins of this owner wait here, so the owner's count cannot be raced.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&SESSION_LOCK, &session.owner],
+        )
+        .await
+        .map_err(err(OP))?;
+        let purge = tx.prepare_cached(PURGE_SESSIONS).await.map_err(err(OP))?;
+        tx.execute(&purge, &[&now, &Some(sql_limit(PURGE_BATCH))])
+            .await
+            .map_err(err(OP))?;
+        let count = tx
+            .prepare_cached("SELECT COUNT(*) FROM api_sessions")
+            .await
+            .map_err(err(OP))?;
+        let total = sql_limit(bounds.total);
+        let counted = |row: tokio_postgres::Row| row.try_get::<_, i64>(0).map_err(err(OP));
+        if counted(tx.query_one(&count, &[]).await.map_err(err(OP))?)? >= total {
+            // Full: only now is every expired session purged (this one login pays).
+            tx.execute(&purge, &[&now, &None::<i64>])
+                .await
+                .map_err(err(OP))?;
+            if counted(tx.query_one(&count, &[]).await.map_err(err(OP))?)? >= total {
+                tx.commit().await.map_err(err(OP))?;
+                return Ok(NewSession::Full);
+            }
+        }
+        // The owner's expired sessions, then those beyond the newest per_owner - 1.
+        let ended = tx
+            .prepare_cached(
+                "DELETE FROM api_sessions WHERE owner = $1 AND (expires_ms <= $2 OR token_hash IN (
+                    SELECT token_hash FROM api_sessions WHERE owner = $1 AND expires_ms > $2
+                    ORDER BY created_ms DESC, token_hash DESC OFFSET $3))
+                 RETURNING token_hash, expires_ms",
+            )
+            .await
+            .map_err(err(OP))?;
+        let rows = tx
+            .query(
+                &ended,
+                &[&session.owner, &now, &sql_limit(bounds.per_owner - 1)],
+            )
+            .await
+            .map_err(err(OP))?;
+        let mut ended = Vec::new();
+        for row in rows {
+            let expires_ms: i64 = row.try_get(1).map_err(err(OP))?;
+            if expires_ms > now {
+                ended.push(TokenHash::stored(
+                    POSTGRES,
+                    OP,
+                    row.try_get(0).map_err(err(OP))?,
+                )?);
+            }
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO api_sessions (token_hash, owner, created_ms, last_used_ms, expires_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .await
+            .map_err(err(OP))?;
+        tx.execute(
+            &insert,
+            &[
+                &&session.token_hash.0[..],
+                &session.owner,
+                &session.created_ms,
+                &session.last_used_ms,
+                &session.expires_ms,
+            ],
+        )
+        .await
+        .map_err(err(OP))?;
+        tx.commit().await.map_err(err(OP))?;
+        Ok(NewSession::Created { ended })
+    }
+
+    pub(crate) async fn session(&self, token_hash: TokenHash) -> Result<Option<ApiSession>> {
+        const OP: &str = "read login session";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT owner, created_ms, last_used_ms, expires_ms FROM api_sessions
+                 WHERE token_hash = $1",
+            )
+            .await
+            .map_err(err(OP))?;
+        let Some(row) = client
+            .query_opt(&stmt, &[&&token_hash.0[..]])
+            .await
+            .map_err(err(OP))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ApiSession {
+            token_hash,
+            owner: row.try_get(0).map_err(err(OP))?,
+            created_ms: row.try_get(1).map_err(err(OP))?,
+            last_used_ms: row.try_get(2).map_err(err(OP))?,
+            expires_ms: row.try_get(3).map_err(err(OP))?,
+        }))
+    }
+
+    pub(crate) async fn touch_session(&self, token_hash: TokenHash, now_ms: i64) -> Result<()> {
+        const OP: &str = "touch login session";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached("UPDATE api_sessions SET last_used_ms = $2 WHERE token_hash = $1")
+            .await
+            .map_err(err(OP))?;
+        client
+            .execute(&stmt, &[&&token_hash.0[..], &now_ms])
+            .await
+            .map_err(err(OP))?;
+        Ok(())
+    }
+
+    pub(crate) async fn end_session(&self, token_hash: TokenHash) -> Result<Option<i64>> {
+        const OP: &str = "end login session";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached("DELETE FROM api_sessions WHERE token_hash = $1 RETURNING expires_ms")
+            .await
+            .map_err(err(OP))?;
+        client
+            .query_opt(&stmt, &[&&token_hash.0[..]])
+            .await
+            .map_err(err(OP))?
+            .map(|row| row.try_get(0).map_err(err(OP)))
+            .transpose()
+    }
+
+    pub(crate) async fn session_count(&self, owner: &str, now_ms: i64) -> Result<u64> {
+        const OP: &str = "count login sessions";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT COUNT(*) FROM api_sessions WHERE owner = $1 AND expires_ms > $2",
+            )
+            .await
+            .map_err(err(OP))?;
+        let count: i64 = client
+            .query_one(&stmt, &[&owner, &now_ms])
+            .await
+            .map_err(err(OP))?
+            .try_get(0)
+            .map_err(err(OP))?;
+        stored_count(POSTGRES, OP, count)
+    }
+
+    pub(crate) async fn purge_sessions(&self, now_ms: i64, limit: usize) -> Result<u64> {
+        const OP: &str = "purge login sessions";
+        let client = self.pool.get().await.map_err(pool_err(OP))?;
+        let stmt = client
+            .prepare_cached(PURGE_SESSIONS)
+            .await
+            .map_err(err(OP))?;
+        client
+            .execute(&stmt, &[&now_ms, &Some(sql_limit(limit))])
+            .await
+            .map_err(err(OP))
     }
 
     pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {

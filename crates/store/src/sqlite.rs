@@ -13,8 +13,9 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, DeadLetter, DeviceSeen,
-    Error, Migration, NewRows, Point, Query, Result, Row, Source, Span, Summary, MINUTE_MS, SQLITE,
+    raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, ApiSession, DeadLetter,
+    DeviceSeen, Error, Migration, NewRows, NewSession, Point, Query, Result, Row, SessionBounds,
+    Source, Span, Summary, TokenHash, MINUTE_MS, PURGE_BATCH, SQLITE,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -32,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "device_minute",
         sql: include_str!("../migrations/sqlite/0003_device_minute.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "api_sessions",
+        sql: include_str!("../migrations/sqlite/0004_api_sessions.sql"),
     },
 ];
 
@@ -600,6 +606,148 @@ impl Sqlite {
         .await
     }
 
+    pub(crate) async fn create_session(
+        &self,
+        session: ApiSession,
+        bounds: SessionBounds,
+    ) -> Result<NewSession> {
+        let now = session.created_ms;
+        // None: full. IMMEDIATE behind the writer mutex: logins (of any process on this file) are
+        // serialised, so the counts below cannot be raced.
+        let ended = self
+            .write("store login session", move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                purge_expired(&tx, now, Some(PURGE_BATCH))?;
+                let count = |tx: &rusqlite::Transaction<'_>| {
+                    tx.query_row("SELECT COUNT(*) FROM api_sessions", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                };
+                let total = sql_limit(bounds.total);
+                if count(&tx)? >= total {
+                    // Full: only now is every expired session purged (this one login pays).
+                    purge_expired(&tx, now, None)?;
+                    if count(&tx)? >= total {
+                        tx.commit()?;
+                        return Ok(None);
+                    }
+                }
+                tx.execute(
+                    "DELETE FROM api_sessions WHERE owner = ?1 AND expires_ms <= ?2",
+                    params![session.owner, now],
+                )?;
+                // The owner's sessions beyond the newest per_owner - 1, oldest last.
+                let ended: Vec<Vec<u8>> = tx
+                    .prepare_cached(
+                        "SELECT token_hash FROM api_sessions WHERE owner = ?1
+                     ORDER BY created_ms DESC, token_hash DESC LIMIT -1 OFFSET ?2",
+                    )?
+                    .query_map(
+                        params![session.owner, sql_limit(bounds.per_owner - 1)],
+                        |r| r.get(0),
+                    )?
+                    .collect::<rusqlite::Result<_>>()?;
+                {
+                    let mut delete =
+                        tx.prepare_cached("DELETE FROM api_sessions WHERE token_hash = ?1")?;
+                    for hash in &ended {
+                        delete.execute(params![hash])?;
+                    }
+                }
+                tx.execute(
+                "INSERT INTO api_sessions (token_hash, owner, created_ms, last_used_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    &session.token_hash.0[..],
+                    session.owner,
+                    session.created_ms,
+                    session.last_used_ms,
+                    session.expires_ms
+                ],
+            )?;
+                tx.commit()?;
+                Ok(Some(ended))
+            })
+            .await?;
+        let Some(ended) = ended else {
+            return Ok(NewSession::Full);
+        };
+        let ended = ended
+            .into_iter()
+            .map(|hash| TokenHash::stored(SQLITE, "store login session", hash))
+            .collect::<Result<_>>()?;
+        Ok(NewSession::Created { ended })
+    }
+
+    pub(crate) async fn session(&self, token_hash: TokenHash) -> Result<Option<ApiSession>> {
+        const OP: &str = "read login session";
+        self.read(OP, move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT owner, created_ms, last_used_ms, expires_ms FROM api_sessions
+                     WHERE token_hash = ?1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![&token_hash.0[..]], |r| {
+                        Ok(ApiSession {
+                            token_hash,
+                            owner: r.get(0)?,
+                            created_ms: r.get(1)?,
+                            last_used_ms: r.get(2)?,
+                            expires_ms: r.get(3)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(err(OP))?;
+            Ok(row)
+        })
+        .await
+    }
+
+    pub(crate) async fn touch_session(&self, token_hash: TokenHash, now_ms: i64) -> Result<()> {
+        self.write("touch login session", move |conn| {
+            conn.prepare_cached("UPDATE api_sessions SET last_used_ms = ?2 WHERE token_hash = ?1")?
+                .execute(params![&token_hash.0[..], now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn end_session(&self, token_hash: TokenHash) -> Result<Option<i64>> {
+        self.write("end login session", move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM api_sessions WHERE token_hash = ?1 RETURNING expires_ms",
+            )?
+            .query_row(params![&token_hash.0[..]], |r| r.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    pub(crate) async fn session_count(&self, owner: String, now_ms: i64) -> Result<u64> {
+        const OP: &str = "count login sessions";
+        let count = self
+            .read(OP, move |conn| {
+                conn.prepare_cached(
+                    "SELECT COUNT(*) FROM api_sessions WHERE owner = ?1 AND expires_ms > ?2",
+                )
+                .and_then(|mut stmt| stmt.query_row(params![owner, now_ms], |r| r.get(0)))
+                .map_err(err(OP))
+            })
+            .await?;
+        stored_count(SQLITE, OP, count)
+    }
+
+    pub(crate) async fn purge_sessions(&self, now_ms: i64, limit: usize) -> Result<u64> {
+        let purged = self
+            .write("purge login sessions", move |conn| {
+                purge_expired(conn, now_ms, Some(limit))
+            })
+            .await?;
+        Ok(purged as u64)
+    }
+
     pub(crate) async fn count_and_checksum(&self) -> Result<(u64, u64)> {
         const OP: &str = "checksum measurements";
         self.read(OP, move |conn| {
@@ -671,6 +819,16 @@ fn read_segment(r: &rusqlite::Row<'_>, op: &'static str) -> Result<ActivitySegme
         })?,
         model_version: r.get(7).map_err(get)?,
     })
+}
+
+/// Deletes expired sessions, the longest expired first: at most `limit`, or all.
+fn purge_expired(conn: &Connection, now_ms: i64, limit: Option<usize>) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM api_sessions WHERE token_hash IN (
+            SELECT token_hash FROM api_sessions WHERE expires_ms <= ?1
+            ORDER BY expires_ms LIMIT ?2)",
+    )?
+    .execute(params![now_ms, limit.map_or(-1, sql_limit)])
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {

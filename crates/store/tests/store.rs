@@ -5,7 +5,8 @@
 use std::error::Error as StdError;
 
 use tributary_store::{
-    ActivitySegment, DeadLetter, DeviceSeen, Point, Query, Row, Store, Summary, SUMMARY_MAX_NAMES,
+    ActivitySegment, ApiSession, DeadLetter, DeviceSeen, NewSession, Point, Query, Row,
+    SessionBounds, Store, Summary, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
 };
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
@@ -790,6 +791,152 @@ fn version_2_with_rows(init: &str, activity: &str) -> String {
     )
 }
 
+fn hash(n: u8) -> TokenHash {
+    TokenHash([n; 32])
+}
+
+fn login(owner: &str, n: u8, now: i64, lifetime: i64) -> ApiSession {
+    ApiSession {
+        token_hash: hash(n),
+        owner: owner.into(),
+        created_ms: now,
+        last_used_ms: now,
+        expires_ms: now + lifetime,
+    }
+}
+
+const BOUNDS: SessionBounds = SessionBounds {
+    per_owner: 2,
+    total: 1_000,
+};
+
+fn created(ended: &[u8]) -> NewSession {
+    NewSession::Created {
+        ended: ended.iter().map(|&n| hash(n)).collect(),
+    }
+}
+
+/// Login sessions: lookup by hash, expiry, logout, the per-owner and total bounds, purging.
+async fn sessions_contract(store: &Store) -> TestResult {
+    const DAY: i64 = 86_400_000;
+    let t = T0;
+    assert_eq!(store.session(hash(1), t).await?, None);
+    let ann1 = login("ann", 1, t, DAY);
+    assert_eq!(store.create_session(&ann1, BOUNDS).await?, created(&[]));
+    assert_eq!(store.session(hash(1), t + 1).await?, Some(ann1.clone()));
+
+    // A third login of ann ends her oldest session only; bob's are his own.
+    let ann2 = login("ann", 2, t + 10, DAY);
+    let bob = login("bob", 9, t + 15, DAY);
+    let ann3 = login("ann", 3, t + 20, DAY);
+    assert_eq!(store.create_session(&ann2, BOUNDS).await?, created(&[]));
+    assert_eq!(store.create_session(&bob, BOUNDS).await?, created(&[]));
+    assert_eq!(store.create_session(&ann3, BOUNDS).await?, created(&[1]));
+    assert_eq!(store.session(hash(1), t + 21).await?, None);
+    assert_eq!(store.session(hash(2), t + 21).await?, Some(ann2.clone()));
+    assert_eq!(store.session_count("ann", t + 21).await?, 2);
+    assert_eq!(store.session_count("bob", t + 21).await?, 1);
+
+    // last_used_ms is refreshed once it is SESSION_TOUCH_MS old, and the expiry stays.
+    let later = t + 10 + SESSION_TOUCH_MS;
+    assert_eq!(store.session(hash(2), later).await?, Some(ann2.clone()));
+    let touched = store
+        .session(hash(2), later + 1)
+        .await?
+        .ok_or("ann2 live")?;
+    assert_eq!(
+        (touched.last_used_ms, touched.expires_ms),
+        (later, ann2.expires_ms)
+    );
+
+    // Logout: true once, then the session is gone.
+    assert!(store.end_session(hash(3), t + 30).await?);
+    assert!(!store.end_session(hash(3), t + 30).await?);
+    assert_eq!(store.session(hash(3), t + 30).await?, None);
+    assert_eq!(store.session_count("ann", t + 30).await?, 1);
+
+    // Expired at expires_ms exactly; a lookup then deletes it (and a logout says "not live").
+    assert_eq!(store.session(hash(2), ann2.expires_ms).await?, None);
+    assert!(!store.end_session(hash(2), ann2.expires_ms).await?);
+    assert!(!store.end_session(hash(9), bob.expires_ms).await?);
+    assert_eq!(store.session_count("bob", t).await?, 0);
+
+    // An owner's expired sessions do not count against, nor get reported by, the bound.
+    let now = t + 2 * DAY;
+    for n in 10..13 {
+        assert_eq!(
+            store
+                .create_session(&login("cat", n, now + i64::from(n), 5), BOUNDS)
+                .await?,
+            created(if n == 12 { &[10] } else { &[] })
+        );
+    }
+    let after = now + 100;
+    assert_eq!(
+        store
+            .create_session(&login("cat", 13, after, DAY), BOUNDS)
+            .await?,
+        created(&[])
+    );
+    assert_eq!(store.session_count("cat", after).await?, 1);
+
+    // The total bound: expired sessions make room, live ones do not.
+    let full = SessionBounds {
+        per_owner: 10,
+        total: 3,
+    };
+    let later = after + 10 * DAY; // every session so far has expired
+    let mut n = 20;
+    for owner in ["dan", "eve", "fay"] {
+        assert_eq!(
+            store
+                .create_session(&login(owner, n, later, DAY), full)
+                .await?,
+            created(&[])
+        );
+        n += 1;
+    }
+    assert_eq!(
+        store
+            .create_session(&login("gus", n, later, DAY), full)
+            .await?,
+        NewSession::Full
+    );
+    assert_eq!(store.session(hash(n), later).await?, None);
+
+    // Purging is bounded and takes the longest expired first. (Each login above purged the
+    // sessions expired by then: the table holds hal's alone.)
+    let gone = later + 2 * DAY;
+    let batch = u8::try_from(PURGE_BATCH.min(50))?;
+    let many = SessionBounds {
+        per_owner: 1_000,
+        ..BOUNDS
+    };
+    for i in 0..batch {
+        // Made later, expiring sooner: i = batch - 1 expires first.
+        let s = login("hal", 100 + i, gone - 10 - i64::from(i), 1);
+        assert_eq!(store.create_session(&s, many).await?, created(&[]));
+    }
+    assert_eq!(store.purge_sessions(gone, 2).await?, 2);
+    let before = gone - 1_000;
+    assert_eq!(store.session(hash(100 + batch - 1), before).await?, None);
+    assert_eq!(store.session(hash(100 + batch - 2), before).await?, None);
+    assert!(store
+        .session(hash(100 + batch - 3), before)
+        .await?
+        .is_some());
+    assert_eq!(
+        store.purge_sessions(gone, usize::MAX).await?,
+        u64::from(batch) - 2
+    );
+    assert_eq!(store.purge_sessions(gone, usize::MAX).await?, 0);
+
+    // The owner is stored as given; a NUL is refused on both engines.
+    let bad = login("a\0b", 200, gone, DAY);
+    assert!(store.create_session(&bad, BOUNDS).await.is_err());
+    Ok(())
+}
+
 /// After migration 0003 on a store that had rows: their devices are seen.
 async fn backfill_contract(store: &Store) -> TestResult {
     let now = T0 + 60_000; // minutes T0 - 59 min ..= T0 + 1 min
@@ -843,12 +990,17 @@ async fn sqlite() -> TestResult {
     activity_contract(&store).await?;
     summary_contract(&store).await?;
     devices_contract(&store).await?;
+    sessions_contract(&store).await?;
+    let kept = login("ivy", 250, T0, 3_600_000);
+    store.create_session(&kept, BOUNDS).await?;
     let before = store.count_and_checksum().await?;
     drop(store);
     // Reopening runs no migration twice and keeps everything.
     let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
     let reopened = Store::open(Some(&url), dir.path()).await?;
     assert_eq!(reopened.count_and_checksum().await?, before);
+    // A login session survives the reopening (a restart).
+    assert_eq!(reopened.session(hash(250), T0 + 1).await?, Some(kept));
     assert_eq!(
         reopened
             .activity_timeline("alice", T0, T0 + 1, 10)
@@ -885,10 +1037,14 @@ async fn postgres() -> TestResult {
         activity_contract(&store).await?;
         summary_contract(&store).await?;
         devices_contract(&store).await?;
+        sessions_contract(&store).await?;
+        let kept = login("ivy", 250, T0, 3_600_000);
+        store.create_session(&kept, BOUNDS).await?;
         let before = store.count_and_checksum().await?;
         drop(store);
         let reopened = Store::open(Some(&test_url), std::path::Path::new("/nonexistent")).await?;
         assert_eq!(reopened.count_and_checksum().await?, before);
+        assert_eq!(reopened.session(hash(250), T0 + 1).await?, Some(kept));
 
         // A second database, at version 2 with rows, for the backfill of migration 0003.
         admin

@@ -440,8 +440,8 @@ async fn a_login_beyond_the_tokens_per_owner_ends_the_oldest() -> TestResult {
             StatusCode::OK
         );
     }
-    assert_eq!(api.state.inner.sessions.count_of("ann"), 2);
-    assert_eq!(api.state.inner.sessions.count_of("bob"), 1);
+    assert_eq!(api.state.inner.sessions.count_of("ann").await, 2);
+    assert_eq!(api.state.inner.sessions.count_of("bob").await, 1);
     Ok(())
 }
 
@@ -547,6 +547,28 @@ async fn an_expired_or_pushed_out_token_ends_its_live_feed() -> TestResult {
     tokio::time::timeout(Duration::from_secs(5), feed.into_body().collect())
         .await
         .map_err(|_| "the feed of a pushed-out token stayed open")??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_logout_on_another_node_ends_the_live_feed_within_the_check() -> TestResult {
+    let a = api().await?; // feeds last 60 s by themselves
+    let ann = a.owner("ann").await;
+    let b = super::other_node(&a).await?;
+    let feed = open_feed(&a, &ann).await?;
+    assert_eq!(feed.status(), StatusCode::OK);
+    let started = Instant::now();
+    let reply = b
+        .call(Method::POST, "/api/v1/logout", Some(&ann), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    tokio::time::timeout(
+        crate::live::SESSION_CHECK + Duration::from_secs(5),
+        feed.into_body().collect(),
+    )
+    .await
+    .map_err(|_| "the feed of a token logged out on another node stayed open")??;
+    assert!(started.elapsed() <= crate::live::SESSION_CHECK + Duration::from_secs(2));
     Ok(())
 }
 
