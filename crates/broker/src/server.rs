@@ -120,18 +120,29 @@ impl Broker {
         Ok(())
     }
 
+    /// Resolves once the node serves MQTT connections: at once on the
+    /// embedded log; on Kafka once its copy of the topics caught up (at most
+    /// `CATCH_UP_WAIT` after start). A node joins its load balancer then.
+    pub async fn caught_up(&self) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let mut caught_up = cluster.caught_up.subscribe();
+        let wait = caught_up.wait_for(|done| *done);
+        tokio::time::timeout(crate::cluster::CATCH_UP_WAIT, wait)
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
     /// On Kafka: waits (at most `CATCH_UP_WAIT`) until the node's copy of
     /// the topics caught up, so that no client of it is sent old messages
     /// as new ones. Connections wait in the listen backlog meanwhile.
     async fn wait_caught_up(&self) {
-        let Some(cluster) = &self.cluster else { return };
-        let mut caught_up = cluster.caught_up.subscribe();
+        if self.cluster.is_none() {
+            return;
+        }
         let started = std::time::Instant::now();
-        let wait = caught_up.wait_for(|done| *done);
-        if tokio::time::timeout(crate::cluster::CATCH_UP_WAIT, wait)
-            .await
-            .is_err()
-        {
+        if !self.caught_up().await {
             tracing::warn!(
                 "not caught up with Kafka within {:?}; serving anyway",
                 crate::cluster::CATCH_UP_WAIT

@@ -326,13 +326,21 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         }
     });
     // In the HAProxy backend once everything above is up: the log open,
-    // the listeners bound, the API served.
+    // the listeners bound, the API served, and (on Kafka) MQTT served,
+    // its copy of the topics caught up.
     let cluster = config.cluster.as_ref().map(|cluster| {
         let membership = Arc::new(Membership::new(cluster, broker.node_id()));
         let joining = CancellationToken::new();
         let join = tokio::spawn({
-            let (membership, joining) = (membership.clone(), joining.clone());
-            async move { membership.join(&joining).await }
+            let (membership, joining, broker) =
+                (membership.clone(), joining.clone(), broker.clone());
+            async move {
+                tokio::select! {
+                    () = joining.cancelled() => return false,
+                    _ = broker.caught_up() => {}
+                }
+                membership.join(&joining).await
+            }
         });
         Cluster {
             membership,
