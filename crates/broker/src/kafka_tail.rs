@@ -64,20 +64,31 @@ pub(crate) async fn run(
     // `CATCH_UP_CHECK` (also while no record arrives).
     let mut catching_up = cluster.as_ref().map(|c| &c.caught_up);
     let mut check = tokio::time::interval(CATCH_UP_CHECK);
+    let mut target = None;
     loop {
-        let batch = tokio::select! {
-            () = stop.cancelled() => return,
-            batch = next_batch(&consumer) => batch,
-            _ = check.tick(), if catching_up.is_some() => {
-                if let Ok(Some(lag)) = consumer.lag().await {
-                    if lag <= crate::cluster::CAUGHT_UP_RECORDS {
-                        tracing::info!(behind = lag, "kafka tail: caught up with Kafka");
-                        if let Some(caught_up) = catching_up.take() {
-                            caught_up.send_replace(true);
+        // The check must not cancel `next_batch`: what it received is
+        // consumed as far as Kafka's client knows, and would be lost.
+        let next = next_batch(&consumer);
+        tokio::pin!(next);
+        let batch = loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                batch = &mut next => break batch,
+                _ = check.tick(), if catching_up.is_some() => {
+                    // The end of the topics once the group is assigned;
+                    // caught up once the copy reached it.
+                    if target.is_none() && consumer.lag().await.is_ok_and(|lag| lag.is_some()) {
+                        target = consumer.watermarks().await.ok();
+                    }
+                    if let Some(end) = &target {
+                        if let Ok(Some(true)) = consumer.reached(end).await {
+                            tracing::info!(records = end.records(), "kafka tail: caught up with Kafka");
+                            if let Some(caught_up) = catching_up.take() {
+                                caught_up.send_replace(true);
+                            }
                         }
                     }
                 }
-                continue;
             }
         };
         let (records, positions, carries) = match batch {

@@ -202,6 +202,90 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Whether this consumer's position in every assigned partition is at
+    /// or past `target`'s high watermark of it (a partition `target` does
+    /// not name counts as reached): it has read everything that was in
+    /// Kafka when `target` was taken. `None` while no partition is
+    /// assigned. Asks Kafka on a blocking thread, like a commit.
+    pub async fn reached(&self, target: &Watermarks) -> Result<Option<bool>> {
+        let inner = self.inner.clone();
+        let start = self.start;
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(positions) = positions_of(&inner, start)? else {
+                return Ok(None);
+            };
+            Ok(Some(positions.iter().all(
+                |((topic, partition), position)| {
+                    target
+                        .0
+                        .get(&(topic.clone(), *partition))
+                        .is_none_or(|(_, high)| position >= high)
+                },
+            )))
+        })
+        .await
+        .map_err(|e| Error::NotStored(format!("reached: {e}")))?
+    }
+}
+
+/// Each assigned partition's position: the next offset `recv` returns; for
+/// a partition read nothing from yet, the committed offset, else where
+/// `start` says. `None` while no partition is assigned.
+fn positions_of(
+    consumer: &StreamConsumer<Context>,
+    start: Start,
+) -> Result<Option<HashMap<(String, i32), i64>>> {
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| Error::kafka("read the assignment", e))?;
+    if assignment.count() == 0 {
+        return Ok(None);
+    }
+    let positions = consumer
+        .position()
+        .map_err(|e| Error::kafka("read the positions", e))?;
+    let mut committed: Option<TopicPartitionList> = None;
+    let mut out = HashMap::new();
+    for element in assignment.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let position = match positions
+            .find_partition(topic, partition)
+            .map(|p| p.offset())
+        {
+            Some(Offset::Offset(position)) => position,
+            _ => {
+                if committed.is_none() {
+                    committed = Some(
+                        consumer
+                            .committed(LAG_TIMEOUT)
+                            .map_err(|e| Error::kafka("read the committed offsets", e))?,
+                    );
+                }
+                match committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(topic, partition))
+                    .map(|p| p.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset,
+                    _ => {
+                        let (low, high) = consumer
+                            .fetch_watermarks(topic, partition, LAG_TIMEOUT)
+                            .map_err(|e| Error::kafka("fetch the watermarks", e))?;
+                        match start {
+                            Start::Earliest => low,
+                            Start::Latest => high,
+                        }
+                    }
+                }
+            }
+        };
+        out.insert((topic.to_owned(), partition), position);
+    }
+    Ok(Some(out))
+}
+
 fn lag_of(consumer: &StreamConsumer<Context>, start: Start) -> Result<Option<u64>> {
     let assignment = consumer
         .assignment()

@@ -83,14 +83,12 @@ pub async fn read_retained(
 pub struct Cluster {
     pub directory: Arc<SessionDirectory>,
     pub checkpoints: Arc<Checkpoints>,
-    /// True once the node's copy of the Kafka topics first came within
-    /// `CAUGHT_UP_RECORDS` of their end: before, a new subscription would be
-    /// sent old messages as they are copied, so the node does not serve yet.
+    /// True once the node's copy of the Kafka topics reached where the
+    /// topics ended when its router group was first assigned: before, a new
+    /// subscription would be sent old messages as they are copied, so the
+    /// node does not serve yet.
     pub caught_up: tokio::sync::watch::Sender<bool>,
 }
-
-/// Records the copy may be behind Kafka's end and count as caught up.
-pub const CAUGHT_UP_RECORDS: u64 = 1024;
 
 /// Longest a node waits to catch up before it serves anyway.
 pub const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
