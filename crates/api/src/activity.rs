@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use tributary_store::{ActivitySegment, MAX_ABS_TIME_MS};
 
 use crate::auth::Owner;
-use crate::data::{store_error, Params};
+use crate::data::Params;
+use crate::error::store_error;
 use crate::error::{ApiError, Result};
 use crate::ApiState;
 

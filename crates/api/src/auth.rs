@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_accounts::{AuthError, Identity};
 use tributary_store::{ApiSession, NewSession, SessionBounds, Store, TokenHash};
 
-use crate::data::store_error;
+use crate::error::store_error;
 use crate::error::{ApiError, Result};
 use crate::ApiState;
 

@@ -17,7 +17,7 @@ use tributary_archive::parquet_file::ParquetWriter;
 use tributary_store::{Row, Store};
 
 use crate::auth::Owner;
-use crate::error::{ApiError, Result};
+use crate::error::{store_error, ApiError, Result};
 use crate::ApiState;
 
 /// Points per measurements request unless `limit` says otherwise.
@@ -500,16 +500,4 @@ fn csv_row(out: &mut String, row: &Row) {
         }
     }
     out.push_str("\r\n");
-}
-
-/// Maps a store error: a query it cannot answer is the caller's (400),
-/// anything else is the store's (503, logged).
-pub(crate) fn store_error(error: tributary_store::Error) -> ApiError {
-    match error {
-        tributary_store::Error::InvalidQuery { reason } => ApiError::BadBody(reason),
-        other => {
-            tracing::error!(error = %other, "store");
-            ApiError::Unavailable("the store failed; the server log has the cause".into())
-        }
-    }
 }

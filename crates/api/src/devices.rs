@@ -100,7 +100,7 @@ pub(crate) async fn list(
         .store
         .devices_seen(&owner, now_ms)
         .await
-        .map_err(crate::data::store_error)?;
+        .map_err(crate::error::store_error)?;
     for device in &mut devices {
         if let Some(s) = seen.iter().find(|s| s.device == device.id) {
             device.last_seen_ms = Some(s.last_ms);

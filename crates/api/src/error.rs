@@ -226,3 +226,15 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Maps a store error: a query it cannot answer is the caller's (400),
+/// anything else is the store's (503, logged).
+pub(crate) fn store_error(error: tributary_store::Error) -> ApiError {
+    match error {
+        tributary_store::Error::InvalidQuery { reason } => ApiError::BadBody(reason),
+        other => {
+            tracing::error!(error = %other, "store");
+            ApiError::Unavailable("the store failed; the server log has the cause".into())
+        }
+    }
+}
