@@ -287,49 +287,14 @@ fn positions_of(
 }
 
 fn lag_of(consumer: &StreamConsumer<Context>, start: Start) -> Result<Option<u64>> {
-    let assignment = consumer
-        .assignment()
-        .map_err(|e| Error::kafka("read the assignment", e))?;
-    if assignment.count() == 0 {
+    let Some(positions) = positions_of(consumer, start)? else {
         return Ok(None);
-    }
-    let positions = consumer
-        .position()
-        .map_err(|e| Error::kafka("read the positions", e))?;
-    // Asked for only when a partition has no position yet.
-    let mut committed: Option<TopicPartitionList> = None;
+    };
     let mut lag = 0u64;
-    for element in assignment.elements() {
-        let (topic, partition) = (element.topic(), element.partition());
+    for ((topic, partition), position) in positions {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition, LAG_TIMEOUT)
+            .fetch_watermarks(&topic, partition, LAG_TIMEOUT)
             .map_err(|e| Error::kafka("fetch the watermarks", e))?;
-        let position = match positions
-            .find_partition(topic, partition)
-            .map(|p| p.offset())
-        {
-            Some(Offset::Offset(position)) => position,
-            _ => {
-                if committed.is_none() {
-                    committed = Some(
-                        consumer
-                            .committed(LAG_TIMEOUT)
-                            .map_err(|e| Error::kafka("read the committed offsets", e))?,
-                    );
-                }
-                match committed
-                    .as_ref()
-                    .and_then(|c| c.find_partition(topic, partition))
-                    .map(|p| p.offset())
-                {
-                    Some(Offset::Offset(offset)) => offset,
-                    _ => match start {
-                        Start::Earliest => low,
-                        Start::Latest => high,
-                    },
-                }
-            }
-        };
         // Below the low watermark means deleted before it was read: gone, not waiting.
         lag += u64::try_from(high - position.max(low)).unwrap_or(0);
     }
