@@ -37,12 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+import spark_local
 
 COLUMNS = ["subject", "experiment", "sample", "acc_x", "acc_y", "acc_z",
            "gyr_x", "gyr_y", "gyr_z", "label"]
@@ -170,47 +171,9 @@ def features(data: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, list[str]
 # -- Spark -----------------------------------------------------------------------------------
 
 
-LOG4J2 = """\
-rootLogger.level = warn
-rootLogger.appenderRef.stderr.ref = stderr
-appender.stderr.type = Console
-appender.stderr.name = stderr
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
-# Says only that Hadoop's optional native library is absent, which changes nothing here.
-logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
-logger.nativecode.level = error
-"""
-
-
 def spark_session(tmp: str):
-    from pyspark.sql import SparkSession
-
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
-        raise SystemExit("no Java runtime: Spark needs Java 17 (`java` on PATH or JAVA_HOME, "
-                         "e.g. apt-get install openjdk-17-jre-headless)")
-    # The driver binds to loopback (local mode needs no other address, and Spark otherwise warns
-    # when the host name resolves to 127.0.0.1). The Python workers that turn the rows into
-    # Spark's form run this very interpreter, so with the same pyspark.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # A log4j2 configuration at WARN from the JVM's first line on: setLogLevel alone would come
-    # after Spark's INFO start-up lines.
-    log4j = os.path.join(tmp, "log4j2.properties")
-    with open(log4j, "w") as f:
-        f.write(LOG4J2)
-    spark = (SparkSession.builder
-             .master("local[2]")
-             .appName("tributary-spark-har")
-             .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-             .config("spark.driver.memory", "2g")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "2")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+    return spark_local.spark_session(tmp, "tributary-spark-har", "local[2]", "2g",
+                                     config={"spark.sql.shuffle.partitions": "2"})
 
 
 def to_frame(spark, x: np.ndarray, y: np.ndarray):

@@ -53,29 +53,21 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
 
+import spark_local
+
 DEFAULT_TOPIC = "tributary.ingest"
 DEFAULT_JARS = "/opt/spark-kafka-4.2.0/jars"
 OWNER_HEADER = "tributary.owner"
 DEVICE_HEADER = "tributary.device"
 
-LOG4J2 = """\
-rootLogger.level = warn
-rootLogger.appenderRef.stderr.ref = stderr
-appender.stderr.type = Console
-appender.stderr.name = stderr
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
-# Says only that Hadoop's optional native library is absent, which changes nothing here.
-logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
-logger.nativecode.level = error
+# More quiet loggers than spark_local.LOG4J2 has, for the stream.
+LOG4J2_EXTRA = """\
 # Streaming aggregations cannot use adaptive query execution; Spark says so at every start.
 logger.resolvewrite.name = org.apache.spark.sql.execution.streaming.runtime.ResolveWriteToStream
 logger.resolvewrite.level = error
@@ -101,35 +93,16 @@ def kafka_jars(directory: str) -> list[str]:
 
 
 def spark_session(tmp: str, master: str, driver_memory: str, jars: list[str] | None = None):
-    from pyspark.sql import SparkSession
-
-    if not os.environ.get("JAVA_HOME") and shutil.which("java") is None:
-        raise SystemExit("no Java runtime: Spark needs Java 17 (`java` on PATH or JAVA_HOME, "
-                         "e.g. apt-get install openjdk-17-jre-headless)")
-    # Local mode needs no other address than loopback; the Python workers run this interpreter.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    # A log4j2 configuration at WARN from the JVM's first line on: setLogLevel alone comes after
-    # Spark's INFO start-up lines.
-    log4j = os.path.join(tmp, "log4j2.properties")
-    with open(log4j, "w") as f:
-        f.write(LOG4J2)
-    builder = (SparkSession.builder
-               .master(master)
-               .appName("tributary-spark-ingest")
-               .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
-               .config("spark.driver.memory", driver_memory)
-               .config("spark.ui.enabled", "false")
-               .config("spark.ui.showConsoleProgress", "false")
-               # A handful of owners: 200 shuffle partitions would be 200 tasks of nothing each.
-               .config("spark.sql.shuffle.partitions", "2")
-               # Owner names are strings, even those that look like numbers or dates.
-               .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false"))
+    config = {
+        # A handful of owners: 200 shuffle partitions would be 200 tasks of nothing each.
+        "spark.sql.shuffle.partitions": "2",
+        # Owner names are strings, even those that look like numbers or dates.
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+    }
     if jars:
-        builder = builder.config("spark.jars", ",".join(jars))
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+        config["spark.jars"] = ",".join(jars)
+    return spark_local.spark_session(tmp, "tributary-spark-ingest", master, driver_memory,
+                                     LOG4J2_EXTRA, config)
 
 
 # -- stream: the Kafka log -------------------------------------------------------------------
