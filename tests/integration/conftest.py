@@ -391,3 +391,15 @@ def tansu(request, tmp_path_factory):
         pytest.fail(f"tansu binary {tansu_bin()} not found: run scripts/provision.sh (it builds tansu 0.6.0 "
                     f"into /opt/tansu-0.6.0, see docs/testing.md) or set TANSU_BIN", pytrace=False)
     yield from _kafka_engine(request, Tansu(tmp_path_factory.mktemp("tansu")), "tansu")
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a fresh database on the run's PostgreSQL, dropped afterwards (postgres.py)."""
+    from postgres import create_database, drop_database
+
+    url = create_database("tributary_t")
+    try:
+        yield url
+    finally:
+        drop_database(url)

@@ -18,9 +18,7 @@ file into node B's data directory before B starts (there is no shared-accounts s
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
@@ -28,8 +26,8 @@ import pytest
 
 from accounts_cli import add_owner
 from api_client import api, call, login
-from clients import unique
 from conftest import Broker, wait_for
+from postgres import psql
 
 pytestmark = pytest.mark.tributary_only("the HTTP API is tributary's own")
 
@@ -83,30 +81,9 @@ def test_a_token_survives_a_restart_on_sqlite(tmp_path):
         node.close()
 
 
-@pytest.fixture
-def postgres_store():
-    """The URL of a fresh PostgreSQL database."""
-    base = os.environ.get("TRIBUTARY_TEST_POSTGRES")
-    if not base:
-        pytest.skip("TRIBUTARY_TEST_POSTGRES is not set (scripts/test.sh starts a PostgreSQL and sets it)")
-    database = f"tributary_sessions_{unique('').replace('-', '')[-10:]}"
-    subprocess.run(["psql", base, "-q", "-c", f"create database {database}"], check=True,
-                   capture_output=True, timeout=30)
-    url = base.rsplit("/", 1)[0] + f"/{database}"
-    yield url
-    subprocess.run(["psql", base, "-q", "-c", f"drop database if exists {database} with (force)"],
-                   capture_output=True, timeout=30)
-
-
-def psql(url: str, sql: str) -> str:
-    out = subprocess.run(["psql", url, "-qAt", "-c", sql], check=True, capture_output=True, text=True,
-                         timeout=30)
-    return out.stdout.strip()
-
-
 @pytest.mark.timeout(120)
-def test_two_nodes_on_one_postgres_store_share_sessions_across_restarts(tmp_path, postgres_store):
-    config = {"store": {"url": postgres_store}}
+def test_two_nodes_on_one_postgres_store_share_sessions_across_restarts(tmp_path, postgres_url):
+    config = {"store": {"url": postgres_url}}
     a = http_ready(Broker(tmp_path / "a", config).start())
     b = None
     try:
@@ -123,7 +100,7 @@ def test_two_nodes_on_one_postgres_store_share_sessions_across_restarts(tmp_path
         assert status == 200 and set_cookie, body
         cookie, csrf = set_cookie.split(";")[0], body["csrf"]
         # Only hashes are stored: neither token is in the table.
-        stored = psql(postgres_store, "select encode(token_hash, 'hex') from api_sessions")
+        stored = psql(postgres_url, "select encode(token_hash, 'hex') from api_sessions")
         assert len(stored.split()) == 2 and bearer not in stored and cookie.split("=")[1] not in stored
 
         # (a) A restart keeps both sessions, and the cookie's CSRF token.
@@ -155,11 +132,11 @@ def test_two_nodes_on_one_postgres_store_share_sessions_across_restarts(tmp_path
             refused(node, "not even hex")
         expiring = login(b, "ann", password)
         assert api(a, "GET", "/api/v1/devices", expiring)[0] == 200
-        assert psql(postgres_store, "update api_sessions set expires_ms = 1 returning owner") == "ann"
+        assert psql(postgres_url, "update api_sessions set expires_ms = 1 returning owner") == "ann"
         refused(a, expiring)
         refused(b, expiring)
         # The lookup that found it expired deleted it.
-        assert psql(postgres_store, "select count(*) from api_sessions") == "0"
+        assert psql(postgres_url, "select count(*) from api_sessions") == "0"
     finally:
         a.close()
         if b is not None:

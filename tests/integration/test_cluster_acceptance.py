@@ -27,8 +27,8 @@ from paho.mqtt.properties import Properties
 
 from accounts_cli import add_device, add_owner
 from conftest import Broker, unique_topic, wait_for
+from postgres import psql
 from test_cluster import Haproxy
-from test_pipeline_kafka import postgres_url, psql  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.tributary_only("the cluster is tributary's")
 

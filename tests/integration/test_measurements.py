@@ -13,8 +13,6 @@ TRIBUTARY_TEST_POSTGRES; each test makes a database of its own).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.parse
 
@@ -22,8 +20,8 @@ import cbor2
 import pytest
 
 from api_client import api, device_client, login, people
-from clients import unique
 from conftest import Broker
+from postgres import create_database
 
 pytestmark = pytest.mark.tributary_only("the pipeline, store and HTTP API are tributary's own")
 
@@ -58,13 +56,7 @@ def store_broker(request, tmp_path):
     """A broker whose store is SQLite (the default) or a fresh PostgreSQL database."""
     config = None
     if request.param == "postgres":
-        base = os.environ.get("TRIBUTARY_TEST_POSTGRES")
-        if not base:
-            pytest.skip("TRIBUTARY_TEST_POSTGRES is not set (scripts/test.sh starts a PostgreSQL and sets it)")
-        database = f"tributary_e2e_{unique('').replace('-', '')[-10:]}"
-        subprocess.run(["psql", base, "-q", "-c", f"create database {database}"], check=True,
-                       capture_output=True, timeout=30)
-        config = {"store": {"url": base.rsplit("/", 1)[0] + f"/{database}"}}
+        config = {"store": {"url": create_database("tributary_e2e")}}
     b = Broker(tmp_path, config).start()
     try:
         yield b

@@ -15,10 +15,8 @@ held every partition.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import zlib
@@ -31,6 +29,7 @@ from clients import V5, unique
 from conftest import Broker, unique_topic, wait_for
 from kafka import read_all
 from numbered import Publisher
+from postgres import psql
 from test_measurements import T0, api, login, measurements
 from test_reprocess import reprocess, summary
 
@@ -58,26 +57,6 @@ class SenmlPublisher(Publisher):
     def message(self, n: int) -> bytes:
         return json.dumps([{"bn": f"{self.device}/", "bt": T0 + n, "n": "seq", "v": n},
                            {"n": "twice", "v": 2 * n}]).encode()
-
-
-def psql(url: str, sql: str) -> str:
-    out = subprocess.run(["psql", url, "-tAq", "-c", sql], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
-@pytest.fixture
-def postgres_url():
-    base = os.environ.get("TRIBUTARY_TEST_POSTGRES")
-    if not base:
-        pytest.skip("TRIBUTARY_TEST_POSTGRES is not set (scripts/test.sh starts a PostgreSQL and sets it)")
-    database = f"tributary_pk_{unique('').replace('-', '')[-10:]}"
-    psql(base, f"create database {database}")
-    url = base.rsplit("/", 1)[0] + f"/{database}"
-    yield url
-    # The nodes are stopped by now (their fixtures end first); a leftover connection must not fail it.
-    subprocess.run(["psql", base, "-q", "-c", f"drop database if exists {database} with (force)"],
-                   capture_output=True, timeout=30)
 
 
 def pipeline_partitions(node: Broker, topic: str) -> set[str] | None:
