@@ -378,7 +378,7 @@ def main():
     p.add_argument("--scenarios", default="abcd")
     p.add_argument("--publishers", type=int, default=4)
     p.add_argument("--subscribers", type=int, default=3)
-    p.add_argument("--messages", type=int, default=75000, help="per publisher")
+    p.add_argument("--messages", type=int, default=150000, help="per publisher")
     p.add_argument("--size", type=int, default=100)
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip the unrecorded run that warms Kafka's JVM up")
