@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Cluster on Kafka: QoS 1 throughput of one node on the embedded log beside 1, 2 and 3 nodes on Apache
-Kafka behind HAProxy, in one run (docs/benchmarks.md, "Cluster on Kafka").
+"""Cluster on Kafka: QoS 1 throughput on the embedded log beside 1-3 nodes on Apache Kafka behind HAProxy.
+
+One run, side by side (docs/benchmarks.md, "Cluster on Kafka"):
 
   a  one node on its embedded log, clients connected directly
   b  one node on Apache Kafka, clients through HAProxy
@@ -24,9 +25,12 @@ HAProxy, the bench) from /proc, and each node's /metrics afterwards for
 `tributary_log_append_seconds` (publish handed to the log -> durable, or acknowledged by Kafka):
 what limits a scenario. The table goes to stdout, every raw JSON line to stderr.
 
-    .venv/bin/python scripts/bench_cluster.py [--runs 2] [--scenarios abcd] [--messages 25000]
+    .venv/bin/python scripts/bench_cluster.py [--runs 2] [--scenarios abcd] [--messages 150000] [--inflight 64]
 
-(needs confluent-kafka, as the integration tests do, to see when Kafka is ready)
+It needs confluent-kafka (in the tests' .venv) to see when Kafka is ready, Java 17 and Apache
+Kafka's jars under --kafka-home (scripts/provision.sh), and haproxy on PATH. A run cut short by
+--seconds is marked [time_limit] in the per-run line; its "lost" then counts the messages still
+on their way when it stopped.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 import kafka as kafka_helpers  # noqa: E402  (tests/integration/kafka.py)
 
 BACKEND = "mqtt_nodes"
+# The Apache Kafka node of this run (kafka.ApacheKafka), when a scenario needs one.
+KAFKA = None
 TICKS = os.sysconf("SC_CLK_TCK")
 SCENARIOS = {
     "a": ("one node, embedded log, direct", 0),
@@ -363,9 +369,6 @@ def med(values):
 
 def fmt(v, spec=",.0f"):
     return "—" if v is None else format(v, spec)
-
-
-KAFKA = None
 
 
 def main():
