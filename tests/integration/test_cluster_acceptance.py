@@ -161,17 +161,23 @@ class Device(Client):
         self.lock = threading.Condition()
         self.acked: set[int] = set()
         self.pending: dict[int, int] = {}  # mid -> number, on the current connection
+        self.early: dict[int, bool] = {}  # mid -> success, acknowledged before publish() returned
         self.attempts = 0
 
     def attach(self, conn: Mqtt):
         conn.c.on_publish = self._on_publish
         with self.lock:
             self.pending = {}
+            self.early = {}
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
+        # Runs on paho's thread while paho holds its own lock: take only ours, never call paho.
+        ok = reason_code is None or reason_code.value < 0x80
         with self.lock:
             n = self.pending.pop(mid, None)
-            if n is not None and (reason_code is None or reason_code.value < 0x80):
+            if n is None:
+                self.early[mid] = ok  # acknowledged before publish() returned its mid
+            elif ok:
                 self.acked.add(n)
             self.lock.notify_all()
 
@@ -179,9 +185,16 @@ class Device(Client):
         with self.lock:
             while len(self.pending) >= WINDOW and not self.conn.gone:
                 self.lock.wait(0.05)
-            info = self.conn.c.publish(self.topic, senml(self.device, n), qos=1)
-            self.attempts += 1
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+        # Outside our lock: paho's thread takes it in `_on_publish` while holding paho's.
+        info = self.conn.c.publish(self.topic, senml(self.device, n), qos=1)
+        self.attempts += 1
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return
+        with self.lock:
+            if info.mid in self.early:
+                if self.early.pop(info.mid):
+                    self.acked.add(n)
+            else:
                 self.pending[info.mid] = n
 
     def run(self):
