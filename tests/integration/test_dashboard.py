@@ -190,7 +190,8 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
     assert len(token) >= 40, token
     panel = page.get_by_role("dialog")
     assert "mosquitto_pub" in panel.inner_text()
-    assert panel.locator("canvas, img, svg").count() >= 1, "no QR code"
+    # The QR code's library loads when the dialog opens: wait for it (bounded), do not sample once.
+    panel.locator("canvas, img, svg").first.wait_for(timeout=15_000)
     check_page(page, "devices-token")
     page.keyboard.press("Escape")
 
