@@ -54,6 +54,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import kafka as kafka_helpers  # noqa: E402  (tests/integration/kafka.py)
+from conftest import render_toml  # noqa: E402  (the tests' config writer)
+from test_cluster import Haproxy  # noqa: E402  (HAProxy with docs/cluster.md's configuration)
 
 BACKEND = "mqtt_nodes"
 # The Apache Kafka node of this run (kafka.ApacheKafka), when a scenario needs one.
@@ -110,87 +112,6 @@ def busiest(before: dict[str, float], after: dict[str, float], wall: float, n: i
     """The `n` thread names that used the most CPU between two `thread_cpu` readings, in cores."""
     used = {k: v - before.get(k, 0.0) for k, v in after.items()}
     return [(k, round(v / wall, 2)) for k, v in sorted(used.items(), key=lambda kv: -kv[1])[:n] if v > 0]
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return str(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def render_toml(config: dict) -> str:
-    lines = []
-    for table, values in config.items():
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
-
-
-class Haproxy:
-    """HAProxy 2.6 with the configuration of docs/cluster.md (addresses and paths changed), as
-    tests/integration/test_cluster.py runs it."""
-
-    def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-haproxy-"))
-        self.dir.chmod(0o755)
-        run = self.dir / "run"
-        run.mkdir()
-        self.socket = run / "admin.sock"
-        self.port = free_port()
-        doc = (REPO / "docs" / "cluster.md").read_text()
-        block = doc.split("## HAProxy configuration", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
-        cfg = self.dir / "haproxy.cfg"
-        cfg.write_text(block.replace("/run/haproxy/admin.sock", str(self.socket))
-                       .replace("bind :1883", f"bind 127.0.0.1:{self.port}"))
-        cfg.chmod(0o644)
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        cmd = [binary, "-db", "-f", str(cfg)]
-        if os.geteuid() == 0:
-            shutil.chown(run, "nobody", "nogroup")
-            cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *cmd]
-        self.log = open(self.dir / "haproxy.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        wait_for(self._ready, 10, "haproxy's runtime API")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError((self.dir / "haproxy.log").read_text())
-        try:
-            self.command("show info")
-            return True
-        except OSError:
-            return False
-
-    def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(str(self.socket))
-            s.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
-
-    def servers(self) -> dict[str, dict]:
-        """The backend's servers from `show stat`: name -> {status, scur (current connections)}."""
-        lines = self.command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
-        return {r["svname"]: {"status": r["status"], "scur": int(r["scur"] or 0)}
-                for r in rows if r["pxname"] == BACKEND and r["svname"] not in ("BACKEND", "FRONTEND")}
-
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Node:
