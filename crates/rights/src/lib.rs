@@ -8,3 +8,11 @@
 //! per-owner encryption of payloads that makes the copies an append-only log
 //! or Kafka keeps erasable by destroying a key. No I/O beyond what each
 //! module documents.
+//!
+//! - [`pack`]: a pooled pack's release — budgets, the k-participant floor,
+//!   per-participant contribution bounds and the noisy figures — on
+//!   [`noise`], the one source of differentially private noise (OpenDP's
+//!   Laplace mechanism).
+
+pub mod noise;
+pub mod pack;
