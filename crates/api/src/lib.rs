@@ -1,5 +1,6 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
 //! devices, measurements, dead letters and export from the store, the
+//! owner's takeout (one streamed zip of everything, `takeout/`), the
 //! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
 //! Prometheus metrics and an OpenAPI 3.1 document; and the owner's
 //! dashboard, the single-page app of `web/` embedded at compile time and
