@@ -60,7 +60,7 @@ export function DataPage() {
         <h2 id="h-takeout">{t("takeout")}</h2>
         <p>{t("takeoutIntro")}</p>
         <p>
-          <a className="takeout-link" href={api.takeoutUrl} download>
+          <a href={api.takeoutUrl} download>
             {t("takeoutLink")}
           </a>
         </p>
