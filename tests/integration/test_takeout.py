@@ -8,11 +8,13 @@ fhir.resources' R4B models (fhir.resources 8.x defaults to R5; R4B's Observation
 | ann: heart rate, steps, a text and a boolean record, motion; bob: heart rate | every entry named in README.txt; the CSV, SenML and Parquet hold exactly the export API's rows; OMH heart rate and step count equal the summary's counts and validate (data point, header, body schema); physical activity and activity/segments.json equal the API's timeline; the FHIR bundle parses as R4 with one Observation per heart-rate and steps record (LOINC, UCUM); profile and devices hold no secret; nothing of bob's anywhere |
 | an unknown query parameter; no token | 400 / 401 problem+json, and the next takeout is whole |
 | 200,000 measurements, read at once and by a client that stops for 3 s | the zip holds all of them; what the takeout adds to the server's RSS, over the store's page cache, stays under 32 MiB (figures) |
+| SIGTERM while a client has stopped reading a takeout | the node exits (within the fixture's 20 s); the client's zip is cut short and does not open |
 """
 
 from __future__ import annotations
 
 import csv
+import http.client
 import importlib.resources
 import io
 import json
@@ -338,5 +340,22 @@ def test_a_takeout_of_200000_measurements_keeps_the_servers_memory_bounded(tmp_p
                 assert len(json.load(f)) == MANY
             total = sum(i.file_size for i in archive.infolist())
         figures(f"takeout of {MANY:,} measurements: {total / 1e6:.0f} MB uncompressed in the zip")
+
+        # Shutdown does not wait for a client that stopped reading: the takeout is cut short
+        # (no central directory, so no reader takes it for whole) and the node exits.
+        request = urllib.request.Request(broker.http_url + "/api/v1/takeout",
+                                         headers={"Authorization": f"Bearer {ann_api}"})
+        response = urllib.request.urlopen(request, timeout=60)
+        received = response.read(1 << 20)
+        assert broker.stop() == 0
+        figures(f"takeout: the node stopped in {broker.last_stop_s:.1f} s with a takeout's client not reading")
+        try:
+            while chunk := response.read(1 << 20):
+                received += chunk
+        except (http.client.IncompleteRead, ConnectionError):
+            pass
+        assert len(received) < out.stat().st_size
+        with pytest.raises(zipfile.BadZipFile):
+            zipfile.ZipFile(io.BytesIO(received))
     finally:
         broker.close()

@@ -158,10 +158,17 @@ pub(crate) async fn takeout(
         profile,
         devices,
     };
+    // Shutdown waits for responses in flight: a long takeout is cut short
+    // then, as live feeds end, rather than holding the node up.
+    let closing = state.inner.closing.clone();
     tokio::spawn(async move {
         let _running = running;
         let owner = takeout.owner.clone();
-        if let Err(error) = takeout.write().await {
+        let written = tokio::select! {
+            written = takeout.write() => written,
+            () = closing.cancelled() => Err(std::io::Error::other("the server is shutting down")),
+        };
+        if let Err(error) = written {
             if error.kind() == std::io::ErrorKind::BrokenPipe {
                 tracing::info!(%owner, "takeout: the client went away");
             } else {
