@@ -24,6 +24,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tributary_archive::parquet_file::ParquetWriter;
 use tributary_store::Store;
 
@@ -151,7 +152,7 @@ pub(crate) async fn takeout(
     let now_ms = unix_ms(std::time::SystemTime::now());
     let (to_client, from_writer) = mpsc::channel(stream::CHANNEL_CHUNKS);
     let takeout = Takeout {
-        zip: ZipStream::new(to_client.clone()),
+        zip: ZipStream::new(to_client),
         store: state.inner.store.clone(),
         owner,
         now_ms,
@@ -161,6 +162,11 @@ pub(crate) async fn takeout(
     // Shutdown waits for responses in flight: a long takeout is cut short
     // then, as live feeds end, rather than holding the node up.
     let closing = state.inner.closing.clone();
+    // Set when writing fails: the body then fails at once, ahead of any
+    // chunks still queued (a client that stopped reading would otherwise
+    // keep an error chunk waiting behind them).
+    let failed = CancellationToken::new();
+    let fail = failed.clone();
     tokio::spawn(async move {
         let _running = running;
         let owner = takeout.owner.clone();
@@ -168,19 +174,24 @@ pub(crate) async fn takeout(
             written = takeout.write() => written,
             () = closing.cancelled() => Err(std::io::Error::other("the server is shutting down")),
         };
-        if let Err(error) = written {
-            if error.kind() == std::io::ErrorKind::BrokenPipe {
+        match written {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
                 tracing::info!(%owner, "takeout: the client went away");
-            } else {
+            }
+            Err(error) => {
                 tracing::error!(%error, %owner, "takeout failed; response cut short");
-                let _ = to_client
-                    .send(Err(std::io::Error::other("takeout failed")))
-                    .await;
+                fail.cancel();
             }
         }
     });
-    let body = futures_util::stream::unfold(from_writer, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
+    let body = futures_util::stream::unfold(Some((from_writer, failed)), |state| async move {
+        let (mut rx, failed) = state?;
+        tokio::select! {
+            biased;
+            () = failed.cancelled() => Some((Err(std::io::Error::other("takeout failed")), None)),
+            chunk = rx.recv() => chunk.map(|chunk| (Ok(chunk), Some((rx, failed)))),
+        }
     });
     let filename = format!(
         "attachment; filename=\"tributary-takeout-{}.zip\"",

@@ -54,17 +54,15 @@ pub(crate) enum Packing {
     Store,
 }
 
-pub(crate) type Chunk = std::io::Result<Bytes>;
-
 /// A zip being written into a response.
 pub(crate) struct ZipStream {
     zip: ZipWriter<StreamWriter<Pending>>,
     pending: Pending,
-    to_client: mpsc::Sender<Chunk>,
+    to_client: mpsc::Sender<Bytes>,
 }
 
 impl ZipStream {
-    pub(crate) fn new(to_client: mpsc::Sender<Chunk>) -> ZipStream {
+    pub(crate) fn new(to_client: mpsc::Sender<Bytes>) -> ZipStream {
         let pending = Pending::default();
         ZipStream {
             zip: ZipWriter::new_stream(pending.clone()),
@@ -111,14 +109,14 @@ impl ZipStream {
 /// is gone.
 async fn pass_on(
     pending: &Pending,
-    to_client: &mpsc::Sender<Chunk>,
+    to_client: &mpsc::Sender<Bytes>,
     at_least: usize,
 ) -> std::io::Result<()> {
     let Some(chunk) = pending.take_if_at_least(at_least) else {
         return Ok(());
     };
     to_client
-        .send(Ok(Bytes::from(chunk)))
+        .send(Bytes::from(chunk))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
 }
