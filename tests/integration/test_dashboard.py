@@ -3,7 +3,7 @@ the release binary, which embeds the dashboard (web/dist) and serves it on its H
 
 One person signs up, adds a device, and a paho client publishes SenML with the token the page
 showed: the value appears on Live within a second of its PUBACK; Explore shows 30 days of history
-and zooms into one hour; the CSV export the page downloads equals the API's; the revoked device is
+and zooms into one hour; the CSV export the page downloads equals the API's, and so does the CSV in the takeout its "Download all my data" link downloads; the revoked device is
 refused and the page says so. A second person sees nothing of the first's. Every page is
 photographed at 1280x800 and 390x844 (light and dark) into target/dashboard-screenshots/ (or
 $TRIBUTARY_SCREENSHOTS), and axe-core (web/node_modules, pinned by web/package-lock.json) reports no
@@ -17,6 +17,7 @@ import os
 import re
 import time
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -259,6 +260,11 @@ def test_an_owner_signs_up_adds_a_device_sees_live_and_history_exports_and_revok
     assert status == 200
     assert downloaded == from_api, (len(downloaded), len(from_api))
     assert downloaded.count(b"\n") == HISTORY_DAYS * 1_440 + 2  # the header, the live value, the history
+    # "Download all my data": the takeout, through the session cookie, holds the same CSV.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download all my data (zip)").click()
+    with zipfile.ZipFile(download.value.path()) as takeout:
+        assert takeout.read("measurements/measurements.csv") == from_api
     check_page(page, "data")
 
     page.goto("/settings")

@@ -78,7 +78,7 @@ pub(crate) async fn timeline(
     }))
 }
 
-fn view(s: ActivitySegment) -> SegmentView {
+pub(crate) fn view(s: ActivitySegment) -> SegmentView {
     SegmentView {
         start: rfc3339(s.start_ms),
         end: rfc3339(s.end_ms),
@@ -93,7 +93,7 @@ fn view(s: ActivitySegment) -> SegmentView {
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-12-05T07:30:00.000Z`.
-fn rfc3339(time_ms: i64) -> String {
+pub(crate) fn rfc3339(time_ms: i64) -> String {
     let of_day = time_ms.rem_euclid(DAY_MS);
     format!(
         "{}T{:02}:{:02}:{:02}.{:03}Z",

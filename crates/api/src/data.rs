@@ -34,7 +34,10 @@ pub const MAX_DEAD_LETTERS: usize = 1_000;
 /// whole size in `payload_bytes`).
 pub const MAX_DEAD_LETTER_PAYLOAD: usize = 4 * 1024;
 /// Rows per store call while exporting.
-const EXPORT_PAGE: usize = 1_000;
+pub(crate) const EXPORT_PAGE: usize = 1_000;
+/// The CSV export's first line: the columns of [`csv_row`].
+pub(crate) const CSV_HEADER: &str =
+    "device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum\r\n";
 
 /// The query string, checked: each endpoint names the parameters it knows,
 /// and any other is refused (a typo should not silently do nothing).
@@ -372,9 +375,7 @@ impl Pager {
             self.started = true;
             match self.format {
                 Format::Senml => out.push('['),
-                Format::Csv => out.push_str(
-                    "device,message_id,seq,name,unit,time_ms,value,text,bool,data,sum\r\n",
-                ),
+                Format::Csv => out.push_str(CSV_HEADER),
                 Format::Parquet => {} // next_parquet_chunk
             }
         }
@@ -447,7 +448,7 @@ fn parquet_error(error: tributary_archive::Error) -> std::io::Error {
 }
 
 /// One row as a SenML record (RFC 8428): absolute name and time (seconds).
-fn senml(row: &Row) -> serde_json::Value {
+pub(crate) fn senml(row: &Row) -> serde_json::Value {
     let mut record = serde_json::json!({ "n": row.name, "t": row.time_ms as f64 / 1000.0 });
     if let Some(unit) = &row.unit {
         record["u"] = unit.as_str().into();
@@ -472,7 +473,7 @@ fn senml(row: &Row) -> serde_json::Value {
 
 /// One CSV line (RFC 4180: fields with a comma, quote or line break are
 /// quoted, quotes doubled).
-fn csv_row(out: &mut String, row: &Row) {
+pub(crate) fn csv_row(out: &mut String, row: &Row) {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let fields = [
         row.device.clone(),

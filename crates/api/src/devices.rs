@@ -93,12 +93,18 @@ pub(crate) async fn list(
     State(state): State<ApiState>,
     Owner(owner): Owner,
 ) -> Result<Json<Vec<DeviceView>>> {
-    let mut devices = own_devices(&state, &owner).await?;
+    Ok(Json(with_last_seen(&state, &owner).await?))
+}
+
+/// The owner's devices, revoked ones included, with when each was last
+/// seen (the device list, and the takeout's `devices.json`).
+pub(crate) async fn with_last_seen(state: &ApiState, owner: &str) -> Result<Vec<DeviceView>> {
+    let mut devices = own_devices(state, owner).await?;
     let now_ms = unix_ms(std::time::SystemTime::now());
     let seen = state
         .inner
         .store
-        .devices_seen(&owner, now_ms)
+        .devices_seen(owner, now_ms)
         .await
         .map_err(crate::error::store_error)?;
     for device in &mut devices {
@@ -107,7 +113,7 @@ pub(crate) async fn list(
             device.messages_last_hour = s.messages_last_hour;
         }
     }
-    Ok(Json(devices))
+    Ok(devices)
 }
 
 /// `DELETE /api/v1/devices/{id}`: revokes one of the caller's devices.

@@ -1,5 +1,6 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
 //! devices, measurements, dead letters and export from the store, the
+//! owner's takeout (one streamed zip of everything, `takeout/`), the
 //! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
 //! Prometheus metrics and an OpenAPI 3.1 document; and the owner's
 //! dashboard, the single-page app of `web/` embedded at compile time and
@@ -62,6 +63,7 @@ mod error;
 pub mod live;
 mod metrics;
 mod server;
+mod takeout;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -130,6 +132,8 @@ struct Inner {
     /// `/readyz` answers 503 from then on, so a load balancer checking it
     /// sends nothing new here.
     draining: std::sync::atomic::AtomicBool,
+    /// The owners whose takeout is being written (one each, a few in all).
+    takeouts: takeout::Running,
 }
 
 /// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
@@ -187,6 +191,7 @@ impl ApiState {
                 mqtt: std::sync::RwLock::default(),
                 router: std::sync::OnceLock::new(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                takeouts: takeout::Running::default(),
             }),
         }
     }
@@ -274,6 +279,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/measurements", get(data::measurements))
         .route("/dead-letters", get(data::dead_letters))
         .route("/export", get(data::export))
+        .route("/takeout", get(takeout::takeout))
         .route("/live", get(live::live))
         .route("/activity", get(activity::timeline))
         .route("/activity/daily", get(activity::daily))
@@ -296,7 +302,17 @@ pub fn router(state: ApiState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Gzip when the client asks (the dashboard's files, exports); the
         // default predicate leaves the live feed (text/event-stream) alone.
-        .layer(tower_http::compression::CompressionLayer::new())
+        // A zip is compressed already (and a takeout is large): not again.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                tower_http::compression::predicate::Predicate::and(
+                    tower_http::compression::predicate::DefaultPredicate::new(),
+                    tower_http::compression::predicate::NotForContentType::const_new(
+                        "application/zip",
+                    ),
+                ),
+            ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -717,6 +717,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/measurements", "get"),
     ("/api/v1/dead-letters", "get"),
     ("/api/v1/export", "get"),
+    ("/api/v1/takeout", "get"),
     ("/api/v1/live", "get"),
     ("/api/v1/activity", "get"),
     ("/api/v1/activity/daily", "get"),
@@ -1648,5 +1649,138 @@ async fn a_gzipped_export_is_whole() -> TestResult {
             "watch,0000000000000000000000000000ea60,0,hr,beat/min,60000,60,,,,",
         ]
     );
+    Ok(())
+}
+
+/// The takeout's entries, read back with the zip crate's reader (which
+/// checks each entry's CRC as it reads to the end).
+fn unzip(
+    body: Vec<u8>,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, Box<dyn std::error::Error>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body))?;
+    let mut entries = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i)?;
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        entries.insert(entry.name()?.into_owned(), bytes);
+    }
+    Ok(entries)
+}
+
+#[tokio::test]
+async fn takeout_is_a_zip_of_everything_of_the_caller_and_nothing_of_another() -> TestResult {
+    let api = api().await?;
+    let ann = api.owner("ann").await;
+    api.owner("bob").await;
+    // More than one export page, heart rate and steps.
+    let mut rows: Vec<_> = (0..2_500)
+        .map(|i| {
+            row(
+                "ann",
+                "watch",
+                0,
+                "watch/hr",
+                1_000 * i,
+                60.0 + (i % 30) as f64,
+            )
+        })
+        .collect();
+    for i in 0..40 {
+        let mut steps = row("ann", "watch", 1, "watch/steps", 1_000 * i, 10.0 * i as f64);
+        steps.unit = Some("count".into());
+        rows.push(steps);
+    }
+    rows.push(row("bob", "phone", 0, "phone/hr", 0, 99.5));
+    api.store.insert(&rows).await?;
+    // More than one page of segments, two devices starting together each
+    // time, so that a page ends between two segments of the same start.
+    let segments: Vec<_> = (0..1_500)
+        .map(|i| tributary_store::ActivitySegment {
+            owner: "ann".into(),
+            device: if i % 2 == 0 { "phone" } else { "watch" }.into(),
+            start_ms: 60_000 * (i / 2),
+            end_ms: 60_000 * (i / 2) + 60_000,
+            activity: "walking".into(),
+            confidence: 0.9,
+            windows: 10,
+            model_version: "m1".into(),
+        })
+        .collect();
+    api.store.upsert_activity(&segments).await?;
+
+    let reply = api.get("/api/v1/takeout?from=1", Some(&ann)).await;
+    assert_problem(&reply, StatusCode::BAD_REQUEST, "from");
+    let reply = api.get("/api/v1/takeout", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    let reply = api.get("/api/v1/takeout", Some(&ann)).await;
+    assert_eq!(
+        (reply.status, reply.content_type.as_str()),
+        (StatusCode::OK, "application/zip")
+    );
+    let entries = unzip(reply.body)?;
+    assert_eq!(entries.len(), 11, "{:?}", entries.keys());
+    let text = |name: &str| String::from_utf8(entries[name].clone()).unwrap_or_default();
+    let json_of = |name: &str| serde_json::from_slice::<Value>(&entries[name]).unwrap_or_default();
+    for name in entries.keys() {
+        assert!(text("README.txt").contains(name.as_str()), "{name}");
+    }
+    assert_eq!(
+        text("measurements/measurements.csv")
+            .matches("\r\n")
+            .count(),
+        1 + 2_540
+    );
+    assert_eq!(
+        json_of("measurements/measurements.senml.json")
+            .as_array()
+            .map(Vec::len),
+        Some(2_540)
+    );
+    assert_eq!(
+        json_of("omh/heart-rate.json").as_array().map(Vec::len),
+        Some(2_500)
+    );
+    assert_eq!(
+        json_of("omh/step-count.json").as_array().map(Vec::len),
+        Some(40)
+    );
+    let fhir = json_of("fhir/observations.json");
+    assert_eq!(fhir["resourceType"], "Bundle");
+    assert_eq!(fhir["entry"].as_array().map(Vec::len), Some(2_540));
+    // Every segment once, in (start, device) order.
+    let written = json_of("activity/segments.json");
+    let keys: Vec<(i64, String)> = written
+        .as_array()
+        .ok_or("segments")?
+        .iter()
+        .map(|s| {
+            (
+                s["start_ms"].as_i64().unwrap_or(-1),
+                s["device"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(i64, String)> = segments
+        .iter()
+        .map(|s| (s.start_ms, s.device.clone()))
+        .collect();
+    assert_eq!(keys, want);
+    assert_eq!(
+        json_of("omh/physical-activity.json")
+            .as_array()
+            .map(Vec::len),
+        Some(1_500)
+    );
+    assert_eq!(json_of("profile.json")["name"], "ann");
+    for (name, bytes) in &entries {
+        if name.ends_with(".parquet") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("bob") && !text.contains("99.5"), "{name}");
+    }
     Ok(())
 }

@@ -190,5 +190,6 @@ export const api = {
   setActivitySettings: (s: ActivitySettings) => request<ActivitySettings>("PUT", "/api/v1/activity/settings", { body: s }),
 
   exportUrl: (format: ExportFormat) => "/api/v1/export?" + qs({ format }),
+  takeoutUrl: "/api/v1/takeout",
   liveUrl: "/api/v1/live",
 };

@@ -19,7 +19,7 @@ function calls(source: string): [string, string][] {
     const method = m[1] === "get" ? "GET" : m[2];
     found.push([method, m[4].replace(/\$\{[^}]*\}/g, "{}")]);
   }
-  const urls = /\b(exportUrl|liveUrl)\b[^"]*"(\/api\/[^"?]*)/g;
+  const urls = /\b(exportUrl|liveUrl|takeoutUrl)\b[^"]*"(\/api\/[^"?]*)/g;
   for (const m of source.matchAll(urls)) found.push(["GET", m[2]]);
   return found;
 }

@@ -56,6 +56,16 @@ export function DataPage() {
         </ul>
       </section>
 
+      <section aria-labelledby="h-takeout">
+        <h2 id="h-takeout">{t("takeout")}</h2>
+        <p>{t("takeoutIntro")}</p>
+        <p>
+          <a href={api.takeoutUrl} download>
+            {t("takeoutLink")}
+          </a>
+        </p>
+      </section>
+
       <section aria-labelledby="h-model">
         <h2 id="h-model">{t("behaviourModel")}</h2>
         <p id="model-intro">{t("behaviourIntro")}</p>
