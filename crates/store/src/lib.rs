@@ -72,10 +72,15 @@ use std::path::{Path, PathBuf};
 
 mod error;
 pub mod postgres;
+mod rights;
 mod sessions;
 pub mod sqlite;
 
 pub use error::{Error, Result};
+pub use rights::{
+    AuditRecord, Consent, ConsentReceipt, DecisionRecord, MAX_PENDING_PER_SERVICE,
+    RECEIPT_SIGNING_SECRET,
+};
 pub use sessions::{
     ApiSession, NewSession, SessionBounds, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS,
 };

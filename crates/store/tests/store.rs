@@ -5,8 +5,9 @@
 use std::error::Error as StdError;
 
 use tributary_store::{
-    ActivitySegment, ApiSession, DeadLetter, DeviceSeen, NewSession, Point, Query, Row,
-    SessionBounds, Store, Summary, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
+    ActivitySegment, ApiSession, AuditRecord, Consent, ConsentReceipt, DeadLetter, DecisionRecord,
+    DeviceSeen, NewSession, Point, Query, Row, SessionBounds, Store, Summary, TokenHash,
+    PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
 };
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
@@ -991,6 +992,7 @@ async fn sqlite() -> TestResult {
     summary_contract(&store).await?;
     devices_contract(&store).await?;
     sessions_contract(&store).await?;
+    rights_contract(&store).await?;
     let kept = login("ivy", 250, T0, 3_600_000);
     store.create_session(&kept, BOUNDS).await?;
     let before = store.count_and_checksum().await?;
@@ -1038,6 +1040,7 @@ async fn postgres() -> TestResult {
         summary_contract(&store).await?;
         devices_contract(&store).await?;
         sessions_contract(&store).await?;
+        rights_contract(&store).await?;
         let kept = login("ivy", 250, T0, 3_600_000);
         store.create_session(&kept, BOUNDS).await?;
         let before = store.count_and_checksum().await?;
@@ -1089,4 +1092,185 @@ fn with_database(url: &str, db: &str) -> String {
         .find('/')
         .map_or(base.len(), |i| scheme_end + i);
     format!("{}/{db}{params}", &base[..host_end])
+}
+
+fn consent(id: &str, service: &str, owner: &str, created_ms: i64) -> Consent {
+    Consent {
+        id: id.into(),
+        service: service.into(),
+        owner: owner.into(),
+        types: vec!["heart_rate".into(), "steps".into()],
+        purpose: "dpv:ResearchAndDevelopment".into(),
+        retention_days: 30,
+        third_parties: vec!["Lab A".into()],
+        status: "pending".into(),
+        created_ms,
+        decided_ms: None,
+    }
+}
+
+fn decision(id: &str, owner: &str, from: &str, to: &str, at: i64) -> DecisionRecord {
+    DecisionRecord {
+        consent_id: id.into(),
+        owner: owner.into(),
+        from: from.into(),
+        to: to.into(),
+        receipt: ConsentReceipt {
+            receipt_id: format!("r-{id}-{to}"),
+            consent_id: id.into(),
+            owner: owner.into(),
+            status: to.into(),
+            jws: format!("jws.{id}.{to}"),
+            created_ms: at,
+        },
+    }
+}
+
+fn audit(owner: &str, count: u64, first_ms: i64) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        owner: owner.into(),
+        actor_kind: "service".into(),
+        actor: "study".into(),
+        channel: "mqtt".into(),
+        detail: "s:study:c1".into(),
+        device: "w1".into(),
+        consent_id: Some("c1".into()),
+        count,
+        first_ms,
+        last_ms: first_ms + 10,
+    }
+}
+
+/// Consents, decisions with receipts, the version nodes poll, the shared secret, the audit log.
+async fn rights_contract(store: &Store) -> TestResult {
+    // The first secret kept is the one every later caller gets.
+    let kept = store
+        .installation_secret("receipt-signing", &[1; 32])
+        .await?;
+    assert_eq!(kept, vec![1; 32]);
+    assert_eq!(
+        store
+            .installation_secret("receipt-signing", &[2; 32])
+            .await?,
+        vec![1; 32]
+    );
+
+    let v0 = store.consent_version().await?;
+    assert!(
+        store
+            .create_consent(&consent("c1", "study", "ann", T0))
+            .await?
+    );
+    assert!(
+        store
+            .create_consent(&consent("c2", "study", "bob", T0 + 1))
+            .await?
+    );
+    assert!(
+        store
+            .create_consent(&consent("c3", "other", "ann", T0 + 2))
+            .await?
+    );
+    assert_eq!(
+        store.consent("c1").await?,
+        Some(consent("c1", "study", "ann", T0))
+    );
+    assert_eq!(store.consent("nope").await?, None);
+    let ann: Vec<String> = store
+        .owner_consents("ann", None, 10)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ann, ["c3", "c1"], "newest first");
+    let page: Vec<String> = store
+        .owner_consents("ann", Some(T0 + 2), 10)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(page, ["c1"]);
+    assert_eq!(
+        store.service_consents("study", None, 1).await?.len(),
+        1,
+        "bounded by limit"
+    );
+
+    // Nothing is granted yet; a decision moves the version and stores the receipt.
+    assert!(store.granted_consents(100).await?.is_empty());
+    assert!(
+        store
+            .decide_consent(&decision("c1", "ann", "pending", "granted", T0 + 10))
+            .await?
+    );
+    assert!(store.consent_version().await? > v0);
+    let granted = store.granted_consents(100).await?;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(
+        (granted[0].status.as_str(), granted[0].decided_ms),
+        ("granted", Some(T0 + 10))
+    );
+    assert_eq!(
+        store.granted_consent("study", "ann").await?.map(|c| c.id),
+        Some("c1".into())
+    );
+    assert_eq!(store.granted_consent("study", "bob").await?, None);
+    // Another owner cannot decide it, nor can the same move happen twice.
+    assert!(
+        !store
+            .decide_consent(&decision("c1", "bob", "granted", "revoked", T0 + 11))
+            .await?
+    );
+    assert!(
+        !store
+            .decide_consent(&decision("c1", "ann", "pending", "refused", T0 + 11))
+            .await?
+    );
+    let v1 = store.consent_version().await?;
+    assert!(
+        store
+            .decide_consent(&decision("c1", "ann", "granted", "revoked", T0 + 12))
+            .await?
+    );
+    assert!(store.consent_version().await? > v1);
+    assert!(store.granted_consents(100).await?.is_empty());
+    let receipts: Vec<String> = store
+        .consent_receipts("c1")
+        .await?
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(receipts, ["granted", "revoked"]);
+    assert_eq!(
+        store.owner_receipts("ann", None, 10).await?[0].status,
+        "revoked"
+    );
+    assert!(store.owner_receipts("bob", None, 10).await?.is_empty());
+
+    // The audit log: appended, read newest first by owner, paged by id.
+    store
+        .append_audit(&[audit("ann", 3, T0), audit("bob", 1, T0)], T0 + 20)
+        .await?;
+    store
+        .append_audit(&[audit("ann", 5, T0 + 60_000)], T0 + 80_000)
+        .await?;
+    let log = store.owner_audit("ann", None, 10).await?;
+    assert_eq!(log.iter().map(|e| e.count).collect::<Vec<_>>(), [5, 3]);
+    assert_eq!(
+        AuditRecord {
+            id: 0,
+            ..log[1].clone()
+        },
+        audit("ann", 3, T0)
+    );
+    let older = store.owner_audit("ann", Some(log[0].id), 10).await?;
+    assert_eq!(older.len(), 1);
+    assert_eq!(store.owner_audit("ann", None, 1).await?.len(), 1);
+    // NUL is refused alike on both engines.
+    assert!(store
+        .create_consent(&consent("c\0", "study", "ann", T0))
+        .await
+        .is_err());
+    Ok(())
 }
