@@ -60,6 +60,9 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 # Maven fetches Apache Kafka's jars and Spark's Kafka connector (below).
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# OpenDP (the noise of pack releases, crates/rights) draws from OpenSSL, linked from the system.
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # The dashboard's end-to-end tests (tests/integration/test_dashboard.py) run in Debian's Chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
