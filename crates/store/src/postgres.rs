@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "consent",
         sql: include_str!("../migrations/postgres/0005_consent.sql"),
     },
+    Migration {
+        version: 8,
+        name: "packs",
+        sql: include_str!("../migrations/postgres/0008_packs.sql"),
+    },
 ];
 
 /// Connections in the pool: the pipeline's writer plus a few API readers.

@@ -44,6 +44,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "consent",
         sql: include_str!("../migrations/sqlite/0005_consent.sql"),
     },
+    Migration {
+        version: 8,
+        name: "packs",
+        sql: include_str!("../migrations/sqlite/0008_packs.sql"),
+    },
 ];
 
 /// Reader connections kept open between calls; more may be opened under load, and are closed

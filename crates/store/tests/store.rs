@@ -993,6 +993,7 @@ async fn sqlite() -> TestResult {
     devices_contract(&store).await?;
     sessions_contract(&store).await?;
     rights_contract(&store).await?;
+    packs_contract(&store).await?;
     let kept = login("ivy", 250, T0, 3_600_000);
     store.create_session(&kept, BOUNDS).await?;
     let before = store.count_and_checksum().await?;
@@ -1041,6 +1042,7 @@ async fn postgres() -> TestResult {
         devices_contract(&store).await?;
         sessions_contract(&store).await?;
         rights_contract(&store).await?;
+        packs_contract(&store).await?;
         let kept = login("ivy", 250, T0, 3_600_000);
         store.create_session(&kept, BOUNDS).await?;
         let before = store.count_and_checksum().await?;
@@ -1272,5 +1274,199 @@ async fn rights_contract(store: &Store) -> TestResult {
         .create_consent(&consent("c\0", "study", "ann", T0))
         .await
         .is_err());
+    Ok(())
+}
+
+fn pack(id: &str, buyer: &str, created_ms: i64) -> tributary_store::Pack {
+    tributary_store::Pack {
+        id: id.into(),
+        buyer: buyer.into(),
+        title: "resting heart rate".into(),
+        measurement: "heart_rate".into(),
+        purpose: "dpv:ResearchAndDevelopment".into(),
+        spec: r#"{"epsilon":1.0}"#.into(),
+        age_band: Some("30-39".into()),
+        region: None,
+        price_cents: 250,
+        currency: "EUR".into(),
+        created_ms,
+    }
+}
+
+fn joined(pack_id: &str, owner: &str, joined_ms: i64) -> tributary_store::Participation {
+    tributary_store::Participation {
+        pack_id: pack_id.into(),
+        owner: owner.into(),
+        status: "joined".into(),
+        joined_ms,
+        withdrawn_ms: None,
+        receipt: format!("jws-join-{owner}"),
+        withdraw_receipt: None,
+    }
+}
+
+fn charge(owner: &str, pack_id: &str, seq: i64, epsilon: f64) -> tributary_store::LedgerEntry {
+    tributary_store::LedgerEntry {
+        owner: owner.into(),
+        pack_id: pack_id.into(),
+        seq,
+        epsilon,
+        amount_cents: 250,
+        currency: "EUR".into(),
+        at_ms: T0 + seq,
+    }
+}
+
+fn released(pack_id: &str, seq: i64, participants: u64) -> tributary_store::PackRelease {
+    tributary_store::PackRelease {
+        pack_id: pack_id.into(),
+        seq,
+        released_ms: T0 + seq,
+        participants,
+        body: format!(r#"{{"seq":{seq}}}"#),
+    }
+}
+
+async fn packs_contract(store: &Store) -> TestResult {
+    use tributary_store::{Budget, PackSettings, Recorded, DEFAULT_BUDGET_CEILING};
+    store.create_pack(&pack("pk1", "lab", T0)).await?;
+    store.create_pack(&pack("pk2", "lab", T0 + 1)).await?;
+    store.create_pack(&pack("pk3", "other", T0 + 2)).await?;
+    assert_eq!(store.pack("pk1").await?, Some(pack("pk1", "lab", T0)));
+    assert_eq!(store.pack("nope").await?, None);
+    let ids =
+        |packs: Vec<tributary_store::Pack>| packs.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.packs(Some("lab"), None, 10).await?),
+        ["pk2", "pk1"]
+    );
+    assert_eq!(
+        ids(store.packs(None, Some(T0 + 2), 10).await?),
+        ["pk2", "pk1"]
+    );
+    assert_eq!(ids(store.packs(None, None, 1).await?), ["pk3"]);
+
+    // Joining twice is refused; withdrawing and joining again replaces the row.
+    assert!(store.join_pack(&joined("pk1", "ann", T0)).await?);
+    assert!(store.join_pack(&joined("pk1", "bob", T0 + 1)).await?);
+    assert!(!store.join_pack(&joined("pk1", "ann", T0 + 5)).await?);
+    assert_eq!(store.pack_participants("pk1", 10).await?, ["ann", "bob"]);
+    assert!(
+        store
+            .withdraw_pack("pk1", "bob", T0 + 9, "jws-withdraw")
+            .await?
+    );
+    assert!(!store.withdraw_pack("pk1", "bob", T0 + 10, "again").await?);
+    assert!(!store.withdraw_pack("pk1", "nobody", T0 + 10, "x").await?);
+    assert_eq!(store.pack_participants("pk1", 10).await?, ["ann"]);
+    let bobs = store.owner_participations("bob", 10).await?;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].status, "withdrawn");
+    assert_eq!(bobs[0].withdrawn_ms, Some(T0 + 9));
+    assert_eq!(bobs[0].withdraw_receipt.as_deref(), Some("jws-withdraw"));
+    assert!(store.join_pack(&joined("pk1", "bob", T0 + 20)).await?);
+    let bobs = store.owner_participations("bob", 10).await?;
+    assert_eq!(
+        (bobs[0].status.as_str(), bobs[0].withdrawn_ms),
+        ("joined", None)
+    );
+
+    // Settings: defaults until set; a bad ceiling is refused.
+    assert_eq!(store.pack_settings("ann").await?, PackSettings::default());
+    let ann = PackSettings {
+        budget_ceiling: 1.5,
+        age_band: Some("30-39".into()),
+        region: Some("EU".into()),
+    };
+    store.set_pack_settings("ann", &ann).await?;
+    assert_eq!(store.pack_settings("ann").await?, ann);
+    let nan = PackSettings {
+        budget_ceiling: f64::NAN,
+        ..PackSettings::default()
+    };
+    assert!(store.set_pack_settings("ann", &nan).await.is_err());
+
+    // Releases: numbered without gaps, charging each participant within their ceiling.
+    let owners = ["ann".to_owned(), "bob".to_owned()];
+    assert_eq!(
+        store.budgets(&owners).await?,
+        [
+            Budget {
+                ceiling: 1.5,
+                spent: 0.0
+            },
+            Budget {
+                ceiling: DEFAULT_BUDGET_CEILING,
+                spent: 0.0
+            }
+        ]
+    );
+    let first = [charge("ann", "pk1", 1, 1.0), charge("bob", "pk1", 1, 1.0)];
+    assert_eq!(
+        store.record_release(&released("pk1", 1, 2), &first).await?,
+        Recorded::Stored
+    );
+    assert_eq!(
+        store.record_release(&released("pk1", 1, 2), &first).await?,
+        Recorded::SeqTaken
+    );
+    assert_eq!(
+        store.record_release(&released("pk1", 3, 2), &first).await?,
+        Recorded::SeqTaken
+    );
+    // Ann has 0.5 left: a release charging her 1.0 stores nothing at all.
+    let second = [charge("ann", "pk1", 2, 1.0), charge("bob", "pk1", 2, 1.0)];
+    assert_eq!(
+        store
+            .record_release(&released("pk1", 2, 2), &second)
+            .await?,
+        Recorded::OverBudget("ann".into())
+    );
+    assert_eq!(
+        store.pack_releases("pk1", 10).await?,
+        [released("pk1", 1, 2)]
+    );
+    assert_eq!(
+        store.budgets(&owners).await?,
+        [
+            Budget {
+                ceiling: 1.5,
+                spent: 1.0
+            },
+            Budget {
+                ceiling: DEFAULT_BUDGET_CEILING,
+                spent: 1.0
+            }
+        ]
+    );
+    let without_ann = [charge("bob", "pk1", 2, 1.0)];
+    assert_eq!(
+        store
+            .record_release(&released("pk1", 2, 1), &without_ann)
+            .await?,
+        Recorded::Stored
+    );
+    assert_eq!(
+        store.owner_ledger("bob", 10).await?,
+        [charge("bob", "pk1", 2, 1.0), charge("bob", "pk1", 1, 1.0)]
+    );
+    assert_eq!(
+        store.owner_ledger("ann", 10).await?,
+        [charge("ann", "pk1", 1, 1.0)]
+    );
+    // A ledger entry for another pack, a NaN ε, or release 0 is refused before anything is written.
+    assert!(store
+        .record_release(&released("pk2", 1, 1), &without_ann)
+        .await
+        .is_err());
+    assert!(store
+        .record_release(&released("pk2", 1, 1), &[charge("bob", "pk2", 1, f64::NAN)])
+        .await
+        .is_err());
+    assert!(store
+        .record_release(&released("pk2", 0, 0), &[])
+        .await
+        .is_err());
+    assert!(store.pack_releases("pk2", 10).await?.is_empty());
     Ok(())
 }
