@@ -228,7 +228,11 @@ mod tests {
     fn service(read: bool, command: bool) -> Identity {
         Identity::Service {
             service: "bridge".into(),
-            grants: tributary_accounts::Grants { read, command },
+            grants: tributary_accounts::Grants {
+                read,
+                command,
+                packs: false,
+            },
         }
     }
 
