@@ -194,7 +194,9 @@ impl LiveConsents {
     pub fn replace(&self, grants: impl IntoIterator<Item = (String, String, Grant)>) {
         let mut next: HashMap<String, HashMap<String, Arc<Grant>>> = HashMap::new();
         for (service, owner, grant) in grants {
-            next.entry(service).or_default().insert(owner, Arc::new(grant));
+            next.entry(service)
+                .or_default()
+                .insert(owner, Arc::new(grant));
         }
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = next;
     }

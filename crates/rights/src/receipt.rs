@@ -26,7 +26,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish()
     }
 }
 
@@ -57,8 +59,8 @@ impl SigningKey {
 
     /// The key of a stored seed.
     pub fn from_seed(seed: [u8; 32]) -> SigningKey {
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
-            .expect("any 32 bytes are an Ed25519 seed");
+        let pair =
+            Ed25519KeyPair::from_seed_unchecked(&seed).expect("any 32 bytes are an Ed25519 seed");
         let digest = ring::digest::digest(&ring::digest::SHA256, pair.public_key().as_ref());
         // The key's id is its thumbprint's first 16 bytes: stable across
         // nodes and restarts, since it comes from the key alone.
@@ -319,10 +321,7 @@ mod tests {
         .unwrap();
         assert_eq!(value["consentReceiptID"], "r1");
         assert_eq!(value["consentTimestamp"], 1_700_000_000);
-        assert_eq!(
-            value["services"][0]["purposes"][0]["thirdPartyName"],
-            "Lab"
-        );
+        assert_eq!(value["services"][0]["purposes"][0]["thirdPartyName"], "Lab");
     }
 
     #[test]
