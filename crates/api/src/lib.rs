@@ -54,14 +54,17 @@
 //! ```
 
 mod activity;
+mod audit;
 pub mod auth;
 mod config;
+mod consent;
 mod data;
 mod devices;
 mod error;
 pub mod live;
 mod metrics;
 mod server;
+mod service;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -126,6 +129,8 @@ struct Inner {
     mqtt: std::sync::RwLock<MqttEndpoints>,
     /// Where live feeds learn of their owner's records (`set_router`).
     router: std::sync::OnceLock<Arc<tributary_router::Router>>,
+    /// The receipts' signing key and issuer (`consent.rs`).
+    receipts: consent::Receipts,
     /// Set when the node starts leaving ([`ApiState::set_draining`]):
     /// `/readyz` answers 503 from then on, so a load balancer checking it
     /// sends nothing new here.
@@ -187,8 +192,15 @@ impl ApiState {
                 mqtt: std::sync::RwLock::default(),
                 router: std::sync::OnceLock::new(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                receipts: consent::Receipts::new(),
             }),
         }
+    }
+
+    /// What the installation says of itself in every consent receipt
+    /// (`[consent]`, docs/configuration.md).
+    pub fn set_receipt_issuer(&self, issuer: tributary_rights::receipt::Issuer) {
+        self.inner.receipts.set_issuer(issuer);
     }
 
     /// Has live feeds follow owners through the node's router (the one the
@@ -280,7 +292,21 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/activity/settings",
             get(activity::settings).put(activity::set_settings),
-        );
+        )
+        .route("/consents", get(consent::list))
+        .route("/consents/{id}", get(consent::get_one))
+        .route("/consents/{id}/grant", post(consent::grant))
+        .route("/consents/{id}/refuse", post(consent::refuse))
+        .route("/consents/{id}/revoke", post(consent::revoke))
+        .route(
+            "/consents/{id}/receipts/{receipt_id}",
+            get(consent::receipt),
+        )
+        .route("/consent/jwks.json", get(consent::jwks))
+        .route("/consent/purposes", get(consent::purposes))
+        .route("/audit", get(audit::list))
+        .route("/service/consents", get(service::list).post(service::ask))
+        .route("/service/measurements", get(service::measurements));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))
