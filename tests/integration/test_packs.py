@@ -105,7 +105,14 @@ def pool(broker):
         wait_for(lambda key=key: stored(key), 30, 0.1, f"{key}'s heart rates stored")
     lab = f"lab{world['p0'][0][-6:]}"
     lab_token = add_service(broker, lab, "packs")
+    known(broker, lab, lab_token)
     return world, tokens, lab, lab_token
+
+
+def known(broker, service: str, token: str):
+    """Waits until the node has reloaded the accounts file with `service` in it."""
+    wait_for(lambda: service_call(broker, "GET", "/api/v1/service/packs", service, token)[0] != 401, 10, 0.1,
+             f"service {service} known")
 
 
 def join(broker, token: str, pack_id: str):
@@ -182,7 +189,7 @@ def test_a_pack_is_released_from_ten_participants_with_its_noise_and_ledgers(bro
     # p0 withdraws: nine with budget left → refused; p11 joins → released without p0.
     status, answer = api(broker, "POST", f"/api/v1/packs/{pid}/withdraw", tokens["p0"])
     assert status == 200, answer
-    assert verify(broker, answer["receipt"])["status"] == "revoked"
+    assert verify(broker, answer["receipt"])["tributary:status"] == "revoked"
     status, refused = service_call(broker, "POST", f"/api/v1/service/packs/{pid}/releases", lab, lab_token)
     assert status == 409 and "9 participants" in refused["detail"] and "1 more" in refused["detail"], refused
     assert join(broker, tokens["p11"], pid)[0] == 201
@@ -229,10 +236,12 @@ def test_cohorts_bad_definitions_and_strangers_are_refused(broker, pool):
 
     reader = lab.replace("lab", "rdr")
     reader_token = add_service(broker, reader, "read")
+    known(broker, reader, reader_token)
     status, problem = service_call(broker, "POST", "/api/v1/service/packs", reader, reader_token, definition())
     assert status == 403 and "packs" in problem["detail"], problem
     other = lab.replace("lab", "oth")
     other_token = add_service(broker, other, "packs")
+    known(broker, other, other_token)
     status, problem = service_call(broker, "POST", f"/api/v1/service/packs/{pack['id']}/releases", other, other_token)
     assert status == 404, problem
     status, problem = service_call(broker, "GET", "/api/v1/service/packs", lab, "wrong-token")

@@ -51,7 +51,7 @@ impl Receipts {
         *self.issuer.write().unwrap_or_else(|p| p.into_inner()) = issuer;
     }
 
-    fn issuer(&self) -> tributary_rights::receipt::Issuer {
+    pub(crate) fn issuer(&self) -> tributary_rights::receipt::Issuer {
         self.issuer
             .read()
             .unwrap_or_else(|p| p.into_inner())

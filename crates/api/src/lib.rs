@@ -63,6 +63,7 @@ mod devices;
 mod error;
 pub mod live;
 mod metrics;
+mod packs;
 mod server;
 mod service;
 #[cfg(test)]
@@ -306,7 +307,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/consent/purposes", get(consent::purposes))
         .route("/audit", get(audit::list))
         .route("/service/consents", get(service::list).post(service::ask))
-        .route("/service/measurements", get(service::measurements));
+        .route("/service/measurements", get(service::measurements))
+        .route(
+            "/service/packs",
+            get(packs::buyer_packs).post(packs::define),
+        )
+        .route(
+            "/service/packs/{id}/releases",
+            get(packs::releases).post(packs::release),
+        )
+        .route("/packs", get(packs::offers))
+        .route(
+            "/packs/settings",
+            get(packs::settings).put(packs::set_settings),
+        )
+        .route("/packs/earnings", get(packs::earnings))
+        .route("/packs/{id}/join", post(packs::join))
+        .route("/packs/{id}/withdraw", post(packs::withdraw));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))

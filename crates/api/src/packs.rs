@@ -197,7 +197,10 @@ fn day_string(days: i64) -> String {
 
 fn check_name(field: &str, s: &str, max: usize) -> Result<()> {
     if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        return Err(bad(field, format!("1 to {max} characters, no control characters")));
+        return Err(bad(
+            field,
+            format!("1 to {max} characters, no control characters"),
+        ));
     }
     Ok(())
 }
@@ -209,7 +212,10 @@ impl Definition {
         if purpose_of(&self.purpose).is_none() {
             return Err(bad(
                 "purpose",
-                format!("{:?} is not a DPV purpose this server knows (GET /api/v1/consent/purposes)", self.purpose),
+                format!(
+                    "{:?} is not a DPV purpose this server knows (GET /api/v1/consent/purposes)",
+                    self.purpose
+                ),
             ));
         }
         let first_day = parse_day("from", &self.from)?;
@@ -229,7 +235,10 @@ impl Definition {
         if self.min_participants < pack::DEFAULT_MIN_PARTICIPANTS {
             return Err(bad(
                 "min_participants",
-                format!("at least {} (the installation's floor)", pack::DEFAULT_MIN_PARTICIPANTS),
+                format!(
+                    "at least {} (the installation's floor)",
+                    pack::DEFAULT_MIN_PARTICIPANTS
+                ),
             ));
         }
         if !(0..=100_000_000).contains(&self.price_cents) {
@@ -238,7 +247,10 @@ impl Definition {
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(bad("currency", "an ISO 4217 code such as EUR"));
         }
-        for (field, value) in [("cohort.age_band", &self.cohort.age_band), ("cohort.region", &self.cohort.region)] {
+        for (field, value) in [
+            ("cohort.age_band", &self.cohort.age_band),
+            ("cohort.region", &self.cohort.region),
+        ] {
             if let Some(v) = value {
                 check_name(field, v, 64)?;
             }
@@ -252,8 +264,11 @@ impl Definition {
             aggregates: self.aggregates,
             min_participants: self.min_participants,
         };
-        spec.release_spec().validate().map_err(|e| ApiError::BadBody(e.to_string()))?;
-        let spec = serde_json::to_string(&spec).map_err(|e| ApiError::internal("keep a pack", e))?;
+        spec.release_spec()
+            .validate()
+            .map_err(|e| ApiError::BadBody(e.to_string()))?;
+        let spec =
+            serde_json::to_string(&spec).map_err(|e| ApiError::internal("keep a pack", e))?;
         let id = random_id().map_err(|e| ApiError::internal("make a pack id", e))?;
         Ok(Pack {
             id: format!("pk-{id}"),
@@ -333,7 +348,12 @@ pub(crate) async fn define(
 ) -> Result<(StatusCode, Json<PackView>)> {
     let Json(definition) = body?;
     let pack = definition.validate(&buyer, now_ms())?;
-    state.inner.store.create_pack(&pack).await.map_err(store_error)?;
+    state
+        .inner
+        .store
+        .create_pack(&pack)
+        .await
+        .map_err(store_error)?;
     tracing::info!(%buyer, pack = %pack.id, "pack defined");
     Ok((StatusCode::CREATED, Json(pack_view(pack)?)))
 }
@@ -353,7 +373,10 @@ pub(crate) async fn buyer_packs(
     Buyer(buyer): Buyer,
 ) -> Result<Json<Vec<BuyerPackView>>> {
     let store = &state.inner.store;
-    let packs = store.packs(Some(&buyer), None, MAX_LIST).await.map_err(store_error)?;
+    let packs = store
+        .packs(Some(&buyer), None, MAX_LIST)
+        .await
+        .map_err(store_error)?;
     let mut views = Vec::with_capacity(packs.len());
     for pack in packs {
         let participants = store
@@ -361,7 +384,11 @@ pub(crate) async fn buyer_packs(
             .await
             .map_err(store_error)?
             .len();
-        let releases = store.pack_releases(&pack.id, MAX_LIST).await.map_err(store_error)?.len();
+        let releases = store
+            .pack_releases(&pack.id, MAX_LIST)
+            .await
+            .map_err(store_error)?
+            .len();
         views.push(BuyerPackView {
             pack: pack_view(pack)?,
             participants,
@@ -397,7 +424,11 @@ pub(crate) async fn releases(
         .pack_releases(&pack.id, MAX_LIST)
         .await
         .map_err(store_error)?;
-    releases.iter().map(release_view).collect::<Result<_>>().map(Json)
+    releases
+        .iter()
+        .map(release_view)
+        .collect::<Result<_>>()
+        .map(Json)
 }
 
 fn fits_cohort(pack: &Pack, settings: &PackSettings) -> bool {
@@ -426,7 +457,10 @@ pub(crate) async fn release(
         .map_err(store_error)?;
     let mut owners = Vec::with_capacity(joined.len());
     for owner in joined {
-        if fits_cohort(&pack, &store.pack_settings(&owner).await.map_err(store_error)?) {
+        if fits_cohort(
+            &pack,
+            &store.pack_settings(&owner).await.map_err(store_error)?,
+        ) {
             owners.push(owner);
         }
     }
@@ -469,10 +503,14 @@ pub(crate) async fn release(
         }
     };
 
-    let existing = store.pack_releases(&pack.id, MAX_LIST).await.map_err(store_error)?;
+    let existing = store
+        .pack_releases(&pack.id, MAX_LIST)
+        .await
+        .map_err(store_error)?;
     let seq = existing.last().map_or(0, |r| r.seq) + 1;
     let at_ms = now_ms();
-    let mut body = serde_json::to_value(&released).map_err(|e| ApiError::internal("publish a release", e))?;
+    let mut body =
+        serde_json::to_value(&released).map_err(|e| ApiError::internal("publish a release", e))?;
     let days_out: Vec<serde_json::Value> = released
         .days
         .iter()
@@ -507,7 +545,11 @@ pub(crate) async fn release(
             at_ms,
         })
         .collect();
-    match store.record_release(&record, &ledger).await.map_err(store_error)? {
+    match store
+        .record_release(&record, &ledger)
+        .await
+        .map_err(store_error)?
+    {
         Recorded::Stored => {}
         Recorded::SeqTaken => {
             return Err(ApiError::Conflict(
@@ -552,7 +594,10 @@ pub(crate) async fn release(
             }
         })
         .collect();
-    store.append_audit(&audit, at_ms).await.map_err(store_error)?;
+    store
+        .append_audit(&audit, at_ms)
+        .await
+        .map_err(store_error)?;
     tracing::info!(
         %buyer,
         pack = %pack.id,
@@ -621,9 +666,16 @@ pub(crate) struct ReceiptAnswer {
 }
 
 /// The receipt of an owner's decision on a pack.
-async fn pack_receipt(state: &ApiState, owner: &str, pack: &Pack, status: Status, at_ms: i64) -> Result<String> {
-    let purpose = purpose_of(&pack.purpose)
-        .ok_or_else(|| ApiError::internal("read a pack", format!("unknown purpose {:?}", pack.purpose)))?;
+async fn pack_receipt(
+    state: &ApiState,
+    owner: &str,
+    pack: &Pack,
+    status: Status,
+    at_ms: i64,
+) -> Result<String> {
+    let purpose = purpose_of(&pack.purpose).ok_or_else(|| {
+        ApiError::internal("read a pack", format!("unknown purpose {:?}", pack.purpose))
+    })?;
     let key = state.inner.receipts.key(&state.inner.store).await?;
     let receipt_id = random_id().map_err(|e| ApiError::internal("make a receipt id", e))?;
     let types = [pack.measurement.clone()];
@@ -743,7 +795,10 @@ pub(crate) struct SettingsView {
 async fn settings_view(state: &ApiState, owner: &str) -> Result<SettingsView> {
     let store = &state.inner.store;
     let settings = store.pack_settings(owner).await.map_err(store_error)?;
-    let budget = store.budgets(&[owner.to_owned()]).await.map_err(store_error)?[0];
+    let budget = store
+        .budgets(&[owner.to_owned()])
+        .await
+        .map_err(store_error)?[0];
     Ok(SettingsView {
         budget_ceiling: settings.budget_ceiling,
         spent: budget.spent,
@@ -754,7 +809,10 @@ async fn settings_view(state: &ApiState, owner: &str) -> Result<SettingsView> {
 }
 
 /// `GET /api/v1/packs/settings`.
-pub(crate) async fn settings(State(state): State<ApiState>, Owner(owner): Owner) -> Result<Json<SettingsView>> {
+pub(crate) async fn settings(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+) -> Result<Json<SettingsView>> {
     settings_view(&state, &owner).await.map(Json)
 }
 
@@ -808,7 +866,10 @@ struct EntryView {
 }
 
 /// `GET /api/v1/packs/earnings`: the owner's ledger, newest first.
-pub(crate) async fn earnings(State(state): State<ApiState>, Owner(owner): Owner) -> Result<Json<EarningsView>> {
+pub(crate) async fn earnings(
+    State(state): State<ApiState>,
+    Owner(owner): Owner,
+) -> Result<Json<EarningsView>> {
     let entries = state
         .inner
         .store
@@ -844,11 +905,21 @@ mod tests {
 
     #[test]
     fn days_round_trip_through_dates() {
-        for (s, d) in [("1970-01-01", 0), ("2000-02-29", 11_016), ("2026-12-06", 20_793)] {
+        for (s, d) in [
+            ("1970-01-01", 0),
+            ("2000-02-29", 11_016),
+            ("2026-12-06", 20_793),
+        ] {
             assert_eq!(parse_day("from", s).unwrap(), d, "{s}");
             assert_eq!(day_string(d), s);
         }
-        for bad_date in ["2026-02-29", "2026-13-01", "26-1-1x", "2026/01/01", "1969-12-31"] {
+        for bad_date in [
+            "2026-02-29",
+            "2026-13-01",
+            "26-1-1x",
+            "2026/01/01",
+            "1969-12-31",
+        ] {
             assert!(parse_day("from", bad_date).is_err(), "{bad_date}");
         }
     }

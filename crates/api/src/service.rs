@@ -18,7 +18,7 @@ use axum::http::{header, StatusCode};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use tributary_accounts::{AuthError, Grant, Identity};
+use tributary_accounts::{AuthError, Grant, Grants, Identity};
 use tributary_rights::consent::{Request, Status};
 use tributary_store::{AuditRecord, Consent};
 
@@ -37,38 +37,44 @@ impl FromRequestParts<ApiState> for Service {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Service> {
-        let encoded = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .ok_or(ApiError::Unauthorized(BASIC_NEEDED))?;
-        let decoded = STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| ApiError::Unauthorized(BASIC_NEEDED))?;
-        let decoded =
-            String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized(BASIC_NEEDED))?;
-        let (name, token) = decoded
-            .split_once(':')
-            .ok_or(ApiError::Unauthorized(BASIC_NEEDED))?;
-        match state
-            .inner
-            .accounts
-            .authenticate_guarded(name, token.as_bytes())
-            .await
-        {
-            Ok(Identity::Service { service, grants }) if grants.contains(Grant::Read) => {
-                Ok(Service(service))
-            }
-            Ok(Identity::Service { .. }) => Err(ApiError::Forbidden(
+        let (service, grants) = authenticate(parts, state).await?;
+        if !grants.contains(Grant::Read) {
+            return Err(ApiError::Forbidden(
                 "this service was not granted 'read' (tributary service add NAME --grant read)",
-            )),
-            Ok(_) => Err(ApiError::Forbidden(
-                "only services use /api/v1/service/ (owners log in and use /api/v1/)",
-            )),
-            Err(AuthError::Revoked) => Err(ApiError::Unauthorized("this service is revoked")),
-            Err(_) => Err(ApiError::Unauthorized("wrong service name or token")),
+            ));
         }
+        Ok(Service(service))
+    }
+}
+
+/// The service a request authenticates as with HTTP Basic, and its grants;
+/// what it may do with them is the caller's to check.
+pub(crate) async fn authenticate(parts: &Parts, state: &ApiState) -> Result<(String, Grants)> {
+    let encoded = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .ok_or(ApiError::Unauthorized(BASIC_NEEDED))?;
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| ApiError::Unauthorized(BASIC_NEEDED))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| ApiError::Unauthorized(BASIC_NEEDED))?;
+    let (name, token) = decoded
+        .split_once(':')
+        .ok_or(ApiError::Unauthorized(BASIC_NEEDED))?;
+    match state
+        .inner
+        .accounts
+        .authenticate_guarded(name, token.as_bytes())
+        .await
+    {
+        Ok(Identity::Service { service, grants }) => Ok((service, grants)),
+        Ok(_) => Err(ApiError::Forbidden(
+            "only services use /api/v1/service/ (owners log in and use /api/v1/)",
+        )),
+        Err(AuthError::Revoked) => Err(ApiError::Unauthorized("this service is revoked")),
+        Err(_) => Err(ApiError::Unauthorized("wrong service name or token")),
     }
 }
 
