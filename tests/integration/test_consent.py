@@ -238,6 +238,7 @@ def test_revocation_cuts_the_live_subscription_within_one_second(world, broker):
         publisher.join()
     assert body["status"] == "revoked"
     assert [r["status"] for r in body["receipts"]] == ["granted", "revoked"]
+    assert any(revoked_at - 0.25 < t <= revoked_at for t in arrivals), "deliveries were flowing up to the revoke"
     last = max(arrivals) - revoked_at
     print(f"revoke answered in {answered * 1000:.0f} ms; last delivery {last * 1000:.0f} ms after the revoke")
     assert last < 1.0, f"the subscription went on for {last:.2f} s after the revoke"
@@ -398,6 +399,7 @@ def test_a_revocation_on_one_node_cuts_a_subscription_on_another(tmp_path, postg
         finally:
             stop.set()
             publisher.join()
+        assert any(revoked_at - 0.25 < t <= revoked_at for t in arrivals), "B was delivering up to the revoke"
         last = max(arrivals) - revoked_at
         print(f"revoked on A; B's last delivery {last * 1000:.0f} ms after")
         assert last < 1.0, f"B went on delivering for {last:.2f} s"
