@@ -14,6 +14,7 @@ use tributary_log::{Log, LogConfig, Record};
 
 use crate::{router, ApiState};
 
+mod consent;
 mod limits;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
