@@ -238,6 +238,7 @@ def test_revocation_cuts_the_live_subscription_within_one_second(world, broker):
         publisher.join()
     assert body["status"] == "revoked"
     assert [r["status"] for r in body["receipts"]] == ["granted", "revoked"]
+    assert any(revoked_at - 0.25 < t <= revoked_at for t in arrivals), "deliveries were flowing up to the revoke"
     last = max(arrivals) - revoked_at
     print(f"revoke answered in {answered * 1000:.0f} ms; last delivery {last * 1000:.0f} ms after the revoke")
     assert last < 1.0, f"the subscription went on for {last:.2f} s after the revoke"
@@ -337,3 +338,81 @@ def test_bad_input_gets_a_clear_problem(world, broker):
     assert "limit" in problem(owner_call("GET", "/api/v1/audit?limit=100000", tokens["ann"]), 400)
     status, body = api(broker, "GET", "/api/v1/consents", tokens["bob"])
     assert status == 200 and body["consents"] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_revocation_on_one_node_cuts_a_subscription_on_another(tmp_path, postgres_url):
+    """Two nodes on one PostgreSQL store: the owner grants and revokes on A; the service and the
+    device are on B. Both nodes publish the same receipt key, and B's deliveries are in the audit
+    log A answers."""
+    import shutil
+
+    from accounts_cli import add_device, add_owner
+    from conftest import Broker, wait_for
+
+    config = {"store": {"url": postgres_url}}
+    a = Broker(tmp_path / "a", config).start()
+    b = None
+    clients = []
+    try:
+        wait_for(lambda: call(a, "GET", "/healthz")[0] == 200, 20, what="node A's API")
+        password = add_owner(a, "ann")
+        device_token = add_device(a, "ann", "annwatch")
+        svc = ("study", add_service(a, "study", "read"))
+        b_dir = tmp_path / "b" / "data"
+        b_dir.mkdir(parents=True)
+        shutil.copy(a.data_dir / "accounts.json", b_dir / "accounts.json")
+        b = Broker(tmp_path / "b", config).start()
+        wait_for(lambda: call(b, "GET", "/healthz")[0] == 200, 20, what="node B's API")
+
+        jwks_a, jwks_b = call(a, "GET", "/api/v1/consent/jwks.json")[1], call(b, "GET", "/api/v1/consent/jwks.json")[1]
+        assert json.loads(jwks_a) == json.loads(jwks_b), "one key for the installation"
+
+        consent = ask(b, svc, "ann", ["heart_rate"])
+        token = login(a, "ann", password)
+        arrivals: list[float] = []
+        study = login_when_known(b, *svc)
+        clients.append(study)
+        study._user_on_message = lambda m: arrivals.append(time.monotonic())
+        assert study.subscribe([("tributary/v1/+/senml", 0)]) == [0]
+        device = login_when_known(b, "annwatch", device_token)
+        clients.append(device)
+        decide(a, token, consent, "grant")
+        topic = "tributary/v1/annwatch/senml"
+        took = delivered_once_granted(device, topic, study)
+        print(f"a grant on A reached B's subscription in {took:.2f} s")
+
+        stop = threading.Event()
+
+        def publish():
+            while not stop.is_set():
+                device.publish(topic, pack(("heart_rate", 64)), qos=0)
+                time.sleep(0.02)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        try:
+            wait_until("deliveries flowing on B", lambda: len(arrivals) > 20)
+            revoked_at = time.monotonic()
+            decide(a, token, consent, "revoke")
+            time.sleep(2.0)
+        finally:
+            stop.set()
+            publisher.join()
+        assert any(revoked_at - 0.25 < t <= revoked_at for t in arrivals), "B was delivering up to the revoke"
+        last = max(arrivals) - revoked_at
+        print(f"revoked on A; B's last delivery {last * 1000:.0f} ms after")
+        assert last < 1.0, f"B went on delivering for {last:.2f} s"
+
+        def audited():
+            status, body = api(a, "GET", "/api/v1/audit", token)
+            assert status == 200, body
+            return sum(e["count"] for e in body["entries"] if e["actor"] == "study") or None
+
+        assert wait_until("B's deliveries in the audit log", audited) >= 20
+    finally:
+        for c in clients:
+            c.close()
+        a.close()
+        if b is not None:
+            b.close()

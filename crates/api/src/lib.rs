@@ -1,6 +1,7 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
 //! devices, measurements, dead letters and export from the store, the
-//! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
+//! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log),
+//! consent with signed receipts and the audit log (owners decide, services ask and read), health,
 //! Prometheus metrics and an OpenAPI 3.1 document; and the owner's
 //! dashboard, the single-page app of `web/` embedded at compile time and
 //! served for every GET outside `/api/` (`web.rs`, docs/dashboard.md).
@@ -32,6 +33,11 @@
 //!   concurrent Argon2 checks, live
 //!   feeds per owner and in all ([`live::MAX_FEEDS`]) and their duration,
 //!   devices per owner, and the size of every list answer.
+//! - A service (HTTP Basic, `/api/v1/service/`) names the owner it reads,
+//!   and reads only that owner's consented types under a live consent;
+//!   each read is in the owner's audit log before it is answered
+//!   (`service.rs`, docs/consent.md). Consent is decided only by the owner
+//!   asked (`consent.rs`).
 //! - A live feed ends when the token it was opened with ends.
 //! - Every error, axum's own rejections included, is problem+json.
 //! - Login sessions live in the store, by the SHA-256 of their token: they

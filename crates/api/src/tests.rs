@@ -14,6 +14,7 @@ use tributary_log::{Log, LogConfig, Record};
 
 use crate::{router, ApiState};
 
+mod consent;
 mod limits;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -722,6 +723,18 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/activity/daily", "get"),
     ("/api/v1/activity/settings", "get"),
     ("/api/v1/activity/settings", "put"),
+    ("/api/v1/consents", "get"),
+    ("/api/v1/consents/{id}", "get"),
+    ("/api/v1/consents/{id}/grant", "post"),
+    ("/api/v1/consents/{id}/refuse", "post"),
+    ("/api/v1/consents/{id}/revoke", "post"),
+    ("/api/v1/consents/{id}/receipts/{receipt_id}", "get"),
+    ("/api/v1/consent/jwks.json", "get"),
+    ("/api/v1/consent/purposes", "get"),
+    ("/api/v1/audit", "get"),
+    ("/api/v1/service/consents", "get"),
+    ("/api/v1/service/consents", "post"),
+    ("/api/v1/service/measurements", "get"),
     ("/api/v1/service/packs", "get"),
     ("/api/v1/service/packs", "post"),
     ("/api/v1/service/packs/{id}/releases", "get"),

@@ -285,6 +285,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         http_config,
     );
     api_state.set_router(broker.router().clone());
+    api_state.set_receipt_issuer(config.receipt_issuer.clone());
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
         let port = Some(addr.port());

@@ -201,7 +201,9 @@ impl Default for Issuer {
     fn default() -> Issuer {
         Issuer {
             jurisdiction: "EU".into(),
-            policy_url: "https://tributary.invalid/privacy".into(),
+            // The operator's to say (`[consent] policy_url`); none is
+            // invented here.
+            policy_url: String::new(),
             language: "en".into(),
         }
     }
