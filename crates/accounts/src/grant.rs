@@ -22,16 +22,21 @@ pub enum Grant {
     Read,
     /// Publish to the `commands/...` of any existing device.
     Command,
+    /// Define pooled packs and release them (docs/packs.md): the buyer's
+    /// side. It reads no one's data directly, only the noisy aggregates of
+    /// the owners who opted in.
+    Packs,
 }
 
 impl Grant {
     /// Every grant, in the order they are listed.
-    pub const ALL: [Grant; 2] = [Grant::Read, Grant::Command];
+    pub const ALL: [Grant; 3] = [Grant::Read, Grant::Command, Grant::Packs];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Grant::Read => "read",
             Grant::Command => "command",
+            Grant::Packs => "packs",
         }
     }
 }
@@ -61,6 +66,7 @@ impl std::str::FromStr for Grant {
 pub struct Grants {
     pub read: bool,
     pub command: bool,
+    pub packs: bool,
 }
 
 impl Grants {
@@ -68,6 +74,7 @@ impl Grants {
         match grant {
             Grant::Read => self.read,
             Grant::Command => self.command,
+            Grant::Packs => self.packs,
         }
     }
 
@@ -90,6 +97,7 @@ impl FromIterator<Grant> for Grants {
             match grant {
                 Grant::Read => set.read = true,
                 Grant::Command => set.command = true,
+                Grant::Packs => set.packs = true,
             }
         }
         set

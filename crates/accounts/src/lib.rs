@@ -84,7 +84,7 @@
 //! );
 //! assert_eq!(accounts.authenticate("watch", b"guess"), Err(AuthError::BadSecret));
 //!
-//! let grants = Grants { read: true, command: false };
+//! let grants = Grants { read: true, ..Grants::default() };
 //! let bridge_token = tributary_accounts::add_service(data_dir.path(), "bridge", grants)?;
 //! assert!(accounts.reload_if_changed()?);
 //! let bridge = accounts.authenticate("bridge", bridge_token.as_bytes())?;
@@ -141,7 +141,7 @@ pub enum Error {
     #[error("password {0}")]
     InvalidPassword(&'static str),
     /// A grant name that is not one of [`Grant::ALL`] (escaped, shortened).
-    #[error("unknown grant '{0}' (grants: read, command)")]
+    #[error("unknown grant '{0}' (grants: read, command, packs)")]
     UnknownGrant(String),
     /// A service added without any grant could do nothing.
     #[error("a service needs at least one grant (read, command)")]

@@ -411,10 +411,12 @@ fn corrupt_file_gives_a_clear_error_and_keeps_the_loaded_view() -> TestResult {
 const READ: Grants = Grants {
     read: true,
     command: false,
+    packs: false,
 };
 const COMMAND: Grants = Grants {
     read: false,
     command: true,
+    packs: false,
 };
 
 #[test]
@@ -440,6 +442,7 @@ fn authenticate_services_with_their_grants() -> TestResult {
         grants: Grants {
             read: true,
             command: true,
+            packs: false,
         },
     };
     assert_eq!(
@@ -630,7 +633,7 @@ fn services_need_a_known_grant_and_a_valid_name() -> TestResult {
     let err = "write".parse::<Grant>().expect_err("unknown grant");
     assert_eq!(
         err.to_string(),
-        "unknown grant 'write' (grants: read, command)"
+        "unknown grant 'write' (grants: read, command, packs)"
     );
     assert!("Read".parse::<Grant>().is_err(), "names are lowercase");
     let err = revoke_service(dir.path(), "nobody").expect_err("no service");
@@ -648,10 +651,14 @@ fn services_need_a_known_grant_and_a_valid_name() -> TestResult {
 fn grants_print_and_store_as_names() -> TestResult {
     assert_eq!(READ.to_string(), "read");
     assert_eq!(COMMAND.to_string(), "command");
-    let both: Grants = Grant::ALL.into_iter().collect();
-    assert_eq!(both.to_string(), "read,command");
+    let all: Grants = Grant::ALL.into_iter().collect();
+    assert_eq!(all.to_string(), "read,command,packs");
     assert_eq!(Grants::default().to_string(), "-");
-    assert_eq!(serde_json::to_string(&both)?, r#"["read","command"]"#);
+    assert_eq!(
+        serde_json::to_string(&all)?,
+        r#"["read","command","packs"]"#
+    );
+    assert_eq!("packs".parse::<Grant>()?, Grant::Packs);
     assert_eq!(serde_json::from_str::<Grants>(r#"["command"]"#)?, COMMAND);
     Ok(())
 }
@@ -673,7 +680,7 @@ fn list_shows_services_and_admins_without_secrets() -> TestResult {
     assert_eq!(
         services,
         vec![
-            ("bridge", "read,command".to_owned(), false),
+            ("bridge", "read,command,packs".to_owned(), false),
             ("reader", "read".to_owned(), true),
         ]
     );

@@ -51,7 +51,23 @@ impl Params {
         Ok(Params(raw))
     }
 
-    fn i64(&self, name: &'static str) -> Result<Option<i64>> {
+    /// An optional integer parameter (a cursor such as `before`).
+    pub(crate) fn opt_i64(&self, name: &'static str) -> Result<Option<i64>> {
+        self.0
+            .get(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::bad_param(name, "must be an integer"))
+            })
+            .transpose()
+    }
+
+    /// A parameter as given.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub(crate) fn i64(&self, name: &'static str) -> Result<Option<i64>> {
         self.0
             .get(name)
             .map(|v| {
@@ -166,24 +182,25 @@ pub(crate) async fn measurements(
         limit: params.limit(DEFAULT_POINTS, MAX_POINTS)?,
     };
     let points = state.inner.store.query(&query).await.map_err(store_error)?;
-    Ok(Json(
-        points
-            .into_iter()
-            .map(|p| PointView {
-                name: p.name,
-                unit: p.unit,
-                time_ms: p.time_ms,
-                avg: p.avg,
-                min: p.min,
-                max: p.max,
-                count: p.count,
-                device: p.device,
-                text: p.text,
-                bool: p.bool,
-                data: p.data.map(|d| URL_SAFE_NO_PAD.encode(d)),
-            })
-            .collect(),
-    ))
+    Ok(Json(points.into_iter().map(PointView::from).collect()))
+}
+
+impl From<tributary_store::Point> for PointView {
+    fn from(p: tributary_store::Point) -> PointView {
+        PointView {
+            name: p.name,
+            unit: p.unit,
+            time_ms: p.time_ms,
+            avg: p.avg,
+            min: p.min,
+            max: p.max,
+            count: p.count,
+            device: p.device,
+            text: p.text,
+            bool: p.bool,
+            data: p.data.map(|d| URL_SAFE_NO_PAD.encode(d)),
+        }
+    }
 }
 
 /// `GET /api/v1/summary`: each numeric measurement of the caller with its

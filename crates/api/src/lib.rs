@@ -1,7 +1,8 @@
 //! The owner-facing HTTP API (axum): sign-up and login, the owner's
 //! devices, measurements, dead letters and export from the store, the
 //! owner's takeout (one streamed zip of everything, `takeout/`), the
-//! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log), health,
+//! behaviour model's activity segments and its on/off switch, the live feed (Server-Sent Events from the log),
+//! consent with signed receipts and the audit log (owners decide, services ask and read), pooled packs, health,
 //! Prometheus metrics and an OpenAPI 3.1 document; and the owner's
 //! dashboard, the single-page app of `web/` embedded at compile time and
 //! served for every GET outside `/api/` (`web.rs`, docs/dashboard.md).
@@ -33,6 +34,11 @@
 //!   concurrent Argon2 checks, live
 //!   feeds per owner and in all ([`live::MAX_FEEDS`]) and their duration,
 //!   devices per owner, and the size of every list answer.
+//! - A service (HTTP Basic, `/api/v1/service/`) names the owner it reads,
+//!   and reads only that owner's consented types under a live consent;
+//!   each read is in the owner's audit log before it is answered
+//!   (`service.rs`, docs/consent.md). Consent is decided only by the owner
+//!   asked (`consent.rs`).
 //! - A live feed ends when the token it was opened with ends.
 //! - Every error, axum's own rejections included, is problem+json.
 //! - Login sessions live in the store, by the SHA-256 of their token: they
@@ -55,15 +61,19 @@
 //! ```
 
 mod activity;
+mod audit;
 pub mod auth;
 mod config;
+mod consent;
 mod data;
 mod devices;
 mod error;
 pub mod live;
 mod metrics;
+mod packs;
 mod server;
 mod takeout;
+mod service;
 #[cfg(test)]
 mod tests;
 mod throttle;
@@ -128,6 +138,8 @@ struct Inner {
     mqtt: std::sync::RwLock<MqttEndpoints>,
     /// Where live feeds learn of their owner's records (`set_router`).
     router: std::sync::OnceLock<Arc<tributary_router::Router>>,
+    /// The receipts' signing key and issuer (`consent.rs`).
+    receipts: consent::Receipts,
     /// Set when the node starts leaving ([`ApiState::set_draining`]):
     /// `/readyz` answers 503 from then on, so a load balancer checking it
     /// sends nothing new here.
@@ -192,8 +204,15 @@ impl ApiState {
                 router: std::sync::OnceLock::new(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 takeouts: takeout::Running::default(),
+                receipts: consent::Receipts::new(),
             }),
         }
+    }
+
+    /// What the installation says of itself in every consent receipt
+    /// (`[consent]`, docs/configuration.md).
+    pub fn set_receipt_issuer(&self, issuer: tributary_rights::receipt::Issuer) {
+        self.inner.receipts.set_issuer(issuer);
     }
 
     /// Has live feeds follow owners through the node's router (the one the
@@ -286,7 +305,37 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/activity/settings",
             get(activity::settings).put(activity::set_settings),
-        );
+        )
+        .route("/consents", get(consent::list))
+        .route("/consents/{id}", get(consent::get_one))
+        .route("/consents/{id}/grant", post(consent::grant))
+        .route("/consents/{id}/refuse", post(consent::refuse))
+        .route("/consents/{id}/revoke", post(consent::revoke))
+        .route(
+            "/consents/{id}/receipts/{receipt_id}",
+            get(consent::receipt),
+        )
+        .route("/consent/jwks.json", get(consent::jwks))
+        .route("/consent/purposes", get(consent::purposes))
+        .route("/audit", get(audit::list))
+        .route("/service/consents", get(service::list).post(service::ask))
+        .route("/service/measurements", get(service::measurements))
+        .route(
+            "/service/packs",
+            get(packs::buyer_packs).post(packs::define),
+        )
+        .route(
+            "/service/packs/{id}/releases",
+            get(packs::releases).post(packs::release),
+        )
+        .route("/packs", get(packs::offers))
+        .route(
+            "/packs/settings",
+            get(packs::settings).put(packs::set_settings),
+        )
+        .route("/packs/earnings", get(packs::earnings))
+        .route("/packs/{id}/join", post(packs::join))
+        .route("/packs/{id}/withdraw", post(packs::withdraw));
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(healthz))

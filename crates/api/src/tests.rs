@@ -14,6 +14,7 @@ use tributary_log::{Log, LogConfig, Record};
 
 use crate::{router, ApiState};
 
+mod consent;
 mod limits;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -723,6 +724,28 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/activity/daily", "get"),
     ("/api/v1/activity/settings", "get"),
     ("/api/v1/activity/settings", "put"),
+    ("/api/v1/consents", "get"),
+    ("/api/v1/consents/{id}", "get"),
+    ("/api/v1/consents/{id}/grant", "post"),
+    ("/api/v1/consents/{id}/refuse", "post"),
+    ("/api/v1/consents/{id}/revoke", "post"),
+    ("/api/v1/consents/{id}/receipts/{receipt_id}", "get"),
+    ("/api/v1/consent/jwks.json", "get"),
+    ("/api/v1/consent/purposes", "get"),
+    ("/api/v1/audit", "get"),
+    ("/api/v1/service/consents", "get"),
+    ("/api/v1/service/consents", "post"),
+    ("/api/v1/service/measurements", "get"),
+    ("/api/v1/service/packs", "get"),
+    ("/api/v1/service/packs", "post"),
+    ("/api/v1/service/packs/{id}/releases", "get"),
+    ("/api/v1/service/packs/{id}/releases", "post"),
+    ("/api/v1/packs", "get"),
+    ("/api/v1/packs/settings", "get"),
+    ("/api/v1/packs/settings", "put"),
+    ("/api/v1/packs/earnings", "get"),
+    ("/api/v1/packs/{id}/join", "post"),
+    ("/api/v1/packs/{id}/withdraw", "post"),
     ("/healthz", "get"),
     ("/readyz", "get"),
     ("/metrics", "get"),

@@ -15,7 +15,9 @@
 //!   name: `+` or `#` there would reach other people's devices.
 //! - A service granted `read`, and an admin, subscribe to any filter under
 //!   `tributary/v1/`, wildcards at the device level included: reaching
-//!   every device is what they are for.
+//!   every device is what they are for. What a service then *receives* is
+//!   only what owners consented to (`reader.rs`, docs/consent.md); what an
+//!   admin receives is audited.
 //! - A service granted `command`, and an admin, publish to the `commands/`
 //!   of any existing device.
 //! - Nobody but the device itself publishes a device's data, whatever
@@ -228,7 +230,11 @@ mod tests {
     fn service(read: bool, command: bool) -> Identity {
         Identity::Service {
             service: "bridge".into(),
-            grants: tributary_accounts::Grants { read, command },
+            grants: tributary_accounts::Grants {
+                read,
+                command,
+                packs: false,
+            },
         }
     }
 

@@ -26,7 +26,13 @@ use crate::session::{Registry, Subscription};
 use crate::shared::SharedGroups;
 use crate::stats::BrokerStats;
 use crate::{Error, Result};
+use tributary_rights::audit::Aggregator;
+use tributary_rights::consent::LiveConsents;
 use tributary_router::Router;
+
+/// Audit entries the node holds before deliveries to services and admins
+/// wait for the audit writer (docs/consent.md, "The audit log").
+const AUDIT_MAX_ENTRIES: usize = 10_000;
 
 /// Records read from the log per batch when replaying retained messages.
 const REPLAY_BATCH: usize = 1024;
@@ -70,6 +76,11 @@ pub struct Broker {
     node_id: String,
     /// Messages in and out, append latency (for metrics).
     pub(crate) stats: BrokerStats,
+    /// The consents services read under (`reader.rs`); empty until the
+    /// node fills it from the store, so a service receives nothing before.
+    pub(crate) consents: Arc<LiveConsents>,
+    /// Deliveries to services and admins, counted for the audit log.
+    pub(crate) audit: Arc<Aggregator>,
 }
 
 impl Drop for Broker {
@@ -199,6 +210,8 @@ impl Broker {
             cluster,
             node_id,
             stats: BrokerStats::default(),
+            consents: Arc::new(LiveConsents::default()),
+            audit: Arc::new(Aggregator::new(AUDIT_MAX_ENTRIES)),
         };
         broker.retained_applied = broker.replay_retained(applied).await?;
         if let (Some(kafka), Offset(0)) = (&broker.config.kafka, broker.log.end_offset()) {
@@ -268,6 +281,19 @@ impl Broker {
     /// `limits.max_retained_per_owner` and `max_retained_bytes_per_owner`.
     pub fn retained_usage(&self, owner: &str) -> crate::RetainedUsage {
         self.retained.usage(owner)
+    }
+
+    /// The consents deliveries to services are checked against: the node
+    /// replaces its contents when the store's consents change
+    /// (docs/consent.md, "Enforcement").
+    pub fn consents(&self) -> &Arc<LiveConsents> {
+        &self.consents
+    }
+
+    /// Deliveries to services and admins, counted for the audit log: the
+    /// node's audit writer takes them (docs/consent.md, "The audit log").
+    pub fn audit(&self) -> &Arc<Aggregator> {
+        &self.audit
     }
 
     /// The account store the broker authenticates against (shared with the HTTP API).

@@ -40,6 +40,7 @@ mod node_id;
 mod persist;
 mod proxy;
 mod rate;
+mod reader;
 mod retained;
 mod server;
 mod session;

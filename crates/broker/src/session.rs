@@ -579,6 +579,7 @@ mod tests {
             grants: Grants {
                 read: true,
                 command: false,
+                packs: false,
             },
         };
         let admin = Identity::Admin { admin: "x".into() };

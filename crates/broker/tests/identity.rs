@@ -176,6 +176,7 @@ async fn commands_of_services_and_admins_name_no_owner_or_device() -> TestResult
     let grants = tributary_accounts::Grants {
         read: false,
         command: true,
+        packs: false,
     };
     let token = tributary_accounts::add_service(dir.path(), "commander", grants)?;
     tributary_accounts::add_admin(dir.path(), "ops", Some("ops-password"))?;

@@ -227,6 +227,8 @@ pub fn service(args: ServiceArgs) -> anyhow::Result<()> {
             println!("service {name} added with grants {grants}; token (shown once): {token}");
             if grants.read {
                 println!("connect with: mosquitto_sub -u {name} -P {token} -t 'tributary/v1/#'");
+            } else if grants.packs && !grants.command {
+                println!("define packs with: curl -u {name}:{token} -X POST http://HOST/api/v1/service/packs (docs/packs.md)");
             } else {
                 println!(
                     "connect with: mosquitto_pub -u {name} -P {token} -t tributary/v1/DEVICE/commands/... -m ..."

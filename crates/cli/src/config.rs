@@ -91,6 +91,57 @@ pub struct FileConfig {
     pub model: ModelFileConfig,
     /// This node in an HAProxy backend (docs/cluster.md).
     pub cluster: ClusterFileConfig,
+    /// What the installation says of itself in consent receipts (docs/consent.md).
+    pub consent: ConsentFileConfig,
+}
+
+/// The `[consent]` table: the installation's part of every consent receipt
+/// (Kantara CR v1.1 `jurisdiction`, `policyUrl`, `language`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentFileConfig {
+    pub jurisdiction: String,
+    pub policy_url: String,
+    pub language: String,
+}
+
+impl Default for ConsentFileConfig {
+    fn default() -> Self {
+        let issuer = tributary_rights::receipt::Issuer::default();
+        ConsentFileConfig {
+            jurisdiction: issuer.jurisdiction,
+            policy_url: issuer.policy_url,
+            language: issuer.language,
+        }
+    }
+}
+
+/// The longest value of a `[consent]` key, in bytes: each is copied into
+/// every receipt.
+const MAX_CONSENT_VALUE: usize = 512;
+
+impl ConsentFileConfig {
+    fn build(&self) -> anyhow::Result<tributary_rights::receipt::Issuer> {
+        for (key, value) in [
+            ("jurisdiction", &self.jurisdiction),
+            ("policy_url", &self.policy_url),
+            ("language", &self.language),
+        ] {
+            if value.len() > MAX_CONSENT_VALUE || value.chars().any(char::is_control) {
+                anyhow::bail!(
+                    "[consent] {key}: at most {MAX_CONSENT_VALUE} bytes, without control characters"
+                );
+            }
+        }
+        if self.jurisdiction.is_empty() || self.language.is_empty() {
+            anyhow::bail!("[consent] jurisdiction and language must not be empty");
+        }
+        Ok(tributary_rights::receipt::Issuer {
+            jurisdiction: self.jurisdiction.clone(),
+            policy_url: self.policy_url.clone(),
+            language: self.language.clone(),
+        })
+    }
 }
 
 /// The `[store]` table: where measurements are kept.
@@ -116,6 +167,7 @@ impl Default for FileConfig {
             http: HttpFileConfig::default(),
             model: ModelFileConfig::default(),
             cluster: ClusterFileConfig::default(),
+            consent: ConsentFileConfig::default(),
         }
     }
 }
@@ -152,6 +204,7 @@ impl FileConfig {
             policy,
         });
         let cluster = self.cluster.build(self.mqtt.proxy_protocol)?;
+        let receipt_issuer = self.consent.build()?;
         Ok(NodeConfig {
             data_dir: self.data_dir.clone(),
             log: self.log_config(),
@@ -162,6 +215,7 @@ impl FileConfig {
             model: self.model.clone(),
             max_days_per_message: self.archive.max_days_per_message,
             cluster,
+            receipt_issuer,
         })
     }
 
@@ -206,6 +260,8 @@ pub struct NodeConfig {
     pub max_days_per_message: u32,
     /// `None`: the node joins no HAProxy backend and leaves at once on SIGTERM.
     pub cluster: Option<ClusterConfig>,
+    /// `[consent]`: the installation's part of every consent receipt.
+    pub receipt_issuer: tributary_rights::receipt::Issuer,
 }
 
 impl NodeConfig {
@@ -272,6 +328,26 @@ mod tests {
         let zero: FileConfig = toml::from_str("[http]\nmax_connections = 0\n")?;
         let err = zero.http.build().expect_err("0 connections").to_string();
         assert!(err.contains("max_connections"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn consent_keys_reach_the_receipts_and_bad_ones_are_named() -> anyhow::Result<()> {
+        let config: FileConfig = toml::from_str(
+            "[consent]\njurisdiction = \"DE\"\npolicy_url = \"https://example.org/p\"\n",
+        )?;
+        let issuer = config.resolve()?.receipt_issuer;
+        assert_eq!(
+            (
+                issuer.jurisdiction.as_str(),
+                issuer.policy_url.as_str(),
+                issuer.language.as_str()
+            ),
+            ("DE", "https://example.org/p", "en")
+        );
+        let bad: FileConfig = toml::from_str("[consent]\njurisdiction = \"\"\n")?;
+        let err = bad.resolve().expect_err("empty").to_string();
+        assert!(err.contains("[consent] jurisdiction"), "{err}");
         Ok(())
     }
 

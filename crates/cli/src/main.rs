@@ -14,6 +14,7 @@ mod metrics;
 mod model;
 mod pipeline;
 mod reprocess;
+mod rights;
 mod serve;
 
 use clap::{Parser, Subcommand};

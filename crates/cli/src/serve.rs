@@ -285,6 +285,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         http_config,
     );
     api_state.set_router(broker.router().clone());
+    api_state.set_receipt_issuer(config.receipt_issuer.clone());
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
         let port = Some(addr.port());
@@ -304,6 +305,19 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         api_state.clone(),
         stop.clone(),
     ));
+    // Consents reach the broker's table from the store; the broker's audit
+    // counts reach the store (docs/consent.md).
+    tokio::spawn(crate::rights::follow_consents(
+        store.clone(),
+        broker.consents().clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::rights::write_audit(
+        store.clone(),
+        broker.audit().clone(),
+        stop.clone(),
+    ));
+    let audit_store = store.clone();
     let readiness = api_state.clone();
     let api = tokio::spawn(tributary_api::serve(http, api_state, {
         let stop = stop.clone();
@@ -358,7 +372,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             tracing::error!(error = %e, "HTTP API");
         }
     };
+    let audit = broker.audit().clone();
     broker.run(listeners, shutdown).await?;
+    // The connections are closed: what they delivered last is written now.
+    if let Err(e) = crate::rights::flush_audit(&audit_store, &audit).await {
+        tracing::error!(error = %e, "audit entries of the last second could not be written");
+    }
     Ok(())
 }
 

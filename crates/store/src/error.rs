@@ -35,6 +35,12 @@ pub enum Error {
     /// A login session that cannot be stored alike on both engines.
     #[error("store login session: {reason}")]
     InvalidSession { reason: String },
+    /// A consent, receipt or audit entry that cannot be stored alike on both engines.
+    #[error("store consent: {reason}")]
+    InvalidConsent { reason: String },
+    /// A pack, participation, release or ledger entry that cannot be stored alike on both engines.
+    #[error("store pack: {reason}")]
+    InvalidPack { reason: String },
     /// A query that cannot be answered.
     #[error("query measurements: {reason}")]
     InvalidQuery { reason: String },

@@ -71,11 +71,21 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod error;
+mod packs;
 pub mod postgres;
+mod rights;
 mod sessions;
 pub mod sqlite;
 
 pub use error::{Error, Result};
+pub use packs::{
+    Budget, LedgerEntry, Pack, PackRelease, PackSettings, Participation, Recorded,
+    DEFAULT_BUDGET_CEILING,
+};
+pub use rights::{
+    AuditRecord, Consent, ConsentReceipt, DecisionRecord, MAX_PENDING_PER_SERVICE,
+    RECEIPT_SIGNING_SECRET,
+};
 pub use sessions::{
     ApiSession, NewSession, SessionBounds, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS,
 };

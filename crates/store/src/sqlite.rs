@@ -39,6 +39,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "api_sessions",
         sql: include_str!("../migrations/sqlite/0004_api_sessions.sql"),
     },
+    Migration {
+        version: 5,
+        name: "consent",
+        sql: include_str!("../migrations/sqlite/0005_consent.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "packs",
+        sql: include_str!("../migrations/sqlite/0008_packs.sql"),
+    },
 ];
 
 /// Reader connections kept open between calls; more may be opened under load, and are closed
@@ -58,7 +68,7 @@ pub struct Sqlite {
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
-fn err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+pub(crate) fn err(op: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
     move |source| Error::Sqlite { op, source }
 }
 
@@ -96,7 +106,7 @@ impl Sqlite {
         })
     }
 
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -111,7 +121,7 @@ impl Sqlite {
         .await
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,

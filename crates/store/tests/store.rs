@@ -5,8 +5,9 @@
 use std::error::Error as StdError;
 
 use tributary_store::{
-    ActivitySegment, ApiSession, DeadLetter, DeviceSeen, NewSession, Point, Query, Row,
-    SessionBounds, Store, Summary, TokenHash, PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
+    ActivitySegment, ApiSession, AuditRecord, Consent, ConsentReceipt, DeadLetter, DecisionRecord,
+    DeviceSeen, NewSession, Point, Query, Row, SessionBounds, Store, Summary, TokenHash,
+    PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
 };
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
@@ -991,6 +992,8 @@ async fn sqlite() -> TestResult {
     summary_contract(&store).await?;
     devices_contract(&store).await?;
     sessions_contract(&store).await?;
+    rights_contract(&store).await?;
+    packs_contract(&store).await?;
     let kept = login("ivy", 250, T0, 3_600_000);
     store.create_session(&kept, BOUNDS).await?;
     let before = store.count_and_checksum().await?;
@@ -1038,6 +1041,8 @@ async fn postgres() -> TestResult {
         summary_contract(&store).await?;
         devices_contract(&store).await?;
         sessions_contract(&store).await?;
+        rights_contract(&store).await?;
+        packs_contract(&store).await?;
         let kept = login("ivy", 250, T0, 3_600_000);
         store.create_session(&kept, BOUNDS).await?;
         let before = store.count_and_checksum().await?;
@@ -1089,4 +1094,379 @@ fn with_database(url: &str, db: &str) -> String {
         .find('/')
         .map_or(base.len(), |i| scheme_end + i);
     format!("{}/{db}{params}", &base[..host_end])
+}
+
+fn consent(id: &str, service: &str, owner: &str, created_ms: i64) -> Consent {
+    Consent {
+        id: id.into(),
+        service: service.into(),
+        owner: owner.into(),
+        types: vec!["heart_rate".into(), "steps".into()],
+        purpose: "dpv:ResearchAndDevelopment".into(),
+        retention_days: 30,
+        third_parties: vec!["Lab A".into()],
+        status: "pending".into(),
+        created_ms,
+        decided_ms: None,
+    }
+}
+
+fn decision(id: &str, owner: &str, from: &str, to: &str, at: i64) -> DecisionRecord {
+    DecisionRecord {
+        consent_id: id.into(),
+        owner: owner.into(),
+        from: from.into(),
+        to: to.into(),
+        receipt: ConsentReceipt {
+            receipt_id: format!("r-{id}-{to}"),
+            consent_id: id.into(),
+            owner: owner.into(),
+            status: to.into(),
+            jws: format!("jws.{id}.{to}"),
+            created_ms: at,
+        },
+    }
+}
+
+fn audit(owner: &str, count: u64, first_ms: i64) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        owner: owner.into(),
+        actor_kind: "service".into(),
+        actor: "study".into(),
+        channel: "mqtt".into(),
+        detail: "s:study:c1".into(),
+        device: "w1".into(),
+        consent_id: Some("c1".into()),
+        count,
+        first_ms,
+        last_ms: first_ms + 10,
+    }
+}
+
+/// Consents, decisions with receipts, the version nodes poll, the shared secret, the audit log.
+async fn rights_contract(store: &Store) -> TestResult {
+    // The first secret kept is the one every later caller gets.
+    let kept = store
+        .installation_secret("receipt-signing", &[1; 32])
+        .await?;
+    assert_eq!(kept, vec![1; 32]);
+    assert_eq!(
+        store
+            .installation_secret("receipt-signing", &[2; 32])
+            .await?,
+        vec![1; 32]
+    );
+
+    let v0 = store.consent_version().await?;
+    assert!(
+        store
+            .create_consent(&consent("c1", "study", "ann", T0))
+            .await?
+    );
+    assert!(
+        store
+            .create_consent(&consent("c2", "study", "bob", T0 + 1))
+            .await?
+    );
+    assert!(
+        store
+            .create_consent(&consent("c3", "other", "ann", T0 + 2))
+            .await?
+    );
+    assert_eq!(
+        store.consent("c1").await?,
+        Some(consent("c1", "study", "ann", T0))
+    );
+    assert_eq!(store.consent("nope").await?, None);
+    let ann: Vec<String> = store
+        .owner_consents("ann", None, 10)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ann, ["c3", "c1"], "newest first");
+    let page: Vec<String> = store
+        .owner_consents("ann", Some(T0 + 2), 10)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(page, ["c1"]);
+    assert_eq!(
+        store.service_consents("study", None, 1).await?.len(),
+        1,
+        "bounded by limit"
+    );
+
+    // Nothing is granted yet; a decision moves the version and stores the receipt.
+    assert!(store.granted_consents(100).await?.is_empty());
+    assert!(
+        store
+            .decide_consent(&decision("c1", "ann", "pending", "granted", T0 + 10))
+            .await?
+    );
+    assert!(store.consent_version().await? > v0);
+    let granted = store.granted_consents(100).await?;
+    assert_eq!(granted.len(), 1);
+    assert_eq!(
+        (granted[0].status.as_str(), granted[0].decided_ms),
+        ("granted", Some(T0 + 10))
+    );
+    assert_eq!(
+        store.granted_consent("study", "ann").await?.map(|c| c.id),
+        Some("c1".into())
+    );
+    assert_eq!(store.granted_consent("study", "bob").await?, None);
+    // Another owner cannot decide it, nor can the same move happen twice.
+    assert!(
+        !store
+            .decide_consent(&decision("c1", "bob", "granted", "revoked", T0 + 11))
+            .await?
+    );
+    assert!(
+        !store
+            .decide_consent(&decision("c1", "ann", "pending", "refused", T0 + 11))
+            .await?
+    );
+    let v1 = store.consent_version().await?;
+    assert!(
+        store
+            .decide_consent(&decision("c1", "ann", "granted", "revoked", T0 + 12))
+            .await?
+    );
+    assert!(store.consent_version().await? > v1);
+    assert!(store.granted_consents(100).await?.is_empty());
+    let receipts: Vec<String> = store
+        .consent_receipts("c1")
+        .await?
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(receipts, ["granted", "revoked"]);
+    assert_eq!(
+        store.owner_receipts("ann", None, 10).await?[0].status,
+        "revoked"
+    );
+    assert!(store.owner_receipts("bob", None, 10).await?.is_empty());
+
+    // The audit log: appended, read newest first by owner, paged by id.
+    store
+        .append_audit(&[audit("ann", 3, T0), audit("bob", 1, T0)], T0 + 20)
+        .await?;
+    store
+        .append_audit(&[audit("ann", 5, T0 + 60_000)], T0 + 80_000)
+        .await?;
+    let log = store.owner_audit("ann", None, 10).await?;
+    assert_eq!(log.iter().map(|e| e.count).collect::<Vec<_>>(), [5, 3]);
+    assert_eq!(
+        AuditRecord {
+            id: 0,
+            ..log[1].clone()
+        },
+        audit("ann", 3, T0)
+    );
+    let older = store.owner_audit("ann", Some(log[0].id), 10).await?;
+    assert_eq!(older.len(), 1);
+    assert_eq!(store.owner_audit("ann", None, 1).await?.len(), 1);
+    // NUL is refused alike on both engines.
+    assert!(store
+        .create_consent(&consent("c\0", "study", "ann", T0))
+        .await
+        .is_err());
+    Ok(())
+}
+
+fn pack(id: &str, buyer: &str, created_ms: i64) -> tributary_store::Pack {
+    tributary_store::Pack {
+        id: id.into(),
+        buyer: buyer.into(),
+        title: "resting heart rate".into(),
+        measurement: "heart_rate".into(),
+        purpose: "dpv:ResearchAndDevelopment".into(),
+        spec: r#"{"epsilon":1.0}"#.into(),
+        age_band: Some("30-39".into()),
+        region: None,
+        price_cents: 250,
+        currency: "EUR".into(),
+        created_ms,
+    }
+}
+
+fn joined(pack_id: &str, owner: &str, joined_ms: i64) -> tributary_store::Participation {
+    tributary_store::Participation {
+        pack_id: pack_id.into(),
+        owner: owner.into(),
+        status: "joined".into(),
+        joined_ms,
+        withdrawn_ms: None,
+        receipt: format!("jws-join-{owner}"),
+        withdraw_receipt: None,
+    }
+}
+
+fn charge(owner: &str, pack_id: &str, seq: i64, epsilon: f64) -> tributary_store::LedgerEntry {
+    tributary_store::LedgerEntry {
+        owner: owner.into(),
+        pack_id: pack_id.into(),
+        seq,
+        epsilon,
+        amount_cents: 250,
+        currency: "EUR".into(),
+        at_ms: T0 + seq,
+    }
+}
+
+fn released(pack_id: &str, seq: i64, participants: u64) -> tributary_store::PackRelease {
+    tributary_store::PackRelease {
+        pack_id: pack_id.into(),
+        seq,
+        released_ms: T0 + seq,
+        participants,
+        body: format!(r#"{{"seq":{seq}}}"#),
+    }
+}
+
+async fn packs_contract(store: &Store) -> TestResult {
+    use tributary_store::{Budget, PackSettings, Recorded, DEFAULT_BUDGET_CEILING};
+    store.create_pack(&pack("pk1", "lab", T0)).await?;
+    store.create_pack(&pack("pk2", "lab", T0 + 1)).await?;
+    store.create_pack(&pack("pk3", "other", T0 + 2)).await?;
+    assert_eq!(store.pack("pk1").await?, Some(pack("pk1", "lab", T0)));
+    assert_eq!(store.pack("nope").await?, None);
+    let ids =
+        |packs: Vec<tributary_store::Pack>| packs.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.packs(Some("lab"), None, 10).await?),
+        ["pk2", "pk1"]
+    );
+    assert_eq!(
+        ids(store.packs(None, Some(T0 + 2), 10).await?),
+        ["pk2", "pk1"]
+    );
+    assert_eq!(ids(store.packs(None, None, 1).await?), ["pk3"]);
+
+    // Joining twice is refused; withdrawing and joining again replaces the row.
+    assert!(store.join_pack(&joined("pk1", "ann", T0)).await?);
+    assert!(store.join_pack(&joined("pk1", "bob", T0 + 1)).await?);
+    assert!(!store.join_pack(&joined("pk1", "ann", T0 + 5)).await?);
+    assert_eq!(store.pack_participants("pk1", 10).await?, ["ann", "bob"]);
+    assert!(
+        store
+            .withdraw_pack("pk1", "bob", T0 + 9, "jws-withdraw")
+            .await?
+    );
+    assert!(!store.withdraw_pack("pk1", "bob", T0 + 10, "again").await?);
+    assert!(!store.withdraw_pack("pk1", "nobody", T0 + 10, "x").await?);
+    assert_eq!(store.pack_participants("pk1", 10).await?, ["ann"]);
+    let bobs = store.owner_participations("bob", 10).await?;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0].status, "withdrawn");
+    assert_eq!(bobs[0].withdrawn_ms, Some(T0 + 9));
+    assert_eq!(bobs[0].withdraw_receipt.as_deref(), Some("jws-withdraw"));
+    assert!(store.join_pack(&joined("pk1", "bob", T0 + 20)).await?);
+    let bobs = store.owner_participations("bob", 10).await?;
+    assert_eq!(
+        (bobs[0].status.as_str(), bobs[0].withdrawn_ms),
+        ("joined", None)
+    );
+
+    // Settings: defaults until set; a bad ceiling is refused.
+    assert_eq!(store.pack_settings("ann").await?, PackSettings::default());
+    let ann = PackSettings {
+        budget_ceiling: 1.5,
+        age_band: Some("30-39".into()),
+        region: Some("EU".into()),
+    };
+    store.set_pack_settings("ann", &ann).await?;
+    assert_eq!(store.pack_settings("ann").await?, ann);
+    let nan = PackSettings {
+        budget_ceiling: f64::NAN,
+        ..PackSettings::default()
+    };
+    assert!(store.set_pack_settings("ann", &nan).await.is_err());
+
+    // Releases: numbered without gaps, charging each participant within their ceiling.
+    let owners = ["ann".to_owned(), "bob".to_owned()];
+    assert_eq!(
+        store.budgets(&owners).await?,
+        [
+            Budget {
+                ceiling: 1.5,
+                spent: 0.0
+            },
+            Budget {
+                ceiling: DEFAULT_BUDGET_CEILING,
+                spent: 0.0
+            }
+        ]
+    );
+    let first = [charge("ann", "pk1", 1, 1.0), charge("bob", "pk1", 1, 1.0)];
+    assert_eq!(
+        store.record_release(&released("pk1", 1, 2), &first).await?,
+        Recorded::Stored
+    );
+    assert_eq!(
+        store.record_release(&released("pk1", 1, 2), &first).await?,
+        Recorded::SeqTaken
+    );
+    assert_eq!(
+        store.record_release(&released("pk1", 3, 2), &first).await?,
+        Recorded::SeqTaken
+    );
+    // Ann has 0.5 left: a release charging her 1.0 stores nothing at all.
+    let second = [charge("ann", "pk1", 2, 1.0), charge("bob", "pk1", 2, 1.0)];
+    assert_eq!(
+        store
+            .record_release(&released("pk1", 2, 2), &second)
+            .await?,
+        Recorded::OverBudget("ann".into())
+    );
+    assert_eq!(
+        store.pack_releases("pk1", 10).await?,
+        [released("pk1", 1, 2)]
+    );
+    assert_eq!(
+        store.budgets(&owners).await?,
+        [
+            Budget {
+                ceiling: 1.5,
+                spent: 1.0
+            },
+            Budget {
+                ceiling: DEFAULT_BUDGET_CEILING,
+                spent: 1.0
+            }
+        ]
+    );
+    let without_ann = [charge("bob", "pk1", 2, 1.0)];
+    assert_eq!(
+        store
+            .record_release(&released("pk1", 2, 1), &without_ann)
+            .await?,
+        Recorded::Stored
+    );
+    assert_eq!(
+        store.owner_ledger("bob", 10).await?,
+        [charge("bob", "pk1", 2, 1.0), charge("bob", "pk1", 1, 1.0)]
+    );
+    assert_eq!(
+        store.owner_ledger("ann", 10).await?,
+        [charge("ann", "pk1", 1, 1.0)]
+    );
+    // A ledger entry for another pack, a NaN ε, or release 0 is refused before anything is written.
+    assert!(store
+        .record_release(&released("pk2", 1, 1), &without_ann)
+        .await
+        .is_err());
+    assert!(store
+        .record_release(&released("pk2", 1, 1), &[charge("bob", "pk2", 1, f64::NAN)])
+        .await
+        .is_err());
+    assert!(store
+        .record_release(&released("pk2", 0, 0), &[])
+        .await
+        .is_err());
+    assert!(store.pack_releases("pk2", 10).await?.is_empty());
+    Ok(())
 }

@@ -57,6 +57,10 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// directory (on Kafka).
 const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 
+/// How often a service's or admin's connection looks again whether the
+/// audit writer has made room.
+const AUDIT_RETRY: Duration = Duration::from_millis(20);
+
 /// Topic aliases of one connection (5.0 §3.3.2.3.4).
 #[derive(Default)]
 struct Aliases {
@@ -456,8 +460,14 @@ impl Connection {
                 && self.wbuf.len() < limits.max_write_buffer
                 && (self.version == ProtocolVersion::V5
                     || self.unacked_inbound < u32::from(limits.receive_maximum));
+            // Deliveries to services and admins wait while the audit
+            // writer is behind (docs/consent.md, "The audit log"): they stay
+            // in the log rather than go out unrecorded.
+            let audit_full =
+                crate::reader::is_audited(self.identity.as_deref()) && self.broker.audit.is_full();
             let has_room = held.state.outbound.len() < self.outbound_window as usize
-                && self.wbuf.len() < limits.max_write_buffer;
+                && self.wbuf.len() < limits.max_write_buffer
+                && !audit_full;
             if !held.state.reads_log() {
                 // Nothing to deliver from the log: keep the cursor at the end
                 // so this session never holds log retention back.
@@ -518,6 +528,7 @@ impl Connection {
                     }
                 }
                 () = woken(&self.routed), if !pending => {}
+                () = tokio::time::sleep(AUDIT_RETRY), if audit_full => {}
             }
         }
     }

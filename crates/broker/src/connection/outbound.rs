@@ -7,6 +7,7 @@ use tributary_log::{Offset, Record};
 use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
 
 use super::{Close, Connection};
+use crate::reader::{self, ForReader};
 use crate::session::{Held, Outbound, OutboundMessage, OutboundState};
 use crate::shared::SharedDelivery;
 use tributary_router::Next;
@@ -160,6 +161,16 @@ impl Connection {
         retain: bool,
         identifiers: &[u32],
     ) -> bool {
+        // A service reads only what consents allow, an admin is audited
+        // (docs/consent.md); a cut copy is what the session keeps for a
+        // resend, so a resend never carries more than the first sending.
+        let (record, audited) =
+            match reader::for_reader(&self.broker.consents, self.identity.as_deref(), record) {
+                ForReader::Free => (record.clone(), None),
+                ForReader::Send(record, audited) => (record, Some(audited)),
+                ForReader::Withheld => return false,
+            };
+        let record = &record;
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
             return false; // expired
         };
@@ -179,6 +190,15 @@ impl Connection {
         };
         if !self.send_publish(header, &record.topic, properties, &record.payload) {
             return false;
+        }
+        if let Some(audited) = &audited {
+            reader::audit_sent(
+                &self.broker.audit,
+                self.identity.as_deref(),
+                self.client_id.as_str(),
+                record,
+                audited,
+            );
         }
         let Some(id) = packet_id else { return false };
         let state = if qos == QoS::AtLeastOnce {

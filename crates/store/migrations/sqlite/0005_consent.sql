@@ -1,0 +1,71 @@
+-- Consent, its signed receipts, the installation's signing key and the audit log (docs/consent.md,
+-- docs/store.md).
+
+-- One request of a service for an owner's data, and where the owner's decision left it.
+-- types and third_parties are lists of names joined by newlines (neither may contain one).
+-- status: pending, granted, refused or revoked.
+CREATE TABLE consents (
+    id             TEXT    NOT NULL PRIMARY KEY,
+    service        TEXT    NOT NULL,
+    owner          TEXT    NOT NULL,
+    types          TEXT    NOT NULL,
+    purpose        TEXT    NOT NULL,
+    retention_days INTEGER NOT NULL,
+    third_parties  TEXT    NOT NULL,
+    status         TEXT    NOT NULL,
+    created_ms     INTEGER NOT NULL,
+    decided_ms     INTEGER
+);
+CREATE INDEX consents_owner ON consents (owner, created_ms);
+CREATE INDEX consents_service ON consents (service, created_ms);
+-- The nodes reload the granted consents whenever consent_version moves.
+CREATE INDEX consents_granted ON consents (status) WHERE status = 'granted';
+
+-- One signed receipt (compact JWS) per decision.
+CREATE TABLE consent_receipts (
+    receipt_id TEXT    NOT NULL PRIMARY KEY,
+    consent_id TEXT    NOT NULL REFERENCES consents (id),
+    owner      TEXT    NOT NULL,
+    status     TEXT    NOT NULL,
+    jws        TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX consent_receipts_consent ON consent_receipts (consent_id, created_ms);
+CREATE INDEX consent_receipts_owner ON consent_receipts (owner, created_ms);
+
+-- Moves by one in the transaction of every decision: a node polls this one row and reloads the
+-- granted consents only when it changed.
+CREATE TABLE consent_version (
+    id      INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO consent_version (id, version) VALUES (1, 0);
+
+-- Secrets of the installation, shared by every node of a cluster through the store: the
+-- receipts' Ed25519 seed ('receipt-signing'). The first node to start writes it; later ones read.
+CREATE TABLE installation_secrets (
+    name       TEXT    NOT NULL PRIMARY KEY,
+    secret     BLOB    NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+
+-- Every read of an owner's data by anyone but the owner. Append-only: nothing updates a row.
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    owner       TEXT    NOT NULL,
+    actor_kind  TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    channel     TEXT    NOT NULL,
+    detail      TEXT    NOT NULL,
+    device      TEXT    NOT NULL,
+    consent_id  TEXT,
+    count       INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    recorded_ms INTEGER NOT NULL
+);
+CREATE INDEX audit_log_owner ON audit_log (owner, id);
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'the audit log is append-only');
+END;
