@@ -11,22 +11,25 @@ a buyer service asks for releases, and each owner reads their earnings and audit
 | each participant | one ledger entry per release they were in (ε and price), an audit entry naming the buyer |
 | a pack for a cohort | refused to an owner whose shared profile does not match, accepted once it does |
 | bad definitions, a service without `packs`, another buyer's pack | 400 naming the field, 403, 404 |
+| the takeout of an owner who joined and withdrew | both receipts (verified), the ledger, the audit entries |
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 
 import pytest
 from jwcrypto import jwk, jws
 
 from accounts_cli import add_service
-from api_client import api, device_client, login, people
+from api_client import api, call, device_client, login, people
 from conftest import wait_for
 
 pytestmark = pytest.mark.tributary_only("packs are tributary's own")
@@ -202,6 +205,19 @@ def test_a_pack_is_released_from_ten_participants_with_its_noise_and_ledgers(bro
     assert status == 200 and [r["seq"] for r in releases] == [1, 2, 3], releases
     status, packs = service_call(broker, "GET", "/api/v1/service/packs", lab, lab_token)
     assert status == 200 and packs[0]["participants"] == 11 and packs[0]["releases"] == 3, packs
+
+    # p0's takeout holds both receipts, the ledger and the audit entries of the releases it was in.
+    status, raw, kind = call(broker, "GET", "/api/v1/takeout", tokens["p0"])
+    assert status == 200 and kind.startswith("application/zip"), (status, kind)
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        names = set(z.namelist())
+        assert {"consents.json", "audit.json", "packs.json"} <= names, names
+        assert verify(broker, z.read(f"receipts/pack-{pid}-joined.jws").decode())["tributary:status"] == "granted"
+        assert verify(broker, z.read(f"receipts/pack-{pid}-withdrawn.jws").decode())["tributary:status"] == "revoked"
+        kept = json.loads(z.read("packs.json"))
+        assert [e["seq"] for e in kept["ledger"]] == [2, 1] and kept["participations"][0]["status"] == "withdrawn"
+        assert len([e for e in json.loads(z.read("audit.json")) if e["channel"] == "pack"]) == 2
+        assert json.loads(z.read("consents.json")) == []
 
 
 def test_cohorts_bad_definitions_and_strangers_are_refused(broker, pool):

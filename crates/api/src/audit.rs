@@ -38,6 +38,23 @@ pub(crate) struct EntryView {
     last_ms: i64,
 }
 
+impl From<tributary_store::AuditRecord> for EntryView {
+    fn from(e: tributary_store::AuditRecord) -> EntryView {
+        EntryView {
+            id: e.id,
+            actor_kind: e.actor_kind,
+            actor: e.actor,
+            channel: e.channel,
+            detail: e.detail,
+            device: e.device,
+            consent_id: e.consent_id,
+            count: e.count,
+            first_ms: e.first_ms,
+            last_ms: e.last_ms,
+        }
+    }
+}
+
 /// `GET /api/v1/audit?limit=&before=`.
 pub(crate) async fn list(
     State(state): State<ApiState>,
@@ -57,21 +74,7 @@ pub(crate) async fn list(
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok(Json(AuditPage {
-        entries: entries
-            .into_iter()
-            .map(|e| EntryView {
-                id: e.id,
-                actor_kind: e.actor_kind,
-                actor: e.actor,
-                channel: e.channel,
-                detail: e.detail,
-                device: e.device,
-                consent_id: e.consent_id,
-                count: e.count,
-                first_ms: e.first_ms,
-                last_ms: e.last_ms,
-            })
-            .collect(),
+        entries: entries.into_iter().map(EntryView::from).collect(),
         next_before,
     }))
 }

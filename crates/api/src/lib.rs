@@ -72,8 +72,8 @@ pub mod live;
 mod metrics;
 mod packs;
 mod server;
-mod takeout;
 mod service;
+mod takeout;
 #[cfg(test)]
 mod tests;
 mod throttle;

@@ -12,6 +12,7 @@ mod fhir;
 mod kinds;
 mod omh;
 mod pages;
+mod rights;
 mod running;
 mod stream;
 
@@ -52,11 +53,13 @@ enum Part {
     OmhPhysicalActivity,
     FhirBundle,
     ActivitySegments,
-    // Consents, receipts and the audit log go here once they exist
-    // (docs/takeout.md, "Adding a part").
+    Consents,
+    Receipts,
+    Audit,
+    Packs,
 }
 
-const PARTS: [Part; 11] = [
+const PARTS: [Part; 15] = [
     Part::Readme,
     Part::Profile,
     Part::Devices,
@@ -68,6 +71,10 @@ const PARTS: [Part; 11] = [
     Part::OmhPhysicalActivity,
     Part::FhirBundle,
     Part::ActivitySegments,
+    Part::Consents,
+    Part::Receipts,
+    Part::Audit,
+    Part::Packs,
 ];
 
 impl Part {
@@ -85,6 +92,10 @@ impl Part {
             Part::OmhPhysicalActivity => "omh/physical-activity.json",
             Part::FhirBundle => "fhir/observations.json",
             Part::ActivitySegments => "activity/segments.json",
+            Part::Consents => "consents.json",
+            Part::Receipts => "receipts/*.jws",
+            Part::Audit => "audit.json",
+            Part::Packs => "packs.json",
         }
     }
 
@@ -132,6 +143,23 @@ impl Part {
             Part::ActivitySegments => {
                 "JSON array: the behaviour model's activity segments (device, activity, \
                  start, end, confidence, windows, model version)"
+            }
+            Part::Consents => {
+                "JSON array: every consent a service asked of you and your decisions, \
+                 newest first, each with its signed receipts (docs/consent.md)"
+            }
+            Part::Receipts => {
+                "one compact JWS per receipt (Kantara Consent Receipt v1.1, EdDSA), named by \
+                 its id; pack receipts as pack-<pack>-<joined|withdrawn>.jws; verify with \
+                 /api/v1/consent/jwks.json"
+            }
+            Part::Audit => {
+                "JSON array: your audit log, every read of your data by anyone but you, \
+                 newest first (docs/consent.md)"
+            }
+            Part::Packs => {
+                "JSON object: the pooled packs you joined (with their receipts), your \
+                 privacy budget and the ledger of releases you were in (docs/packs.md)"
             }
         }
     }
@@ -268,6 +296,10 @@ impl Takeout {
             Part::OmhPhysicalActivity => self.omh_physical_activity().await,
             Part::FhirBundle => self.fhir_bundle().await,
             Part::ActivitySegments => self.activity_segments().await,
+            Part::Consents => self.consents().await,
+            Part::Receipts => self.receipts().await,
+            Part::Audit => self.audit().await,
+            Part::Packs => self.packs().await,
         }
     }
 
@@ -416,13 +448,13 @@ impl Takeout {
 
 /// A JSON array written in pieces, one item a line.
 #[derive(Default)]
-struct JsonArray {
+pub(super) struct JsonArray {
     written: u64,
 }
 
 impl JsonArray {
     /// The text of `items`, with the opening bracket before the first.
-    fn items(&mut self, items: impl Iterator<Item = serde_json::Value>) -> String {
+    pub(super) fn items(&mut self, items: impl Iterator<Item = serde_json::Value>) -> String {
         let mut text = String::new();
         for item in items {
             text.push_str(if self.written == 0 { "[\n" } else { ",\n" });
@@ -433,7 +465,7 @@ impl JsonArray {
     }
 
     /// The end (the whole array when there were no items).
-    fn end(&self) -> &'static str {
+    pub(super) fn end(&self) -> &'static str {
         if self.written == 0 {
             "[]\n"
         } else {
@@ -442,7 +474,7 @@ impl JsonArray {
     }
 }
 
-fn pretty(value: &impl serde::Serialize) -> String {
+pub(super) fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
 }
 

@@ -9,7 +9,7 @@ use crate::data::EXPORT_PAGE;
 /// Segments per store call.
 const SEGMENT_PAGE: usize = 1_000;
 
-fn store_failed(error: tributary_store::Error) -> std::io::Error {
+pub(super) fn store_failed(error: tributary_store::Error) -> std::io::Error {
     std::io::Error::other(format!("store: {error}"))
 }
 
