@@ -47,6 +47,7 @@ ENTRIES = {
     "measurements/measurements.parquet",
     "omh/heart-rate.json", "omh/step-count.json", "omh/physical-activity.json",
     "fhir/observations.json", "activity/segments.json",
+    "consents.json", "audit.json", "packs.json",
 }
 SCHEMAS = {"heart-rate": "omh:heart-rate:2.0", "step-count": "omh:step-count:3.0",
            "physical-activity": "ieee:physical-activity:1.0"}
