@@ -157,6 +157,7 @@ mod tests {
             grants: tributary_accounts::Grants {
                 read: true,
                 command: false,
+                packs: false,
             },
         }
     }

@@ -33,6 +33,7 @@ impl Api {
             tributary_accounts::Grants {
                 read: true,
                 command: false,
+                packs: false,
             },
         )
         .expect("add service");
