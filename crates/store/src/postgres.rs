@@ -34,6 +34,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "api_sessions",
         sql: include_str!("../migrations/postgres/0004_api_sessions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "erasure",
+        sql: include_str!("../migrations/postgres/0006_erasure.sql"),
+    },
 ];
 
 /// Connections in the pool: the pipeline's writer plus a few API readers.
@@ -58,14 +63,14 @@ const SEGMENT_COLUMNS: &str =
 
 /// The PostgreSQL store (see the module docs).
 pub struct Postgres {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
-fn err(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+pub(crate) fn err(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |source| Error::Postgres { op, source }
 }
 
-fn pool_err(op: &'static str) -> impl FnOnce(deadpool_postgres::PoolError) -> Error {
+pub(crate) fn pool_err(op: &'static str) -> impl FnOnce(deadpool_postgres::PoolError) -> Error {
     move |source| Error::Pool { op, source }
 }
 

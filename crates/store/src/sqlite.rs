@@ -39,6 +39,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "api_sessions",
         sql: include_str!("../migrations/sqlite/0004_api_sessions.sql"),
     },
+    Migration {
+        version: 6,
+        name: "erasure",
+        sql: include_str!("../migrations/sqlite/0006_erasure.sql"),
+    },
 ];
 
 /// Reader connections kept open between calls; more may be opened under load, and are closed
@@ -96,7 +101,7 @@ impl Sqlite {
         })
     }
 
-    async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -111,7 +116,7 @@ impl Sqlite {
         .await
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
