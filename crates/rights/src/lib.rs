@@ -17,6 +17,10 @@
 //! - [`keyring`]: the [`keyring::MasterKey`] that wraps data keys for the
 //!   store, and [`keyring::KeyCache`], the bounded cache of unwrapped keys
 //!   a node keeps in front of the store.
+//! - [`owner_keys`]: [`owner_keys::Keyring`], what the broker, the pipeline
+//!   and the API ask for keys: it seals for an owner (making the owner's key
+//!   on first use) and opens what consumers read, through a
+//!   [`owner_keys::KeyStore`] that the caller implements on its storage.
 //!
 //! ```
 //! use tributary_rights::keyring::MasterKey;
@@ -33,6 +37,7 @@
 //! ```
 
 pub mod keyring;
+pub mod owner_keys;
 pub mod seal;
 
 /// Why sealing, opening or a key failed.
@@ -54,6 +59,8 @@ pub enum Error {
     BadMasterKey(String),
     #[error("bad wrapped key: {0}")]
     BadWrappedKey(String),
+    #[error("key store: {0}")]
+    KeyStore(String),
     // The platform failed.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
