@@ -29,7 +29,7 @@
 //! let master = MasterKey::generate()?;
 //! let key = DataKey::generate()?;
 //! let wrapped = master.wrap("ann", &key)?; // what the store keeps
-//! let mut sealer = Sealer::new(key)?;
+//! let mut sealer = Sealer::new(std::sync::Arc::new(key))?;
 //! let sealed = sealer.seal("ann", b"[{\"n\":\"hr\",\"v\":61}]")?;
 //! let key = master.unwrap("ann", sealer.key_id(), &wrapped)?;
 //! assert_eq!(open(&key, "ann", &sealed)?, b"[{\"n\":\"hr\",\"v\":61}]");

@@ -135,7 +135,7 @@ impl Keyring {
             return Ok(None);
         }
         if let OwnerKey::Live(key) = self.key(owner).await? {
-            return Ok(Some(Sealer::new((*key).clone())?));
+            return Ok(Some(Sealer::new(key)?));
         }
         let fresh = DataKey::generate()?;
         let wrapped = Wrapped {
@@ -158,7 +158,8 @@ impl Keyring {
                 ))
             }
         };
-        self.cache.put(owner, OwnerKey::Live(Arc::new(key.clone())));
+        let key = Arc::new(key);
+        self.cache.put(owner, OwnerKey::Live(Arc::clone(&key)));
         Ok(Some(Sealer::new(key)?))
     }
 

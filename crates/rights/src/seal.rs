@@ -26,6 +26,8 @@
 //! so one sealer never repeats a nonce and two sealers of one key collide
 //! only if their random prefixes do (2^-64 per pair).
 
+use std::sync::Arc;
+
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -101,9 +103,13 @@ pub fn key_id(payload: &[u8]) -> Option<u64> {
 
 /// Seals payloads of one owner under one key; keeps the nonce sequence, so
 /// one sealer is used by one writer at a time (a connection, a bridge).
+///
+/// Small until it first seals (a shared key, a prefix, a counter): every
+/// device connection holds one, most of them idle, and the expanded AES key
+/// schedule is made only with the first payload.
 pub struct Sealer {
-    key: DataKey,
-    cipher: Aes256Gcm,
+    key: Arc<DataKey>,
+    cipher: Option<Box<Aes256Gcm>>,
     prefix: [u8; 8],
     counter: u32,
 }
@@ -115,11 +121,10 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    pub fn new(key: DataKey) -> Result<Sealer> {
-        let cipher = key.cipher();
+    pub fn new(key: Arc<DataKey>) -> Result<Sealer> {
         Ok(Sealer {
             key,
-            cipher,
+            cipher: None,
             prefix: random_prefix()?,
             counter: 0,
         })
@@ -146,8 +151,9 @@ impl Sealer {
         out.extend_from_slice(&self.key.id.to_le_bytes());
         out.extend_from_slice(&nonce);
         let aad = associated_data(&out[..HEADER_LEN], owner);
-        let sealed = self
-            .cipher
+        let key = &self.key;
+        let cipher = self.cipher.get_or_insert_with(|| Box::new(key.cipher()));
+        let sealed = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -213,7 +219,7 @@ mod tests {
 
     fn sealed(owner: &str, plaintext: &[u8]) -> (DataKey, Vec<u8>) {
         let key = DataKey::generate().expect("random");
-        let mut sealer = Sealer::new(key.clone()).expect("random");
+        let mut sealer = Sealer::new(Arc::new(key.clone())).expect("random");
         let out = sealer.seal(owner, plaintext).expect("seal");
         (key, out)
     }
@@ -238,7 +244,7 @@ mod tests {
     #[test]
     fn two_seals_of_one_payload_differ() {
         let key = DataKey::generate().expect("random");
-        let mut sealer = Sealer::new(key).expect("random");
+        let mut sealer = Sealer::new(Arc::new(key)).expect("random");
         let a = sealer.seal("ann", b"same").expect("seal");
         let b = sealer.seal("ann", b"same").expect("seal");
         assert_ne!(a, b, "nonces must not repeat");

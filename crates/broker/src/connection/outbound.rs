@@ -163,6 +163,9 @@ impl Connection {
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
             return false; // expired
         };
+        let Some(payload) = self.broker.opened_payload(record) else {
+            return false; // its owner was erased, or it does not open (logged)
+        };
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -177,7 +180,7 @@ impl Connection {
             retain,
             packet_id,
         };
-        if !self.send_publish(header, &record.topic, properties, &record.payload) {
+        if !self.send_publish(header, &record.topic, properties, &payload) {
             return false;
         }
         let Some(id) = packet_id else { return false };
@@ -214,18 +217,18 @@ impl Connection {
         let properties = self
             .outgoing_properties(&message.record, &message.identifiers)
             .unwrap_or_default();
+        // Erased since it was first sent: not sent again (the client never
+        // acknowledges it; the session forgets it when it ends).
+        let Some(payload) = self.broker.opened_payload(&message.record) else {
+            return;
+        };
         let header = PublishHeader {
             dup: true,
             qos: message.qos,
             retain: message.retain,
             packet_id: Some(packet_id),
         };
-        self.send_publish(
-            header,
-            &message.record.topic,
-            properties,
-            &message.record.payload,
-        );
+        self.send_publish(header, &message.record.topic, properties, &payload);
     }
 
     /// The properties a record goes out with on this connection, or `None`
