@@ -91,6 +91,8 @@ pub struct FileConfig {
     pub model: ModelFileConfig,
     /// This node in an HAProxy backend (docs/cluster.md).
     pub cluster: ClusterFileConfig,
+    /// Per-owner encryption of payloads and the master key (docs/erasure.md).
+    pub erasure: crate::erasure::ErasureFileConfig,
 }
 
 /// The `[store]` table: where measurements are kept.
@@ -116,6 +118,7 @@ impl Default for FileConfig {
             http: HttpFileConfig::default(),
             model: ModelFileConfig::default(),
             cluster: ClusterFileConfig::default(),
+            erasure: crate::erasure::ErasureFileConfig::default(),
         }
     }
 }
@@ -152,6 +155,7 @@ impl FileConfig {
             policy,
         });
         let cluster = self.cluster.build(self.mqtt.proxy_protocol)?;
+        self.erasure.validate()?;
         Ok(NodeConfig {
             data_dir: self.data_dir.clone(),
             log: self.log_config(),
@@ -162,6 +166,7 @@ impl FileConfig {
             model: self.model.clone(),
             max_days_per_message: self.archive.max_days_per_message,
             cluster,
+            erasure: self.erasure.clone(),
         })
     }
 
@@ -206,6 +211,8 @@ pub struct NodeConfig {
     pub max_days_per_message: u32,
     /// `None`: the node joins no HAProxy backend and leaves at once on SIGTERM.
     pub cluster: Option<ClusterConfig>,
+    /// Sealing on or off, and where the master key comes from.
+    pub erasure: crate::erasure::ErasureFileConfig,
 }
 
 impl NodeConfig {
@@ -214,6 +221,7 @@ impl NodeConfig {
         tributary_pipeline::StorePolicy {
             motion: self.model.motion_rows(),
             max_days_per_message: self.max_days_per_message,
+            erased: Default::default(),
         }
     }
 }
