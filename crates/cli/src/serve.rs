@@ -291,6 +291,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         http_config,
     );
     api_state.set_router(broker.router().clone());
+    api_state.set_keyring(keyring.clone());
+    if let Some(archive) = &archive {
+        api_state.set_archive(archive.clone());
+    }
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
         let port = Some(addr.port());
