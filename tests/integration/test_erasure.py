@@ -71,8 +71,11 @@ def points(broker, token: str) -> list[dict]:
 
 
 def wait_points(broker, token: str, want: int) -> list[dict]:
-    return wait_for(lambda: (p := points(broker, token)) if len(p) >= want else None,
-                    timeout=WAIT_S, interval=0.3, what=f"{want} measurements stored")
+    def enough():
+        got = points(broker, token)
+        return got if len(got) >= want else None
+
+    return wait_for(enough, timeout=WAIT_S, interval=0.3, what=f"{want} measurements stored")
 
 
 def store_rows(broker, owner: str) -> int:
