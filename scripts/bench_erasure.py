@@ -46,7 +46,9 @@ class Node:
         data = work / "data"
         config = work / "tributary.toml"
         config.write_text(f"[erasure]\nencrypt = {'true' if self.encrypt else 'false'}\n"
-                          "[archive]\nenabled = false\n")
+                          "[archive]\nenabled = false\n"
+                          # The per-client rate limits would measure themselves, not sealing.
+                          "[limits]\nmax_messages_per_sec = 0\nmax_bytes_per_sec = 0\n")
         admin = lambda *a: subprocess.run([self.binary, *a, "--data-dir", str(data)], capture_output=True,  # noqa: E731
                                           text=True, check=True, timeout=60)
         out = admin("owner", "add", "benchowner")

@@ -17,7 +17,7 @@
 //! the owner's id, so a wrapped key opens only as that owner's key of that id.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, Payload};
@@ -163,7 +163,8 @@ pub enum OwnerKey {
 pub struct KeyCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<String, (Instant, OwnerKey)>>,
+    /// Read on every delivered message, written on a miss: a read lock.
+    entries: RwLock<HashMap<String, (Instant, OwnerKey)>>,
 }
 
 impl KeyCache {
@@ -171,19 +172,19 @@ impl KeyCache {
         KeyCache {
             ttl,
             capacity: capacity.max(1),
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         }
     }
 
     /// The owner's key if cached and fresh.
     pub fn get(&self, owner: &str) -> Option<OwnerKey> {
-        let entries = self.entries.lock().expect("key cache lock");
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let (at, key) = entries.get(owner)?;
         (at.elapsed() < self.ttl).then(|| key.clone())
     }
 
     pub fn put(&self, owner: &str, key: OwnerKey) {
-        let mut entries = self.entries.lock().expect("key cache lock");
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(owner) {
             let oldest = entries
                 .iter()
@@ -198,11 +199,14 @@ impl KeyCache {
 
     /// Forgets the owner (this node erased them: no waiting for the ttl).
     pub fn forget(&self, owner: &str) {
-        self.entries.lock().expect("key cache lock").remove(owner);
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("key cache lock").len()
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -46,10 +46,23 @@ pub const TAG_LEN: usize = 16;
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 /// An owner's 256-bit data key with its id; zeroed when dropped.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+///
+/// The expanded AES key schedule is made once, on first use, and shared by
+/// everyone holding the key (a connection's sealer, the subscribers' and
+/// the sinks' opening): expanding it per message would cost more than
+/// encrypting a small payload.
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct DataKey {
     id: u64,
     bytes: [u8; 32],
+    #[zeroize(skip)]
+    cipher: std::sync::OnceLock<Aes256Gcm>,
+}
+
+impl Clone for DataKey {
+    fn clone(&self) -> DataKey {
+        DataKey::from_parts(self.id, self.bytes)
+    }
 }
 
 impl std::fmt::Debug for DataKey {
@@ -66,15 +79,16 @@ impl DataKey {
         let mut id = [0u8; 8];
         getrandom::getrandom(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
         getrandom::getrandom(&mut id).map_err(|e| Error::Random(e.to_string()))?;
-        Ok(DataKey {
-            id: u64::from_le_bytes(id),
-            bytes,
-        })
+        Ok(DataKey::from_parts(u64::from_le_bytes(id), bytes))
     }
 
     /// The key `id` made of `bytes` (as unwrapped from the store).
     pub fn from_parts(id: u64, bytes: [u8; 32]) -> DataKey {
-        DataKey { id, bytes }
+        DataKey {
+            id,
+            bytes,
+            cipher: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -85,8 +99,9 @@ impl DataKey {
         &self.bytes
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.bytes))
+    fn cipher(&self) -> &Aes256Gcm {
+        self.cipher
+            .get_or_init(|| Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.bytes)))
     }
 }
 
@@ -104,12 +119,10 @@ pub fn key_id(payload: &[u8]) -> Option<u64> {
 /// Seals payloads of one owner under one key; keeps the nonce sequence, so
 /// one sealer is used by one writer at a time (a connection, a bridge).
 ///
-/// Small until it first seals (a shared key, a prefix, a counter): every
-/// device connection holds one, most of them idle, and the expanded AES key
-/// schedule is made only with the first payload.
+/// Small (a shared key, a prefix, a counter): every device connection holds
+/// one, most of them idle; the key's expanded schedule is shared.
 pub struct Sealer {
     key: Arc<DataKey>,
-    cipher: Option<Box<Aes256Gcm>>,
     prefix: [u8; 8],
     counter: u32,
 }
@@ -124,7 +137,6 @@ impl Sealer {
     pub fn new(key: Arc<DataKey>) -> Result<Sealer> {
         Ok(Sealer {
             key,
-            cipher: None,
             prefix: random_prefix()?,
             counter: 0,
         })
@@ -151,9 +163,9 @@ impl Sealer {
         out.extend_from_slice(&self.key.id.to_le_bytes());
         out.extend_from_slice(&nonce);
         let aad = associated_data(&out[..HEADER_LEN], owner);
-        let key = &self.key;
-        let cipher = self.cipher.get_or_insert_with(|| Box::new(key.cipher()));
-        let sealed = cipher
+        let sealed = self
+            .key
+            .cipher()
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {

@@ -112,7 +112,10 @@ impl<C: StreamConsumer> UnsealedConsumer<C> {
         // this makes them free).
         let mut gone: HashMap<&str, bool> = HashMap::new();
         for (position, record) in batch {
-            if record.owner.is_empty() || !tributary_rights::seal::is_sealed(&record.payload) {
+            // What no sink decodes stays sealed (and costs nothing here).
+            if crate::process::senml_format(record).is_none()
+                || !tributary_rights::seal::is_sealed(&record.payload)
+            {
                 opened.push((position.clone(), Arc::clone(record)));
                 continue;
             }
