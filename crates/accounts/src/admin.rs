@@ -45,10 +45,10 @@ pub fn add_device(data_dir: &Path, owner: &str, device: &str) -> Result<String> 
     let token = secret::generate_token();
     let token_hash = secret::hash(token.as_bytes());
     store::modify(data_dir, |file| {
-        if !file
+        if file
             .owners
             .get(owner)
-            .is_some_and(|o| o.erased_unix.is_none())
+            .is_none_or(|o| o.erased_unix.is_some())
         {
             return Err(Error::NotFound {
                 kind: Kind::Owner,
@@ -84,10 +84,10 @@ pub fn add_labelled_device(data_dir: &Path, owner: &str, label: &str) -> Result<
     let token_hash = secret::hash(token.as_bytes());
     let mut id = secret::generate_device_id();
     store::modify(data_dir, |file| {
-        if !file
+        if file
             .owners
             .get(owner)
-            .is_some_and(|o| o.erased_unix.is_none())
+            .is_none_or(|o| o.erased_unix.is_some())
         {
             return Err(Error::NotFound {
                 kind: Kind::Owner,

@@ -48,16 +48,23 @@ pub struct Erasures {
     pub tombstones: Tombstones,
 }
 
+/// Where the sinks write: the store, and the archive when there is one.
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    pub store: Arc<Store>,
+    pub archive: Option<Arc<Archive>>,
+}
+
 pub async fn run(
     config: NodeConfig,
     log: Log,
-    store: Arc<Store>,
-    archive: Option<Arc<Archive>>,
+    destinations: Destinations,
     model: Option<Arc<Model>>,
     erasures: Erasures,
     sink_stats: SinkStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Destinations { store, archive } = destinations;
     let SinkStats {
         store: stats,
         archive: archive_stats,

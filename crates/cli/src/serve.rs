@@ -334,8 +334,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let pipeline = crate::pipeline::run(
         config.clone(),
         log,
-        store,
-        archive,
+        crate::pipeline::Destinations { store, archive },
         model,
         erasures,
         sink_stats,
