@@ -28,6 +28,7 @@ pub fn add_owner(data_dir: &Path, name: &str, password: Option<&str>) -> Result<
             OwnerRecord {
                 created_unix: store::now_unix(),
                 password_hash,
+                erased_unix: None,
             },
         );
         Ok(())
@@ -44,7 +45,11 @@ pub fn add_device(data_dir: &Path, owner: &str, device: &str) -> Result<String> 
     let token = secret::generate_token();
     let token_hash = secret::hash(token.as_bytes());
     store::modify(data_dir, |file| {
-        if !file.owners.contains_key(owner) {
+        if file
+            .owners
+            .get(owner)
+            .is_none_or(|o| o.erased_unix.is_some())
+        {
             return Err(Error::NotFound {
                 kind: Kind::Owner,
                 name: owner.to_owned(),
@@ -79,7 +84,11 @@ pub fn add_labelled_device(data_dir: &Path, owner: &str, label: &str) -> Result<
     let token_hash = secret::hash(token.as_bytes());
     let mut id = secret::generate_device_id();
     store::modify(data_dir, |file| {
-        if !file.owners.contains_key(owner) {
+        if file
+            .owners
+            .get(owner)
+            .is_none_or(|o| o.erased_unix.is_some())
+        {
             return Err(Error::NotFound {
                 kind: Kind::Owner,
                 name: owner.to_owned(),
@@ -236,6 +245,26 @@ pub fn revoke_device(data_dir: &Path, device: &str) -> Result<()> {
             })?;
         if record.revoked_unix.is_none() {
             record.revoked_unix = Some(store::now_unix());
+        }
+        Ok(())
+    })
+}
+
+/// Closes an erased owner's account (docs/erasure.md): the owner can no
+/// longer log in, every device of theirs is revoked (the broker disconnects
+/// them at its next reload), and the records stay so that no name is
+/// reused. Closing a closed account changes nothing.
+pub fn erase_owner(data_dir: &Path, owner: &str) -> Result<()> {
+    store::check_name(Kind::Owner, owner)?;
+    store::modify(data_dir, |file| {
+        let now = store::now_unix();
+        let record = file.owners.get_mut(owner).ok_or_else(|| Error::NotFound {
+            kind: Kind::Owner,
+            name: owner.to_owned(),
+        })?;
+        record.erased_unix.get_or_insert(now);
+        for device in file.devices.values_mut().filter(|d| d.owner == owner) {
+            device.revoked_unix.get_or_insert(now);
         }
         Ok(())
     })

@@ -116,8 +116,9 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 pub use admin::{
-    add_admin, add_device, add_labelled_device, add_owner, add_service, list, revoke_device,
-    revoke_service, rotate_device_token, AdminInfo, DeviceInfo, Listing, OwnerInfo, ServiceInfo,
+    add_admin, add_device, add_labelled_device, add_owner, add_service, erase_owner, list,
+    revoke_device, revoke_service, rotate_device_token, AdminInfo, DeviceInfo, Listing, OwnerInfo,
+    ServiceInfo,
 };
 pub use checks::{default_max_checks, CheckStats};
 pub use grant::{Grant, Grants};
@@ -567,7 +568,10 @@ impl Accounts {
                 .devices
                 .get(device)
                 .is_some_and(|d| d.revoked_unix.is_none() && d.owner == *owner),
-            Identity::Owner { owner } => file.owners.contains_key(owner),
+            Identity::Owner { owner } => file
+                .owners
+                .get(owner)
+                .is_some_and(|o| o.erased_unix.is_none()),
             Identity::Service { service, .. } => file
                 .services
                 .get(service)
@@ -624,6 +628,9 @@ fn credential<'f>(
         };
         Ok((identity, &device.token_hash))
     } else if let Some(owner) = file.owners.get(username) {
+        if owner.erased_unix.is_some() {
+            return Err(AuthError::Revoked);
+        }
         let identity = Identity::Owner {
             owner: username.to_owned(),
         };

@@ -58,6 +58,11 @@ pub(crate) struct OwnerRecord {
     pub created_unix: u64,
     /// Argon2id PHC string of the owner's password.
     pub password_hash: String,
+    /// Set when the owner erased the account (docs/erasure.md): nobody logs
+    /// in as the owner again, and the record stays so that the name is not
+    /// reused (an erasure's tombstone covers the name for all time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_unix: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

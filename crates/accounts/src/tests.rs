@@ -1124,3 +1124,30 @@ fn authenticate_evenly_answers_as_authenticate() -> TestResult {
     assert!(check_owner_name(&"a".repeat(65)).is_err());
     Ok(())
 }
+
+#[test]
+fn an_erased_owner_cannot_log_in_add_devices_or_be_signed_up_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    add_owner(dir.path(), "ann", Some("anns password"))?;
+    add_owner(dir.path(), "bob", Some("bobs password"))?;
+    let token = add_device(dir.path(), "ann", "watch")?;
+    let bobs = add_device(dir.path(), "bob", "ring")?;
+    erase_owner(dir.path(), "ann")?;
+    erase_owner(dir.path(), "ann")?; // twice changes nothing
+    let accounts = Accounts::open(dir.path())?;
+    assert!(accounts.authenticate("ann", b"anns password").is_err());
+    assert!(accounts.authenticate("watch", token.as_bytes()).is_err());
+    assert!(!accounts.is_active(&Identity::Owner {
+        owner: "ann".into()
+    }));
+    assert!(add_device(dir.path(), "ann", "phone").is_err());
+    assert!(
+        add_owner(dir.path(), "ann", None).is_err(),
+        "the name stays taken"
+    );
+    // Nobody else is touched.
+    assert!(accounts.authenticate("bob", b"bobs password").is_ok());
+    assert!(accounts.authenticate("ring", bobs.as_bytes()).is_ok());
+    assert!(erase_owner(dir.path(), "nobody").is_err());
+    Ok(())
+}

@@ -158,7 +158,7 @@ pub(crate) async fn rotate(
 }
 
 /// The caller's device `id`, or 404 (also when it is another owner's).
-async fn own_device(state: &ApiState, owner: &str, id: &str) -> Result<DeviceView> {
+pub(crate) async fn own_device(state: &ApiState, owner: &str, id: &str) -> Result<DeviceView> {
     own_devices(state, owner)
         .await?
         .into_iter()

@@ -67,6 +67,7 @@ mod config;
 mod consent;
 mod data;
 mod devices;
+mod erasure;
 mod error;
 pub mod live;
 mod metrics;
@@ -146,6 +147,12 @@ struct Inner {
     draining: std::sync::atomic::AtomicBool,
     /// The owners whose takeout is being written (one each, a few in all).
     takeouts: takeout::Running,
+    /// Owners' data keys: live feeds open payloads with it, erasure
+    /// destroys keys through the store and forgets them here
+    /// (`set_keyring`; unset, payloads are shown as stored).
+    keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
+    /// The archive erasure deletes from or rewrites (`set_archive`).
+    archive: std::sync::OnceLock<Arc<tributary_archive::Archive>>,
 }
 
 /// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
@@ -205,6 +212,8 @@ impl ApiState {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 takeouts: takeout::Running::default(),
                 receipts: consent::Receipts::new(),
+                keyring: std::sync::OnceLock::new(),
+                archive: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -218,6 +227,20 @@ impl ApiState {
     /// Has live feeds follow owners through the node's router (the one the
     /// broker routes with), so that the log is read once for all of them.
     /// Without it the API starts a router of its own on first use.
+    /// The keyring of the node (docs/erasure.md).
+    pub fn set_keyring(&self, keyring: Arc<tributary_rights::owner_keys::Keyring>) {
+        let _ = self.inner.keyring.set(keyring);
+    }
+
+    pub(crate) fn keyring(&self) -> Option<&Arc<tributary_rights::owner_keys::Keyring>> {
+        self.inner.keyring.get()
+    }
+
+    /// The archive erasures reach (none: the archive is off).
+    pub fn set_archive(&self, archive: Arc<tributary_archive::Archive>) {
+        let _ = self.inner.archive.set(archive);
+    }
+
     pub fn set_router(&self, router: Arc<tributary_router::Router>) {
         let _ = self.inner.router.set(router);
     }
@@ -294,6 +317,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices", get(devices::list).post(devices::add))
         .route("/devices/{id}", delete(devices::revoke))
         .route("/devices/{id}/token", post(devices::rotate))
+        .route("/erasures", post(erasure::erase))
+        .route("/account", delete(erasure::erase_account))
         .route("/summary", get(data::summary))
         .route("/measurements", get(data::measurements))
         .route("/dead-letters", get(data::dead_letters))

@@ -19,6 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tributary_rights::owner_keys::Opened;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -227,7 +228,9 @@ impl Feed {
                 Next::Record(offset, record) => {
                     if offset >= self.next {
                         self.next = Offset(offset.0 + 1);
-                        self.pending.push_back(event(offset, &record));
+                        if let Some(event) = opened_event(&self.state, offset, &record).await {
+                            self.pending.push_back(event);
+                        }
                     }
                 }
                 Next::CaughtUp(to) => {
@@ -260,7 +263,9 @@ impl Feed {
                 for (offset, record) in records.iter().take_while(|(o, _)| *o < until) {
                     self.next = Offset(offset.0 + 1);
                     if record.owner == self.owner {
-                        self.pending.push_back(event(*offset, record));
+                        if let Some(event) = opened_event(&self.state, *offset, record).await {
+                            self.pending.push_back(event);
+                        }
                     }
                 }
                 if self.next == before {
@@ -278,6 +283,28 @@ impl Feed {
                 tracing::warn!(%error, owner = %self.owner, "live feed: read log; ending the feed");
                 None
             }
+        }
+    }
+}
+
+/// The event for one record with its payload opened (docs/erasure.md), or
+/// `None` when it must not be shown: its owner was erased, or it does not
+/// open (logged).
+async fn opened_event(state: &ApiState, offset: Offset, record: &Arc<Record>) -> Option<Event> {
+    let Some(keyring) = state.keyring() else {
+        return Some(event(offset, record));
+    };
+    match keyring.open(&record.owner, &record.payload).await {
+        Ok(Opened::Plain) => Some(event(offset, record)),
+        Ok(Opened::Unsealed(plain)) => {
+            let mut opened = (**record).clone();
+            opened.payload = plain.into();
+            Some(event(offset, &Arc::new(opened)))
+        }
+        Ok(Opened::KeyGone) => None,
+        Err(e) => {
+            tracing::warn!(owner = %record.owner, error = %e, "live feed: a sealed payload does not open; not sent");
+            None
         }
     }
 }

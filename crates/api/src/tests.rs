@@ -714,6 +714,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("/api/v1/devices", "post"),
     ("/api/v1/devices/{id}", "delete"),
     ("/api/v1/devices/{id}/token", "post"),
+    ("/api/v1/erasures", "post"),
+    ("/api/v1/account", "delete"),
     ("/api/v1/summary", "get"),
     ("/api/v1/measurements", "get"),
     ("/api/v1/dead-letters", "get"),

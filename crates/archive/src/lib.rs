@@ -342,5 +342,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+mod erase;
+
+pub use erase::{Erase, Erased};
+
 #[cfg(test)]
 mod tests;

@@ -93,7 +93,7 @@ pub fn record_batch(rows: &[Row]) -> Result<RecordBatch> {
 /// Writer settings: zstd (every common reader has it; much smaller than
 /// snappy on repetitive names and devices), statistics per page so that
 /// readers skip row groups by time.
-fn properties() -> WriterProperties {
+pub(crate) fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_created_by(format!("tributary {}", env!("CARGO_PKG_VERSION")))

@@ -81,6 +81,10 @@ pub struct Broker {
     pub(crate) consents: Arc<LiveConsents>,
     /// Deliveries to services and admins, counted for the audit log.
     pub(crate) audit: Arc<Aggregator>,
+    /// Owners' data keys (docs/erasure.md): set once by whoever opened the
+    /// broker, before it serves ([`Broker::use_keyring`]); unset, payloads
+    /// are neither sealed nor opened (tests, the fuzzer).
+    pub(crate) keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
 }
 
 impl Drop for Broker {
@@ -113,6 +117,13 @@ async fn open_cluster(
 }
 
 impl Broker {
+    /// Seal what owners' devices publish and open what subscribers are sent
+    /// with `keyring` (docs/erasure.md). Call before serving; a second call
+    /// is ignored (the first keyring stays).
+    pub fn use_keyring(&self, keyring: Arc<tributary_rights::owner_keys::Keyring>) {
+        let _ = self.keyring.set(keyring);
+    }
+
     /// Loads persistent sessions and retained messages from `data_dir` and the log.
     pub async fn open(config: BrokerConfig, log: Log, data_dir: &Path) -> Result<Arc<Broker>> {
         config.validate().map_err(Error::Config)?;
@@ -212,6 +223,7 @@ impl Broker {
             stats: BrokerStats::default(),
             consents: Arc::new(LiveConsents::default()),
             audit: Arc::new(Aggregator::new(AUDIT_MAX_ENTRIES)),
+            keyring: std::sync::OnceLock::new(),
         };
         broker.retained_applied = broker.replay_retained(applied).await?;
         if let (Some(kafka), Offset(0)) = (&broker.config.kafka, broker.log.end_offset()) {

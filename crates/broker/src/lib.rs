@@ -35,6 +35,7 @@ mod connection;
 mod durable;
 mod error;
 mod kafka_tail;
+mod keys;
 mod listener;
 mod node_id;
 mod persist;

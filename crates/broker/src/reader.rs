@@ -49,6 +49,15 @@ pub(crate) fn is_audited(identity: Option<&Identity>) -> bool {
     )
 }
 
+/// True for the readers whose deliveries are filtered or audited (services
+/// and admins): they are handed the opened record, not its sealed bytes.
+pub(crate) fn reads_for_others(identity: Option<&Identity>) -> bool {
+    matches!(
+        identity,
+        Some(Identity::Service { .. }) | Some(Identity::Admin { .. })
+    )
+}
+
 pub(crate) fn for_reader(
     consents: &LiveConsents,
     identity: Option<&Identity>,

@@ -45,6 +45,10 @@ pub struct BrokerStats {
     /// Log records sessions never examined because retention deleted them
     /// first (the session was away or slow past the log's bounds).
     skipped: AtomicU64,
+    /// Records not sent to a subscriber because their owner was erased
+    /// (the payload's key is destroyed; docs/erasure.md). Rare: added to
+    /// once per record, not batched.
+    erased: AtomicU64,
     append: LatencyHistogram,
 }
 
@@ -55,6 +59,15 @@ impl BrokerStats {
 
     pub(crate) fn add_sent(&self, count: u64) {
         self.sent.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_erased(&self) {
+        self.erased.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records not delivered because their owner was erased.
+    pub fn records_of_erased_owners(&self) -> u64 {
+        self.erased.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_skipped(&self, count: u64) {

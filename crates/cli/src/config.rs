@@ -93,6 +93,8 @@ pub struct FileConfig {
     pub cluster: ClusterFileConfig,
     /// What the installation says of itself in consent receipts (docs/consent.md).
     pub consent: ConsentFileConfig,
+    /// Per-owner encryption of payloads and the master key (docs/erasure.md).
+    pub erasure: crate::erasure::ErasureFileConfig,
 }
 
 /// The `[consent]` table: the installation's part of every consent receipt
@@ -168,6 +170,7 @@ impl Default for FileConfig {
             model: ModelFileConfig::default(),
             cluster: ClusterFileConfig::default(),
             consent: ConsentFileConfig::default(),
+            erasure: crate::erasure::ErasureFileConfig::default(),
         }
     }
 }
@@ -205,6 +208,7 @@ impl FileConfig {
         });
         let cluster = self.cluster.build(self.mqtt.proxy_protocol)?;
         let receipt_issuer = self.consent.build()?;
+        self.erasure.validate()?;
         Ok(NodeConfig {
             data_dir: self.data_dir.clone(),
             log: self.log_config(),
@@ -216,6 +220,7 @@ impl FileConfig {
             max_days_per_message: self.archive.max_days_per_message,
             cluster,
             receipt_issuer,
+            erasure: self.erasure.clone(),
         })
     }
 
@@ -262,6 +267,8 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterConfig>,
     /// `[consent]`: the installation's part of every consent receipt.
     pub receipt_issuer: tributary_rights::receipt::Issuer,
+    /// Sealing on or off, and where the master key comes from.
+    pub erasure: crate::erasure::ErasureFileConfig,
 }
 
 impl NodeConfig {
@@ -270,6 +277,7 @@ impl NodeConfig {
         tributary_pipeline::StorePolicy {
             motion: self.model.motion_rows(),
             max_days_per_message: self.max_days_per_message,
+            erased: Default::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod admin;
 mod bench;
 mod bridge;
 mod config;
+mod erasure;
 mod metrics;
 mod model;
 mod pipeline;

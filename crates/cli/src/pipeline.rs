@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tributary_archive::Archive;
 use tributary_log::{Log, Stream};
 use tributary_model::model_file::Model;
+use tributary_pipeline::erasure::{ErasureStats, Tombstones, Unsealed};
 use tributary_pipeline::{ActivityStats, ArchiveStats, Stats};
+use tributary_rights::owner_keys::Keyring;
 use tributary_store::Store;
 
 use crate::config::{LogBackend, NodeConfig};
@@ -34,21 +36,40 @@ pub struct SinkStats {
     pub store: Arc<Stats>,
     pub archive: Arc<ArchiveStats>,
     pub activity: Arc<ActivityStats>,
+    /// Records of erased owners the sinks passed over.
+    pub erasure: Arc<ErasureStats>,
+}
+
+/// What erasure gives the sinks: the keyring that opens payloads, and the
+/// tombstones whose rows are never stored or archived again.
+#[derive(Debug, Clone)]
+pub struct Erasures {
+    pub keyring: Arc<Keyring>,
+    pub tombstones: Tombstones,
+}
+
+/// Where the sinks write: the store, and the archive when there is one.
+#[derive(Debug, Clone)]
+pub struct Destinations {
+    pub store: Arc<Store>,
+    pub archive: Option<Arc<Archive>>,
 }
 
 pub async fn run(
     config: NodeConfig,
     log: Log,
-    store: Arc<Store>,
-    archive: Option<Arc<Archive>>,
+    destinations: Destinations,
     model: Option<Arc<Model>>,
+    erasures: Erasures,
     sink_stats: SinkStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Destinations { store, archive } = destinations;
     let SinkStats {
         store: stats,
         archive: archive_stats,
         activity: activity_stats,
+        erasure: erasure_stats,
     } = sink_stats;
     let progress = async {
         let mut last = 0;
@@ -78,8 +99,11 @@ pub async fn run(
         stats: &stats,
         archive_stats: &archive_stats,
         activity_stats: &activity_stats,
+        tombstones: &erasures.tombstones,
         stop: &stop,
     };
+    // Every sink reads payloads opened, and records of erased owners blanked.
+    let (keyring, erasure_stats) = (&erasures.keyring, &erasure_stats);
     let work = async {
         match config.backend() {
             LogBackend::Kafka(kafka) => {
@@ -89,6 +113,7 @@ pub async fn run(
                     archive: &kafka.group(ARCHIVE_CONSUMER),
                     activity: &kafka.group(ACTIVITY_CONSUMER),
                 };
+                let stream = Unsealed::new(&stream, keyring.clone(), erasure_stats.clone());
                 sinks.run_on(&stream, names).await;
                 Ok(())
             }
@@ -105,7 +130,8 @@ pub async fn run(
                     archive: ARCHIVE_CONSUMER,
                     activity: ACTIVITY_CONSUMER,
                 };
-                sinks.run_on(&log, names).await;
+                let stream = Unsealed::new(&log, keyring.clone(), erasure_stats.clone());
+                sinks.run_on(&stream, names).await;
                 Ok(())
             }
         }
@@ -125,6 +151,7 @@ struct Sinks<'a> {
     stats: &'a Stats,
     archive_stats: &'a ArchiveStats,
     activity_stats: &'a ActivityStats,
+    tombstones: &'a Tombstones,
     stop: &'a CancellationToken,
 }
 
@@ -145,7 +172,10 @@ impl Sinks<'_> {
                 stream,
                 self.store,
                 names.store,
-                self.config.store_policy(),
+                tributary_pipeline::StorePolicy {
+                    erased: self.tombstones.clone(),
+                    ..self.config.store_policy()
+                },
                 self.stats,
                 self.stop.clone(),
             )
@@ -157,6 +187,7 @@ impl Sinks<'_> {
         let archive_sink = async {
             let result = archive_sink(
                 self.config,
+                self.tombstones,
                 stream,
                 self.archive,
                 names.archive,
@@ -190,6 +221,7 @@ impl Sinks<'_> {
 /// The archive sink, when there is an archive; otherwise nothing to do.
 async fn archive_sink<S: Stream>(
     config: &NodeConfig,
+    tombstones: &Tombstones,
     stream: &S,
     archive: Option<&Archive>,
     consumer: &str,
@@ -199,7 +231,10 @@ async fn archive_sink<S: Stream>(
     let (Some(archive), Some(settings)) = (archive, &config.archive) else {
         return Ok(());
     };
-    let policy = settings.policy;
+    let policy = tributary_pipeline::FlushPolicy {
+        erased: tombstones.clone(),
+        ..settings.policy.clone()
+    };
     tributary_pipeline::archive(stream, archive, consumer, policy, stats, stop.clone()).await?;
     Ok(())
 }

@@ -6,13 +6,16 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tributary_log::{Log, LogTuning, ReadToEnd, Stream};
+use tributary_pipeline::erasure::{ErasureStats, Tombstones, UnsealedConsumer};
 use tributary_pipeline::{Finish, Stats, StorePolicy};
+use tributary_rights::owner_keys::Keyring;
 use tributary_store::Store;
 
 use crate::config::{DataArgs, LogBackend, NodeConfig};
@@ -63,9 +66,11 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
         LogBackend::Embedded => {
             let log = open_embedded(&config)?;
             let store = open_store(&config).await?;
+            let (policy, keyring) = erasures(&config, &store).await?;
             let sink = Sink {
                 store: &store,
-                policy: config.store_policy(),
+                policy,
+                keyring,
                 stats: &stats,
                 stop: &stop,
             };
@@ -87,7 +92,7 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
                 .map(|d| d.as_nanos())
                 .unwrap_or_default();
             let group = kafka.group(&format!("reprocess-{nanos}-{}", std::process::id()));
-            let mut reader = stream.consumer(&group).map_err(anyhow::Error::msg)?;
+            let reader = stream.consumer(&group).map_err(anyhow::Error::msg)?;
             let end = reader
                 .end()
                 .await
@@ -100,13 +105,15 @@ async fn reprocess(config: NodeConfig) -> anyhow::Result<()> {
                 kafka.brokers,
                 kafka.topics().join(", ")
             );
+            let (policy, keyring) = erasures(&config, &store).await?;
             let sink = Sink {
                 store: &store,
-                policy: config.store_policy(),
+                policy,
+                keyring,
                 stats: &stats,
                 stop: &stop,
             };
-            drive(&mut reader, &end, end.records(), source, &sink).await?
+            drive(reader, &end, end.records(), source, &sink).await?
         }
     };
     report.elapsed = started.elapsed();
@@ -152,17 +159,39 @@ fn has_segments(dir: &Path) -> bool {
     })
 }
 
-async fn open_store(config: &NodeConfig) -> anyhow::Result<Store> {
+async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<Store>> {
     let url = config.store_url.as_deref().unwrap_or("sqlite");
     Store::open(config.store_url.as_deref(), &config.data_dir)
         .await
+        .map(Arc::new)
         .with_context(|| format!("open the measurements store {url}"))
+}
+
+/// What erasure asks of the run: the store policy with every erasure's
+/// tombstone (read once: the run is short), and the keyring that opens
+/// sealed payloads, so that nothing erased comes back.
+async fn erasures(
+    config: &NodeConfig,
+    store: &Arc<Store>,
+) -> anyhow::Result<(StorePolicy, Arc<Keyring>)> {
+    let tombstones = Tombstones::default();
+    tombstones
+        .refresh(store)
+        .await
+        .context("read the erasures from the store")?;
+    let keyring = config.erasure.keyring(&config.data_dir, store.clone())?;
+    let policy = StorePolicy {
+        erased: tombstones,
+        ..config.store_policy()
+    };
+    Ok((policy, keyring))
 }
 
 /// Where the run writes, what it keeps, what it counts and what stops it.
 struct Sink<'a> {
     store: &'a Store,
     policy: StorePolicy,
+    keyring: Arc<Keyring>,
     stats: &'a Stats,
     stop: &'a CancellationToken,
 }
@@ -172,29 +201,43 @@ async fn on_embedded(log: &Log, dir: &Path, sink: &Sink<'_>) -> anyhow::Result<(
     // deleting a segment this run has still to read.
     log.remove_consumer(REPROCESS_CONSUMER)?;
     log.commit_offset(REPROCESS_CONSUMER, log.start_offset())?;
-    let mut reader = log
+    let reader = log
         .consumer(REPROCESS_CONSUMER)
         .map_err(anyhow::Error::msg)?;
     let end = reader.end().await.map_err(anyhow::Error::msg)?;
     let in_log = end.0 - log.start_offset().0;
     let source = format!("the embedded log in {}", dir.display());
-    drive(&mut reader, &end, in_log, source, sink).await
+    drive(reader, &end, in_log, source, sink).await
 }
 
 /// Runs the pipeline to `end`, a progress line every few seconds.
-async fn drive<C: ReadToEnd>(
-    reader: &mut C,
+async fn drive<C: ReadToEnd + Sync>(
+    reader: C,
     end: &C::End,
     in_log: u64,
     source: String,
     sink: &Sink<'_>,
-) -> anyhow::Result<(Finish, Report)> {
+) -> anyhow::Result<(Finish, Report)>
+where
+    C::Position: Sync,
+{
     let Sink {
         store,
         policy,
+        keyring,
         stats,
         stop,
-    } = *sink;
+    } = sink;
+    let (store, stats, stop) = (*store, *stats, *stop);
+    // Payloads opened, records of erased owners blanked (as in `serve`).
+    let mut reader = UnsealedConsumer::new(
+        reader,
+        keyring.clone(),
+        Arc::new(ErasureStats::default()),
+        REPROCESS_CONSUMER,
+    );
+    let reader = &mut reader;
+    let policy = policy.clone();
     let before = store
         .count_and_checksum()
         .await

@@ -255,6 +255,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen for HTTP on {}", config.http.listen))?;
     let broker = Broker::open(config.broker.clone(), log.clone(), &config.data_dir).await?;
+    // Owners' data keys, in the store every node shares (docs/erasure.md).
+    let keyring = config.erasure.keyring(&config.data_dir, store.clone())?;
+    broker.use_keyring(keyring.clone());
+    if !config.erasure.encrypt {
+        tracing::warn!("erasure.encrypt is off: payloads are appended to the log in the clear");
+    }
     if let LogBackend::Kafka(kafka) = config.backend() {
         tracing::info!(brokers = %kafka.brokers, "the log is Kafka: publishes are acknowledged once Kafka has them");
     }
@@ -286,6 +292,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     );
     api_state.set_router(broker.router().clone());
     api_state.set_receipt_issuer(config.receipt_issuer.clone());
+    api_state.set_keyring(keyring.clone());
+    if let Some(archive) = &archive {
+        api_state.set_archive(archive.clone());
+    }
     let mut endpoints = tributary_api::MqttEndpoints::default();
     for (kind, addr) in listeners.addresses() {
         let port = Some(addr.port());
@@ -323,12 +333,24 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
+    // Erasures made on any node reach this one's sinks and key cache.
+    let tombstones = tributary_pipeline::erasure::Tombstones::default();
+    tokio::spawn(tributary_pipeline::erasure::follow(
+        store.clone(),
+        tombstones.clone(),
+        Some(keyring.clone()),
+        stop.clone(),
+    ));
+    let erasures = crate::pipeline::Erasures {
+        keyring,
+        tombstones,
+    };
     let pipeline = crate::pipeline::run(
         config.clone(),
         log,
-        store,
-        archive,
+        crate::pipeline::Destinations { store, archive },
         model,
+        erasures,
         sink_stats,
         stop.clone(),
     );

@@ -24,8 +24,8 @@ const READ: usize = 1024;
 const RETRY: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// When a batch is written.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// When a batch is written, and what is never archived again.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlushPolicy {
     /// Once this many rows are gathered, or this many log records were
     /// read (bounds the sink's memory: a row is about 150 bytes plus its
@@ -38,6 +38,8 @@ pub struct FlushPolicy {
     /// partition each) is not archived; the store sink makes it a dead
     /// letter with the reason. 0: no limit.
     pub max_days_per_message: u32,
+    /// Rows erased by their owner: read again from the log, not archived.
+    pub erased: crate::erasure::Tombstones,
 }
 
 impl Default for FlushPolicy {
@@ -46,6 +48,7 @@ impl Default for FlushPolicy {
             max_rows: 100_000,
             max_age: Duration::from_secs(60),
             max_days_per_message: crate::DEFAULT_MAX_DAYS_PER_MESSAGE,
+            erased: crate::erasure::Tombstones::default(),
         }
     }
 }
@@ -123,8 +126,10 @@ pub async fn archive<S: Stream>(
             }
             Event::Read(Ok(records)) => {
                 for (position, record) in records {
-                    if let Outcome::Rows(rows) = process_with(&record, policy.max_days_per_message)
+                    if let Outcome::Rows(mut rows) =
+                        process_with(&record, policy.max_days_per_message)
                     {
+                        policy.erased.retain_rows(&mut rows);
                         batch.rows.extend(rows);
                     }
                     batch.add(position);

@@ -74,6 +74,7 @@ impl ArchiveFileConfig {
             max_rows: self.max_rows,
             max_age: Duration::from_secs_f64(self.max_age_secs),
             max_days_per_message: self.max_days_per_message,
+            erased: crate::erasure::Tombstones::default(),
         })
     }
 }

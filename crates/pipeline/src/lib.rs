@@ -28,6 +28,7 @@
 pub mod activity;
 mod archive;
 mod config;
+pub mod erasure;
 mod error;
 mod process;
 mod run;

@@ -30,13 +30,7 @@ pub fn process(record: &Record) -> Outcome {
 /// writes one partition (`owner=/date=`) per day a batch touches, so one
 /// message must not be able to create thousands of them (principle 7).
 pub fn process_with(record: &Record, max_days: u32) -> Outcome {
-    if record.owner.is_empty() || is_command(&record.topic) {
-        return Outcome::Skip;
-    }
-    let properties = tributary_mqtt::stored::load_properties(&record.properties);
-    let Some(format) =
-        tributary_senml::format_of(properties.content_type.as_deref(), &record.topic)
-    else {
+    let Some(format) = senml_format(record) else {
         return Outcome::Skip;
     };
     let message_id = format!("{:032x}", record.message_id.0);
@@ -71,6 +65,18 @@ fn spans_more_days(measurements: &[Measurement], max_days: u32) -> bool {
     measurements
         .iter()
         .any(|m| days.insert(m.time_ms.div_euclid(86_400_000)) && days.len() > max_days as usize)
+}
+
+/// The SenML format of `record` when a sink decodes it: an owner's data
+/// (not a command to a device) whose content type or topic says SenML.
+/// Every sink passes over the rest without reading the payload, so
+/// `erasure::Unsealed` leaves those sealed.
+pub fn senml_format(record: &Record) -> Option<tributary_senml::Format> {
+    if record.owner.is_empty() || is_command(&record.topic) {
+        return None;
+    }
+    let properties = tributary_mqtt::stored::load_properties(&record.properties);
+    tributary_senml::format_of(properties.content_type.as_deref(), &record.topic)
 }
 
 /// Whether `topic` carries commands to a device (docs/topics.md): an

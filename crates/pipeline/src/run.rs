@@ -33,6 +33,8 @@ pub struct Stats {
     /// Rows the store had already (reprocessing).
     pub already_stored: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Rows (and dead letters) an owner erased, read again from the log and not stored.
+    pub erased: AtomicU64,
     /// Records that are no measurements (not SenML, or anonymous).
     pub skipped: AtomicU64,
     /// Motion rows (`acc_x` … `gyr_z`) left to the archive because the store does not keep
@@ -69,9 +71,11 @@ impl MotionRows {
 }
 
 /// Which rows the store keeps, and which messages it makes dead letters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorePolicy {
     pub motion: MotionRows,
+    /// Rows and dead letters erased by their owner, never stored again.
+    pub erased: crate::erasure::Tombstones,
     /// Distinct UTC days one message may span (`[archive]
     /// max_days_per_message`; 0: no limit): the store refuses what the
     /// archive would, so a message is either in both or a dead letter.
@@ -82,6 +86,7 @@ impl From<MotionRows> for StorePolicy {
     fn from(motion: MotionRows) -> StorePolicy {
         StorePolicy {
             motion,
+            erased: crate::erasure::Tombstones::default(),
             max_days_per_message: crate::DEFAULT_MAX_DAYS_PER_MESSAGE,
         }
     }
@@ -97,6 +102,7 @@ struct Policy {
     patience: Option<Duration>,
     motion: MotionRows,
     max_days: u32,
+    erased: crate::erasure::Tombstones,
 }
 
 /// Consumes `stream` under `consumer` until `stop` is cancelled, or the
@@ -121,6 +127,7 @@ pub async fn run<S: Stream>(
         patience: None,
         motion: rows.motion,
         max_days: rows.max_days_per_message,
+        erased: rows.erased,
     };
     loop {
         let mut reader = stream
@@ -163,6 +170,7 @@ pub async fn reprocess<C: ReadToEnd>(
         patience: Some(patience),
         motion: rows.motion,
         max_days: rows.max_days_per_message,
+        erased: rows.erased,
     };
     consume(reader, store, stats, stop, &policy, |reader| {
         reader.reached(end)
@@ -262,13 +270,18 @@ async fn consume<C: StreamConsumer>(
                 Outcome::Skip => {
                     stats.skipped.fetch_add(1, Ordering::Relaxed);
                 }
-                Outcome::Rows(new) => {
+                Outcome::Rows(mut new) => {
+                    let erased = policy.erased.retain_rows(&mut new);
+                    stats.erased.fetch_add(erased as u64, Ordering::Relaxed);
                     let (total, len_before) = (new.len(), rows.len());
                     rows.extend(new.into_iter().filter(|r| policy.motion.keeps(r)));
                     let kept = rows.len() - len_before;
                     stats
                         .motion_not_stored
                         .fetch_add((total - kept) as u64, Ordering::Relaxed);
+                }
+                Outcome::Dead(letter) if policy.erased.covers_letter(&letter) => {
+                    stats.erased.fetch_add(1, Ordering::Relaxed);
                 }
                 Outcome::Dead(letter) => {
                     // Debug only: a device sending garbage must not flood the log

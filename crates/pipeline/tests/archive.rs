@@ -105,7 +105,7 @@ async fn rows_are_archived_once_per_owner_and_day() {
         max_age: Duration::from_millis(200),
         ..FlushPolicy::default()
     };
-    let stats = archive_until(&log, &archive_, policy, 6).await;
+    let stats = archive_until(&log, &archive_, policy.clone(), 6).await;
     assert_eq!(stats.rows.load(Ordering::Relaxed), 6);
     assert_eq!(stats.records.load(Ordering::Relaxed), 5);
     let root = dir.path().join("archive");

@@ -372,6 +372,7 @@ async fn a_pack_spanning_too_many_days_is_a_dead_letter_and_commands_are_no_meas
     let policy = StorePolicy {
         motion: MotionRows::Store,
         max_days_per_message: 2,
+        erased: Default::default(),
     };
     let watcher = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

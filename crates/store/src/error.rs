@@ -41,6 +41,12 @@ pub enum Error {
     /// A pack, participation, release or ledger entry that cannot be stored alike on both engines.
     #[error("store pack: {reason}")]
     InvalidPack { reason: String },
+    /// An erasure that cannot be done: an empty or inverted range, a bad owner or device.
+    #[error("erase: {reason}")]
+    InvalidErasure { reason: String },
+    /// The owner has [`crate::erasure::MAX_ERASURES_PER_OWNER`] erasures already.
+    #[error("erase: owner {owner:?} has {max} erasures already (erase the whole account instead)")]
+    TooManyErasures { owner: String, max: u64 },
     /// A query that cannot be answered.
     #[error("query measurements: {reason}")]
     InvalidQuery { reason: String },

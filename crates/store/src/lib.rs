@@ -70,6 +70,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+pub mod erasure;
 mod error;
 mod packs;
 pub mod postgres;

@@ -45,6 +45,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0005_consent.sql"),
     },
     Migration {
+        version: 6,
+        name: "erasure",
+        sql: include_str!("../migrations/sqlite/0006_erasure.sql"),
+    },
+    Migration {
         version: 8,
         name: "packs",
         sql: include_str!("../migrations/sqlite/0008_packs.sql"),

@@ -4,6 +4,7 @@
 
 use std::error::Error as StdError;
 
+use tributary_store::erasure::{Erased, Erasure, StoredKey};
 use tributary_store::{
     ActivitySegment, ApiSession, AuditRecord, Consent, ConsentReceipt, DeadLetter, DecisionRecord,
     DeviceSeen, NewSession, Point, Query, Row, SessionBounds, Store, Summary, TokenHash,
@@ -566,6 +567,198 @@ async fn activity_contract(store: &Store) -> TestResult {
     Ok(())
 }
 
+/// Erasure: keys, device and range erasures (rows gone, per-minute tables recomputed from what
+/// remains), the whole account, bad input, and nobody else's rows touched.
+async fn erasure_contract(store: &Store) -> TestResult {
+    let bpm = "beat/min";
+    let zora = |device: &str, msg: u32, time_ms: i64, v: f64| Row {
+        device: device.into(),
+        ..num("zora", msg, 0, "heart_rate", bpm, time_ms, v)
+    };
+    // Two devices, three minutes; watch-1's second value shares a minute with watch-2's.
+    store
+        .insert(&[
+            zora("watch-1", 9001, T0, 60.0),
+            zora("watch-1", 9002, T0 + 60_000, 70.0),
+            zora("watch-2", 9003, T0 + 61_000, 90.0),
+            zora("watch-2", 9004, T0 + 120_000, 80.0),
+        ])
+        .await?;
+    let letter = |device: &str, msg: u32, received_ms: i64| DeadLetter {
+        owner: "zora".into(),
+        device: device.into(),
+        message_id: mid(msg),
+        topic: "t".into(),
+        received_ms,
+        reason: "bad".into(),
+        payload: b"{".to_vec(),
+    };
+    store.dead_letter(&letter("watch-1", 9101, T0)).await?;
+    store.dead_letter(&letter("watch-2", 9102, T0)).await?;
+    store
+        .upsert_activity(&[segment("zora", "watch-1", T0, T0 + 30_000, "walking")])
+        .await?;
+    let others = store.count_and_checksum().await?;
+    let others = (others.0 - 4, others.1);
+
+    // Keys: the first creator wins, a second one gets the first's.
+    assert_eq!(store.owner_key("zora").await?, None);
+    let first = StoredKey {
+        key_id: u64::MAX - 1, // the bit pattern survives the signed column
+        wrapped: Some(vec![1; 61]),
+    };
+    let second = StoredKey {
+        key_id: 7,
+        wrapped: Some(vec![2; 61]),
+    };
+    assert_eq!(store.create_owner_key("zora", &first).await?, first);
+    assert_eq!(store.create_owner_key("zora", &second).await?, first);
+    assert_eq!(store.owner_key("zora").await?, Some(first.clone()));
+
+    // Bad input harms nothing.
+    let inverted = Erasure {
+        owner: "zora".into(),
+        device: None,
+        from_ms: T0 + 1,
+        to_ms: T0,
+    };
+    let err = store.erase(&inverted).await.unwrap_err();
+    assert!(err.to_string().contains("must be before"), "{err}");
+    let empty_device = Erasure {
+        device: Some(String::new()),
+        to_ms: T0 + 2,
+        ..inverted.clone()
+    };
+    assert!(store.erase(&empty_device).await.is_err());
+
+    // watch-1, all of its time: its rows, letter and segment go, watch-2's stay.
+    let device = Erasure {
+        owner: "zora".into(),
+        device: Some("watch-1".into()),
+        from_ms: T0 - 3_600_000,
+        to_ms: T0 + 3_600_000,
+    };
+    let erased = store.erase(&device).await?;
+    assert_eq!(
+        (
+            erased.measurements,
+            erased.dead_letters,
+            erased.activity_segments
+        ),
+        (2, 1, 1)
+    );
+    let minutes = store
+        .query(&query(
+            "zora",
+            T0,
+            T0 + 180_000,
+            &["heart_rate"],
+            Some(60_000),
+        ))
+        .await?;
+    assert_eq!(
+        buckets(&minutes),
+        vec![
+            b("heart_rate", T0 + 60_000, 1, 90.0, 90.0, 90.0),
+            b("heart_rate", T0 + 120_000, 1, 80.0, 80.0, 80.0),
+        ],
+        "the rollup of the shared minute is recomputed from watch-2's row alone"
+    );
+    let devices = store.devices_seen("zora", T0 + 180_000).await?;
+    assert_eq!(devices, vec![seen("watch-2", T0 + 120_000, 2)]);
+    assert_eq!(store.dead_letters("zora", 10).await?.len(), 1);
+    assert!(store
+        .activity_timeline("zora", T0, T0 + 1, 10)
+        .await?
+        .is_empty());
+
+    // A time range over every device: the second minute only.
+    let range = Erasure {
+        owner: "zora".into(),
+        device: None,
+        from_ms: T0 + 60_000,
+        to_ms: T0 + 120_000,
+    };
+    assert_eq!(store.erase(&range).await?.measurements, 1);
+    let left = store
+        .query(&query("zora", T0, T0 + 180_000, &[], None))
+        .await?;
+    assert_eq!(
+        left.iter().map(|p| p.time_ms).collect::<Vec<_>>(),
+        vec![T0 + 120_000]
+    );
+
+    // The tombstones, in order, for the sinks.
+    let stones = store.tombstones(0, 100).await?;
+    let mine: Vec<&Erasure> = stones
+        .iter()
+        .map(|t| &t.erasure)
+        .filter(|e| e.owner == "zora")
+        .collect();
+    assert_eq!(mine, vec![&device, &range]);
+    assert!(stones.windows(2).all(|w| w[0].id < w[1].id));
+    let last = stones.last().map_or(0, |t| t.id);
+    assert!(store.tombstones(last, 100).await?.is_empty());
+    assert!(range.covers("zora", "watch-9", T0 + 60_000));
+    assert!(!range.covers("zora", "watch-9", T0 + 120_000));
+    assert!(!device.covers("zora", "watch-2", T0));
+
+    // The whole account: key destroyed, every row and session gone, one tombstone left.
+    let session = login("zora", 240, T0, 3_600_000);
+    store.create_session(&session, BOUNDS).await?;
+    let erased = store.erase_owner("zora").await?;
+    assert_eq!(
+        (erased.measurements, erased.dead_letters, erased.sessions),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        store.owner_key("zora").await?,
+        Some(StoredKey {
+            key_id: first.key_id,
+            wrapped: None
+        })
+    );
+    assert!(store
+        .query(&query("zora", T0, T0 + 180_000, &[], None))
+        .await?
+        .is_empty());
+    assert!(store.devices_seen("zora", T0 + 180_000).await?.is_empty());
+    assert!(store.summary("zora").await?.is_empty());
+    assert_eq!(store.session(hash(240), T0 + 1).await?, None);
+    let stones = store.tombstones(0, 100).await?;
+    let mine: Vec<&Erasure> = stones
+        .iter()
+        .map(|t| &t.erasure)
+        .filter(|e| e.owner == "zora")
+        .collect();
+    assert_eq!(mine, vec![&Erasure::everything("zora")]);
+    // A new account of the same id gets a new key.
+    assert_eq!(store.create_owner_key("zora", &second).await?, second);
+    // An owner never seen can be erased too (nothing to delete, the key marked destroyed).
+    assert_eq!(store.erase_owner("nobody").await?, Erased::default());
+    assert_eq!(
+        store.owner_key("nobody").await?.and_then(|k| k.wrapped),
+        None
+    );
+
+    // Nobody else's rows changed.
+    assert_eq!(
+        store.count_and_checksum().await?,
+        others_after(store, others).await?
+    );
+    Ok(())
+}
+
+/// The count and checksum of everything, which must equal `before` (taken without zora's rows).
+async fn others_after(
+    store: &Store,
+    before: (u64, u64),
+) -> Result<(u64, u64), Box<dyn StdError + Send + Sync>> {
+    let now = store.count_and_checksum().await?;
+    assert_eq!(now.0, before.0, "only zora's rows were deleted");
+    Ok(now)
+}
+
 /// `owner`'s row of message `msg` from `device`: numeric when `value` is given, text otherwise.
 fn from(owner: &str, device: &str, msg: u32, seq: u32, time_ms: i64, value: Option<f64>) -> Row {
     Row {
@@ -994,6 +1187,7 @@ async fn sqlite() -> TestResult {
     sessions_contract(&store).await?;
     rights_contract(&store).await?;
     packs_contract(&store).await?;
+    erasure_contract(&store).await?;
     let kept = login("ivy", 250, T0, 3_600_000);
     store.create_session(&kept, BOUNDS).await?;
     let before = store.count_and_checksum().await?;
@@ -1043,6 +1237,7 @@ async fn postgres() -> TestResult {
         sessions_contract(&store).await?;
         rights_contract(&store).await?;
         packs_contract(&store).await?;
+        erasure_contract(&store).await?;
         let kept = login("ivy", 250, T0, 3_600_000);
         store.create_session(&kept, BOUNDS).await?;
         let before = store.count_and_checksum().await?;

@@ -49,6 +49,8 @@ pub(super) struct Negotiated {
     pub(super) client_max_packet: u32,
     /// Whether the client asked for reason strings and user properties (5.0).
     pub(super) problem_information: bool,
+    /// Seals the payloads of an identity with an owner (docs/erasure.md).
+    pub(super) sealer: Option<Box<tributary_rights::seal::Sealer>>,
     /// The client's 5.0 Topic Alias Maximum.
     pub(super) client_topic_alias_maximum: u16,
 }
@@ -205,6 +207,7 @@ impl ExpectConnect {
                 return Err(ReasonCode::NotAuthorized);
             }
         }
+        let sealer = self.sealer_for(identity.as_ref()).await?;
         let v5 = connect.protocol == ProtocolVersion::V5;
         let mut properties = Properties::default();
         let client_id = if connect.client_id.is_empty() {
@@ -239,6 +242,7 @@ impl ExpectConnect {
             version: connect.protocol,
             client_id,
             identity: identity.map(Box::new),
+            sealer,
             keep_alive: connect.keep_alive,
             will: connect.will.map(Box::new),
             outbound_window: u32::from(limits.inflight),
@@ -281,6 +285,27 @@ impl ExpectConnect {
     }
 
     /// Refuses the client with a CONNACK carrying `reason`.
+    /// The sealer of an identity's owner, their key made on first use; a
+    /// key that cannot be had (the store away) refuses the connection with
+    /// Server unavailable rather than take payloads it could not seal.
+    async fn sealer_for(
+        &self,
+        identity: Option<&Identity>,
+    ) -> Result<Option<Box<tributary_rights::seal::Sealer>>, ReasonCode> {
+        let (Some(keyring), Some(Identity::Device { owner, .. } | Identity::Owner { owner })) =
+            (self.broker.keyring.get(), identity)
+        else {
+            return Ok(None);
+        };
+        match keyring.sealer(owner).await {
+            Ok(sealer) => Ok(sealer.map(Box::new)),
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, owner = %owner, error = %e, "refused: no data key for the owner");
+                Err(ReasonCode::ServerUnavailable)
+            }
+        }
+    }
+
     async fn refuse(&mut self, version: ProtocolVersion, reason: ReasonCode) {
         let connack = Packet::ConnAck(ConnAck {
             session_present: false,

@@ -178,15 +178,24 @@ impl Connection {
             }
             refused = Some((ReasonCode::PayloadFormatInvalid, TEXT));
         }
-        let mut record = refused.is_none().then(|| {
-            self.new_record(
+        let mut record = match refused {
+            Some(_) => None,
+            None => self.new_record(
                 publish.topic,
                 publish.qos,
                 publish.retain,
                 &publish.properties,
                 publish.payload,
-            )
-        });
+            ),
+        };
+        if refused.is_none() && record.is_none() {
+            // Sealing failed (logged): refused like a message that cannot be made durable.
+            const TEXT: &str = "the payload could not be encrypted";
+            if publish.qos == QoS::AtMostOnce || self.version == ProtocolVersion::V311 {
+                return Err(Close::Violation(ReasonCode::UnspecifiedError, TEXT));
+            }
+            refused = Some((ReasonCode::UnspecifiedError, TEXT));
+        }
         if let Some(retained) = record.as_ref().filter(|r| r.retain) {
             let limits = &self.broker.config.limits;
             if !self.broker.retained.admits(

@@ -273,6 +273,10 @@ pub(crate) struct Connection {
     /// Created with the first shared subscription: an idle connection
     /// should cost as little memory as possible.
     shared: Option<(mpsc::Sender<SharedDelivery>, mpsc::Receiver<SharedDelivery>)>,
+    /// Seals this identity's payloads under its owner's data key before they
+    /// are appended (docs/erasure.md); `None` without an owner or with
+    /// sealing off.
+    sealer: Option<Box<tributary_rights::seal::Sealer>>,
 }
 
 impl Connection {
@@ -302,6 +306,7 @@ impl Connection {
             cluster_epoch: None,
             cluster_written: None,
             aliases: None,
+            sealer: terms.sealer,
             client_topic_alias_maximum: terms.client_topic_alias_maximum,
             shared: None,
             routed: None,
@@ -700,7 +705,31 @@ impl Connection {
 
     /// A log record of a message this client published (or its will),
     /// stamped with the time, the client and a new message id.
+    /// The log record of a publish, its payload sealed when the connection
+    /// has a sealer; `None` (logged) when sealing failed, so that nothing is
+    /// appended in the clear that should not be.
     fn new_record(
+        &mut self,
+        topic: String,
+        qos: QoS,
+        retain: bool,
+        properties: &tributary_mqtt::Properties,
+        payload: bytes::Bytes,
+    ) -> Option<Record> {
+        let mut record = self.plain_record(topic, qos, retain, properties, payload);
+        if let Some(sealer) = self.sealer.as_mut() {
+            match sealer.seal(&record.owner, &record.payload) {
+                Ok(sealed) => record.payload = sealed.into(),
+                Err(e) => {
+                    tracing::error!(client_id = %self.client_id, error = %e, "could not seal a payload; not appended");
+                    return None;
+                }
+            }
+        }
+        Some(record)
+    }
+
+    fn plain_record(
         &self,
         topic: String,
         qos: QoS,
@@ -866,13 +895,15 @@ impl Connection {
             // delayed will is not sent (5.0 §3.1.3.2.2).
             return;
         }
-        let record = self.new_record(
+        let Some(record) = self.new_record(
             will.topic,
             will.qos,
             will.retain,
             &will.properties,
             will.payload,
-        );
+        ) else {
+            return;
+        };
         if delay == 0 {
             append_will(&self.broker, record).await;
             return;

@@ -164,12 +164,34 @@ impl Connection {
         // A service reads only what consents allow, an admin is audited
         // (docs/consent.md); a cut copy is what the session keeps for a
         // resend, so a resend never carries more than the first sending.
-        let (record, audited) =
-            match reader::for_reader(&self.broker.consents, self.identity.as_deref(), record) {
-                ForReader::Free => (record.clone(), None),
-                ForReader::Send(record, audited) => (record, Some(audited)),
-                ForReader::Withheld => return false,
+        //
+        // The payload is opened first (docs/erasure.md): the consent filter
+        // reads the measurements, and a sealed payload shows none. A reader
+        // that is filtered or audited gets an opened copy of the record; the
+        // others send the opened bytes straight from `opened`.
+        let Some(opened) = self.broker.opened_payload(record) else {
+            return false; // its owner was erased, or it does not open (logged)
+        };
+        let (record, audited, opened) = if reader::reads_for_others(self.identity.as_deref()) {
+            let plain = match opened {
+                std::borrow::Cow::Owned(plain) => Arc::new(Record {
+                    payload: plain.into(),
+                    ..(**record).clone()
+                }),
+                std::borrow::Cow::Borrowed(_) => record.clone(),
             };
+            match reader::for_reader(&self.broker.consents, self.identity.as_deref(), &plain) {
+                ForReader::Free => (plain, None, None),
+                ForReader::Send(record, audited) => (record, Some(audited), None),
+                ForReader::Withheld => return false,
+            }
+        } else {
+            (record.clone(), None, Some(opened))
+        };
+        let payload: &[u8] = match &opened {
+            Some(bytes) => bytes,
+            None => &record.payload,
+        };
         let record = &record;
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
             return false; // expired
@@ -188,7 +210,7 @@ impl Connection {
             retain,
             packet_id,
         };
-        if !self.send_publish(header, &record.topic, properties, &record.payload) {
+        if !self.send_publish(header, &record.topic, properties, payload) {
             return false;
         }
         if let Some(audited) = &audited {
@@ -234,18 +256,18 @@ impl Connection {
         let properties = self
             .outgoing_properties(&message.record, &message.identifiers)
             .unwrap_or_default();
+        // Erased since it was first sent: not sent again (the client never
+        // acknowledges it; the session forgets it when it ends).
+        let Some(payload) = self.broker.opened_payload(&message.record) else {
+            return;
+        };
         let header = PublishHeader {
             dup: true,
             qos: message.qos,
             retain: message.retain,
             packet_id: Some(packet_id),
         };
-        self.send_publish(
-            header,
-            &message.record.topic,
-            properties,
-            &message.record.payload,
-        );
+        self.send_publish(header, &message.record.topic, properties, &payload);
     }
 
     /// The properties a record goes out with on this connection, or `None`

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""What sealing payloads costs (docs/erasure.md): `tributary serve` with `[erasure] encrypt` on and
+off, in one run, alternating, each started fresh.
+
+The load is an owner's own data, so every message is sealed on the way in and opened for the
+subscriber: `tributary bench pub` with the owner's credentials, publishing to one of the owner's
+device's command topics (an owner's command carries the owner, so it is personal and sealed) and
+one subscriber of the owner on them. QoS 1 (acknowledged = durable: fsync'd group commit).
+
+    python3 scripts/bench_erasure.py [--runs 3] [--clients 4] [--messages 250000] [--size 100]
+
+Prints one line per run and a Markdown table of the medians (msg/s end to end, publish->PUBACK
+p50 and p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, binary: str, encrypt: bool):
+        self.binary, self.encrypt = binary, encrypt
+
+    def __enter__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="bench-erasure-")
+        work = Path(self.dir.name)
+        data = work / "data"
+        config = work / "tributary.toml"
+        config.write_text(f"[erasure]\nencrypt = {'true' if self.encrypt else 'false'}\n"
+                          "[archive]\nenabled = false\n"
+                          # The per-client rate limits would measure themselves, not sealing.
+                          "[limits]\nmax_messages_per_sec = 0\nmax_bytes_per_sec = 0\n")
+        admin = lambda *a: subprocess.run([self.binary, *a, "--data-dir", str(data)], capture_output=True,  # noqa: E731
+                                          text=True, check=True, timeout=60)
+        out = admin("owner", "add", "benchowner")
+        self.password = re.search(r"password \(shown once\): (\S+)", out.stdout + out.stderr).group(1)
+        admin("device", "add", "--owner", "benchowner", "benchdev")
+        self.port = free_port()
+        self.log = open(work / "serve.log", "wb")
+        self.proc = subprocess.Popen([self.binary, "serve", "--config", str(config), "--data-dir", str(data),
+                                      "--mqtt", f"127.0.0.1:{self.port}", "--http", f"127.0.0.1:{free_port()}"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((work / "serve.log").read_text()[-2000:])
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("serve did not listen")
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self.dir.cleanup()
+
+
+def run(binary: str, encrypt: bool, args) -> dict:
+    with Node(binary, encrypt) as node:
+        cmd = [binary, "bench", "pub", "--port", str(node.port), "--clients", str(args.clients),
+               "--messages", str(args.messages), "--size", str(args.size), "--qos", "1", "--subscribers", "1",
+               "--username", "benchowner", "--password", node.password,
+               "--topic", "tributary/v1/benchdev/commands/{client}", "--filter", "tributary/v1/benchdev/commands/#",
+               "--json", "--time-limit", "240"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
+        result = json.loads(line)
+        print(f"encrypt={'on' if encrypt else 'off'}: {line}", file=sys.stderr, flush=True)
+        return result
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--messages", type=int, default=250_000)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--tributary", default=str(REPO / "target/release/tributary"))
+    args = parser.parse_args()
+    results = {True: [], False: []}
+    for _ in range(args.runs):
+        for encrypt in (False, True):
+            results[encrypt].append(run(args.tributary, encrypt, args))
+    print("| encrypt | msg/s (median) | every run | lost | ack p50 ms | ack p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for encrypt in (False, True):
+        rs = results[encrypt]
+        rates = [r.get("msg_per_s") or 0 for r in rs]
+        key = lambda name: statistics.median([(r.get("ack_latency_ms") or {}).get(name) or 0 for r in rs])  # noqa: E731
+        print(f"| {'on' if encrypt else 'off'} | {statistics.median(rates):,.0f} | "
+              f"{', '.join(f'{x:,.0f}' for x in rates)} | {sum(r.get('lost') or 0 for r in rs)} | "
+              f"{key('p50'):.2f} | {key('p99'):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
