@@ -13,7 +13,8 @@
 //!    data; one whose remaining budget is below the release's ε is left out
 //!    (and named in [`Release::left_out`], so the caller can tell them).
 //! 2. **k-anonymity of the pool.** Fewer than `min_participants` (k = 10 by
-//!    default) left → refused, with the count in the reason.
+//!    default) left with data in the pack's days → refused, with the count
+//!    in the reason.
 //! 3. **Per-participant contribution bounds.** A participant gives at most
 //!    one value per day (their daily mean), clamped to the pack's
 //!    `[lower, upper]`, so one participant moves a day's count by at most 1,
@@ -200,8 +201,19 @@ impl ReleaseSpec {
 /// Releases a pack of `participants` under `spec`, or says why not.
 pub fn release(spec: &ReleaseSpec, participants: &[Participant]) -> Result<Release, Refusal> {
     spec.validate()?;
-    let (included, left_out): (Vec<&Participant>, Vec<&Participant>) = participants
+    // Only participants with data in the pack's days count towards k: an
+    // owner who joined but measured nothing (or whose data was erased) would
+    // make the pool look larger than the people in it.
+    let contributing: Vec<&Participant> = participants
         .iter()
+        .filter(|p| {
+            spec.days
+                .iter()
+                .any(|d| p.values.get(d).is_some_and(|v| v.is_finite()))
+        })
+        .collect();
+    let (included, left_out): (Vec<&Participant>, Vec<&Participant>) = contributing
+        .into_iter()
         .partition(|p| p.budget_left >= spec.epsilon);
     if included.len() < spec.min_participants {
         return Err(Refusal::TooFewParticipants {

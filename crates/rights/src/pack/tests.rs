@@ -99,6 +99,18 @@ fn a_participant_out_of_budget_is_left_out_and_named() {
 }
 
 #[test]
+fn a_participant_without_data_in_the_pack_does_not_count_towards_k() {
+    let spec = spec(2);
+    let mut people = pool(10, &spec);
+    people[4].values.clear();
+    let err = release(&spec, &people).unwrap_err();
+    assert!(
+        matches!(err, Refusal::TooFewParticipants { included: 9, .. }),
+        "{err}"
+    );
+}
+
+#[test]
 fn with_a_huge_epsilon_the_figures_are_the_exact_ones() {
     let mut spec = spec(2);
     spec.epsilon = 1e9;

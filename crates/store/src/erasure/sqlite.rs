@@ -103,7 +103,20 @@ impl Sqlite {
                 sessions: tx.execute("DELETE FROM api_sessions WHERE owner = ?1", params![owner])?
                     as u64,
             };
-            for table in ["rollup_minute", "device_minute", "activity_settings"] {
+            // The owner's rights records go too (docs/erasure.md): pack places and
+            // settings, the ledger, consents with their receipts (receipts first:
+            // they reference the consents) and the audit log.
+            for table in [
+                "rollup_minute",
+                "device_minute",
+                "activity_settings",
+                "pack_participants",
+                "pack_settings",
+                "pack_ledger",
+                "consent_receipts",
+                "consents",
+                "audit_log",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE owner = ?1"),
                     params![owner],
