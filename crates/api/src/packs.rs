@@ -472,21 +472,7 @@ pub(crate) async fn release(
     let days = usize::try_from(spec.last_day - spec.first_day + 1).unwrap_or(0);
     let mut participants = Vec::with_capacity(owners.len());
     for (owner, budget) in owners.iter().zip(&budgets) {
-        let points = store
-            .query(&PointQuery {
-                owner: owner.clone(),
-                from_ms,
-                to_ms,
-                names: vec![pack.measurement.clone()],
-                bucket_ms: Some(DAY_MS),
-                limit: days,
-            })
-            .await
-            .map_err(store_error)?;
-        let values = points
-            .iter()
-            .filter_map(|p| Some((p.time_ms.div_euclid(DAY_MS), p.avg?)))
-            .collect();
+        let values = daily_means(store, owner, &pack.measurement, from_ms, to_ms, days).await?;
         participants.push(Participant {
             id: owner.clone(),
             budget_left: budget.left(),
@@ -608,6 +594,65 @@ pub(crate) async fn release(
         "pack released"
     );
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Whether a stored name is the pack's measurement: the name itself, or a
+/// SenML name resolved under a base name (`watch-1/heart_rate`), as devices
+/// usually publish them.
+fn is_measurement(name: &str, measurement: &str) -> bool {
+    name == measurement
+        || name
+            .strip_suffix(measurement)
+            .is_some_and(|prefix| prefix.ends_with('/'))
+}
+
+/// One owner's daily means of the pack's measurement over `[from_ms, to_ms)`,
+/// from the store's day buckets of every name that is the measurement
+/// (each day's mean weighted by the values of each name).
+async fn daily_means(
+    store: &tributary_store::Store,
+    owner: &str,
+    measurement: &str,
+    from_ms: i64,
+    to_ms: i64,
+    days: usize,
+) -> Result<BTreeMap<pack::Day, f64>> {
+    let names: Vec<String> = store
+        .summary(owner)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|name| is_measurement(name, measurement))
+        .collect();
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let limit = days.saturating_mul(names.len());
+    let points = store
+        .query(&PointQuery {
+            owner: owner.to_owned(),
+            from_ms,
+            to_ms,
+            names,
+            bucket_ms: Some(DAY_MS),
+            limit,
+        })
+        .await
+        .map_err(store_error)?;
+    let mut sums: BTreeMap<pack::Day, (f64, f64)> = BTreeMap::new();
+    for p in &points {
+        let (Some(avg), true) = (p.avg, p.count > 0) else {
+            continue;
+        };
+        let entry = sums.entry(p.time_ms.div_euclid(DAY_MS)).or_default();
+        entry.0 += avg * p.count as f64;
+        entry.1 += p.count as f64;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(day, (sum, count))| (day, sum / count))
+        .collect())
 }
 
 /// An offer as an owner sees it.
@@ -902,6 +947,14 @@ pub(crate) async fn earnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_measurement_is_its_name_or_a_name_under_a_base_name() {
+        assert!(is_measurement("heart_rate", "heart_rate"));
+        assert!(is_measurement("watch-1/heart_rate", "heart_rate"));
+        assert!(!is_measurement("resting_heart_rate", "heart_rate"));
+        assert!(!is_measurement("heart_rate/max", "heart_rate"));
+    }
 
     #[test]
     fn days_round_trip_through_dates() {
