@@ -37,7 +37,7 @@ pytestmark = pytest.mark.tributary_only("packs are tributary's own")
 DAY_S = 86_400
 FIRST_DAY = "2026-11-01"
 DAYS = 3
-T0 = 1_761_955_200  # 2026-11-01T00:00:00Z, seconds
+T0 = 1_793_491_200  # 2026-11-01T00:00:00Z, seconds
 
 
 def service_call(broker, method: str, path: str, name: str, token: str, body: dict | None = None):
@@ -178,6 +178,7 @@ def test_a_pack_is_released_from_ten_participants_with_its_noise_and_ledgers(bro
     entries = audit["entries"] if isinstance(audit, dict) else audit
     pack_entries = [e for e in entries if e.get("channel") == "pack"]
     assert len(pack_entries) == 1 and pack_entries[0]["actor"] == lab, entries
+    assert pack_entries[0]["count"] == DAYS, pack_entries  # the days p3's data was in the release
 
     # An owner whose ceiling is below ε joins: left out, charged nothing.
     status, settings = api(broker, "PUT", "/api/v1/packs/settings", tokens["p10"], {"budget_ceiling": 0.5})
