@@ -1746,7 +1746,7 @@ async fn takeout_is_a_zip_of_everything_of_the_caller_and_nothing_of_another() -
         (StatusCode::OK, "application/zip")
     );
     let entries = unzip(reply.body)?;
-    assert_eq!(entries.len(), 11, "{:?}", entries.keys());
+    assert_eq!(entries.len(), 14, "{:?}", entries.keys());
     let text = |name: &str| String::from_utf8(entries[name].clone()).unwrap_or_default();
     let json_of = |name: &str| serde_json::from_slice::<Value>(&entries[name]).unwrap_or_default();
     for name in entries.keys() {
