@@ -34,6 +34,9 @@ from process import LOG_TAIL_BYTES, ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 AGAINST = os.environ.get("TRIBUTARY_TEST_AGAINST", "tributary").strip().lower() or "tributary"
+# Nodes that share a store must share the master key that wraps the owners' data keys
+# (docs/erasure.md): every process the tests start gets this one, a test key and no secret.
+os.environ.setdefault("TRIBUTARY_MASTER_KEY", "7e" * 32)
 if AGAINST not in ("tributary", "mosquitto"):
     raise pytest.UsageError(f"TRIBUTARY_TEST_AGAINST must be tributary or mosquitto, not {AGAINST!r}")
 

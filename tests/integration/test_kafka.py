@@ -34,8 +34,11 @@ DEADLINE_S = 240
 
 
 def kafka_broker(tmp_path, kafka, topic: str, **extra) -> Broker:
+    # These tests read Kafka's records as any consumer would and check their payloads, so the
+    # payloads are left unsealed here; sealed records on Kafka are test_erasure.py's.
     config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic,
-                        "ack_timeout_ms": ACK_TIMEOUT_MS, "partitions": 3, **extra}}
+                        "ack_timeout_ms": ACK_TIMEOUT_MS, "partitions": 3, **extra},
+              "erasure": {"encrypt": False}}
     return Broker(tmp_path, config).start()
 
 

@@ -99,11 +99,13 @@ def log_kind(request):
 
 @pytest.mark.timeout(180)
 def test_reprocess_changes_nothing_and_rebuilds_a_deleted_store(log_kind, request, tmp_path, figures):
-    config, log_args = None, []
+    # Sealed payloads cannot rebuild a deleted store: the owners' wrapped keys live in the store
+    # (docs/erasure.md), so this test, which deletes it, runs with sealing off.
+    config, log_args = {"erasure": {"encrypt": False}}, []
     if log_kind == "kafka":
         kafka = request.getfixturevalue("kafka")
-        config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": unique_topic("reprocess"),
-                            "partitions": 3}}
+        config["kafka"] = {"url": f"kafka://{kafka.bootstrap}", "default_topic": unique_topic("reprocess"),
+                           "partitions": 3}
         log_args = ["--log", f"kafka://{kafka.bootstrap}", "--config", str(tmp_path / "tributary.toml")]
     broker = Broker(tmp_path, config).start()
     try:
