@@ -13,6 +13,23 @@ use crate::{Error, Result, Store, MAX_ABS_TIME_MS};
 /// must be bounded; erasing the whole account needs no more.
 pub const MAX_ERASURES_PER_OWNER: u64 = 1_000;
 
+/// The owner's rows an account erasure deletes without counting them, one
+/// list for both engines: the rollups and settings, and the owner's rights
+/// records (docs/erasure.md): pack places and settings, the ledger,
+/// consents with their receipts (receipts first: they reference the
+/// consents) and the audit log.
+pub(crate) const OWNER_TABLES_WITHOUT_COUNTS: [&str; 9] = [
+    "rollup_minute",
+    "device_minute",
+    "activity_settings",
+    "pack_participants",
+    "pack_settings",
+    "pack_ledger",
+    "consent_receipts",
+    "consents",
+    "audit_log",
+];
+
 /// An owner's data key as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {

@@ -128,20 +128,7 @@ impl Postgres {
                 .await
                 .map_err(err(OP))?;
         }
-        // The owner's rights records go too (docs/erasure.md): pack places and
-        // settings, the ledger, consents with their receipts (receipts first:
-        // they reference the consents) and the audit log.
-        for table in [
-            "rollup_minute",
-            "device_minute",
-            "activity_settings",
-            "pack_participants",
-            "pack_settings",
-            "pack_ledger",
-            "consent_receipts",
-            "consents",
-            "audit_log",
-        ] {
+        for table in super::OWNER_TABLES_WITHOUT_COUNTS {
             tx.execute(&format!("DELETE FROM {table} WHERE owner = $1"), &[owner])
                 .await
                 .map_err(err(OP))?;

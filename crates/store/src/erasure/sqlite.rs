@@ -103,20 +103,7 @@ impl Sqlite {
                 sessions: tx.execute("DELETE FROM api_sessions WHERE owner = ?1", params![owner])?
                     as u64,
             };
-            // The owner's rights records go too (docs/erasure.md): pack places and
-            // settings, the ledger, consents with their receipts (receipts first:
-            // they reference the consents) and the audit log.
-            for table in [
-                "rollup_minute",
-                "device_minute",
-                "activity_settings",
-                "pack_participants",
-                "pack_settings",
-                "pack_ledger",
-                "consent_receipts",
-                "consents",
-                "audit_log",
-            ] {
+            for table in super::OWNER_TABLES_WITHOUT_COUNTS {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE owner = ?1"),
                     params![owner],
