@@ -159,6 +159,43 @@ async fn delivered(handed: Result<rdkafka::producer::DeliveryFuture>) -> Result<
     }
 }
 
+/// How long a table's partitions may go without a leader before reading
+/// them fails: a topic just created on a cluster of several brokers has
+/// none until the controller elected one.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// A partition's low and high watermarks, asked again while the partition
+/// has no leader yet (blocking).
+fn settled_watermarks(
+    consumer: &StreamConsumer<Context>,
+    topic: &str,
+    partition: i32,
+) -> rdkafka::error::KafkaResult<(i64, i64)> {
+    let deadline = std::time::Instant::now() + LEADER_WAIT;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, ADMIN_TIMEOUT) {
+            Err(e) if leader_pending(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(%topic, partition, error = %e, "table partition without a leader yet; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `e` says a partition's leadership is still being settled.
+fn leader_pending(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
+}
+
 /// Reads the whole table from its start, then follows it.
 pub struct TableReader {
     inner: StreamConsumer<Context>,
@@ -188,8 +225,7 @@ impl TableReader {
                 assignment
                     .add_partition_offset(topic, p.id(), Offset::Beginning)
                     .map_err(|e| Error::kafka("assign the table's partitions", e))?;
-                let marks = inner
-                    .fetch_watermarks(topic, p.id(), ADMIN_TIMEOUT)
+                let marks = settled_watermarks(&inner, topic, p.id())
                     .map_err(|e| Error::kafka("fetch the table's watermarks", e))?;
                 ends.insert(p.id(), marks);
             }
