@@ -2,13 +2,13 @@
 
 | case | expected |
 |---|---|
-| Kafka as the log; owner A with 10,000 measurements (100 SenML packs of 100), owner B with 500; both stored and archived; A erases the account | A's login and old token are refused; the store has no row of A (SQLite read directly); no archive file holds A (pyarrow); A's Kafka records are sealed (magic `\\0TRS`), hold no known value in the clear, and cannot be opened: the wrapped key is destroyed; B's records open with the master key and B's wrapped key (what an authorised consumer does); `tributary reprocess` from the start of the topics stores nothing of A; B's rows are unchanged (API and store checksum) |
-| embedded log; one owner, two devices; device erasure, then a time range | the device's rows leave the API and the archive, the other device's stay; the range's rows leave; `reprocess` brings none back |
+| Kafka as the log and the behaviour model on; owner A with 10,000 measurements (100 SenML packs of 100), motion the model labels, and a retained message; owner B with 500; both stored and archived; A erases the account | A's login and old token are refused; the store has no row of A, measurement or activity segment (SQLite read directly); no archive file holds A (pyarrow); A's retained message is cleared (a tombstone in the cluster's retained table); A's Kafka records are sealed (magic `\\0TRS`), hold no known value in the clear, and cannot be opened: the wrapped key is destroyed; B's records open with the master key and B's wrapped key (what an authorised consumer does); `tributary reprocess` from the start of the topics stores nothing of A; B's rows are unchanged (API and store checksum) |
+| embedded log; one owner, two devices, each with a retained message; device erasure, then a time range | the device's rows leave the API and the archive, the other device's stay, and so do their retained messages (also after a restart); the range's rows leave; `reprocess` brings none back |
 | bad input | another owner's device: 404; an inverted range, an empty request, an unknown field, a wrong account confirmation: 400; all problem+json; nothing erased |
 
-Figures: time to erase the account (API call), rows erased, archive files deleted. The activity
-timeline is not part of the Kafka test (the model fixture would need a trained model): the store's
-erasure of activity segments is covered by the store's own tests.
+Figures: time to erase the account (API call), rows and activity segments erased, archive files
+deleted. The Kafka test needs the trained behaviour model (TRIBUTARY_HAR_MODEL, which
+scripts/test.sh sets).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from api_client import api, call, login, people
 from clients import V5, Client
 from conftest import Broker, unique_topic, wait_for
 from kafka import read_all
+from test_activity import require, synthetic_pack, timeline
 from test_reprocess import reprocess, summary
 
 pytestmark = pytest.mark.tributary_only("erasure is tributary's own")
@@ -38,6 +39,11 @@ MARKER = "erasuremarker"  # a measurement name that must never be found in the c
 MAGIC = b"\x00TRS"
 FAST_ARCHIVE = {"max_age_secs": 0.3}
 WAIT_S = 90
+# Motion for the behaviour model: 6 one-second packs (50 samples at 50 Hz of 6 channels: 300
+# measurements a pack, which the archive keeps and the store does not), far from the SenML packs'
+# times.
+MOTION_PACKS = 6
+MOTION_T0 = T0 + 200_000
 
 
 def publish_packs(broker, device: str, token: str, packs: int, start: int = 0):
@@ -51,6 +57,17 @@ def publish_packs(broker, device: str, token: str, packs: int, start: int = 0):
             pack = [{"bn": f"{device}/", "bt": base, "n": MARKER, "u": "beat/min", "v": 60}]
             pack += [{"n": MARKER, "u": "beat/min", "t": i, "v": 60 + i % 50} for i in range(1, PACK)]
             client.publish(topic, json.dumps(pack).encode(), qos=1)
+    finally:
+        client.close()
+
+
+def publish_motion(broker, device: str, token: str):
+    """MOTION_PACKS packs of motion the behaviour model labels, QoS 1, each acknowledged."""
+    client = wait_for(lambda: _connected(broker, device, token), timeout=10, interval=0.2,
+                      what=f"device {device} accepted")
+    try:
+        for p in range(MOTION_PACKS):
+            client.publish(f"tributary/v1/{device}/senml", synthetic_pack(MOTION_T0 + p), qos=1)
     finally:
         client.close()
 
@@ -79,9 +96,31 @@ def wait_points(broker, token: str, want: int) -> list[dict]:
     return wait_for(enough, timeout=WAIT_S, interval=0.3, what=f"{want} measurements stored")
 
 
-def store_rows(broker, owner: str) -> int:
+def store_rows(broker, owner: str, table: str = "measurements") -> int:
     with sqlite3.connect(f"file:{broker.data_dir / 'store.sqlite'}?mode=ro", uri=True) as db:
-        return db.execute("select count(*) from measurements where owner = ?", (owner,)).fetchone()[0]
+        return db.execute(f"select count(*) from {table} where owner = ?", (owner,)).fetchone()[0]
+
+
+def retain(broker, device: str, token: str, topic: str, payload: bytes):
+    """One retained message of `device`, acknowledged."""
+    client = wait_for(lambda: _connected(broker, device, token), timeout=10, interval=0.2,
+                      what=f"device {device} accepted")
+    try:
+        client.publish(topic, payload, qos=1, retain=True)
+    finally:
+        client.close()
+
+
+def retained_for(broker, owner: str, password: str, *topics: str) -> dict[str, bytes]:
+    """The retained messages a new subscription of the owner's to `topics` gets, by topic."""
+    client = _connected(broker, owner, password)
+    assert client is not None, "the owner's MQTT login was refused"
+    try:
+        assert client.subscribe([(t, 1) for t in topics]) == [1] * len(topics)
+        time.sleep(0.5)  # retained messages come right after the SUBACK
+        return {m.topic: m.payload for m in client.messages() if m.retain}
+    finally:
+        client.close()
 
 
 def archive_rows(broker) -> dict[str, int]:
@@ -132,7 +171,7 @@ def owner_key(broker, owner: str) -> tuple[int, bytes | None]:
 def test_account_erasure_on_kafka_reaches_store_archive_and_log(tmp_path, kafka, figures):
     topic = unique_topic("erasure")
     config = {"kafka": {"url": f"kafka://{kafka.bootstrap}", "default_topic": topic, "partitions": 2},
-              "archive": FAST_ARCHIVE}
+              "archive": FAST_ARCHIVE, "model": {"path": require("TRIBUTARY_HAR_MODEL")}}
     broker = Broker(tmp_path, config).start()
     try:
         world = people(broker, "era", "erb")
@@ -140,11 +179,18 @@ def test_account_erasure_on_kafka_reaches_store_archive_and_log(tmp_path, kafka,
         b_owner, b_password, b_device, b_token = world["erb"]
         publish_packs(broker, a_device, a_token, 100)  # 10,000 measurements
         publish_packs(broker, b_device, b_token, 5)  # 500
+        publish_motion(broker, a_device, a_token)
+        status_topic = f"tributary/v1/{a_device}/status"
+        retain(broker, a_device, a_token, status_topic, b"online")
         a_api = login(broker, a_owner, a_password)
         b_api = login(broker, b_owner, b_password)
         assert len(wait_points(broker, a_api, 100 * PACK)) == 100 * PACK
+        wait_for(lambda: timeline(broker, a_api, MOTION_T0 - 10, MOTION_T0 + 60), timeout=WAIT_S,
+                 interval=0.3, what="A's motion labelled")
+        segments_before = store_rows(broker, a_owner, "activity_segments")
+        assert retained_for(broker, a_owner, a_password, status_topic) == {status_topic: b"online"}
         b_before = sorted(json.dumps(p, sort_keys=True) for p in wait_points(broker, b_api, 5 * PACK))
-        wait_archived(broker, a_owner, 100 * PACK)
+        wait_archived(broker, a_owner, 100 * PACK + MOTION_PACKS * 300)
         wait_archived(broker, b_owner, 5 * PACK)
         b_key_id, b_wrapped = owner_key(broker, b_owner)
         master = os.environ.get("TRIBUTARY_MASTER_KEY") or (broker.data_dir / "master.key").read_text()
@@ -153,13 +199,17 @@ def test_account_erasure_on_kafka_reaches_store_archive_and_log(tmp_path, kafka,
         status, erased = api(broker, "DELETE", "/api/v1/account", a_api, body={"confirm": a_owner})
         took = time.monotonic() - t0
         assert status == 200, erased
+        # Raw motion goes to the archive only when the model is on ([model] store_motion).
         assert erased["measurements"] == 100 * PACK, erased
+        assert erased["activity_segments"] == segments_before > 0, erased
+        assert erased["retained"] == 1, erased
 
         # The API: A's token and A's login are refused; B is as before.
         assert api(broker, "GET", "/api/v1/summary", a_api)[0] == 401
         assert api(broker, "POST", "/api/v1/login", body={"name": a_owner, "password": a_password})[0] == 401
         assert sorted(json.dumps(p, sort_keys=True) for p in points(broker, b_api)) == b_before
         assert store_rows(broker, a_owner) == 0
+        assert store_rows(broker, a_owner, "activity_segments") == 0
         # The archive: no file holds A.
         assert a_owner not in archive_rows(broker)
         assert not (broker.data_dir / "archive" / f"owner={a_owner}").exists()
@@ -169,14 +219,23 @@ def test_account_erasure_on_kafka_reaches_store_archive_and_log(tmp_path, kafka,
         assert a_wrapped is None
 
         # Kafka keeps A's records: sealed, no known value in the clear, and nothing opens them.
-        records = read_all(kafka.bootstrap, topic, expected=105, timeout=60)
+        # A's: the SenML packs, the motion, the retained message and the erasure's clearing of it.
+        a_records = 100 + MOTION_PACKS + 2
+        records = read_all(kafka.bootstrap, topic, expected=a_records + 5, timeout=60)
         by_owner = {}
         for r in records:
             by_owner.setdefault(r.headers.get("tributary.owner", b"").decode(), []).append(r)
-        assert len(by_owner[a_owner]) == 100 and len(by_owner[b_owner]) == 5
+        assert len(by_owner[a_owner]) == a_records and len(by_owner[b_owner]) == 5
+        clearings = [r for r in records if not r.value]
+        assert len(clearings) == 1, "one empty record: the clearing of A's retained message"
         for r in records:
-            assert r.value[:4] == MAGIC, r.value[:40]
-            assert MARKER.encode() not in r.value and a_device.encode() not in r.value
+            if r.value:
+                assert r.value[:4] == MAGIC, r.value[:40]
+                assert MARKER.encode() not in r.value and a_device.encode() not in r.value
+        # The cluster's retained table ends A's retained message with a tombstone.
+        table = [r for r in read_all(kafka.bootstrap, "tributary.retained", timeout=30)
+                 if r.key == status_topic.encode()]
+        assert table and table[-1].value is None, table
         # B's open with the master key and B's wrapped key: what an authorised consumer does.
         plain = open_sealed(master, b_wrapped, b_key_id, b_owner, by_owner[b_owner][0].value)
         assert MARKER.encode() in plain
@@ -192,10 +251,12 @@ def test_account_erasure_on_kafka_reaches_store_archive_and_log(tmp_path, kafka,
         assert (out["before_n"], out["before_c"]) == (out["after_n"], out["after_c"]), out
         assert out["after_n"] == 5 * PACK
         assert store_rows(broker, a_owner) == 0
+        assert store_rows(broker, a_owner, "activity_segments") == 0
         figures(f"account erasure on Kafka: {erased['measurements']} rows, "
+                f"{erased['activity_segments']} activity segments, {erased['retained']} retained message, "
                 f"{erased['archive']['files_deleted']} archive files, erase call {took * 1000:.0f} ms "
-                f"(server {erased['elapsed_ms']} ms); {len(by_owner[a_owner])} Kafka records of A sealed, "
-                f"unreadable; reprocess: 0 new, B's {out['after_n']} rows and checksum unchanged")
+                f"(server {erased['elapsed_ms']} ms); {len(by_owner[a_owner]) - 1} Kafka records of A sealed, "
+                f"unreadable, and 1 clearing its retained message; reprocess: 0 new, B's {out['after_n']} rows and checksum unchanged")
     finally:
         broker.stop()
 
@@ -214,8 +275,13 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         second, second_token = added["id"], added["token"]
         publish_packs(broker, device, token, 4)  # T0 .. T0+400 s
         publish_packs(broker, second, second_token, 4)
+        first_status, second_status = (f"tributary/v1/{d}/status" for d in (device, second))
+        retain(broker, device, token, first_status, b"first")
+        retain(broker, second, second_token, second_status, b"second")
         assert len(wait_points(broker, token_api, 8 * PACK)) == 8 * PACK
         wait_archived(broker, owner, 8 * PACK)
+        assert retained_for(broker, owner, password, first_status, second_status) == {
+            first_status: b"first", second_status: b"second"}
 
         # Bad input: clear problem+json, nothing erased.
         other_api = login(broker, other_owner, other_password)
@@ -232,24 +298,33 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         status, erased = api(broker, "POST", "/api/v1/erasures", token_api, body={"device": second})
         assert status == 200, erased
         assert erased["measurements"] == 4 * PACK and erased["archive"]["rows"] == 4 * PACK, erased
+        assert erased["retained"] == 1, erased
         left = points(broker, token_api)
         assert len(left) == 4 * PACK and {p["device"] for p in left} == {device}
         assert archive_rows(broker)[owner] == 4 * PACK
+        assert retained_for(broker, owner, password, first_status, second_status) == {first_status: b"first"}
 
         # A time range: the first device's second pack.
         status, erased = api(broker, "POST", "/api/v1/erasures", token_api,
                              body={"from_ms": (T0 + PACK) * 1000, "to_ms": (T0 + 2 * PACK) * 1000})
         assert status == 200, erased
         assert erased["measurements"] == PACK, erased
+        assert erased["retained"] == 0, "the retained message was received outside the range"
         assert len(points(broker, token_api)) == 3 * PACK
         assert archive_rows(broker)[owner] == 3 * PACK
+
+        # The clearing is durable: after a restart the erased device's retained message stays gone.
+        broker.stop()
+        broker.start()
+        assert retained_for(broker, owner, password, first_status, second_status) == {first_status: b"first"}
 
         # Nothing comes back from the log.
         broker.stop()
         out = summary(reprocess("--data-dir", str(broker.data_dir)))
         assert out["new"] == 0, out
         assert store_rows(broker, owner) == 3 * PACK
-        figures(f"device erasure: {4 * PACK} rows (store and archive); range erasure: {PACK} rows; "
+        figures(f"device erasure: {4 * PACK} rows (store and archive), 1 retained message; "
+                f"range erasure: {PACK} rows; "
                 f"reprocess afterwards: 0 new")
     finally:
         broker.stop()

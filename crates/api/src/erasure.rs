@@ -5,6 +5,8 @@
 //! is destroyed, so the copies the log and Kafka keep can no longer be
 //! read, and the account is closed.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
@@ -17,6 +19,21 @@ use tributary_store::MAX_ABS_TIME_MS;
 use crate::auth::{blocking, Owner};
 use crate::error::{store_error, ApiError, Result};
 use crate::ApiState;
+
+/// The node's retained messages, which an erasure clears too: the broker
+/// behind the API implements it (`ApiState::set_retained`).
+pub trait RetainedMessages: Send + Sync {
+    /// Clears the retained messages `owner` (or only `device`) published
+    /// or had published to its topics, received in `from_ms..to_ms`;
+    /// returns how many, each durable; `Err` says why not.
+    fn clear(
+        &self,
+        owner: &str,
+        device: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<u64, String>> + Send + '_>>;
+}
 
 /// What `POST /api/v1/erasures` is asked to erase.
 #[derive(Deserialize)]
@@ -44,6 +61,8 @@ pub(crate) struct ErasedView {
     measurements: u64,
     dead_letters: u64,
     activity_segments: u64,
+    /// Retained MQTT messages cleared.
+    retained: u64,
     /// Login sessions ended (account erasure).
     sessions: u64,
     /// `None` when the node keeps no archive.
@@ -128,11 +147,14 @@ pub(crate) async fn erase(
         }
         None => None,
     };
-    tracing::info!(%owner, device = ?request.device, from_ms, to_ms, measurements = stored.measurements, "erased");
+    let retained =
+        clear_retained(&state, &owner, request.device.as_deref(), from_ms, to_ms).await?;
+    tracing::info!(%owner, device = ?request.device, from_ms, to_ms, measurements = stored.measurements, retained, "erased");
     Ok(Json(ErasedView {
         measurements: stored.measurements,
         dead_letters: stored.dead_letters,
         activity_segments: stored.activity_segments,
+        retained,
         sessions: 0,
         archive,
         elapsed_ms: started.elapsed().as_millis() as u64,
@@ -153,12 +175,13 @@ pub(crate) async fn erase_account(
             "confirm must be your owner name: this erases your account and all its data".into(),
         ));
     }
-    // The archive first: should it fail, nothing else is done and the
-    // caller, still logged in, can try again.
+    // The archive and the retained messages first: should either fail,
+    // the account stays and the caller, still logged in, can try again.
     let archive = match state.inner.archive.get() {
         Some(archive) => Some(archive.erase_owner(&owner).await.map_err(archive_error)?),
         None => None,
     };
+    let retained = clear_retained(&state, &owner, None, i64::MIN, i64::MAX).await?;
     // One transaction: the key destroyed, every row and login session gone.
     let stored = state
         .inner
@@ -177,10 +200,34 @@ pub(crate) async fn erase_account(
         measurements: stored.measurements,
         dead_letters: stored.dead_letters,
         activity_segments: stored.activity_segments,
+        retained,
         sessions: stored.sessions,
         archive: archive.map(Into::into),
         elapsed_ms: started.elapsed().as_millis() as u64,
     }))
+}
+
+/// Clears the erased retained messages; 0 on a node without a broker.
+async fn clear_retained(
+    state: &ApiState,
+    owner: &str,
+    device: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<u64> {
+    let Some(retained) = state.inner.retained.get() else {
+        return Ok(0);
+    };
+    retained
+        .clear(owner, device, from_ms, to_ms)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "erase: retained messages");
+            ApiError::Unavailable(
+                "the retained messages could not be cleared; the server log has the cause; try again"
+                    .into(),
+            )
+        })
 }
 
 fn erase_error(error: tributary_store::Error) -> ApiError {

@@ -92,6 +92,7 @@ use axum::Router;
 use tokio::sync::Semaphore;
 
 pub use config::{ConfigError, HttpConfig, HttpFileConfig, Signup};
+pub use erasure::RetainedMessages;
 pub use error::{ApiError, Result};
 pub use metrics::{Histogram, Metrics, HTTP_REQUESTS_TOTAL};
 pub use server::{serve, LocalAddr};
@@ -153,6 +154,8 @@ struct Inner {
     keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
     /// The archive erasure deletes from or rewrites (`set_archive`).
     archive: std::sync::OnceLock<Arc<tributary_archive::Archive>>,
+    /// The retained messages erasure clears (`set_retained`).
+    retained: std::sync::OnceLock<Arc<dyn erasure::RetainedMessages>>,
 }
 
 /// The MQTT listeners' ports, as `GET /api/v1/info` tells the dashboard
@@ -214,6 +217,7 @@ impl ApiState {
                 receipts: consent::Receipts::new(),
                 keyring: std::sync::OnceLock::new(),
                 archive: std::sync::OnceLock::new(),
+                retained: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -224,9 +228,6 @@ impl ApiState {
         self.inner.receipts.set_issuer(issuer);
     }
 
-    /// Has live feeds follow owners through the node's router (the one the
-    /// broker routes with), so that the log is read once for all of them.
-    /// Without it the API starts a router of its own on first use.
     /// The keyring of the node (docs/erasure.md).
     pub fn set_keyring(&self, keyring: Arc<tributary_rights::owner_keys::Keyring>) {
         let _ = self.inner.keyring.set(keyring);
@@ -241,6 +242,15 @@ impl ApiState {
         let _ = self.inner.archive.set(archive);
     }
 
+    /// The retained messages of the node's broker, which erasures clear
+    /// (none: erasures leave retained messages alone).
+    pub fn set_retained(&self, retained: Arc<dyn RetainedMessages>) {
+        let _ = self.inner.retained.set(retained);
+    }
+
+    /// Has live feeds follow owners through the node's router (the one the
+    /// broker routes with), so that the log is read once for all of them.
+    /// Without it the API starts a router of its own on first use.
     pub fn set_router(&self, router: Arc<tributary_router::Router>) {
         let _ = self.inner.router.set(router);
     }

@@ -28,6 +28,9 @@ pub enum Error {
         context: &'static str,
         source: tributary_log::Error,
     },
+    /// An erasure's clearing of retained messages was not made durable.
+    #[error("clear the erased owner's retained messages: {0}")]
+    Erase(String),
 }
 
 impl Error {

@@ -69,6 +69,38 @@ pub struct RetainedUsage {
     pub bytes: u64,
 }
 
+/// The retained messages of an owner's erasure: every one the owner's
+/// devices or the owner published, or only one device's (what it
+/// published, and what was published to its topics), received in a time
+/// range. A retained message is a whole payload with no single measurement
+/// time, so its receive time stands for it.
+#[derive(Debug, Clone)]
+pub struct RetainedScope {
+    pub owner: String,
+    pub device: Option<String>,
+    /// Receive time, inclusive.
+    pub from_ms: i64,
+    /// Receive time, exclusive.
+    pub to_ms: i64,
+}
+
+impl RetainedScope {
+    fn covers(&self, record: &Record) -> bool {
+        let received = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
+        record.owner == self.owner
+            && (self.from_ms..self.to_ms).contains(&received)
+            && self.device.as_deref().is_none_or(|device| {
+                record.device == device || device_of_topic(&record.topic) == Some(device)
+            })
+    }
+}
+
+/// The device a `tributary/v1/{device}/...` topic belongs to.
+fn device_of_topic(topic: &str) -> Option<&str> {
+    let rest = topic.strip_prefix("tributary/v1/")?;
+    rest.split('/').next().filter(|d| !d.is_empty())
+}
+
 /// Whose quota a retained record counts against: the owner whose data or
 /// command it is, else the service or admin that sent it (account names
 /// share one namespace, so these never collide). Anonymous clients
@@ -193,6 +225,18 @@ impl Retained {
             .iter()
             .filter(|(topic, _)| tributary_mqtt::topic::matches(filter, topic))
             .filter_map(|(_, e)| e.record.clone())
+            .collect()
+    }
+
+    /// The topics whose retained message is `scope`'s: what an erasure
+    /// clears (`erasure.rs`).
+    pub fn topics_of(&self, scope: &RetainedScope) -> Vec<String> {
+        let topics = self.topics.lock().expect("retained lock poisoned");
+        topics
+            .entries
+            .iter()
+            .filter(|(_, e)| e.record.as_deref().is_some_and(|r| scope.covers(r)))
+            .map(|(topic, _)| topic.clone())
             .collect()
     }
 
@@ -408,6 +452,48 @@ mod tests {
         let mut record = (*record(topic, payload)).clone();
         record.owner = owner.into();
         Arc::new(record)
+    }
+
+    #[test]
+    fn an_erasure_covers_its_owner_its_device_and_its_time_range() {
+        let r = Retained::default();
+        let mut at = 0;
+        let mut put = |owner: &str, device: &str, topic: &str, received: u64| {
+            let mut record = (*record(topic, b"x")).clone();
+            (record.owner, record.device) = (owner.into(), device.into());
+            record.receive_time_ms = received;
+            at += 1;
+            r.apply(Offset(at), &Arc::new(record));
+        };
+        put("ann", "w1", "tributary/v1/w1/senml", 1_000);
+        put("ann", "w2", "tributary/v1/w2/senml", 2_000);
+        // The owner's command to w1: no device on the record, w1 in the topic.
+        put("ann", "", "tributary/v1/w1/commands/set", 3_000);
+        put("bob", "b1", "tributary/v1/b1/senml", 1_000);
+        let topics = |device: Option<&str>, from_ms: i64, to_ms: i64| {
+            let mut t = r.topics_of(&RetainedScope {
+                owner: "ann".into(),
+                device: device.map(str::to_owned),
+                from_ms,
+                to_ms,
+            });
+            t.sort();
+            t
+        };
+        assert_eq!(
+            topics(None, i64::MIN, i64::MAX),
+            [
+                "tributary/v1/w1/commands/set",
+                "tributary/v1/w1/senml",
+                "tributary/v1/w2/senml"
+            ]
+        );
+        assert_eq!(
+            topics(Some("w1"), i64::MIN, i64::MAX),
+            ["tributary/v1/w1/commands/set", "tributary/v1/w1/senml"]
+        );
+        assert_eq!(topics(None, 1_500, 3_000), ["tributary/v1/w2/senml"]);
+        assert!(topics(Some("w9"), i64::MIN, i64::MAX).is_empty());
     }
 
     #[test]

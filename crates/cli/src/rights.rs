@@ -1,6 +1,7 @@
 //! The node's two rights tasks (docs/consent.md): following the store's
 //! consents into the broker's table, and writing the broker's audit counts
-//! into the store.
+//! into the store; and the broker's retained messages as the HTTP API's
+//! erasures clear them (docs/erasure.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,5 +136,31 @@ fn record(e: &Entry) -> AuditRecord {
         count: e.count,
         first_ms: e.first_ms,
         last_ms: e.last_ms,
+    }
+}
+
+/// The broker's retained messages, which the HTTP API's erasures clear.
+pub struct BrokerRetained(pub Arc<tributary_broker::Broker>);
+
+impl tributary_api::RetainedMessages for BrokerRetained {
+    fn clear(
+        &self,
+        owner: &str,
+        device: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+        let scope = tributary_broker::RetainedScope {
+            owner: owner.to_owned(),
+            device: device.map(str::to_owned),
+            from_ms,
+            to_ms,
+        };
+        Box::pin(async move {
+            self.0
+                .clear_retained(&scope)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }

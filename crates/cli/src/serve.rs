@@ -293,6 +293,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     api_state.set_router(broker.router().clone());
     api_state.set_receipt_issuer(config.receipt_issuer.clone());
     api_state.set_keyring(keyring.clone());
+    api_state.set_retained(Arc::new(crate::rights::BrokerRetained(broker.clone())));
     if let Some(archive) = &archive {
         api_state.set_archive(archive.clone());
     }

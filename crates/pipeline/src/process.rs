@@ -10,7 +10,8 @@ pub enum Outcome {
     /// Not a measurement: no SenML content type or topic suffix, no
     /// authenticated owner (anonymous loopback clients own no data), or a
     /// command to a device (`tributary/v1/{device}/commands/...`), which is
-    /// nobody's measurement whatever its payload.
+    /// nobody's measurement whatever its payload, or the clearing of a
+    /// retained message (a retained PUBLISH with an empty payload).
     Skip,
     Rows(Vec<Row>),
     Dead(DeadLetter),
@@ -68,15 +69,21 @@ fn spans_more_days(measurements: &[Measurement], max_days: u32) -> bool {
 }
 
 /// The SenML format of `record` when a sink decodes it: an owner's data
-/// (not a command to a device) whose content type or topic says SenML.
-/// Every sink passes over the rest without reading the payload, so
-/// `erasure::Unsealed` leaves those sealed.
+/// (not a command to a device, nor the clearing of a retained message)
+/// whose content type or topic says SenML. Every sink passes over the rest
+/// without reading the payload, so `erasure::Unsealed` leaves those sealed.
 pub fn senml_format(record: &Record) -> Option<tributary_senml::Format> {
-    if record.owner.is_empty() || is_command(&record.topic) {
+    if record.owner.is_empty() || is_command(&record.topic) || clears_retained(record) {
         return None;
     }
     let properties = tributary_mqtt::stored::load_properties(&record.properties);
     tributary_senml::format_of(properties.content_type.as_deref(), &record.topic)
+}
+
+/// Whether `record` clears its topic's retained message: a device doing so,
+/// or an erasure (docs/erasure.md), sends no measurement.
+fn clears_retained(record: &Record) -> bool {
+    record.retain && record.payload.is_empty()
 }
 
 /// Whether `topic` carries commands to a device (docs/topics.md): an
@@ -252,5 +259,18 @@ mod tests {
             process(&record("", "tributary/v1/w1/senml", b"[]")),
             Outcome::Skip
         );
+    }
+
+    #[test]
+    fn clearing_a_retained_message_is_passed_over_while_an_empty_publish_is_refused() {
+        let clear = Record {
+            retain: true,
+            ..record("ann", "tributary/v1/w1/senml", b"")
+        };
+        assert_eq!(process(&clear), Outcome::Skip);
+        assert!(matches!(
+            process(&record("ann", "tributary/v1/w1/senml", b"")),
+            Outcome::Dead(_)
+        ));
     }
 }

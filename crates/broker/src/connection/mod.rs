@@ -703,8 +703,6 @@ impl Connection {
         self.throttled_until = Some(self.throttled_until.map_or(until, |t| t.max(until)));
     }
 
-    /// A log record of a message this client published (or its will),
-    /// stamped with the time, the client and a new message id.
     /// The log record of a publish, its payload sealed when the connection
     /// has a sealer; `None` (logged) when sealing failed, so that nothing is
     /// appended in the clear that should not be.
@@ -717,6 +715,11 @@ impl Connection {
         payload: bytes::Bytes,
     ) -> Option<Record> {
         let mut record = self.plain_record(topic, qos, retain, properties, payload);
+        // An empty payload holds nothing personal, and sealed it would no
+        // longer clear a retained message (MQTT's empty retained PUBLISH).
+        if record.payload.is_empty() {
+            return Some(record);
+        }
         if let Some(sealer) = self.sealer.as_mut() {
             match sealer.seal(&record.owner, &record.payload) {
                 Ok(sealed) => record.payload = sealed.into(),
@@ -729,6 +732,8 @@ impl Connection {
         Some(record)
     }
 
+    /// A log record of a message this client published (or its will),
+    /// stamped with the time, the client and a new message id.
     fn plain_record(
         &self,
         topic: String,

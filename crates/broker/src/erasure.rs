@@ -1,0 +1,64 @@
+//! An owner's erasure reaching the retained messages (docs/erasure.md):
+//! each retained message it covers is cleared the way MQTT clears one, by
+//! a retained PUBLISH with an empty payload on its topic. Appended like any
+//! publish, the clearing reaches every node's retained map, their
+//! snapshots and, on Kafka, the cluster's retained table; a node that
+//! replays the log later clears it again.
+
+use std::sync::Arc;
+
+use tributary_log::Record;
+
+use crate::broker::Broker;
+use crate::durable::Durable;
+use crate::retained::RetainedScope;
+use crate::{Error, Result};
+
+/// Who the clearing records say sent them (their `client_id`).
+const ERASER: &str = "$tributary/erasure";
+
+impl Broker {
+    /// Clears the retained messages `scope` covers; returns how many. Each
+    /// is durable (in the log, or in Kafka) when this returns.
+    pub async fn clear_retained(&self, scope: &RetainedScope) -> Result<u64> {
+        let topics = self.retained.topics_of(scope);
+        if topics.is_empty() {
+            return Ok(0);
+        }
+        let records: Vec<Record> = topics
+            .into_iter()
+            .map(|topic| Record {
+                receive_time_ms: crate::persist::unix_ms(),
+                topic,
+                qos: 1,
+                retain: true,
+                properties: Default::default(),
+                // Empty, so never sealed: the clearing must read as one on
+                // every path (retained map, Kafka's retained table, sinks).
+                payload: Default::default(),
+                client_id: ERASER.to_owned(),
+                message_id: self.next_message_id(),
+                owner: scope.owner.clone(),
+                device: scope.device.clone().unwrap_or_default(),
+            })
+            .collect();
+        let cleared = records.len() as u64;
+        let records: Vec<Arc<Record>> = records.into_iter().map(Arc::new).collect();
+        let durable = self
+            .durability
+            .store(records.iter().map(|r| Record::clone(r)).collect())
+            .await
+            .map_err(|e| Error::Erase(e.to_string()))?;
+        match durable {
+            Durable::InLog(offsets) => {
+                for (offset, record) in offsets.iter().zip(&records) {
+                    self.retained.apply(*offset, record);
+                }
+            }
+            // The retained map learns them from the local log, which Kafka feeds.
+            Durable::InKafka => {}
+        }
+        tracing::info!(owner = %scope.owner, device = ?scope.device, cleared, "erasure cleared retained messages");
+        Ok(cleared)
+    }
+}
