@@ -3,7 +3,7 @@
 | case | expected |
 |---|---|
 | Kafka as the log and the behaviour model on; owner A with 10,000 measurements (100 SenML packs of 100), motion the model labels, and a retained message; owner B with 500; both stored and archived; A erases the account | A's login and old token are refused; the store has no row of A, measurement or activity segment (SQLite read directly); no archive file holds A (pyarrow); A's retained message is cleared (a tombstone in the cluster's retained table); A's Kafka records are sealed (magic `\\0TRS`), hold no known value in the clear, and cannot be opened: the wrapped key is destroyed; B's records open with the master key and B's wrapped key (what an authorised consumer does); `tributary reprocess` from the start of the topics stores nothing of A; B's rows are unchanged (API and store checksum) |
-| embedded log; one owner, two devices, each with a retained message; device erasure, then a time range | the device's rows leave the API and the archive, the other device's stay, and so do their retained messages (also after a restart); the range's rows leave; `reprocess` brings none back |
+| embedded log; one owner, two devices, each with a retained message; device erasure, then a time range | a device's own empty retained message clears its retained message (payloads sealed); the device's rows leave the API and the archive, the other device's stay, and so do their retained messages (also after a restart); the range's rows leave; `reprocess` brings none back |
 | bad input | another owner's device: 404; an inverted range, an empty request, an unknown field, a wrong account confirmation: 400; all problem+json; nothing erased |
 
 Figures: time to erase the account (API call), rows and activity segments erased, archive files
@@ -282,6 +282,11 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         wait_archived(broker, owner, 8 * PACK)
         assert retained_for(broker, owner, password, first_status, second_status) == {
             first_status: b"first", second_status: b"second"}
+        # A device clears its own retained message with an empty one, sealing on or off.
+        note = f"tributary/v1/{device}/note"
+        retain(broker, device, token, note, b"x")
+        retain(broker, device, token, note, b"")
+        assert retained_for(broker, owner, password, note) == {}
 
         # Bad input: clear problem+json, nothing erased.
         other_api = login(broker, other_owner, other_password)
