@@ -9,14 +9,17 @@ one subscriber of the owner on them. QoS 1 (acknowledged = durable: fsync'd grou
 
     python3 scripts/bench_erasure.py [--runs 3] [--clients 4] [--messages 250000] [--size 100]
 
-Prints one line per run and a Markdown table of the medians (msg/s end to end, publish->PUBACK
-p50 and p99).
+Prints one line per run and a Markdown table of the medians (msg/s end to end, the server's CPU
+per message, publish->PUBACK p50 and p99) and of each pair's on/off ratios. The server's CPU (user
+plus system, from /proc/PID/stat, read before and after the load) is what sealing adds and is
+steadier than msg/s on a shared machine, where another process's burst moves the rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import socket
@@ -82,8 +85,15 @@ class Node:
         self.dir.cleanup()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(binary: str, encrypt: bool, args) -> dict:
     with Node(binary, encrypt) as node:
+        cpu_before = cpu_seconds(node.proc.pid)
         cmd = [binary, "bench", "pub", "--port", str(node.port), "--clients", str(args.clients),
                "--messages", str(args.messages), "--size", str(args.size), "--qos", "1", "--subscribers", "1",
                "--username", "benchowner", "--password", node.password,
@@ -92,6 +102,8 @@ def run(binary: str, encrypt: bool, args) -> dict:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
         result = json.loads(line)
+        if result.get("received"):
+            result["cpu_us_per_msg"] = 1e6 * (cpu_seconds(node.proc.pid) - cpu_before) / result["received"]
         print(f"encrypt={'on' if encrypt else 'off'}: {line}", file=sys.stderr, flush=True)
         return result
 
@@ -108,15 +120,26 @@ def main():
     for _ in range(args.runs):
         for encrypt in (False, True):
             results[encrypt].append(run(args.tributary, encrypt, args))
-    print("| encrypt | msg/s (median) | every run | lost | ack p50 ms | ack p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| encrypt | msg/s (median) | every run | server CPU µs/msg (median) | every run | lost | ack p50 ms | ack p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for encrypt in (False, True):
         rs = results[encrypt]
         rates = [r.get("msg_per_s") or 0 for r in rs]
+        cpus = [r.get("cpu_us_per_msg") or 0 for r in rs]
         key = lambda name: statistics.median([(r.get("ack_latency_ms") or {}).get(name) or 0 for r in rs])  # noqa: E731
         print(f"| {'on' if encrypt else 'off'} | {statistics.median(rates):,.0f} | "
-              f"{', '.join(f'{x:,.0f}' for x in rates)} | {sum(r.get('lost') or 0 for r in rs)} | "
+              f"{', '.join(f'{x:,.0f}' for x in rates)} | {statistics.median(cpus):.2f} | "
+              f"{', '.join(f'{x:.2f}' for x in cpus)} | {sum(r.get('lost') or 0 for r in rs)} | "
               f"{key('p50'):.2f} | {key('p99'):.2f} |")
+    # Each run with encryption beside the run without it just before: the machine's drift cancels.
+    pairs = list(zip(results[False], results[True]))
+    rate_ratios = [on["msg_per_s"] / off["msg_per_s"] for off, on in pairs if off.get("msg_per_s") and on.get("msg_per_s")]
+    cpu_ratios = [on["cpu_us_per_msg"] / off["cpu_us_per_msg"] for off, on in pairs
+                  if off.get("cpu_us_per_msg") and on.get("cpu_us_per_msg")]
+    if rate_ratios and cpu_ratios:
+        print(f"\npaired on/off: msg/s median {statistics.median(rate_ratios):.3f} "
+              f"({', '.join(f'{x:.2f}' for x in rate_ratios)}); server CPU per message median "
+              f"{statistics.median(cpu_ratios):.3f} ({', '.join(f'{x:.2f}' for x in cpu_ratios)})")
 
 
 if __name__ == "__main__":

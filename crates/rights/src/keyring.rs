@@ -20,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::seal::DataKey;
@@ -73,8 +71,8 @@ impl MasterKey {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
+    fn cipher(&self) -> crate::gcm::GcmKey {
+        crate::gcm::GcmKey::new(&self.0)
     }
 
     /// `key` of `owner`, encrypted for the store.
@@ -82,20 +80,10 @@ impl MasterKey {
         let mut nonce = [0u8; 12];
         getrandom::getrandom(&mut nonce).map_err(|e| Error::Random(e.to_string()))?;
         let aad = wrap_aad(owner, key.id());
-        let sealed = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.bytes(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::Seal)?;
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.push(WRAP_VERSION);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        self.cipher().seal_to(nonce, &aad, key.bytes(), &mut out);
         Ok(out)
     }
 
@@ -113,14 +101,8 @@ impl MasterKey {
         let aad = wrap_aad(owner, id);
         let mut plain = self
             .cipher()
-            .decrypt(
-                Nonce::from_slice(&wrapped[1..13]),
-                Payload {
-                    msg: &wrapped[13..],
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| {
+            .open(&wrapped[1..13], &aad, &wrapped[13..])
+            .ok_or_else(|| {
                 Error::BadWrappedKey(
                     "does not open under this master key (wrong master key?)".into(),
                 )

@@ -52,6 +52,7 @@
 pub mod audit;
 pub mod consent;
 pub mod filter;
+mod gcm;
 pub mod keyring;
 pub mod noise;
 pub mod owner_keys;
@@ -84,8 +85,6 @@ pub enum Error {
     // The platform failed.
     #[error("no randomness from the operating system: {0}")]
     Random(String),
-    #[error("encryption failed")]
-    Seal,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
