@@ -81,9 +81,21 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        self.call_authorized(method, uri, authorization, body).await
+    }
+
+    /// A request with `authorization` as its whole Authorization header.
+    async fn call_authorized(
+        &self,
+        method: Method,
+        uri: &str,
+        authorization: Option<String>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
         }
         let body = match body {
             Some(body) => {
