@@ -207,6 +207,7 @@ impl Sinks<'_> {
                 Arc::clone(model),
                 names.activity,
                 self.activity_stats,
+                self.tombstones,
                 self.stop.clone(),
             )
             .await;

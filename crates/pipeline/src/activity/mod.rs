@@ -26,6 +26,7 @@ use tributary_log::{Stream, StreamConsumer, StreamError};
 use tributary_model::model_file::Model;
 use tributary_store::{ActivitySegment, DeadLetter, Store};
 
+use crate::erasure::Tombstones;
 use crate::{Error, Result};
 
 /// Records taken from the log per read at most.
@@ -52,12 +53,16 @@ pub struct ActivityStats {
 }
 
 /// Consumes `stream` under `consumer` until `stop` is cancelled or the log closes.
+///
+/// Segments and dead letters an erasure covers (`erased`) are not written:
+/// reading motion again after an erasure brings none of it back.
 pub async fn activity<S: Stream>(
     stream: &S,
     store: &Store,
     model: Arc<Model>,
     consumer: &str,
     stats: &ActivityStats,
+    erased: &Tombstones,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut reader = stream
@@ -135,6 +140,9 @@ pub async fn activity<S: Stream>(
         .await
         .map_err(|e| Error::Model(format!("the classifying task failed: {e}")))?;
         streams = back;
+        let mut segments = segments;
+        erased.retain_segments(&mut segments);
+        letters.retain(|letter| !erased.covers_letter(letter));
         loop {
             match write(store, &segments, &letters).await {
                 Ok(()) => break,

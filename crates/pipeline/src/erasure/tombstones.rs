@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tributary_rights::owner_keys::Keyring;
 use tributary_store::erasure::{Erasure, Tombstone};
-use tributary_store::{DeadLetter, Row, Store};
+use tributary_store::{ActivitySegment, DeadLetter, Row, Store};
 
 /// How often [`follow`] asks the store for new erasures: how long an
 /// erasure made on another node takes to reach this node's sinks and its
@@ -63,6 +63,22 @@ impl Tombstones {
             rows.retain(|r| !self.covers(&r.owner, &r.device, r.time_ms));
         }
         before - rows.len()
+    }
+
+    /// Drops the activity segments an erasure overlaps (as the store's
+    /// erasure deleted them); returns how many.
+    pub fn retain_segments(&self, segments: &mut Vec<ActivitySegment>) -> usize {
+        let before = segments.len();
+        if segments.iter().any(|s| self.any_for(&s.owner)) {
+            let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+            segments.retain(|s| {
+                !known.by_owner.get(&s.owner).is_some_and(|all| {
+                    all.iter()
+                        .any(|e| e.overlaps(&s.owner, &s.device, s.start_ms, s.end_ms))
+                })
+            });
+        }
+        before - segments.len()
     }
 
     /// Whether an erasure covers a dead letter (by its receive time).
@@ -123,5 +139,51 @@ pub async fn follow(
         if crate::pause_unless_stopped(&stop, FOLLOW_EVERY).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(device: &str, start_ms: i64, end_ms: i64) -> ActivitySegment {
+        ActivitySegment {
+            owner: "ann".into(),
+            device: device.into(),
+            start_ms,
+            end_ms,
+            activity: "walking".into(),
+            confidence: 0.9,
+            windows: 3,
+            model_version: "m".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn segments_an_erasure_overlaps_are_dropped_and_others_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(None, dir.path()).await.expect("store");
+        let erasure = Erasure {
+            owner: "ann".into(),
+            device: Some("w1".into()),
+            from_ms: 1_000,
+            to_ms: 2_000,
+        };
+        store.erase(&erasure).await.expect("erase");
+        let tombstones = Tombstones::default();
+        assert_eq!(tombstones.refresh(&store).await.expect("refresh").len(), 1);
+        let mut segments = vec![
+            segment("w1", 500, 1_000),   // ends where the range starts: kept
+            segment("w1", 500, 1_001),   // overlaps its start
+            segment("w1", 1_999, 3_000), // overlaps its end
+            segment("w2", 1_200, 1_800), // another device
+            segment("w1", 2_000, 2_500), // starts where the range ends: kept
+        ];
+        assert_eq!(tombstones.retain_segments(&mut segments), 2);
+        let kept: Vec<_> = segments
+            .iter()
+            .map(|s| (s.device.as_str(), s.start_ms))
+            .collect();
+        assert_eq!(kept, [("w1", 500), ("w2", 1_200), ("w1", 2_000)]);
     }
 }

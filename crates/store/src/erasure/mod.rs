@@ -68,6 +68,15 @@ impl Erasure {
             && time_ms < self.to_ms
     }
 
+    /// Whether it covers any of `owner`'s `device` in `[start_ms, end_ms)`
+    /// (how an activity segment is erased: when it overlaps the range).
+    pub fn overlaps(&self, owner: &str, device: &str, start_ms: i64, end_ms: i64) -> bool {
+        self.owner == owner
+            && self.device.as_deref().is_none_or(|d| d == device)
+            && start_ms < self.to_ms
+            && self.from_ms < end_ms
+    }
+
     fn validate(&self) -> Result<()> {
         let invalid = |reason: String| Err(Error::InvalidErasure { reason });
         if self.owner.is_empty() || self.owner.contains('\0') {
