@@ -30,7 +30,7 @@ export function AuditSection({ devices }: { devices: Device[] | undefined }) {
     <section aria-labelledby="h-audit">
       <div className="section-head">
         <h2 id="h-audit">{t("auditTitle")}</h2>
-        <button type="button" className="btn-small" onClick={audit.reload}>
+        <button type="button" className="btn-small" aria-label={`${t("refresh")} – ${t("auditTitle")}`} onClick={audit.reload}>
           {t("refresh")}
         </button>
       </div>

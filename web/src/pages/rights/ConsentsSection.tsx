@@ -55,7 +55,7 @@ export function ConsentsSection() {
     <section aria-labelledby="h-consents">
       <div className="section-head">
         <h2 id="h-consents">{t("consentsTitle")}</h2>
-        <button type="button" className="btn-small" onClick={consents.reload}>
+        <button type="button" className="btn-small" aria-label={`${t("refresh")} – ${t("consentsTitle")}`} onClick={consents.reload}>
           {t("refresh")}
         </button>
       </div>

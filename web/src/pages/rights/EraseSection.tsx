@@ -5,9 +5,15 @@ import type { Device, Erased, EraseRequest } from "../../api/types";
 import { announce } from "../../components/Announcer";
 import { Dialog } from "../../components/Dialog";
 import { ErrorText } from "../../components/ErrorText";
-import { useFormat, useT, type Key } from "../../i18n";
+import { useFormat, useT, type Key, type T } from "../../i18n";
 import { navigate } from "../../router";
 import { erasedParts, eraseRequest, type EraseForm, type EraseFormError } from "./rights";
+
+/** A device as the picker names it: its name, its id when that differs (names need not be unique). */
+function deviceOption(d: Device, t: T): string {
+  const name = d.revoked_ms !== null ? t("revokedMark", { name: d.name }) : d.name;
+  return d.id === d.name ? name : `${name} · ${d.id}`;
+}
 
 /** "Measurements: 1,440; activity segments: 3; …" in the chosen language. */
 function useCounts() {
@@ -93,7 +99,7 @@ export function EraseSection({ devices }: { devices: Device[] | undefined }) {
             <option value="">{t("allDevices")}</option>
             {devices?.map((d) => (
               <option key={d.id} value={d.id}>
-                {`${d.revoked_ms !== null ? t("revokedMark", { name: d.name }) : d.name} · ${d.id}`}
+                {deviceOption(d, t)}
               </option>
             ))}
           </select>
