@@ -4,7 +4,7 @@ import type { Consent } from "../../api/types";
 import { announce } from "../../components/Announcer";
 import { ErrorText } from "../../components/ErrorText";
 import { useFormat, useT, type T } from "../../i18n";
-import { consentActions, consentStatusKey, purposeLabel, replaceById, type ConsentAction } from "./rights";
+import { consentActions, consentStatusKey, purposeKey, purposeLabel, replaceById, type ConsentAction } from "./rights";
 import { usePaged } from "./usePaged";
 import { ShowMore } from "./ShowMore";
 
@@ -24,6 +24,12 @@ const ACTION_LABEL = { grant: "grant", refuse: "refuse", revoke: "revokeConsent"
 export function statusText(t: T, status: string): string {
   const key = consentStatusKey(status);
   return key ? t(key) : status;
+}
+
+/** A purpose in the chosen language, or as words of its DPV term when it is a new one. */
+export function purposeText(t: T, term: string): string {
+  const key = purposeKey(term);
+  return key ? t(key) : purposeLabel(term);
 }
 
 export function ConsentsSection() {
@@ -74,7 +80,7 @@ export function ConsentsSection() {
             <dl className="kv">
               <dt>{t("purpose")}</dt>
               <dd>
-                {purposeLabel(c.purpose)} <code className="term">{c.purpose}</code>
+                {purposeText(t, c.purpose)} <code className="term">{c.purpose}</code>
               </dd>
               <dt>{t("measurementTypes")}</dt>
               <dd>{c.types.join(", ")}</dd>

@@ -6,7 +6,8 @@ import { announce } from "../../components/Announcer";
 import { ErrorText } from "../../components/ErrorText";
 import { useFormat, useT } from "../../i18n";
 import { localeOf } from "../../lib/format";
-import { formatMoney, packSettingsBody, purposeLabel, type PackSettingsForm } from "./rights";
+import { purposeText } from "./ConsentsSection";
+import { formatMoney, packSettingsBody, type PackSettingsForm } from "./rights";
 
 export function PacksSection() {
   const t = useT();
@@ -107,7 +108,7 @@ export function PacksSection() {
                 <dt>{t("measurement")}</dt>
                 <dd>{p.measurement}</dd>
                 <dt>{t("purpose")}</dt>
-                <dd>{purposeLabel(p.purpose)}</dd>
+                <dd>{purposeText(t, p.purpose)}</dd>
                 <dt>{t("packDays")}</dt>
                 <dd>{t("packDaysValue", { from: p.from, to: p.to })}</dd>
                 <dt>{t("packEpsilon")}</dt>

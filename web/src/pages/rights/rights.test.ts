@@ -10,6 +10,7 @@ import {
   eraseRequest,
   formatMoney,
   packSettingsBody,
+  purposeKey,
   purposeLabel,
   replaceById,
 } from "./rights";
@@ -34,6 +35,20 @@ describe("consentStatusKey", () => {
     expect(translate("fr", consentStatusKey("granted")!)).toBe("Accordé");
     expect(consentStatusKey("maybe")).toBeNull();
     expect(consentStatusKey("toString")).toBeNull();
+  });
+});
+
+describe("purposeKey", () => {
+  it("names the purposes the server accepts in both languages", () => {
+    expect(purposeKey("dpv:AcademicResearch")).toBe("purpose_AcademicResearch");
+    expect(translate("fr", purposeKey("dpv:AcademicResearch")!)).toBe("Recherche universitaire");
+    expect(translate("en", purposeKey("dpv:EnforceSecurity")!)).toBe("Security");
+  });
+  it("has none for another term or a key that is no purpose", () => {
+    expect(purposeKey("dpv:Fun")).toBeNull();
+    expect(purposeKey("AcademicResearch")).toBeNull();
+    expect(purposeKey("dpv:")).toBeNull();
+    expect(purposeKey("dpv:Research and development")).toBeNull();
   });
 });
 

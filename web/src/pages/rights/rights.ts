@@ -2,7 +2,7 @@
 // appended without repeats, the pack settings form and the erasure form checked before they
 // are sent, and an erasure's counts as a sentence. No React, no fetch: tested in rights.test.ts.
 import type { EraseRequest, Erased, PackSettingsBody } from "../../api/types";
-import type { Key } from "../../i18n/strings";
+import { table, type Key } from "../../i18n/strings";
 import { wallTimeToMs } from "../../lib/time";
 
 export type ConsentAction = "grant" | "refuse" | "revoke";
@@ -33,8 +33,15 @@ export function consentStatusKey(status: string): Key | null {
   return Object.prototype.hasOwnProperty.call(STATUS_KEYS, status) ? STATUS_KEYS[status] : null;
 }
 
+/** The translation key of a DPV purpose the server accepts; null for a term this page does not know. */
+export function purposeKey(term: string): Key | null {
+  const m = /^dpv:(\w+)$/.exec(term);
+  const key = m ? `purpose_${m[1]}` : "";
+  return Object.prototype.hasOwnProperty.call(table.en, key) ? (key as Key) : null;
+}
+
 /**
- * A DPV purpose term as words: "dpv:ResearchAndDevelopment" → "Research and development".
+ * A DPV term this page has no words for, as words: "dpv:ResearchAndDevelopment" → "Research and development".
  * The term itself stays visible beside it (it is what the receipt says).
  */
 export function purposeLabel(term: string): string {
