@@ -4,7 +4,9 @@ the release binary, which embeds the dashboard (web/dist) and serves it on its H
 One person signs up, adds a device, and a paho client publishes SenML with the token the page
 showed: the value appears on Live within a second of its PUBACK; Explore shows 30 days of history
 and zooms into one hour; the CSV export the page downloads equals the API's, and so does the CSV in the takeout its "Download all my data" link downloads; the revoked device is
-refused and the page says so. A second person sees nothing of the first's. Every page is
+refused and the page says so. A second person sees nothing of the first's. On Your rights an owner
+grants a service's request, downloads its receipt, revokes it, sees the service's read in the audit
+log, joins a pack, erases a device's data and deletes the account. Every page is
 photographed at 1280x800 and 390x844 (light and dark) into target/dashboard-screenshots/ (or
 $TRIBUTARY_SCREENSHOTS), and axe-core (web/node_modules, pinned by web/package-lock.json) reports no
 violation on any of them."""
@@ -401,3 +403,166 @@ def test_the_overview_shows_todays_activity_and_speaks_french(tmp_path, chromium
         context.close()
     finally:
         broker.close()
+
+
+def _service_call(broker, name: str, token: str, method: str, path: str, body: dict | None = None):
+    from test_consent import service_call
+
+    status, answer, _ = service_call(broker, name, token, method, path, body)
+    return status, answer
+
+
+def test_an_owner_decides_a_consent_reads_the_audit_log_joins_a_pack_erases_and_deletes_the_account(
+        broker, chromium):
+    """Your rights (/rights): a service's pending request is granted in the page, its receipt
+    downloaded (the API's JWS), and revoked; the service's read is in the audit table as the API
+    lists it; a pack is joined and the budget and profile saved; one device's data is erased with
+    the counts the API answered; the account is deleted through the typed-name dialog, the page is
+    back at sign-in, and the old session is refused."""
+    from accounts_cli import add_service
+    from api_client import login, people
+
+    name, password, device, device_token = people(broker, "rita")["rita"]
+    suffix = name[len("rita"):]
+    study, lab = f"study{suffix}", f"lab{suffix}"
+    study_token = add_service(broker, study, "read")
+    lab_token = add_service(broker, lab, "packs")
+    owner_token = login(broker, name, password)
+
+    # Heart rate from the device, one message retained (an erasure clears it too).
+    now_ms = int(time.time() * 1000)
+    topic = f"tributary/v1/{device}/senml"
+    client = device_client(broker, device, device_token)
+    try:
+        for i in range(5):
+            record = [{"n": "heart_rate", "u": "beat/min", "t": (now_ms - (10 - i) * 60_000) / 1000, "v": 60 + i}]
+            client.publish(topic, json.dumps(record), qos=1)
+        client.publish(topic, json.dumps([{"n": "heart_rate", "u": "beat/min", "v": 66}]), qos=1, retain=True)
+    finally:
+        client.close()
+    span = f"from={now_ms - HOUR_MS}&to={now_ms + HOUR_MS}"
+    stored = wait_for(
+        lambda: (lambda r: r[1] if r[0] == 200 and len(r[1]) == 6 else None)(
+            api(broker, "GET", f"/api/v1/measurements?{span}&names=heart_rate", owner_token)),
+        timeout=30, interval=0.2, what="six heart rates stored")
+
+    # The service asks (once the broker knows it), and a buyer offers two packs, one for a region.
+    ask = {"owner": name, "types": ["heart_rate"], "purpose": "dpv:ResearchAndDevelopment",
+           "retention_days": 30, "third_parties": ["Example Lab"]}
+    consent = wait_for(lambda: (lambda r: r[1] if r[0] == 201 else None)(
+        _service_call(broker, study, study_token, "POST", "/api/v1/service/consents", ask)),
+        timeout=10, interval=0.2, what="the service known and its request made")
+    pack = {"title": f"Resting heart rate {suffix}", "measurement": "heart_rate",
+            "purpose": "dpv:ResearchAndDevelopment", "from": "2026-11-01", "to": "2026-11-03",
+            "lower": 40, "upper": 200, "epsilon": 1.0, "aggregates": {"count": True, "mean": True},
+            "min_participants": 10, "price_cents": 250, "currency": "EUR"}
+    regional = dict(pack, title=f"Heart rate in the EU {suffix}", cohort={"region": "EU"})
+    offered = []
+    for body in (pack, regional):
+        offered.append(wait_for(lambda body=body: (lambda r: r[1] if r[0] == 201 else None)(
+            _service_call(broker, lab, lab_token, "POST", "/api/v1/service/packs", body)),
+            timeout=10, interval=0.2, what="the buyer known and its pack defined"))
+
+    page = new_page(chromium, broker)
+    sign_in(page, name, password)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Your rights").click()
+    page.get_by_role("heading", name="Your rights", level=1).wait_for()
+    card = page.get_by_test_id("consent").filter(has_text=study)
+    card.get_by_text("Pending", exact=True).wait_for()
+    text = card.inner_text()
+    for expected in ("Research and development", "dpv:ResearchAndDevelopment", "heart_rate", "30 days",
+                     "Example Lab"):
+        assert expected in text, (expected, text)
+    assert card.get_by_role("link").count() == 0, "a pending request has no receipt yet"
+    check_page(page, "rights-pending", ready="[data-testid=consent]")
+
+    # Grant: the card says so, the API agrees, and the receipt the page downloads is the API's.
+    card.get_by_role("button", name=f"Grant – {study}").click()
+    page.locator("[data-testid=consent][data-status=granted]").wait_for()
+    status, granted = api(broker, "GET", f"/api/v1/consents/{consent['id']}", owner_token)
+    assert status == 200 and granted["status"] == "granted", granted
+    [receipt] = granted["receipts"]
+    with page.expect_download() as download:
+        card.get_by_role("link", name=re.compile(r"^Receipt: Granted, ")).click()
+    assert Path(download.value.path()).read_text() == receipt["jws"]
+    assert download.value.suggested_filename == f"receipt-{receipt['receipt_id']}.jws"
+
+    # The service reads under the consent: the audit table shows what the API lists.
+    status, points = _service_call(broker, study, study_token, "GET",
+                                   f"/api/v1/service/measurements?owner={name}&{span}&names=heart_rate")
+    assert status == 200 and len(points) == 6, points
+    audit = page.get_by_role("region", name="Audit log", exact=True)
+    audit.get_by_role("button", name="Refresh").click()
+    rows = page.get_by_test_id("audit-entry")
+    rows.first.wait_for()
+    status, log = api(broker, "GET", "/api/v1/audit", owner_token)
+    assert status == 200 and log["entries"], log
+    assert rows.count() == len(log["entries"])
+    assert [int(rows.nth(i).get_attribute("data-id")) for i in range(rows.count())] == \
+        [e["id"] for e in log["entries"]]
+    read = log["entries"][0]
+    assert (read["actor"], read["channel"], read["count"], read["consent_id"]) == (study, "api", 6, consent["id"])
+    cells = rows.first.locator("td").all_inner_texts()
+    assert study in cells[1] and "API read" in cells[2] and cells[4] == "6" and cells[5] == consent["id"][:8], cells
+
+    # Revoke: a second receipt, and the service is refused from then on.
+    card.get_by_role("button", name=f"Revoke – {study}").click()
+    page.locator("[data-testid=consent][data-status=revoked]").wait_for()
+    assert card.get_by_role("link").count() == 2
+    status, revoked = api(broker, "GET", f"/api/v1/consents/{consent['id']}", owner_token)
+    assert revoked["status"] == "revoked" and [r["status"] for r in revoked["receipts"]] == ["granted", "revoked"]
+    status, _ = _service_call(broker, study, study_token, "GET",
+                              f"/api/v1/service/measurements?owner={name}&{span}&names=heart_rate")
+    assert status == 403
+
+    # Packs: join the open one; the regional one waits for the profile to name the region.
+    open_card = page.get_by_test_id("pack").filter(has_text=pack["title"])
+    open_card.get_by_role("button", name=f"Join – {pack['title']}").click()
+    page.locator("[data-testid=pack][data-status=joined]").wait_for()
+    offers = {p["id"]: p for p in api(broker, "GET", "/api/v1/packs", owner_token)[1]}
+    assert offers[offered[0]["id"]]["status"] == "joined" and offers[offered[0]["id"]]["receipt"]
+    assert "€2.50" in open_card.inner_text()
+    join_regional = page.get_by_role("button", name=f"Join – {regional['title']}")
+    assert join_regional.is_disabled()
+    page.get_by_label("Privacy budget ceiling (ε)").fill("2.5")
+    page.get_by_label("Region", exact=True).fill("EU")
+    page.get_by_role("button", name="Save", exact=True).click()
+    wait_for(lambda: join_regional.is_enabled(), timeout=10, interval=0.1, what="the regional pack open to join")
+    status, settings = api(broker, "GET", "/api/v1/packs/settings", owner_token)
+    assert (settings["budget_ceiling"], settings["region"], settings["age_band"]) == (2.5, "EU", None), settings
+    page.get_by_text("No release has included you yet.").wait_for()
+    check_page(page, "rights", ready="[data-testid=audit-entry]")
+
+    # Erase one device's data: the counts the API answered, and nothing left of it.
+    page.get_by_label("Device", exact=True).select_option(device)
+    page.get_by_role("button", name="Erase…").click()
+    dialog = page.get_by_role("dialog")
+    assert device in dialog.inner_text()
+    check_page(page, "rights-erase-dialog")
+    dialog.get_by_role("button", name="Erase", exact=True).click()
+    result = page.get_by_test_id("erase-result")
+    result.wait_for()
+    assert f"Measurements: {len(stored)}" in result.inner_text(), result.inner_text()
+    assert "retained messages: 1" in result.inner_text(), result.inner_text()
+    status, left = api(broker, "GET", f"/api/v1/measurements?{span}", owner_token)
+    assert status == 200 and left == [], left
+
+    # Delete the account: the button waits for the owner's name, then the page is back at sign-in.
+    page.get_by_role("button", name="Delete my account…").click()
+    dialog = page.get_by_role("dialog")
+    field = dialog.get_by_label(f"Type your owner name, {name}, to confirm")
+    page.wait_for_function("() => document.activeElement?.id === 'confirm-owner'")  # focus where to type
+    field.fill(name + "x")
+    delete = dialog.get_by_role("button", name="Delete my account", exact=True)
+    assert delete.is_disabled()
+    field.fill(name)
+    delete.click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    notice = page.get_by_test_id("signin-notice").inner_text()
+    assert notice.startswith("Your account was deleted. Measurements: 0; "), notice
+    check_page(page, "signin-account-deleted")
+    # The browser's cookie, the bearer token and the password are all refused now.
+    assert page.evaluate("async () => (await fetch('/api/v1/session')).status") == 401
+    assert api(broker, "GET", "/api/v1/devices", owner_token)[0] == 401
+    assert api(broker, "POST", "/api/v1/login", body={"name": name, "password": password})[0] == 401
+    page.context.close()

@@ -9,6 +9,7 @@ import { DevicesPage } from "./pages/devices/DevicesPage";
 import { ExplorePage } from "./pages/explore/ExplorePage";
 import { LivePage } from "./pages/live/LivePage";
 import { OverviewPage } from "./pages/overview/OverviewPage";
+import { RightsPage } from "./pages/rights/RightsPage";
 import { SettingsPage } from "./pages/settings/SettingsPage";
 import { SignInForm } from "./pages/signin/SignInForm";
 import { SignInPage } from "./pages/signin/SignInPage";
@@ -21,6 +22,7 @@ const NAV: { path: string; key: Key }[] = [
   { path: "/live", key: "navLive" },
   { path: "/devices", key: "navDevices" },
   { path: "/data", key: "navData" },
+  { path: "/rights", key: "navRights" },
   { path: "/settings", key: "navSettings" },
 ];
 
@@ -50,6 +52,8 @@ function route(path: string): ReactNode {
       return <DevicesPage />;
     case "/data":
       return <DataPage />;
+    case "/rights":
+      return <RightsPage />;
     case "/settings":
       return <SettingsPage />;
     case "/signin":

@@ -19,8 +19,9 @@ function calls(source: string): [string, string][] {
     const method = m[1] === "get" ? "GET" : m[2];
     found.push([method, m[4].replace(/\$\{[^}]*\}/g, "{}")]);
   }
-  const urls = /\b(exportUrl|liveUrl|takeoutUrl)\b[^"]*"(\/api\/[^"?]*)/g;
-  for (const m of source.matchAll(urls)) found.push(["GET", m[2]]);
+  // Addresses the page links to (downloads, the live feed): every `somethingUrl:` property.
+  const urls = /\b(\w+Url):[^"`]*["`](\/api\/[^"`?]*)/g;
+  for (const m of source.matchAll(urls)) found.push(["GET", m[2].replace(/\$\{[^}]*\}/g, "{}")]);
   return found;
 }
 
@@ -37,6 +38,10 @@ describe("the client and the OpenAPI document", () => {
     expect(used.length).toBeGreaterThanOrEqual(15);
     expect(used).toContainEqual(["DELETE", "/api/v1/devices/{}"]);
     expect(used).toContainEqual(["GET", "/api/v1/live"]);
+    expect(used).toContainEqual(["GET", "/api/v1/takeout"]);
+    expect(used).toContainEqual(["GET", "/api/v1/consents/{}/receipts/{}"]);
+    expect(used).toContainEqual(["POST", "/api/v1/consents/{}/revoke"]);
+    expect(used).toContainEqual(["DELETE", "/api/v1/account"]);
   });
 
   it.each(used)("%s %s is documented", (method, path) => {

@@ -4,7 +4,8 @@ import { ApiError, api, setCsrf, setUnauthorizedHandler } from "./client";
 
 export type SessionState =
   | { status: "loading" }
-  | { status: "anon" }
+  /** `notice`: what the sign-in form says first (e.g. the counts of an erased account). */
+  | { status: "anon"; notice?: string }
   | { status: "signed"; owner: string }
   /** Signed in before, the server now says 401: sign-in shown over the page. */
   | { status: "expired"; owner: string };
@@ -80,4 +81,14 @@ export async function signOut(): Promise<void> {
   setCsrf(null);
   waiters = [];
   set({ status: "anon" });
+}
+
+/**
+ * The server has ended the session itself (the account was erased): forget it here without
+ * asking the server, and let the sign-in form say `notice`.
+ */
+export function endSession(notice: string): void {
+  setCsrf(null);
+  waiters = [];
+  set({ status: "anon", notice });
 }

@@ -60,3 +60,24 @@ export function isValidTimeZone(tz: string): boolean {
     return false;
   }
 }
+
+/**
+ * The instant a wall-clock time `YYYY-MM-DDTHH:MM[:SS]` (what <input type="datetime-local">
+ * gives) names in `tz`; null when it is no such time. A time skipped by a DST change lands an
+ * hour later, as clocks do.
+ */
+export function wallTimeToMs(wall: string, tz: string): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?$/.exec(wall);
+  if (!m) return null;
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map((x) => Number(x ?? 0));
+  const asUtc = Date.UTC(y, mo - 1, d, h, mi, s);
+  const back = new Date(asUtc);
+  // Date.UTC rolls 2026-02-30 over to March: refuse it instead.
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) {
+    return null;
+  }
+  // As startOfDay: guess with the offset at the wall time read as UTC, then correct once with
+  // the offset at the guess (they differ only near a DST change).
+  const guess = asUtc - tzOffsetMs(asUtc, tz);
+  return asUtc - tzOffsetMs(guess, tz);
+}

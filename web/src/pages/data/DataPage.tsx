@@ -4,6 +4,7 @@ import { useApi } from "../../api/useApi";
 import { announce } from "../../components/Announcer";
 import { ErrorText } from "../../components/ErrorText";
 import { useT } from "../../i18n";
+import { Link } from "../../router";
 import { usePageTitle } from "../../usePageTitle";
 
 export function DataPage() {
@@ -92,6 +93,9 @@ export function DataPage() {
       <section aria-labelledby="h-rights">
         <h2 id="h-rights">{t("yourRights")}</h2>
         <p>{t("yourRightsBody")}</p>
+        <p>
+          <Link href="/rights">{t("yourRightsLink")}</Link>
+        </p>
       </section>
     </>
   );

@@ -1,9 +1,13 @@
+import { useSession } from "../../api/session";
 import { navigate, useLocation } from "../../router";
 import { SignInForm } from "./SignInForm";
 
 /** Shown at /signin, and in place of any page while nobody is signed in. */
 export function SignInPage() {
   const { path, search } = useLocation();
+  const session = useSession();
+  // Announced where it was decided (the Announcer); shown here so it stays readable.
+  const notice = session.status === "anon" ? session.notice : undefined;
   const done = () => {
     // Stay on the route the person wanted; /signin?next=/explore goes there.
     if (path === "/signin") {
@@ -13,7 +17,14 @@ export function SignInPage() {
   };
   return (
     <div className="auth-page">
-      <SignInForm onSignedIn={done} />
+      <div className="auth-column">
+        {notice && (
+          <p className="notice-box" data-testid="signin-notice">
+            {notice}
+          </p>
+        )}
+        <SignInForm onSignedIn={done} />
+      </div>
     </div>
   );
 }
