@@ -150,8 +150,14 @@ PROPS
     printf '%s\n' 'appender.out.type = Console' 'appender.out.name = OUT' \
         'appender.out.layout.type = PatternLayout' 'appender.out.layout.pattern = [%d] %p %m (%c)%n' \
         'rootLogger.level = WARN' 'rootLogger.appenderRef.out.ref = OUT' >"$dir/log4j2.properties"
-    # A KRaft cluster id: 16 random bytes in URL-safe base64 without padding.
-    cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # A KRaft cluster id: 16 random bytes in URL-safe base64 without padding, never starting with
+    # "-" (StorageTool would read it as an option; Kafka's own ids avoid it too).
+    cluster_id=$(python3 -c 'import base64, uuid
+for _ in range(1000):
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"):
+        print(i)
+        break')
     if ! java "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
         -c "$dir/server.properties" >"$dir/kafka.log" 2>&1; then
         cat "$dir/kafka.log"

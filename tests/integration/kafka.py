@@ -163,8 +163,13 @@ def java_bin() -> str:
 
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what
-    ``StorageTool random-uuid`` prints, without starting a JVM)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    ``StorageTool random-uuid`` prints, without starting a JVM). Like Kafka's own, never one that
+    starts with "-": `StorageTool format -t -x…` reads it as an option and fails (1 id in 64)."""
+    for _ in range(1000):  # 1 id in 64 is drawn again
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+    raise AssertionError("no KRaft cluster id without a leading '-' in 1000 draws")
 
 
 def metadata(bootstrap: str, timeout: float = 5.0):
