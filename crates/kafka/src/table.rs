@@ -159,10 +159,37 @@ async fn delivered(handed: Result<rdkafka::producer::DeliveryFuture>) -> Result<
     }
 }
 
-/// How long a table's partitions may go without a leader before reading
-/// them fails: a topic just created on a cluster of several brokers has
-/// none until the controller elected one.
+/// How long a table's topic may stay unknown, or its partitions without a
+/// leader, before reading it fails: a topic just created on a cluster of
+/// several brokers is neither known everywhere nor led at once.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+/// The partitions of `topic`, asked again while the topic is not known to
+/// the broker answering yet (just created on another broker; blocking).
+/// Empty when the topic does not appear within [`LEADER_WAIT`].
+fn settled_partitions(
+    consumer: &StreamConsumer<Context>,
+    topic: &str,
+) -> rdkafka::error::KafkaResult<Vec<i32>> {
+    let deadline = std::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let partitions: Vec<i32> = match consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT) {
+            Ok(metadata) => metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect(),
+            Err(e) if leader_pending(&e) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        if !partitions.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(partitions);
+        }
+        tracing::debug!(%topic, "table topic not in the metadata yet; asking again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 /// A partition's low and high watermarks, asked again while the partition
 /// has no leader yet (blocking).
@@ -215,20 +242,17 @@ impl TableReader {
             .set("auto.offset.reset", "earliest")
             .create_with_context(Context::consumer(topic, outage))
             .map_err(|e| Error::kafka("create the table reader", e))?;
-        let metadata = inner
-            .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        let partitions = settled_partitions(&inner, topic)
             .map_err(|e| Error::kafka("fetch the table's metadata", e))?;
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
-        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-            for p in t.partitions() {
-                assignment
-                    .add_partition_offset(topic, p.id(), Offset::Beginning)
-                    .map_err(|e| Error::kafka("assign the table's partitions", e))?;
-                let marks = settled_watermarks(&inner, topic, p.id())
-                    .map_err(|e| Error::kafka("fetch the table's watermarks", e))?;
-                ends.insert(p.id(), marks);
-            }
+        for partition in partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|e| Error::kafka("assign the table's partitions", e))?;
+            let marks = settled_watermarks(&inner, topic, partition)
+                .map_err(|e| Error::kafka("fetch the table's watermarks", e))?;
+            ends.insert(partition, marks);
         }
         if assignment.count() == 0 {
             return Err(Error::Config(format!(
