@@ -43,16 +43,15 @@ impl Broker {
             })
             .collect();
         let cleared = records.len() as u64;
-        let records: Vec<Arc<Record>> = records.into_iter().map(Arc::new).collect();
         let durable = self
             .durability
-            .store(records.iter().map(|r| Record::clone(r)).collect())
+            .store(records.clone())
             .await
             .map_err(|e| Error::Erase(e.to_string()))?;
         match durable {
             Durable::InLog(offsets) => {
-                for (offset, record) in offsets.iter().zip(&records) {
-                    self.retained.apply(*offset, record);
+                for (offset, record) in offsets.into_iter().zip(records) {
+                    self.retained.apply(offset, &Arc::new(record));
                 }
             }
             // The retained map learns them from the local log, which Kafka feeds.

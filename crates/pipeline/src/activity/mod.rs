@@ -133,14 +133,13 @@ pub async fn activity<S: Stream>(
         }
         // Inference is CPU work: off the async workers, the streams lent and given back.
         let model_ref = Arc::clone(&model);
-        let (back, segments) = tokio::task::spawn_blocking(move || {
+        let (back, mut segments) = tokio::task::spawn_blocking(move || {
             let segments = streams.classify(&model_ref.classifier);
             (streams, segments)
         })
         .await
         .map_err(|e| Error::Model(format!("the classifying task failed: {e}")))?;
         streams = back;
-        let mut segments = segments;
         erased.retain_segments(&mut segments);
         letters.retain(|letter| !erased.covers_letter(letter));
         loop {

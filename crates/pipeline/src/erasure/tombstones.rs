@@ -43,11 +43,16 @@ impl Eq for Tombstones {}
 impl Tombstones {
     /// Whether an erasure covers `owner`'s `device` at `time_ms`.
     pub fn covers(&self, owner: &str, device: &str, time_ms: i64) -> bool {
+        self.any_erasure(owner, |e| e.covers(owner, device, time_ms))
+    }
+
+    /// Whether one of `owner`'s erasures satisfies `test`.
+    fn any_erasure(&self, owner: &str, test: impl Fn(&Erasure) -> bool) -> bool {
         let known = self.0.read().unwrap_or_else(|p| p.into_inner());
         known
             .by_owner
             .get(owner)
-            .is_some_and(|all| all.iter().any(|e| e.covers(owner, device, time_ms)))
+            .is_some_and(|all| all.iter().any(test))
     }
 
     /// Whether `owner` has any erasure (the fast path: most have none).
@@ -70,11 +75,9 @@ impl Tombstones {
     pub fn retain_segments(&self, segments: &mut Vec<ActivitySegment>) -> usize {
         let before = segments.len();
         if segments.iter().any(|s| self.any_for(&s.owner)) {
-            let known = self.0.read().unwrap_or_else(|p| p.into_inner());
             segments.retain(|s| {
-                !known.by_owner.get(&s.owner).is_some_and(|all| {
-                    all.iter()
-                        .any(|e| e.overlaps(&s.owner, &s.device, s.start_ms, s.end_ms))
+                !self.any_erasure(&s.owner, |e| {
+                    e.overlaps(&s.owner, &s.device, s.start_ms, s.end_ms)
                 })
             });
         }
