@@ -64,10 +64,21 @@ step() {
     if [ "$rc" -eq 0 ]; then
         summary+=("ok      ${dt}s  $name")
     else
-        summary+=("FAILED  ${dt}s  $name (exit $rc)")
+        summary+=("FAILED  ${dt}s  $name (exit $rc$(low_disk_note))")
         failed+=("$name")
     fi
     return 0
+}
+
+# low_disk_note: ", only N MiB free on the build's disk" when under 4 GiB are left there, else
+# nothing. A full disk makes every later step fail within seconds, each with an error of its own;
+# said beside each failure, the cause is in the summary.
+low_disk_note() {
+    local free_kib
+    free_kib=$(df -Pk . 2>/dev/null | awk 'NR == 2 { print $4 }')
+    if [ -n "$free_kib" ] && [ "$free_kib" -lt $((4 * 1024 * 1024)) ]; then
+        printf ', only %d MiB free on the build'"'"'s disk' $((free_kib / 1024))
+    fi
 }
 
 skip() {
@@ -82,6 +93,7 @@ finish() {
     banner "summary"
     printf '%s\n' "${summary[@]}"
     printf 'total elapsed: %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+    df -Ph . 2>/dev/null | awk 'NR == 2 { print "disk at the end: " $4 " free of " $2 }'
     if [ "${#failed[@]}" -gt 0 ]; then
         printf '%s: %d step(s) failed: %s\n' "$1" "${#failed[@]}" "$(IFS=';'; echo "${failed[*]}")"
         exit 1
