@@ -85,6 +85,8 @@ pub struct Broker {
     /// broker, before it serves ([`Broker::use_keyring`]); unset, payloads
     /// are neither sealed nor opened (tests, the fuzzer).
     pub(crate) keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
+    /// The plaintexts of what this node sealed last, for its own subscribers.
+    pub(crate) recent_plaintexts: crate::plaintexts::RecentPlaintexts,
 }
 
 impl Drop for Broker {
@@ -224,6 +226,7 @@ impl Broker {
             consents: Arc::new(LiveConsents::default()),
             audit: Arc::new(Aggregator::new(AUDIT_MAX_ENTRIES)),
             keyring: std::sync::OnceLock::new(),
+            recent_plaintexts: crate::plaintexts::RecentPlaintexts::new(),
         };
         broker.retained_applied = broker.replay_retained(applied).await?;
         if let (Some(kafka), Offset(0)) = (&broker.config.kafka, broker.log.end_offset()) {

@@ -40,6 +40,7 @@ mod keys;
 mod listener;
 mod node_id;
 mod persist;
+mod plaintexts;
 mod proxy;
 mod rate;
 mod reader;

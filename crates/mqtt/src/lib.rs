@@ -27,7 +27,7 @@ mod reason;
 pub mod stored;
 pub mod topic;
 
-pub use codec::{decode, encode, encode_publish_parts, PublishHeader};
+pub use codec::{decode, encode, encode_publish_head, encode_publish_parts, PublishHeader};
 pub use error::{Error, Result};
 pub use packet::*;
 pub use properties::Properties;

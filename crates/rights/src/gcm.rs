@@ -32,17 +32,17 @@ impl GcmKey {
         out.extend_from_slice(tag.as_ref());
     }
 
-    /// The plaintext of `sealed` (ciphertext then tag), or `None` when it
-    /// does not authenticate under `nonce` and `aad`.
-    pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Opens `sealed` (ciphertext then tag) in place: the length of the
+    /// plaintext now at its start, or `None` when it does not authenticate
+    /// under `nonce` and `aad` (its bytes are then unspecified).
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &mut [u8],
+    ) -> Option<usize> {
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = sealed.to_vec();
-        let len = self
-            .0
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .ok()?
-            .len();
-        buf.truncate(len);
-        Some(buf)
+        let plain = self.0.open_in_place(nonce, Aad::from(aad), sealed).ok()?;
+        Some(plain.len())
     }
 }

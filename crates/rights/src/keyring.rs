@@ -99,17 +99,21 @@ impl MasterKey {
             return Err(Error::BadWrappedKey(format!("version {}", wrapped[0])));
         }
         let aad = wrap_aad(owner, id);
-        let mut plain = self
+        let mut sealed = [0u8; WRAPPED_LEN - 13];
+        sealed.copy_from_slice(&wrapped[13..]);
+        let opened = self
             .cipher()
-            .open(&wrapped[1..13], &aad, &wrapped[13..])
-            .ok_or_else(|| {
-                Error::BadWrappedKey(
-                    "does not open under this master key (wrong master key?)".into(),
-                )
-            })?;
+            .open_in_place(&wrapped[1..13], &aad, &mut sealed);
         let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&plain);
-        plain.zeroize();
+        if opened == Some(bytes.len()) {
+            bytes.copy_from_slice(&sealed[..32]);
+        }
+        sealed.zeroize();
+        if opened != Some(bytes.len()) {
+            return Err(Error::BadWrappedKey(
+                "does not open under this master key (wrong master key?)".into(),
+            ));
+        }
         Ok(DataKey::from_parts(id, bytes))
     }
 }

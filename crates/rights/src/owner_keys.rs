@@ -165,25 +165,32 @@ impl Keyring {
 
     /// What a consumer may do with `payload` of `owner`'s record.
     pub async fn open(&self, owner: &str, payload: &[u8]) -> Result<Opened> {
-        if owner.is_empty() || !seal::is_sealed(payload) {
-            return Ok(Opened::Plain);
-        }
-        match self.key(owner).await? {
-            OwnerKey::Live(key) => open_with(&key, owner, payload),
-            OwnerKey::Erased => Ok(Opened::KeyGone),
-        }
+        self.opener(owner, payload).await?.open(owner, payload)
     }
 
     /// As [`Keyring::open`], from the cache only: `None` when the owner's
     /// key is not cached (the caller then asks [`Keyring::open`]).
     pub fn open_cached(&self, owner: &str, payload: &[u8]) -> Option<Result<Opened>> {
+        Some(self.opener_cached(owner, payload)?.open(owner, payload))
+    }
+
+    /// How `payload` of `owner`'s record opens, found before any plaintext
+    /// is made: for a reader that opens into a buffer of its own
+    /// ([`Opener::Key`] with [`seal::open_in_place`]).
+    pub async fn opener(&self, owner: &str, payload: &[u8]) -> Result<Opener> {
         if owner.is_empty() || !seal::is_sealed(payload) {
-            return Some(Ok(Opened::Plain));
+            return Ok(Opener::Plain);
         }
-        Some(match self.cache.get(owner)? {
-            OwnerKey::Live(key) => open_with(&key, owner, payload),
-            OwnerKey::Erased => Ok(Opened::KeyGone),
-        })
+        Ok(Opener::of(self.key(owner).await?, payload))
+    }
+
+    /// As [`Keyring::opener`], from the cache only: `None` when the owner's
+    /// key is not cached (the caller then asks [`Keyring::opener`]).
+    pub fn opener_cached(&self, owner: &str, payload: &[u8]) -> Option<Opener> {
+        if owner.is_empty() || !seal::is_sealed(payload) {
+            return Some(Opener::Plain);
+        }
+        Some(Opener::of(self.cache.get(owner)?, payload))
     }
 
     /// This node erased the owner: forget the key at once (other nodes
@@ -193,13 +200,34 @@ impl Keyring {
     }
 }
 
-/// A payload sealed under another key id than the owner's live one was
-/// sealed under a destroyed key (the owner was erased and the id reused).
-fn open_with(key: &DataKey, owner: &str, payload: &[u8]) -> Result<Opened> {
-    match seal::open(key, owner, payload) {
-        Ok(plain) => Ok(Opened::Unsealed(plain)),
-        Err(Error::WrongKey { .. }) => Ok(Opened::KeyGone),
-        Err(e) => Err(e),
+/// How one payload opens (what [`Keyring::opener`] finds).
+#[derive(Debug, Clone)]
+pub enum Opener {
+    /// Not sealed: the payload is the plaintext.
+    Plain,
+    /// Sealed under this key (its id is the payload's).
+    Key(Arc<DataKey>),
+    /// Sealed under a key that is gone: the owner was erased. Skip it.
+    KeyGone,
+}
+
+impl Opener {
+    /// A sealed payload under another key id than the owner's live one was
+    /// sealed under a destroyed key (the owner was erased and the id reused).
+    fn of(key: OwnerKey, sealed: &[u8]) -> Opener {
+        match key {
+            OwnerKey::Live(key) if seal::key_id(sealed) == Some(key.id()) => Opener::Key(key),
+            OwnerKey::Live(_) | OwnerKey::Erased => Opener::KeyGone,
+        }
+    }
+
+    /// The plaintext of `payload` of `owner`, as [`Keyring::open`] gives it.
+    pub fn open(&self, owner: &str, payload: &[u8]) -> Result<Opened> {
+        match self {
+            Opener::Plain => Ok(Opened::Plain),
+            Opener::Key(key) => seal::open(key, owner, payload).map(Opened::Unsealed),
+            Opener::KeyGone => Ok(Opened::KeyGone),
+        }
     }
 }
 

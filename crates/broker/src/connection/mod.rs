@@ -722,7 +722,10 @@ impl Connection {
         }
         if let Some(sealer) = self.sealer.as_mut() {
             match sealer.seal(&record.owner, &record.payload) {
-                Ok(sealed) => record.payload = sealed.into(),
+                Ok(sealed) => {
+                    let plaintext = std::mem::replace(&mut record.payload, sealed.into());
+                    self.broker.recent_plaintexts.keep(&record, plaintext);
+                }
                 Err(e) => {
                     tracing::error!(client_id = %self.client_id, error = %e, "could not seal a payload; not appended");
                     return None;

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
+use tributary_rights::owner_keys::Opener;
 
 use super::{Close, Connection};
+use crate::keys;
 use crate::reader::{self, ForReader};
 use crate::session::{Held, Outbound, OutboundMessage, OutboundState};
 use crate::shared::SharedDelivery;
@@ -168,11 +170,11 @@ impl Connection {
         // The payload is opened first (docs/erasure.md): the consent filter
         // reads the measurements, and a sealed payload shows none. A reader
         // that is filtered or audited gets an opened copy of the record; the
-        // others send the opened bytes straight from `opened`.
-        let Some(opened) = self.broker.opened_payload(record) else {
-            return false; // its owner was erased, or it does not open (logged)
-        };
-        let (record, audited, opened) = if reader::reads_for_others(self.identity.as_deref()) {
+        // others get the payload opened straight into the write buffer.
+        let (record, audited, opener) = if reader::reads_for_others(self.identity.as_deref()) {
+            let Some(opened) = self.broker.opened_payload(record) else {
+                return false; // its owner was erased, or it does not open (logged)
+            };
             let plain = match opened {
                 std::borrow::Cow::Owned(plain) => Arc::new(Record {
                     payload: plain.into(),
@@ -181,16 +183,15 @@ impl Connection {
                 std::borrow::Cow::Borrowed(_) => record.clone(),
             };
             match reader::for_reader(&self.broker.consents, self.identity.as_deref(), &plain) {
-                ForReader::Free => (plain, None, None),
-                ForReader::Send(record, audited) => (record, Some(audited), None),
+                ForReader::Free => (plain, None, Opener::Plain),
+                ForReader::Send(record, audited) => (record, Some(audited), Opener::Plain),
                 ForReader::Withheld => return false,
             }
         } else {
-            (record.clone(), None, Some(opened))
-        };
-        let payload: &[u8] = match &opened {
-            Some(bytes) => bytes,
-            None => &record.payload,
+            let Some(opener) = self.broker.payload_opener(record) else {
+                return false; // its owner was erased (counted), or the key is unreadable (logged)
+            };
+            (record.clone(), None, opener)
         };
         let record = &record;
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
@@ -210,7 +211,7 @@ impl Connection {
             retain,
             packet_id,
         };
-        if !self.send_publish(header, &record.topic, properties, payload) {
+        if !self.send_publish(header, record, &opener, properties) {
             return false;
         }
         if let Some(audited) = &audited {
@@ -258,7 +259,7 @@ impl Connection {
             .unwrap_or_default();
         // Erased since it was first sent: not sent again (the client never
         // acknowledges it; the session forgets it when it ends).
-        let Some(payload) = self.broker.opened_payload(&message.record) else {
+        let Some(opener) = self.broker.payload_opener(&message.record) else {
             return;
         };
         let header = PublishHeader {
@@ -267,7 +268,7 @@ impl Connection {
             retain: message.retain,
             packet_id: Some(packet_id),
         };
-        self.send_publish(header, &message.record.topic, properties, &payload);
+        self.send_publish(header, &message.record, &opener, properties);
     }
 
     /// The properties a record goes out with on this connection, or `None`
@@ -307,10 +308,11 @@ impl Connection {
     fn send_publish(
         &mut self,
         header: PublishHeader,
-        topic: &str,
+        record: &Record,
+        opener: &Opener,
         mut properties: Properties,
-        payload: &[u8],
     ) -> bool {
+        let topic = record.topic.as_str();
         let mut wire_topic = topic;
         let mut new_alias = None;
         if self.client_topic_alias_maximum > 0 {
@@ -328,14 +330,29 @@ impl Connection {
             }
         }
         let start = self.wbuf.len();
-        let encoded = tributary_mqtt::encode_publish_parts(
-            header,
-            wire_topic,
-            &properties,
-            payload,
-            self.version,
-            &mut self.wbuf,
-        );
+        let encoded = match opener {
+            Opener::KeyGone => return false, // an erased owner's: never sent
+            Opener::Plain => self.encode_publish(header, wire_topic, &properties, &record.payload),
+            Opener::Key(key) => match self.broker.recent_plaintexts.get(record) {
+                // Sealed on this node a moment ago: no need to open it again.
+                Some(plaintext) => self.encode_publish(header, wire_topic, &properties, &plaintext),
+                None => {
+                    let head = tributary_mqtt::encode_publish_head(
+                        header,
+                        wire_topic,
+                        &properties,
+                        keys::plaintext_len(record.payload.len()),
+                        self.version,
+                        &mut self.wbuf,
+                    );
+                    if head.is_ok() && !keys::open_into(key, record, &mut self.wbuf) {
+                        self.wbuf.truncate(start);
+                        return false; // does not open (logged)
+                    }
+                    head
+                }
+            },
+        };
         if !self.keep_encoded(start, encoded) {
             return false;
         }
@@ -347,5 +364,23 @@ impl Connection {
         }
         self.unreported_sent = self.unreported_sent.saturating_add(1);
         true
+    }
+
+    /// Appends a PUBLISH of `payload` to the write buffer.
+    fn encode_publish(
+        &mut self,
+        header: PublishHeader,
+        topic: &str,
+        properties: &Properties,
+        payload: &[u8],
+    ) -> tributary_mqtt::Result<()> {
+        tributary_mqtt::encode_publish_parts(
+            header,
+            topic,
+            properties,
+            payload,
+            self.version,
+            &mut self.wbuf,
+        )
     }
 }

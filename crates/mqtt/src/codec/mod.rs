@@ -29,7 +29,7 @@ mod primitives;
 mod properties;
 mod publish;
 
-pub use self::publish::{encode_publish_parts, PublishHeader};
+pub use self::publish::{encode_publish_head, encode_publish_parts, PublishHeader};
 mod subscribe;
 
 #[cfg(test)]

@@ -122,6 +122,23 @@ pub fn encode_publish_parts(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<()> {
+    encode_publish_head(header, topic, properties, payload.len(), version, out)?;
+    out.put_slice(payload);
+    Ok(())
+}
+
+/// Appends all of a PUBLISH but its payload, which must follow in exactly
+/// `payload_len` bytes: for a payload made in place in `out` (a broker
+/// opening a sealed payload straight into its write buffer). On an error
+/// nothing is appended.
+pub fn encode_publish_head(
+    header: PublishHeader,
+    topic: &str,
+    properties: &Properties,
+    payload_len: usize,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<()> {
     if header.dup && header.qos == QoS::AtMostOnce {
         return Err(Error::Encode("PUBLISH with DUP set at QoS 0"));
     }
@@ -153,7 +170,7 @@ pub fn encode_publish_parts(
         (None, ProtocolVersion::V5) => 1, // property length 0
         (None, ProtocolVersion::V311) => 0,
     };
-    let body_len = 2 + topic.len() + packet_id_len + props_len + payload.len();
+    let body_len = 2 + topic.len() + packet_id_len + props_len + payload_len;
     if body_len > MAX_VARINT as usize {
         return Err(Error::Encode("packet longer than 268,435,455 bytes"));
     }
@@ -176,7 +193,6 @@ pub fn encode_publish_parts(
         None if version == ProtocolVersion::V5 => out.put_u8(0),
         None => {}
     }
-    out.put_slice(payload);
     Ok(())
 }
 
