@@ -85,8 +85,10 @@ pub struct Broker {
     /// broker, before it serves ([`Broker::use_keyring`]); unset, payloads
     /// are neither sealed nor opened (tests, the fuzzer).
     pub(crate) keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
-    /// The plaintexts of what this node sealed last, for its own subscribers.
-    pub(crate) recent_plaintexts: crate::plaintexts::RecentPlaintexts,
+    /// The plaintexts of what this node sealed last, for its own
+    /// subscribers; `None` when the log is Kafka (nothing read back from
+    /// Kafka could match one).
+    pub(crate) recent_plaintexts: Option<crate::plaintexts::RecentPlaintexts>,
 }
 
 impl Drop for Broker {
@@ -171,6 +173,10 @@ impl Broker {
             )),
             None => None,
         };
+        let recent_plaintexts = config
+            .kafka
+            .is_none()
+            .then(crate::plaintexts::RecentPlaintexts::new);
         let durability = match &config.kafka {
             Some(kafka) => {
                 tributary_kafka::ensure_topics(kafka)
@@ -226,7 +232,7 @@ impl Broker {
             consents: Arc::new(LiveConsents::default()),
             audit: Arc::new(Aggregator::new(AUDIT_MAX_ENTRIES)),
             keyring: std::sync::OnceLock::new(),
-            recent_plaintexts: crate::plaintexts::RecentPlaintexts::new(),
+            recent_plaintexts,
         };
         broker.retained_applied = broker.replay_retained(applied).await?;
         if let (Some(kafka), Offset(0)) = (&broker.config.kafka, broker.log.end_offset()) {

@@ -19,11 +19,13 @@ const ERASER: &str = "$tributary/erasure";
 
 impl Broker {
     /// Clears the retained messages `scope` covers; returns how many. Each
-    /// is durable (in the log, or in Kafka) when this returns. Also forgets
+    /// is durable (in the log, or in Kafka) when this returns. Also wipes
     /// the plaintexts this node keeps of what it sealed lately
     /// (plaintexts.rs), so none of the erased owner's stays in memory.
     pub async fn clear_retained(&self, scope: &RetainedScope) -> Result<u64> {
-        self.recent_plaintexts.clear();
+        if let Some(recent) = &self.recent_plaintexts {
+            recent.wipe();
+        }
         let topics = self.retained.topics_of(scope);
         if topics.is_empty() {
             return Ok(0);

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,10 @@ pub struct Keyring {
     sealing: Sealing,
     cache: KeyCache,
     store: Arc<dyn KeyStore>,
+    /// How many erasures this node has taken in (each [`Keyring::forget`]).
+    /// A key found live while this read N is still live while it reads N:
+    /// the one check a hot path needs (see [`Keyring::sealer_still_live`]).
+    erasures: AtomicU64,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -101,6 +106,7 @@ impl Keyring {
             sealing,
             cache,
             store,
+            erasures: AtomicU64::new(0),
         }
     }
 
@@ -134,8 +140,10 @@ impl Keyring {
         if self.sealing == Sealing::Off {
             return Ok(None);
         }
+        // Read before the key is: an erasure after this makes it stale.
+        let erasures = self.erasures();
         if let OwnerKey::Live(key) = self.key(owner).await? {
-            return Ok(Some(Sealer::new(key)?));
+            return Ok(Some(stamped(Sealer::new(key)?, erasures)));
         }
         let fresh = DataKey::generate()?;
         let wrapped = Wrapped {
@@ -160,7 +168,7 @@ impl Keyring {
         };
         let key = Arc::new(key);
         self.cache.put(owner, OwnerKey::Live(Arc::clone(&key)));
-        Ok(Some(Sealer::new(key)?))
+        Ok(Some(stamped(Sealer::new(key)?, erasures)))
     }
 
     /// What a consumer may do with `payload` of `owner`'s record.
@@ -193,10 +201,43 @@ impl Keyring {
         Some(Opener::of(self.cache.get(owner)?, payload))
     }
 
-    /// This node erased the owner: forget the key at once (other nodes
-    /// forget it within [`CACHE_TTL`]).
+    /// This node erased the owner, or learnt of an erasure another node
+    /// made: forget the key at once (without that, other nodes forget it
+    /// within [`CACHE_TTL`]), and count the erasure. Called once the key
+    /// is destroyed in the store.
     pub fn forget(&self, owner: &str) {
         self.cache.forget(owner);
+        self.erasures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many erasures this node has taken in ([`Keyring::forget`]).
+    pub fn erasures(&self) -> u64 {
+        self.erasures.load(Ordering::SeqCst)
+    }
+
+    /// Whether `sealer`'s key is still `owner`'s live key as far as this
+    /// node knows, and as of which count of [`Keyring::erasures`]: while
+    /// that count has not moved since the key was last found live, at the
+    /// cost of one atomic read (the usual case); otherwise asked of the
+    /// cache, and `None` on a miss as when the key is gone (the caller does
+    /// without what it wanted to know it for).
+    ///
+    /// What it vouches for holds while `erasures()` still reads the count
+    /// returned: a reader that finds the same count later knows the key was
+    /// live then and no erasure reached this node since.
+    pub fn sealer_still_live(&self, owner: &str, sealer: &mut Sealer) -> Option<u64> {
+        // Read before the cache is: an erasure after this makes it stale.
+        let erasures = self.erasures();
+        if sealer.live_as_of == Some(erasures) {
+            return Some(erasures);
+        }
+        match self.cache.get(owner) {
+            Some(OwnerKey::Live(key)) if key.id() == sealer.key_id() => {
+                sealer.live_as_of = Some(erasures);
+                Some(erasures)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -229,6 +270,12 @@ impl Opener {
             Opener::KeyGone => Ok(Opened::KeyGone),
         }
     }
+}
+
+/// `sealer`, its key found live as of `erasures`.
+fn stamped(mut sealer: Sealer, erasures: u64) -> Sealer {
+    sealer.live_as_of = Some(erasures);
+    sealer
 }
 
 fn store_error(e: StoreError) -> Error {
@@ -328,6 +375,46 @@ mod tests {
             block_on(ring.open("ann", &new))?,
             Opened::Unsealed(b"62".to_vec())
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_sealer_stays_live_until_an_erasure_and_is_checked_again_after_one() -> Result<()> {
+        let keys = Arc::new(MemoryKeys::default());
+        let ring = Keyring::new(MasterKey::generate()?, Sealing::On, keys.clone());
+        let mut ann = block_on(ring.sealer("ann"))?.expect("on");
+        let mut bob = block_on(ring.sealer("bob"))?.expect("on");
+        assert_eq!(ring.sealer_still_live("ann", &mut ann), Some(0));
+
+        // Bob is erased: the count moves, so Ann's key is looked up again
+        // (still live, as of the new count); Bob's is gone.
+        keys.0
+            .lock()
+            .expect("lock")
+            .get_mut("bob")
+            .expect("key")
+            .bytes = None;
+        ring.forget("bob");
+        assert_eq!(ring.erasures(), 1);
+        assert_eq!(ring.sealer_still_live("ann", &mut ann), Some(1));
+        assert_eq!(ring.sealer_still_live("bob", &mut bob), None);
+        assert_eq!(
+            ring.sealer_still_live("bob", &mut bob),
+            None,
+            "and stays so"
+        );
+
+        // A sealer made by hand was never checked: the cache answers.
+        let key = match block_on(ring.key("ann"))? {
+            OwnerKey::Live(key) => key,
+            OwnerKey::Erased => panic!("ann is live"),
+        };
+        let mut by_hand = Sealer::new(key)?;
+        assert_eq!(by_hand.live_as_of, None);
+        assert_eq!(ring.sealer_still_live("ann", &mut by_hand), Some(1));
+        // Nor does a sealer of another key pass for the owner's.
+        let mut stranger = Sealer::new(Arc::new(DataKey::generate()?))?;
+        assert_eq!(ring.sealer_still_live("ann", &mut stranger), None);
         Ok(())
     }
 

@@ -123,6 +123,9 @@ pub struct Sealer {
     key: Arc<DataKey>,
     prefix: [u8; 8],
     counter: u32,
+    /// The count of erasures its keyring had taken in when the key was
+    /// last found live (`Keyring::sealer_still_live`); `None`: never checked.
+    pub(crate) live_as_of: Option<u64>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -137,6 +140,7 @@ impl Sealer {
             key,
             prefix: random_prefix()?,
             counter: 0,
+            live_as_of: None,
         })
     }
 
@@ -155,12 +159,13 @@ impl Sealer {
         nonce[8..].copy_from_slice(&self.counter.to_le_bytes());
         self.counter += 1;
 
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(&MAGIC);
+        header[4] = VERSION;
+        header[5..13].copy_from_slice(&self.key.id.to_le_bytes());
+        header[13..].copy_from_slice(&nonce);
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&self.key.id.to_le_bytes());
-        out.extend_from_slice(&nonce);
-        let header: [u8; HEADER_LEN] = out[..].try_into().expect("the header alone");
+        out.extend_from_slice(&header);
         with_associated_data(&header, owner, |aad| {
             self.key.cipher().seal_to(nonce, aad, plaintext, &mut out)
         });
@@ -209,10 +214,11 @@ pub fn open_in_place(key: &DataKey, owner: &str, header: &[u8], body: &mut [u8])
 }
 
 /// Calls `f` with the associated data of an envelope: its header, then the
-/// owner. Built on the stack for owners of usual length, as it is made
-/// for every payload sealed and every one opened.
+/// owner. Built on the stack, as it is made for every payload sealed and
+/// every one opened: room for any account name (at most 64 bytes), and no
+/// more, since the buffer is zeroed each time.
 fn with_associated_data<R>(header: &[u8], owner: &str, f: impl FnOnce(&[u8]) -> R) -> R {
-    const ON_STACK: usize = 256;
+    const ON_STACK: usize = HEADER_LEN + 64;
     let len = header.len() + owner.len();
     if len > ON_STACK {
         return f(&[header, owner.as_bytes()].concat());
@@ -294,9 +300,9 @@ mod tests {
 
     #[test]
     fn an_owner_too_long_for_the_stack_is_bound_all_through() {
-        // The associated data leaves the stack beyond 256 bytes: every byte
-        // of such an owner still counts.
-        for len in [230, 231, 232, 400] {
+        // The associated data leaves the stack beyond the 25-byte header
+        // and 64 bytes of owner: every byte of such an owner still counts.
+        for len in [63, 64, 65, 400] {
             let owner = "a".repeat(len);
             let (key, out) = sealed(&owner, b"secret");
             assert_eq!(open(&key, &owner, &out).expect("open"), b"secret");

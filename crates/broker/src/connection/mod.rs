@@ -724,7 +724,16 @@ impl Connection {
             match sealer.seal(&record.owner, &record.payload) {
                 Ok(sealed) => {
                     let plaintext = std::mem::replace(&mut record.payload, sealed.into());
-                    self.broker.recent_plaintexts.keep(&record, plaintext);
+                    // Kept for this node's subscribers while the key is the
+                    // owner's live one (plaintexts.rs).
+                    let broker = &self.broker;
+                    if let (Some(recent), Some(keyring)) =
+                        (&broker.recent_plaintexts, broker.keyring.get())
+                    {
+                        if let Some(live_as_of) = keyring.sealer_still_live(&record.owner, sealer) {
+                            recent.keep(&record, &plaintext, live_as_of);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!(client_id = %self.client_id, error = %e, "could not seal a payload; not appended");

@@ -25,6 +25,16 @@ enum Origin {
     Shared(Arc<str>, Offset),
 }
 
+/// What an outgoing PUBLISH's payload is made of.
+enum Payload {
+    /// The record's payload as it is (a copy already opened for a reader
+    /// the consent filter or the audit saw).
+    Plain,
+    /// The record as the log holds it: sealed payloads are opened (or taken
+    /// from the plaintexts this node kept), unless the owner was erased.
+    AsLogged,
+}
+
 /// Records read from the log per delivery round.
 const DELIVERY_BATCH: usize = 256;
 
@@ -171,7 +181,7 @@ impl Connection {
         // reads the measurements, and a sealed payload shows none. A reader
         // that is filtered or audited gets an opened copy of the record; the
         // others get the payload opened straight into the write buffer.
-        let (record, audited, opener) = if reader::reads_for_others(self.identity.as_deref()) {
+        let (record, audited, payload) = if reader::reads_for_others(self.identity.as_deref()) {
             let Some(opened) = self.broker.opened_payload(record) else {
                 return false; // its owner was erased, or it does not open (logged)
             };
@@ -183,15 +193,12 @@ impl Connection {
                 std::borrow::Cow::Borrowed(_) => record.clone(),
             };
             match reader::for_reader(&self.broker.consents, self.identity.as_deref(), &plain) {
-                ForReader::Free => (plain, None, Opener::Plain),
-                ForReader::Send(record, audited) => (record, Some(audited), Opener::Plain),
+                ForReader::Free => (plain, None, Payload::Plain),
+                ForReader::Send(record, audited) => (record, Some(audited), Payload::Plain),
                 ForReader::Withheld => return false,
             }
         } else {
-            let Some(opener) = self.broker.payload_opener(record) else {
-                return false; // its owner was erased (counted), or the key is unreadable (logged)
-            };
-            (record.clone(), None, opener)
+            (record.clone(), None, Payload::AsLogged)
         };
         let record = &record;
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
@@ -211,8 +218,8 @@ impl Connection {
             retain,
             packet_id,
         };
-        if !self.send_publish(header, record, &opener, properties) {
-            return false;
+        if !self.send_publish(header, record, payload, properties) {
+            return false; // erased, unopenable (logged) or too large
         }
         if let Some(audited) = &audited {
             reader::audit_sent(
@@ -257,18 +264,15 @@ impl Connection {
         let properties = self
             .outgoing_properties(&message.record, &message.identifiers)
             .unwrap_or_default();
-        // Erased since it was first sent: not sent again (the client never
-        // acknowledges it; the session forgets it when it ends).
-        let Some(opener) = self.broker.payload_opener(&message.record) else {
-            return;
-        };
         let header = PublishHeader {
             dup: true,
             qos: message.qos,
             retain: message.retain,
             packet_id: Some(packet_id),
         };
-        self.send_publish(header, &message.record, &opener, properties);
+        // Erased since it was first sent: not sent again (the client never
+        // acknowledges it; the session forgets it when it ends).
+        self.send_publish(header, &message.record, Payload::AsLogged, properties);
     }
 
     /// The properties a record goes out with on this connection, or `None`
@@ -303,13 +307,14 @@ impl Connection {
     /// Encodes a PUBLISH into the write buffer, replacing the topic by a
     /// topic alias when the client accepts them (5.0 Topic Alias Maximum >
     /// 0): an alias already set stands in for the topic; a new one is set
-    /// while aliases remain. Returns false when the packet was not sent
-    /// (above the client's Maximum Packet Size).
+    /// while aliases remain. Returns false when the packet was not sent:
+    /// its owner was erased (counted), it does not open (logged), or it is
+    /// above the client's Maximum Packet Size.
     fn send_publish(
         &mut self,
         header: PublishHeader,
         record: &Record,
-        opener: &Opener,
+        payload: Payload,
         mut properties: Properties,
     ) -> bool {
         let topic = record.topic.as_str();
@@ -330,27 +335,33 @@ impl Connection {
             }
         }
         let start = self.wbuf.len();
-        let encoded = match opener {
-            Opener::KeyGone => return false, // an erased owner's: never sent
-            Opener::Plain => self.encode_publish(header, wire_topic, &properties, &record.payload),
-            Opener::Key(key) => match self.broker.recent_plaintexts.get(record) {
+        let encoded = match payload {
+            Payload::Plain => self.encode_publish(header, wire_topic, &properties, &record.payload),
+            Payload::AsLogged => match self.encode_kept(header, wire_topic, &properties, record) {
                 // Sealed on this node a moment ago: no need to open it again.
-                Some(plaintext) => self.encode_publish(header, wire_topic, &properties, &plaintext),
-                None => {
-                    let head = tributary_mqtt::encode_publish_head(
-                        header,
-                        wire_topic,
-                        &properties,
-                        keys::plaintext_len(record.payload.len()),
-                        self.version,
-                        &mut self.wbuf,
-                    );
-                    if head.is_ok() && !keys::open_into(key, record, &mut self.wbuf) {
-                        self.wbuf.truncate(start);
-                        return false; // does not open (logged)
+                Some(encoded) => encoded,
+                None => match self.broker.payload_opener(record) {
+                    None => return false, // erased (counted), or the key is unreadable (logged)
+                    Some(Opener::KeyGone) => return false, // never: an erased owner's is not sent
+                    Some(Opener::Plain) => {
+                        self.encode_publish(header, wire_topic, &properties, &record.payload)
                     }
-                    head
-                }
+                    Some(Opener::Key(key)) => {
+                        let head = tributary_mqtt::encode_publish_head(
+                            header,
+                            wire_topic,
+                            &properties,
+                            keys::plaintext_len(record.payload.len()),
+                            self.version,
+                            &mut self.wbuf,
+                        );
+                        if head.is_ok() && !keys::open_into(&key, record, &mut self.wbuf) {
+                            self.wbuf.truncate(start);
+                            return false; // does not open (logged)
+                        }
+                        head
+                    }
+                },
             },
         };
         if !self.keep_encoded(start, encoded) {
@@ -364,6 +375,26 @@ impl Connection {
         }
         self.unreported_sent = self.unreported_sent.saturating_add(1);
         true
+    }
+
+    /// Appends a PUBLISH of `record`'s plaintext to the write buffer if
+    /// this node kept it when it sealed the record, and no erasure reached
+    /// the node since (plaintexts.rs); `None` when it did not.
+    fn encode_kept(
+        &mut self,
+        header: PublishHeader,
+        topic: &str,
+        properties: &Properties,
+        record: &Record,
+    ) -> Option<tributary_mqtt::Result<()>> {
+        let recent = self.broker.recent_plaintexts.as_ref()?;
+        let erasures = self.broker.keyring.get()?.erasures();
+        let (version, wbuf) = (self.version, &mut self.wbuf);
+        recent.with(record, erasures, |plaintext| {
+            tributary_mqtt::encode_publish_parts(
+                header, topic, properties, plaintext, version, wbuf,
+            )
+        })
     }
 
     /// Appends a PUBLISH of `payload` to the write buffer.
