@@ -340,27 +340,9 @@ impl Connection {
             Payload::AsLogged => match self.encode_kept(header, wire_topic, &properties, record) {
                 // Sealed on this node a moment ago: no need to open it again.
                 Some(encoded) => encoded,
-                None => match self.broker.payload_opener(record) {
-                    None => return false, // erased (counted), or the key is unreadable (logged)
-                    Some(Opener::KeyGone) => return false, // never: an erased owner's is not sent
-                    Some(Opener::Plain) => {
-                        self.encode_publish(header, wire_topic, &properties, &record.payload)
-                    }
-                    Some(Opener::Key(key)) => {
-                        let head = tributary_mqtt::encode_publish_head(
-                            header,
-                            wire_topic,
-                            &properties,
-                            keys::plaintext_len(record.payload.len()),
-                            self.version,
-                            &mut self.wbuf,
-                        );
-                        if head.is_ok() && !keys::open_into(&key, record, &mut self.wbuf) {
-                            self.wbuf.truncate(start);
-                            return false; // does not open (logged)
-                        }
-                        head
-                    }
+                None => match self.encode_opened(header, wire_topic, &properties, record) {
+                    Some(encoded) => encoded,
+                    None => return false, // erased (counted), or does not open (logged)
                 },
             },
         };
@@ -395,6 +377,39 @@ impl Connection {
                 header, topic, properties, plaintext, version, wbuf,
             )
         })
+    }
+
+    /// Appends a PUBLISH of `record` as the log holds it to the write
+    /// buffer, a sealed payload opened straight into it; `None` (nothing
+    /// appended) when it must not go out: its owner was erased (counted),
+    /// or its key is unreadable or it does not open (logged).
+    fn encode_opened(
+        &mut self,
+        header: PublishHeader,
+        topic: &str,
+        properties: &Properties,
+        record: &Record,
+    ) -> Option<tributary_mqtt::Result<()>> {
+        match self.broker.payload_opener(record)? {
+            Opener::Plain => Some(self.encode_publish(header, topic, properties, &record.payload)),
+            Opener::Key(key) => {
+                let start = self.wbuf.len();
+                let head = tributary_mqtt::encode_publish_head(
+                    header,
+                    topic,
+                    properties,
+                    keys::plaintext_len(record.payload.len()),
+                    self.version,
+                    &mut self.wbuf,
+                );
+                if head.is_ok() && !keys::open_into(&key, record, &mut self.wbuf) {
+                    self.wbuf.truncate(start);
+                    return None;
+                }
+                Some(head)
+            }
+            Opener::KeyGone => None, // never returned: an erased owner's is not sent
+        }
     }
 
     /// Appends a PUBLISH of `payload` to the write buffer.
