@@ -3,7 +3,7 @@
 | case | expected |
 |---|---|
 | Kafka as the log and the behaviour model on; owner A with 10,000 measurements (100 SenML packs of 100), motion the model labels, and a retained message; owner B with 500; both stored and archived; A erases the account | A's login and old token are refused; the store has no row of A, measurement or activity segment (SQLite read directly); no archive file holds A (pyarrow); A's retained message is cleared (a tombstone in the cluster's retained table); A's Kafka records are sealed (magic `\\0TRS`), hold no known value in the clear, and cannot be opened: the wrapped key is destroyed; B's records open with the master key and B's wrapped key (what an authorised consumer does); `tributary reprocess` from the start of the topics stores nothing of A; B's rows are unchanged (API and store checksum) |
-| embedded log; one owner, two devices, each with a retained message; device erasure, then a time range | a device's own empty retained message clears its retained message (payloads sealed); the device's rows leave the API and the archive, the other device's stay, and so do their retained messages (also after a restart); the range's rows leave; `reprocess` brings none back |
+| embedded log; one owner, two devices, each with a retained message; device erasure, then a time range | a device's own empty retained message clears its retained message (payloads sealed); the device's rows leave the API and the archive, the other device's stay, and so do their retained messages (also after a restart); the owner's persistent session, away meanwhile, catches up from the log with the other device's packs and none of the erased one's; the range's rows leave; `reprocess` brings none back |
 | bad input | another owner's device: 404; an inverted range, an empty request, an unknown field, a wrong account confirmation: 400; all problem+json; nothing erased |
 
 Figures: time to erase the account (API call), rows and activity segments erased, archive files
@@ -79,6 +79,14 @@ def _connected(broker, device, token):
         return client
     client.close()
     return None
+
+
+def owner_session(broker, owner: str, password: str, client_id: str) -> Client:
+    """The owner's persistent MQTT session `client_id`, connected."""
+    client = Client(broker, V5, client_id, clean=False, session_expiry=600)
+    client.c.username_pw_set(owner, password)
+    client.connect()
+    return client
 
 
 def points(broker, token: str) -> list[dict]:
@@ -273,6 +281,14 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         status, added = api(broker, "POST", "/api/v1/devices", token_api, body={"name": "second"})
         assert status == 201, added
         second, second_token = added["id"], added["token"]
+        # The owner's persistent session, away while the devices publish and
+        # one of them is erased: it comes back to the other's packs only.
+        first_senml, second_senml = (f"tributary/v1/{d}/senml" for d in (device, second))
+        reader = owner_session(broker, owner, password, "erc-reader")
+        # The broker learns of the device just added within a second or so.
+        wait_for(lambda: reader.subscribe([(first_senml, 1), (second_senml, 1)]) == [1, 1],
+                 timeout=10, interval=0.2, what="the owner may subscribe to the new device")
+        reader.disconnect()
         publish_packs(broker, device, token, 4)  # T0 .. T0+400 s
         publish_packs(broker, second, second_token, 4)
         first_status, second_status = (f"tributary/v1/{d}/status" for d in (device, second))
@@ -308,6 +324,14 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         assert len(left) == 4 * PACK and {p["device"] for p in left} == {device}
         assert archive_rows(broker)[owner] == 4 * PACK
         assert retained_for(broker, owner, password, first_status, second_status) == {first_status: b"first"}
+        # Every node reads the store's erasures once a second; then the session
+        # catching up from the log is not sent the erased device's packs.
+        time.sleep(2.5)
+        reader = owner_session(broker, owner, password, "erc-reader")
+        assert reader.wait_messages(4, topic=first_senml, timeout=WAIT_S)
+        time.sleep(1)
+        assert reader.messages(second_senml) == [], "an erased device's packs are not delivered again"
+        reader.close()
 
         # A time range: the first device's second pack.
         status, erased = api(broker, "POST", "/api/v1/erasures", token_api,
@@ -328,7 +352,8 @@ def test_device_and_range_erasure_and_bad_input(tmp_path, figures):
         out = summary(reprocess("--data-dir", str(broker.data_dir)))
         assert out["new"] == 0, out
         assert store_rows(broker, owner) == 3 * PACK
-        figures(f"device erasure: {4 * PACK} rows (store and archive), 1 retained message; "
+        figures(f"device erasure: {4 * PACK} rows (store and archive), 1 retained message, "
+                f"0 of its 4 packs delivered to a session catching up; "
                 f"range erasure: {PACK} rows; "
                 f"reprocess afterwards: 0 new")
     finally:

@@ -152,6 +152,9 @@ struct Inner {
     /// destroys keys through the store and forgets them here
     /// (`set_keyring`; unset, payloads are shown as stored).
     keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
+    /// The erasures of devices and time ranges the node knows of: live
+    /// feeds do not show what they cover (`set_erasures`; unset, none).
+    erasures: std::sync::OnceLock<Arc<dyn tributary_rights::erased::Erasures>>,
     /// The archive erasure deletes from or rewrites (`set_archive`).
     archive: std::sync::OnceLock<Arc<tributary_archive::Archive>>,
     /// The retained messages erasure clears (`set_retained`).
@@ -216,6 +219,7 @@ impl ApiState {
                 takeouts: takeout::Running::default(),
                 receipts: consent::Receipts::new(),
                 keyring: std::sync::OnceLock::new(),
+                erasures: std::sync::OnceLock::new(),
                 archive: std::sync::OnceLock::new(),
                 retained: std::sync::OnceLock::new(),
             }),
@@ -235,6 +239,19 @@ impl ApiState {
 
     pub(crate) fn keyring(&self) -> Option<&Arc<tributary_rights::owner_keys::Keyring>> {
         self.inner.keyring.get()
+    }
+
+    /// The erasures live feeds respect (docs/erasure.md).
+    pub fn set_erasures(&self, erasures: Arc<dyn tributary_rights::erased::Erasures>) {
+        let _ = self.inner.erasures.set(erasures);
+    }
+
+    /// Whether an erasure covers `record` (its device, at its receive time).
+    pub(crate) fn erased(&self, record: &tributary_log::Record) -> bool {
+        self.inner.erasures.get().is_some_and(|erasures| {
+            let time_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
+            erasures.covers(&record.owner, &record.device, time_ms)
+        })
     }
 
     /// The archive erasures reach (none: the archive is off).

@@ -288,9 +288,12 @@ impl Feed {
 }
 
 /// The event for one record with its payload opened (docs/erasure.md), or
-/// `None` when it must not be shown: its owner was erased, or it does not
-/// open (logged).
+/// `None` when it must not be shown: its owner, its device or its time was
+/// erased, or it does not open (logged).
 async fn opened_event(state: &ApiState, offset: Offset, record: &Arc<Record>) -> Option<Event> {
+    if state.erased(record) {
+        return None;
+    }
     let Some(keyring) = state.keyring() else {
         return Some(event(offset, record));
     };

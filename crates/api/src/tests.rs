@@ -1659,6 +1659,45 @@ async fn a_live_feed_resumes_after_its_last_event_id() -> TestResult {
     Ok(())
 }
 
+/// An erasure of one owner's device at all times, as the node's
+/// tombstones would say it.
+struct ErasedDevice(&'static str, &'static str);
+
+impl tributary_rights::erased::Erasures for ErasedDevice {
+    fn covers(&self, owner: &str, device: &str, _time_ms: i64) -> bool {
+        (owner, device) == (self.0, self.1)
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_live_feed_sends_nothing_an_erasure_covers() -> TestResult {
+    let api = api_with_live(Duration::from_secs(1)).await?;
+    api.state.set_erasures(Arc::new(ErasedDevice("ann", "old")));
+    let ann = api.owner("ann").await;
+    let first = api.log.append(record("ann", "watch", b"one")).await?;
+    api.log.append(record("ann", "old", b"erased")).await?;
+    api.log.append(record("ann", "watch", b"two")).await?;
+    let (status, _, text) = raw_call(
+        &api,
+        Method::GET,
+        "/api/v1/live",
+        &[
+            ("authorization", &format!("Bearer {ann}")),
+            ("last-event-id", &first.0.to_string()),
+        ],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids, [(first.0 + 2).to_string()], "{text}");
+    assert!(!text.contains("erased"), "{text}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_gzipped_export_is_whole() -> TestResult {
     // Regression: the compression layer polled the export's stream after

@@ -85,6 +85,10 @@ pub struct Broker {
     /// broker, before it serves ([`Broker::use_keyring`]); unset, payloads
     /// are neither sealed nor opened (tests, the fuzzer).
     pub(crate) keyring: std::sync::OnceLock<Arc<tributary_rights::owner_keys::Keyring>>,
+    /// The erasures of devices and time ranges this node knows of (the
+    /// store's tombstones): what delivery must not send again. Set once,
+    /// like the keyring ([`Broker::use_erasures`]); unset, none.
+    pub(crate) erasures: std::sync::OnceLock<Arc<dyn tributary_rights::erased::Erasures>>,
     /// The plaintexts of what this node sealed last, for its own
     /// subscribers; `None` when the log is Kafka (nothing read back from
     /// Kafka could match one).
@@ -126,6 +130,12 @@ impl Broker {
     /// is ignored (the first keyring stays).
     pub fn use_keyring(&self, keyring: Arc<tributary_rights::owner_keys::Keyring>) {
         let _ = self.keyring.set(keyring);
+    }
+
+    /// The erasures delivery must respect (docs/erasure.md); the first call
+    /// wins. Set before the broker serves.
+    pub fn use_erasures(&self, erasures: Arc<dyn tributary_rights::erased::Erasures>) {
+        let _ = self.erasures.set(erasures);
     }
 
     /// Loads persistent sessions and retained messages from `data_dir` and the log.
@@ -232,6 +242,7 @@ impl Broker {
             consents: Arc::new(LiveConsents::default()),
             audit: Arc::new(Aggregator::new(AUDIT_MAX_ENTRIES)),
             keyring: std::sync::OnceLock::new(),
+            erasures: std::sync::OnceLock::new(),
             recent_plaintexts,
         };
         broker.retained_applied = broker.replay_retained(applied).await?;

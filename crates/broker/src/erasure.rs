@@ -18,6 +18,17 @@ use crate::{Error, Result};
 const ERASER: &str = "$tributary/erasure";
 
 impl Broker {
+    /// Whether an erasure covers `record` (its device, at its receive
+    /// time), so that delivery does not send it again: the log still holds
+    /// it, sealed under the owner's live key.
+    pub(crate) fn erased(&self, record: &Record) -> bool {
+        !record.owner.is_empty()
+            && self.erasures.get().is_some_and(|erasures| {
+                let time_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
+                erasures.covers(&record.owner, &record.device, time_ms)
+            })
+    }
+
     /// Clears the retained messages `scope` covers; returns how many. Each
     /// is durable (in the log, or in Kafka) when this returns. Also wipes
     /// the plaintexts this node keeps of what it sealed lately

@@ -258,6 +258,16 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     // Owners' data keys, in the store every node shares (docs/erasure.md).
     let keyring = config.erasure.keyring(&config.data_dir, store.clone())?;
     broker.use_keyring(keyring.clone());
+    // The store's erasures, followed below: the sinks, MQTT delivery and
+    // the live feed do not pass on what they cover.
+    // Read once before anything is served, so that a session resuming at
+    // once does not get what was erased before this start.
+    let tombstones = tributary_pipeline::erasure::Tombstones::default();
+    tombstones
+        .refresh(&store)
+        .await
+        .context("read the store's erasures")?;
+    broker.use_erasures(Arc::new(tombstones.clone()));
     if !config.erasure.encrypt {
         tracing::warn!("erasure.encrypt is off: payloads are appended to the log in the clear");
     }
@@ -293,6 +303,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     api_state.set_router(broker.router().clone());
     api_state.set_receipt_issuer(config.receipt_issuer.clone());
     api_state.set_keyring(keyring.clone());
+    api_state.set_erasures(Arc::new(tombstones.clone()));
     api_state.set_retained(Arc::new(crate::rights::BrokerRetained(broker.clone())));
     if let Some(archive) = &archive {
         api_state.set_archive(archive.clone());
@@ -334,8 +345,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { stop.cancelled().await }
     }));
-    // Erasures made on any node reach this one's sinks and key cache.
-    let tombstones = tributary_pipeline::erasure::Tombstones::default();
+    // Erasures made on any node reach this one's sinks, its delivery and
+    // its key cache.
     tokio::spawn(tributary_pipeline::erasure::follow(
         store.clone(),
         tombstones.clone(),

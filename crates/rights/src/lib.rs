@@ -34,6 +34,9 @@
 //!   and the API ask for keys: it seals for an owner (making the owner's key
 //!   on first use) and opens what consumers read, through a
 //!   [`owner_keys::KeyStore`] that the caller implements on its storage.
+//! - [`erased`]: [`erased::Erasures`], what a reader that sends records on
+//!   asks so that an erased device's or time range's records are not sent
+//!   again (the log still holds them under a live key).
 //!
 //! ```
 //! use tributary_rights::keyring::MasterKey;
@@ -51,6 +54,7 @@
 
 pub mod audit;
 pub mod consent;
+pub mod erased;
 pub mod filter;
 mod gcm;
 pub mod keyring;

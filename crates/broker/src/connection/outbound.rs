@@ -173,6 +173,9 @@ impl Connection {
         retain: bool,
         identifiers: &[u32],
     ) -> bool {
+        if self.broker.erased(record) {
+            return false; // its device or time range was erased: done with it
+        }
         // A service reads only what consents allow, an admin is audited
         // (docs/consent.md); a cut copy is what the session keeps for a
         // resend, so a resend never carries more than the first sending.
@@ -261,6 +264,12 @@ impl Connection {
 
     /// Sends an unacknowledged message again after a reconnect, with DUP.
     pub(super) fn resend(&mut self, packet_id: u16, message: &OutboundMessage) {
+        // Erased since it was first sent (its owner, its device or its time
+        // range): not sent again. The client never acknowledges it; the
+        // session forgets it when it ends.
+        if self.broker.erased(&message.record) {
+            return;
+        }
         let properties = self
             .outgoing_properties(&message.record, &message.identifiers)
             .unwrap_or_default();
@@ -270,8 +279,6 @@ impl Connection {
             retain: message.retain,
             packet_id: Some(packet_id),
         };
-        // Erased since it was first sent: not sent again (the client never
-        // acknowledges it; the session forgets it when it ends).
         self.send_publish(header, &message.record, Payload::AsLogged, properties);
     }
 

@@ -3,6 +3,7 @@
 //! [`follow`] (bounded: at most `MAX_ERASURES_PER_OWNER` per owner).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -25,10 +26,18 @@ struct Known {
     last: i64,
 }
 
+#[derive(Debug, Default)]
+struct Shared {
+    known: RwLock<Known>,
+    /// Whether any erasure is known: what every delivered record asks
+    /// first (`Erasures::covers`), without a lock.
+    any: AtomicBool,
+}
+
 /// The erasures known to this node; clones share them. Empty by default
 /// (tests and tools without a store).
 #[derive(Debug, Clone, Default)]
-pub struct Tombstones(Arc<RwLock<Known>>);
+pub struct Tombstones(Arc<Shared>);
 
 /// Equal when they are the same shared set (policies holding one compare
 /// equal when they would filter alike for ever).
@@ -48,7 +57,7 @@ impl Tombstones {
 
     /// Whether one of `owner`'s erasures satisfies `test`.
     fn any_erasure(&self, owner: &str, test: impl Fn(&Erasure) -> bool) -> bool {
-        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let known = self.0.known.read().unwrap_or_else(|p| p.into_inner());
         known
             .by_owner
             .get(owner)
@@ -57,7 +66,10 @@ impl Tombstones {
 
     /// Whether `owner` has any erasure (the fast path: most have none).
     pub fn any_for(&self, owner: &str) -> bool {
-        let known = self.0.read().unwrap_or_else(|p| p.into_inner());
+        if !self.0.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let known = self.0.known.read().unwrap_or_else(|p| p.into_inner());
         known.by_owner.contains_key(owner)
     }
 
@@ -94,11 +106,14 @@ impl Tombstones {
     pub async fn refresh(&self, store: &Store) -> tributary_store::Result<Vec<Tombstone>> {
         let mut fresh = Vec::new();
         loop {
-            let last = self.0.read().unwrap_or_else(|p| p.into_inner()).last;
+            let last = self.0.known.read().unwrap_or_else(|p| p.into_inner()).last;
             let page = store.tombstones(last, PAGE).await?;
             let full = page.len() == PAGE;
             {
-                let mut known = self.0.write().unwrap_or_else(|p| p.into_inner());
+                let mut known = self.0.known.write().unwrap_or_else(|p| p.into_inner());
+                if !page.is_empty() {
+                    self.0.any.store(true, Ordering::Release);
+                }
                 for t in &page {
                     known.last = known.last.max(t.id);
                     let all = known.by_owner.entry(t.erasure.owner.clone()).or_default();
@@ -114,6 +129,13 @@ impl Tombstones {
                 return Ok(fresh);
             }
         }
+    }
+}
+
+/// What the broker and the live feed ask before sending a record again.
+impl tributary_rights::erased::Erasures for Tombstones {
+    fn covers(&self, owner: &str, device: &str, time_ms: i64) -> bool {
+        self.any_for(owner) && Tombstones::covers(self, owner, device, time_ms)
     }
 }
 
@@ -188,5 +210,32 @@ mod tests {
             .map(|s| (s.device.as_str(), s.start_ms))
             .collect();
         assert_eq!(kept, [("w1", 500), ("w2", 1_200), ("w1", 2_000)]);
+    }
+
+    #[tokio::test]
+    async fn delivery_asks_the_same_tombstones_and_nothing_is_covered_before_any() {
+        use tributary_rights::erased::Erasures;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(None, dir.path()).await.expect("store");
+        let tombstones = Tombstones::default();
+        let erasures: &dyn Erasures = &tombstones;
+        assert!(!erasures.covers("ann", "w1", 1_500), "none known yet");
+        store
+            .erase(&Erasure {
+                owner: "ann".into(),
+                device: Some("w1".into()),
+                from_ms: 1_000,
+                to_ms: 2_000,
+            })
+            .await
+            .expect("erase");
+        tombstones.refresh(&store).await.expect("refresh");
+        assert!(erasures.covers("ann", "w1", 1_500));
+        assert!(
+            !erasures.covers("ann", "w1", 2_000),
+            "the range ends before to_ms"
+        );
+        assert!(!erasures.covers("ann", "w2", 1_500), "another device");
+        assert!(!erasures.covers("bob", "w1", 1_500), "another owner");
     }
 }
