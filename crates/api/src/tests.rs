@@ -10,7 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use tributary_log::{Log, LogConfig, Record};
+use tributary_log::{Log, LogConfig, Offset, Record};
 
 use crate::{router, ApiState};
 
@@ -1631,6 +1631,33 @@ async fn info_tells_where_devices_connect() -> TestResult {
     Ok(())
 }
 
+/// The events' ids and the whole text of a live feed of `token` resumed
+/// after `last` (it ends by `api_with_live`'s bound).
+async fn resumed_feed(
+    api: &Api,
+    token: &str,
+    last: Offset,
+) -> Result<(Vec<u64>, String), Box<dyn std::error::Error>> {
+    let (status, _, text) = raw_call(
+        api,
+        Method::GET,
+        "/api/v1/live",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("last-event-id", &last.0.to_string()),
+        ],
+        None,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let ids = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    Ok((ids, text))
+}
+
 #[tokio::test]
 async fn a_live_feed_resumes_after_its_last_event_id() -> TestResult {
     let api = api_with_live(Duration::from_secs(1)).await?;
@@ -1638,23 +1665,8 @@ async fn a_live_feed_resumes_after_its_last_event_id() -> TestResult {
     let first = api.log.append(record("ann", "watch", b"one")).await?;
     api.log.append(record("bob", "phone", b"bob's")).await?;
     api.log.append(record("ann", "watch", b"two")).await?;
-    let (status, _, text) = raw_call(
-        &api,
-        Method::GET,
-        "/api/v1/live",
-        &[
-            ("authorization", &format!("Bearer {ann}")),
-            ("last-event-id", &first.0.to_string()),
-        ],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .collect();
-    assert_eq!(ids, [(first.0 + 2).to_string()], "{text}");
+    let (ids, text) = resumed_feed(&api, &ann, first).await?;
+    assert_eq!(ids, [first.0 + 2], "{text}");
     assert!(text.contains("two") && !text.contains("one"), "{text}");
     Ok(())
 }
@@ -1677,23 +1689,8 @@ async fn a_resumed_live_feed_sends_nothing_an_erasure_covers() -> TestResult {
     let first = api.log.append(record("ann", "watch", b"one")).await?;
     api.log.append(record("ann", "old", b"erased")).await?;
     api.log.append(record("ann", "watch", b"two")).await?;
-    let (status, _, text) = raw_call(
-        &api,
-        Method::GET,
-        "/api/v1/live",
-        &[
-            ("authorization", &format!("Bearer {ann}")),
-            ("last-event-id", &first.0.to_string()),
-        ],
-        None,
-    )
-    .await?;
-    assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .collect();
-    assert_eq!(ids, [(first.0 + 2).to_string()], "{text}");
+    let (ids, text) = resumed_feed(&api, &ann, first).await?;
+    assert_eq!(ids, [first.0 + 2], "{text}");
     assert!(!text.contains("erased"), "{text}");
     Ok(())
 }

@@ -9,7 +9,6 @@
 //! - A device's erasure (a tombstone): the log still holds its records,
 //!   under a live key, and a session catching up does not get them.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use bytes::Bytes;
 use tributary_mqtt::{Connect, ProtocolVersion, QoS, ReasonCode};
 use tributary_rights::erased::Erasures;
 use tributary_rights::keyring::MasterKey;
-use tributary_rights::owner_keys::{BoxFuture, KeyStore, Keyring, Sealing, StoreError, Wrapped};
+use tributary_rights::owner_keys::{Keyring, MemoryKeyStore, Sealing};
 use tributary_testkit::{persistent, TestBroker, TestClient};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -25,44 +24,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const COMMANDS: &str = "tributary/v1/d1/commands/#";
 
-/// Wrapped keys in memory: the store's contract without a database.
-#[derive(Default)]
-struct MemoryKeys(Mutex<HashMap<String, Wrapped>>);
-
-impl MemoryKeys {
-    /// What an account erasure does to the store: the key destroyed.
-    fn destroy(&self, owner: &str) {
-        if let Some(key) = self.0.lock().expect("lock").get_mut(owner) {
-            key.bytes = None;
-        }
-    }
-}
-
-impl KeyStore for MemoryKeys {
-    fn load<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Option<Wrapped>, StoreError>> {
-        let key = self.0.lock().expect("lock").get(owner).cloned();
-        Box::pin(async move { Ok(key) })
-    }
-
-    fn create<'a>(
-        &'a self,
-        owner: &'a str,
-        key: Wrapped,
-    ) -> BoxFuture<'a, Result<Wrapped, StoreError>> {
-        let mut keys = self.0.lock().expect("lock");
-        let entry = keys.entry(owner.to_owned()).or_insert(key.clone());
-        if entry.bytes.is_none() {
-            *entry = key;
-        }
-        let kept = entry.clone();
-        Box::pin(async move { Ok(kept) })
-    }
-}
-
 /// A broker with owners ann (devices d1 and d2) and bob, sealing on;
 /// the devices' tokens.
 async fn sealing_broker(
-) -> Result<(TestBroker, Arc<MemoryKeys>, Arc<Keyring>, [String; 2]), Box<dyn std::error::Error>> {
+) -> Result<(TestBroker, Arc<MemoryKeyStore>, Arc<Keyring>, [String; 2]), Box<dyn std::error::Error>>
+{
     let broker = TestBroker::start().await?;
     tributary_accounts::add_owner(broker.data_dir(), "ann", Some("ann-password"))?;
     let d1 = tributary_accounts::add_device(broker.data_dir(), "ann", "d1")?;
@@ -70,7 +36,7 @@ async fn sealing_broker(
     tributary_accounts::add_owner(broker.data_dir(), "bob", Some("bob-password"))?;
     // Accounts are read when the broker opens.
     let broker = broker.restart().await?;
-    let keys = Arc::new(MemoryKeys::default());
+    let keys = Arc::new(MemoryKeyStore::default());
     let keyring = Arc::new(Keyring::new(
         MasterKey::generate()?,
         Sealing::On,

@@ -241,6 +241,46 @@ impl Keyring {
     }
 }
 
+/// Wrapped keys in memory: the [`KeyStore`] contract without a database,
+/// for tests and tools that run a keyring without a store.
+#[derive(Debug, Default)]
+pub struct MemoryKeyStore(std::sync::Mutex<std::collections::HashMap<String, Wrapped>>);
+
+impl MemoryKeyStore {
+    /// What an owner's erasure does to the store: the key destroyed, the
+    /// entry kept (the owner reads as erased, not new).
+    pub fn destroy(&self, owner: &str) {
+        if let Some(key) = self.keys().get_mut(owner) {
+            key.bytes = None;
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Wrapped>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl KeyStore for MemoryKeyStore {
+    fn load<'a>(&'a self, owner: &'a str) -> BoxFuture<'a, Result<Option<Wrapped>, StoreError>> {
+        let found = self.keys().get(owner).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn create<'a>(
+        &'a self,
+        owner: &'a str,
+        key: Wrapped,
+    ) -> BoxFuture<'a, Result<Wrapped, StoreError>> {
+        let mut keys = self.keys();
+        let entry = keys.entry(owner.to_owned()).or_insert(key.clone());
+        if entry.bytes.is_none() {
+            *entry = key;
+        }
+        let kept = entry.clone();
+        Box::pin(async move { Ok(kept) })
+    }
+}
+
 /// How one payload opens (what [`Keyring::opener`] finds).
 #[derive(Debug, Clone)]
 pub enum Opener {
@@ -285,35 +325,6 @@ fn store_error(e: StoreError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    /// A key store in memory: the trait's contract without a database.
-    #[derive(Default)]
-    struct MemoryKeys(Mutex<HashMap<String, Wrapped>>);
-
-    impl KeyStore for MemoryKeys {
-        fn load<'a>(
-            &'a self,
-            owner: &'a str,
-        ) -> BoxFuture<'a, Result<Option<Wrapped>, StoreError>> {
-            let found = self.0.lock().expect("lock").get(owner).cloned();
-            Box::pin(async move { Ok(found) })
-        }
-        fn create<'a>(
-            &'a self,
-            owner: &'a str,
-            key: Wrapped,
-        ) -> BoxFuture<'a, Result<Wrapped, StoreError>> {
-            let mut keys = self.0.lock().expect("lock");
-            let entry = keys.entry(owner.to_owned()).or_insert(key.clone());
-            if entry.bytes.is_none() {
-                *entry = key;
-            }
-            let kept = entry.clone();
-            Box::pin(async move { Ok(kept) })
-        }
-    }
 
     fn block_on<F: Future>(f: F) -> F::Output {
         // The futures here never wait: poll once with a no-op waker.
@@ -327,7 +338,7 @@ mod tests {
 
     #[test]
     fn sealed_payloads_open_until_the_key_is_destroyed() -> Result<()> {
-        let keys = Arc::new(MemoryKeys::default());
+        let keys = Arc::new(MemoryKeyStore::default());
         let master = MasterKey::generate()?;
         let ring = Keyring::new(master.clone(), Sealing::On, keys.clone());
         let mut sealer = block_on(ring.sealer("ann"))?.expect("sealing is on");
@@ -355,12 +366,7 @@ mod tests {
         );
 
         // Erasure: the store's key destroyed, the cache forgotten.
-        keys.0
-            .lock()
-            .expect("lock")
-            .get_mut("ann")
-            .expect("key")
-            .bytes = None;
+        keys.destroy("ann");
         ring.forget("ann");
         assert_eq!(block_on(ring.open("ann", &sealed))?, Opened::KeyGone);
         assert_eq!(ring.open_cached("ann", &sealed), Some(Ok(Opened::KeyGone)));
@@ -380,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_sealer_stays_live_until_an_erasure_and_is_checked_again_after_one() -> Result<()> {
-        let keys = Arc::new(MemoryKeys::default());
+        let keys = Arc::new(MemoryKeyStore::default());
         let ring = Keyring::new(MasterKey::generate()?, Sealing::On, keys.clone());
         let mut ann = block_on(ring.sealer("ann"))?.expect("on");
         let mut bob = block_on(ring.sealer("bob"))?.expect("on");
@@ -388,12 +394,7 @@ mod tests {
 
         // Bob is erased: the count moves, so Ann's key is looked up again
         // (still live, as of the new count); Bob's is gone.
-        keys.0
-            .lock()
-            .expect("lock")
-            .get_mut("bob")
-            .expect("key")
-            .bytes = None;
+        keys.destroy("bob");
         ring.forget("bob");
         assert_eq!(ring.erasures(), 1);
         assert_eq!(ring.sealer_still_live("ann", &mut ann), Some(1));
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn two_nodes_making_a_key_at_once_end_up_with_one() -> Result<()> {
-        let keys = Arc::new(MemoryKeys::default());
+        let keys = Arc::new(MemoryKeyStore::default());
         let master = MasterKey::generate()?;
         let a = Keyring::new(master.clone(), Sealing::On, keys.clone());
         let b = Keyring::new(master, Sealing::On, keys);
@@ -437,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_tampered_payload_is_an_error_not_a_skip() -> Result<()> {
-        let keys = Arc::new(MemoryKeys::default());
+        let keys = Arc::new(MemoryKeyStore::default());
         let ring = Keyring::new(MasterKey::generate()?, Sealing::On, keys);
         let mut sealer = block_on(ring.sealer("ann"))?.expect("on");
         let mut sealed = sealer.seal("ann", b"x")?;
