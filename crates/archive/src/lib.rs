@@ -5,14 +5,16 @@
 //! # Layout
 //!
 //! ```text
-//! ROOT/owner=NAME/date=YYYY-MM-DD/part-MESSAGEID-SEQ.parquet
+//! ROOT/owner=NAME/date=YYYY-MM-DD/part-MESSAGEID-SEQ-DIGEST.parquet
 //! ```
 //!
 //! Hive-style directory names, so that pyarrow (`partitioning="hive"`),
 //! DuckDB (`hive_partitioning = true`) and Spark read `owner` and `date`
 //! back as columns. The date is the measurement's UTC day. A file is named
 //! after its first row's idempotency key (message id and record index),
-//! which is unique across nodes. Columns: [`parquet_file::schema`].
+//! which is unique across nodes, and a digest of all its rows' keys (so
+//! only the very same rows written again replace a file). Columns:
+//! [`parquet_file::schema`].
 //!
 //! # Writes
 //!
@@ -245,11 +247,7 @@ impl Archive {
             // partition back from its last commit) is written once: its
             // copies share a time, so they are neighbours now.
             group.dedup_by(|a, b| a.message_id == b.message_id && a.seq == b.seq);
-            let first = group[0];
-            let relative = format!(
-                "owner={owner}/date={day}/part-{}-{}.parquet",
-                first.message_id, first.seq
-            );
+            let relative = format!("owner={owner}/date={day}/{}", file_name(&group));
             let owned: Vec<Row> = group.into_iter().cloned().collect();
             let bytes = parquet_file::encode(&owned)?;
             written.bytes += bytes.len() as u64;
@@ -286,6 +284,26 @@ impl Archive {
             }
         }
     }
+}
+
+/// The name of the file of `group` (sorted, without repeats): its first
+/// row's idempotency key, then a digest of every row's key. The same rows
+/// written again (a crash between the write and the commit) replace their
+/// own file; other rows that start at the same one (a partition handed
+/// back by a rebalance, read again from its last commit, batched beside
+/// other partitions' rows) get a file of their own instead of replacing
+/// one whose rows were committed. Readers drop the repeats by key.
+fn file_name(group: &[&Row]) -> String {
+    use sha2::Digest;
+    let mut keys = sha2::Sha256::new();
+    for row in group {
+        keys.update(row.message_id.as_bytes());
+        keys.update(row.seq.to_le_bytes());
+    }
+    let digest = keys.finalize();
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let first = group[0];
+    format!("part-{}-{}-{short}.parquet", first.message_id, first.seq)
 }
 
 /// Writes `bytes` at `path` so that after a crash the file is either whole

@@ -76,20 +76,24 @@ async fn rows_land_in_one_file_per_owner_and_day() -> TestResult {
     ];
     let written = archive.write(&rows).await?;
     assert_eq!(written.rows, 4);
+    // Named after the first row's key, then a digest of all the rows' keys.
+    let names: Vec<String> = written
+        .files
+        .iter()
+        .map(|f| {
+            f.rsplit_once('-')
+                .map_or(f.clone(), |(name, _)| name.to_owned())
+        })
+        .collect();
     assert_eq!(
-        written.files,
+        names,
         [
-            format!(
-                "owner=ann/date=2026-09-21/part-{:032x}-0.parquet",
-                base + 1_000
-            ),
-            format!(
-                "owner=ann/date=2026-09-22/part-{:032x}-1.parquet",
-                base + DAY_MS
-            ),
-            format!("owner=bob/date=2026-09-21/part-{:032x}-0.parquet", base + 5),
+            format!("owner=ann/date=2026-09-21/part-{:032x}-0", base + 1_000),
+            format!("owner=ann/date=2026-09-22/part-{:032x}-1", base + DAY_MS),
+            format!("owner=bob/date=2026-09-21/part-{:032x}-0", base + 5),
         ]
     );
+    assert!(written.files.iter().all(|f| f.ends_with(".parquet")));
     let root = dir.path().join(DEFAULT_DIR);
     let batches = read_file(&root.join(&written.files[0]))?;
     let batch = &batches[0];
@@ -202,5 +206,40 @@ async fn a_row_read_twice_is_written_once() -> TestResult {
     assert_eq!((written.rows, written.files.len()), (2, 1));
     let batches = read_file(&dir.path().join(DEFAULT_DIR).join(&written.files[0]))?;
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_starting_at_a_row_already_archived_keeps_the_others_file() -> TestResult {
+    // After a rebalance, a partition read again from its last commit starts
+    // a batch at a row that an earlier batch, with another partition's
+    // committed rows, began with: that file must stay.
+    let dir = tempfile::tempdir()?;
+    let archive = Archive::open(&ArchiveConfig::default(), dir.path())?;
+    let again = row("ann", 5_000, 0, 1.0);
+    let first = archive
+        .write(&[again.clone(), row("ann", 6_000, 0, 2.0)])
+        .await?;
+    let second = archive
+        .write(&[again.clone(), row("ann", 7_000, 0, 3.0)])
+        .await?;
+    assert_ne!(first.files, second.files);
+    let root = dir.path().join(DEFAULT_DIR);
+    let mut rows = 0;
+    for file in first.files.iter().chain(&second.files) {
+        rows += read_file(&root.join(file))?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+    }
+    assert_eq!(
+        rows, 4,
+        "both files whole: the repeated row is dropped by key when read"
+    );
+
+    // The very same rows written again (a crash before the commit) replace
+    // their own file.
+    let repeat = archive.write(&[again, row("ann", 6_000, 0, 2.0)]).await?;
+    assert_eq!(repeat.files, first.files);
     Ok(())
 }
