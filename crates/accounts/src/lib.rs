@@ -101,6 +101,7 @@
 mod admin;
 mod checks;
 mod grant;
+pub mod rate;
 mod secret;
 mod store;
 #[cfg(test)]

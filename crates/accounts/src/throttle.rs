@@ -66,15 +66,13 @@ impl LoginThrottle {
             return None;
         }
         let mut names = self.lock();
-        if names.len() >= MAX_NAMES && !names.contains_key(name) {
-            names.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
-            if names.len() >= MAX_NAMES {
-                // Still full of recent failures: drop the stalest half.
-                let mut lasts: Vec<Instant> = names.values().map(|f| f.last).collect();
-                lasts.sort_unstable();
-                let cut = lasts[lasts.len() / 2];
-                names.retain(|_, f| f.last > cut);
-            }
+        if !names.contains_key(name) {
+            crate::rate::make_room(
+                &mut names,
+                MAX_NAMES,
+                |f| now.duration_since(f.last) >= FORGET_AFTER,
+                |f| f.last,
+            );
         }
         let entry = names.entry(name.to_owned()).or_insert(Failures {
             count: 0,

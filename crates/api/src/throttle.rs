@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tributary_accounts::rate::{make_room, TokenBucket};
+
 /// Source addresses remembered at most; beyond, full buckets are
 /// forgotten first, then the stalest half.
 const MAX_SOURCES: usize = 100_000;
@@ -22,13 +24,7 @@ const MAX_SOURCES: usize = 100_000;
 pub(crate) struct SignupThrottle {
     /// Sign-ups per hour and source; 0: no limit.
     per_hour: u32,
-    sources: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
+    sources: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
@@ -47,40 +43,25 @@ impl SignupThrottle {
         if self.per_hour == 0 {
             return Ok(());
         }
-        let capacity = f64::from(self.per_hour);
-        let per_second = capacity / HOUR.as_secs_f64();
-        let refilled = |b: &Bucket| {
-            (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * per_second)
-                .min(capacity)
-        };
         let mut sources = self
             .sources
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = source_key(source);
-        if sources.len() >= MAX_SOURCES && !sources.contains_key(&key) {
+        if !sources.contains_key(&key) {
             // A full bucket is the same as no entry.
-            sources.retain(|_, b| refilled(b) < capacity);
-            if sources.len() >= MAX_SOURCES {
-                let mut lasts: Vec<Instant> = sources.values().map(|b| b.last).collect();
-                lasts.sort_unstable();
-                let cut = lasts[lasts.len() / 2];
-                sources.retain(|_, b| b.last > cut);
-            }
+            make_room(
+                &mut sources,
+                MAX_SOURCES,
+                |b| b.is_full(now),
+                TokenBucket::updated,
+            );
         }
-        let bucket = sources.entry(key).or_insert(Bucket {
-            tokens: capacity,
-            last: now,
-        });
-        let tokens = refilled(bucket);
-        bucket.last = now;
-        if tokens >= 1.0 {
-            bucket.tokens = tokens - 1.0;
-            Ok(())
-        } else {
-            bucket.tokens = tokens;
-            Err(Duration::from_secs_f64((1.0 - tokens) / per_second))
-        }
+        let capacity = f64::from(self.per_hour);
+        sources
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(capacity, capacity / HOUR.as_secs_f64(), now))
+            .try_take(now)
     }
 }
 
