@@ -243,24 +243,25 @@ pub(crate) async fn dead_letters(
     let letters = state
         .inner
         .store
-        .dead_letters(&owner, limit)
+        .dead_letters(&owner, limit, MAX_DEAD_LETTER_PAYLOAD)
         .await
         .map_err(store_error)?;
     Ok(Json(
         letters
             .into_iter()
-            .map(|l| {
+            .map(|listed| {
+                let l = listed.letter;
                 let mut v = serde_json::json!({
                     "device": l.device,
                     "message_id": l.message_id,
                     "topic": l.topic,
                     "received_ms": l.received_ms,
                     "reason": l.reason,
-                    "payload_bytes": l.payload.len(),
-                    "truncated": l.payload.len() > MAX_DEAD_LETTER_PAYLOAD,
+                    "payload_bytes": listed.payload_bytes,
+                    "truncated": listed.payload_bytes > MAX_DEAD_LETTER_PAYLOAD as u64,
                 });
-                let mut payload = l.payload;
-                payload.truncate(MAX_DEAD_LETTER_PAYLOAD);
+                // The store cut it to MAX_DEAD_LETTER_PAYLOAD bytes already.
+                let payload = l.payload;
                 let text = match String::from_utf8(payload) {
                     // Cut inside a character: that character goes.
                     Err(e) if e.utf8_error().error_len().is_none() => {

@@ -163,6 +163,16 @@ pub struct DeadLetter {
     pub payload: Vec<u8>,
 }
 
+/// A dead letter as listed: its payload cut to the first bytes asked for,
+/// so that listing many large ones never loads them whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedDeadLetter {
+    /// The dead letter, `payload` holding at most the bytes asked for.
+    pub letter: DeadLetter,
+    /// The length of the whole payload as stored.
+    pub payload_bytes: u64,
+}
+
 /// One stretch of time with one activity of one device, as the behaviour model wrote it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivitySegment {
@@ -345,14 +355,24 @@ impl Store {
         }
     }
 
-    /// An owner's dead letters, newest first (by `received_ms`, then `message_id`), at most `limit`.
-    pub async fn dead_letters(&self, owner: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+    /// An owner's dead letters, newest first (by `received_ms`, then
+    /// `message_id`), at most `limit`, each payload cut to its first
+    /// `payload_prefix` bytes by the database (`usize::MAX`: whole).
+    pub async fn dead_letters(
+        &self,
+        owner: &str,
+        limit: usize,
+        payload_prefix: usize,
+    ) -> Result<Vec<ListedDeadLetter>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         match self {
-            Store::Sqlite(s) => s.dead_letters(owner.to_owned(), limit).await,
-            Store::Postgres(p) => p.dead_letters(owner, limit).await,
+            Store::Sqlite(s) => {
+                s.dead_letters(owner.to_owned(), limit, payload_prefix)
+                    .await
+            }
+            Store::Postgres(p) => p.dead_letters(owner, limit, payload_prefix).await,
         }
     }
 

@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use crate::{
     raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, ApiSession, DeadLetter,
-    DeviceSeen, Error, Migration, NewRows, NewSession, Point, Query, Result, Row, SessionBounds,
-    Source, Span, Summary, TokenHash, MINUTE_MS, POSTGRES, PURGE_BATCH,
+    DeviceSeen, Error, ListedDeadLetter, Migration, NewRows, NewSession, Point, Query, Result, Row,
+    SessionBounds, Source, Span, Summary, TokenHash, MINUTE_MS, POSTGRES, PURGE_BATCH,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -436,31 +436,43 @@ impl Postgres {
         Ok(parts)
     }
 
-    pub(crate) async fn dead_letters(&self, owner: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+    pub(crate) async fn dead_letters(
+        &self,
+        owner: &str,
+        limit: usize,
+        payload_prefix: usize,
+    ) -> Result<Vec<ListedDeadLetter>> {
         const OP: &str = "list dead letters";
         let client = self.pool.get().await.map_err(pool_err(OP))?;
         let stmt = client
             .prepare_cached(
-                "SELECT owner, device, message_id, topic, received_ms, reason, payload
+                "SELECT owner, device, message_id, topic, received_ms, reason,
+                        substring(payload from 1 for $3), octet_length(payload)::BIGINT
                  FROM dead_letters WHERE owner = $1
                  ORDER BY received_ms DESC, message_id DESC LIMIT $2",
             )
             .await
             .map_err(err(OP))?;
+        // substring() takes an INTEGER length; a bytea holds under 1 GiB.
+        let prefix = i32::try_from(payload_prefix).unwrap_or(i32::MAX);
         let rows = client
-            .query(&stmt, &[&owner, &sql_limit(limit)])
+            .query(&stmt, &[&owner, &sql_limit(limit), &prefix])
             .await
             .map_err(err(OP))?;
         rows.iter()
             .map(|r| {
-                Ok(DeadLetter {
-                    owner: r.try_get(0).map_err(err(OP))?,
-                    device: r.try_get(1).map_err(err(OP))?,
-                    message_id: r.try_get(2).map_err(err(OP))?,
-                    topic: r.try_get(3).map_err(err(OP))?,
-                    received_ms: r.try_get(4).map_err(err(OP))?,
-                    reason: r.try_get(5).map_err(err(OP))?,
-                    payload: r.try_get(6).map_err(err(OP))?,
+                let payload_bytes: i64 = r.try_get(7).map_err(err(OP))?;
+                Ok(ListedDeadLetter {
+                    letter: DeadLetter {
+                        owner: r.try_get(0).map_err(err(OP))?,
+                        device: r.try_get(1).map_err(err(OP))?,
+                        message_id: r.try_get(2).map_err(err(OP))?,
+                        topic: r.try_get(3).map_err(err(OP))?,
+                        received_ms: r.try_get(4).map_err(err(OP))?,
+                        reason: r.try_get(5).map_err(err(OP))?,
+                        payload: r.try_get(6).map_err(err(OP))?,
+                    },
+                    payload_bytes: u64::try_from(payload_bytes).unwrap_or(0),
                 })
             })
             .collect()

@@ -14,8 +14,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 
 use crate::{
     raw_point, row_hash, sql_limit, stored_count, ActivitySegment, Agg, ApiSession, DeadLetter,
-    DeviceSeen, Error, Migration, NewRows, NewSession, Point, Query, Result, Row, SessionBounds,
-    Source, Span, Summary, TokenHash, MINUTE_MS, PURGE_BATCH, SQLITE,
+    DeviceSeen, Error, ListedDeadLetter, Migration, NewRows, NewSession, Point, Query, Result, Row,
+    SessionBounds, Source, Span, Summary, TokenHash, MINUTE_MS, PURGE_BATCH, SQLITE,
 };
 
 const MIGRATIONS: &[Migration] = &[
@@ -343,28 +343,38 @@ impl Sqlite {
         &self,
         owner: String,
         limit: usize,
-    ) -> Result<Vec<DeadLetter>> {
+        payload_prefix: usize,
+    ) -> Result<Vec<ListedDeadLetter>> {
         const OP: &str = "list dead letters";
         self.read(OP, move |conn| {
+            // substr() of a BLOB counts bytes; of a text, characters: the
+            // payload column holds BLOBs only.
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT owner, device, message_id, topic, received_ms, reason, payload
+                    "SELECT owner, device, message_id, topic, received_ms, reason,
+                            substr(payload, 1, ?3), length(payload)
                      FROM dead_letters WHERE owner = ?1
                      ORDER BY received_ms DESC, message_id DESC LIMIT ?2",
                 )
                 .map_err(err(OP))?;
             let letters = stmt
-                .query_map(params![owner, sql_limit(limit)], |r| {
-                    Ok(DeadLetter {
-                        owner: r.get(0)?,
-                        device: r.get(1)?,
-                        message_id: r.get(2)?,
-                        topic: r.get(3)?,
-                        received_ms: r.get(4)?,
-                        reason: r.get(5)?,
-                        payload: r.get(6)?,
-                    })
-                })
+                .query_map(
+                    params![owner, sql_limit(limit), sql_limit(payload_prefix)],
+                    |r| {
+                        Ok(ListedDeadLetter {
+                            letter: DeadLetter {
+                                owner: r.get(0)?,
+                                device: r.get(1)?,
+                                message_id: r.get(2)?,
+                                topic: r.get(3)?,
+                                received_ms: r.get(4)?,
+                                reason: r.get(5)?,
+                                payload: r.get(6)?,
+                            },
+                            payload_bytes: r.get(7)?,
+                        })
+                    },
+                )
                 .map_err(err(OP))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(err(OP))?;

@@ -7,8 +7,8 @@ use std::error::Error as StdError;
 use tributary_store::erasure::{Erased, Erasure, StoredKey};
 use tributary_store::{
     ActivitySegment, ApiSession, AuditRecord, Consent, ConsentReceipt, DeadLetter, DecisionRecord,
-    DeviceSeen, NewSession, Point, Query, Row, SessionBounds, Store, Summary, TokenHash,
-    PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
+    DeviceSeen, ListedDeadLetter, NewSession, Point, Query, Row, SessionBounds, Store, Summary,
+    TokenHash, PURGE_BATCH, SESSION_TOUCH_MS, SUMMARY_MAX_NAMES,
 };
 
 type TestResult = Result<(), Box<dyn StdError + Send + Sync>>;
@@ -372,13 +372,32 @@ async fn store_contract(store: &Store) -> TestResult {
         ..letter.clone()
     };
     store.dead_letter(&again).await?;
+    let whole = |letters: Vec<ListedDeadLetter>| -> Vec<DeadLetter> {
+        letters.into_iter().map(|l| l.letter).collect()
+    };
     assert_eq!(
-        store.dead_letters("alice", 10).await?,
+        whole(store.dead_letters("alice", 10, usize::MAX).await?),
         vec![later.clone(), letter.clone()]
     );
-    assert_eq!(store.dead_letters("alice", 1).await?, vec![later]);
-    assert_eq!(store.dead_letters("bob", 10).await?, vec![bobs_letter]);
-    assert!(store.dead_letters("carol", 10).await?.is_empty());
+    assert_eq!(
+        whole(store.dead_letters("alice", 1, usize::MAX).await?),
+        vec![later.clone()]
+    );
+    assert_eq!(
+        whole(store.dead_letters("bob", 10, usize::MAX).await?),
+        vec![bobs_letter]
+    );
+    assert!(store
+        .dead_letters("carol", 10, usize::MAX)
+        .await?
+        .is_empty());
+    // A listing cuts each payload in the database and says how long it was.
+    let cut = store.dead_letters("alice", 10, 4).await?;
+    let cut: Vec<(&[u8], u64)> = cut
+        .iter()
+        .map(|l| (l.letter.payload.as_slice(), l.payload_bytes))
+        .collect();
+    assert_eq!(cut, [(&[0xff, 0][..], 2), (&b"{\"oo"[..], 10)]);
 
     // ---- export, paged ----
     let mut all: Vec<Row> = rows
@@ -666,7 +685,7 @@ async fn erasure_contract(store: &Store) -> TestResult {
     );
     let devices = store.devices_seen("zora", T0 + 180_000).await?;
     assert_eq!(devices, vec![seen("watch-2", T0 + 120_000, 2)]);
-    assert_eq!(store.dead_letters("zora", 10).await?.len(), 1);
+    assert_eq!(store.dead_letters("zora", 10, 0).await?.len(), 1);
     assert!(store
         .activity_timeline("zora", T0, T0 + 1, 10)
         .await?
