@@ -249,8 +249,7 @@ impl ApiState {
     /// Whether an erasure covers `record` (its device, at its receive time).
     pub(crate) fn erased(&self, record: &tributary_log::Record) -> bool {
         self.inner.erasures.get().is_some_and(|erasures| {
-            let time_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
-            erasures.covers(&record.owner, &record.device, time_ms)
+            erasures.covers_record(&record.owner, &record.device, record.receive_time_ms)
         })
     }
 

@@ -22,11 +22,9 @@ impl Broker {
     /// time), so that delivery does not send it again: the log still holds
     /// it, sealed under the owner's live key.
     pub(crate) fn erased(&self, record: &Record) -> bool {
-        !record.owner.is_empty()
-            && self.erasures.get().is_some_and(|erasures| {
-                let time_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
-                erasures.covers(&record.owner, &record.device, time_ms)
-            })
+        self.erasures.get().is_some_and(|erasures| {
+            erasures.covers_record(&record.owner, &record.device, record.receive_time_ms)
+        })
     }
 
     /// Clears the retained messages `scope` covers; returns how many. Each

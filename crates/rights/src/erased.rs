@@ -12,4 +12,16 @@ pub trait Erasures: Send + Sync {
     /// dead letters). Asked for every record sent: it answers at once when
     /// the node knows of no erasure.
     fn covers(&self, owner: &str, device: &str, time_ms: i64) -> bool;
+
+    /// [`Erasures::covers`] for a record as the log keeps it: received at
+    /// `receive_time_ms` (Unix milliseconds). An anonymous record (no
+    /// owner) is never covered, and costs no question.
+    fn covers_record(&self, owner: &str, device: &str, receive_time_ms: u64) -> bool {
+        !owner.is_empty()
+            && self.covers(
+                owner,
+                device,
+                i64::try_from(receive_time_ms).unwrap_or(i64::MAX),
+            )
+    }
 }
