@@ -106,11 +106,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// What the store keeps of a token. A plain SHA-256 is enough: the token is
@@ -127,7 +123,7 @@ fn csrf_of(token: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"tributary csrf\0");
     hasher.update(token.as_bytes());
-    hex(&hasher.finalize())
+    hex::encode(hasher.finalize())
 }
 
 /// Now, in milliseconds since the Unix epoch (as the store keeps times).

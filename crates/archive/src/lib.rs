@@ -301,7 +301,7 @@ fn file_name(group: &[&Row]) -> String {
         keys.update(row.seq.to_le_bytes());
     }
     let digest = keys.finalize();
-    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let short = hex::encode(&digest[..8]);
     let first = group[0];
     format!("part-{}-{}-{short}.parquet", first.message_id, first.seq)
 }

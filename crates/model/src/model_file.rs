@@ -124,7 +124,7 @@ pub fn save(dir: &Path, trained: &Trained, mut metadata: Metadata) -> Result<Met
     let weights = weights_path(dir);
     candle_core::safetensors::save(&tensors, &weights)?;
     let bytes = std::fs::read(&weights).map_err(io("read", &weights))?;
-    metadata.weights_sha256 = hex(&Sha256::digest(&bytes));
+    metadata.weights_sha256 = hex::encode(Sha256::digest(&bytes));
     metadata.version = format!("{ARCHITECTURE}-{}", &metadata.weights_sha256[..12]);
     write_metadata(dir, &metadata)?;
     Ok(metadata)
@@ -172,7 +172,7 @@ pub fn load(dir: &Path) -> Result<Model> {
     }
     let weights = weights_path(dir);
     let bytes = std::fs::read(&weights).map_err(io("read", &weights))?;
-    let sha = hex(&Sha256::digest(&bytes));
+    let sha = hex::encode(Sha256::digest(&bytes));
     if sha != metadata.weights_sha256 {
         return Err(Error::ModelFile(format!(
             "{}: sha256 {sha} is not the {} model.json names",
@@ -191,14 +191,10 @@ pub fn load(dir: &Path) -> Result<Model> {
     })
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(io("open", path))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(io("read", path))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(hex::encode(hasher.finalize()))
 }

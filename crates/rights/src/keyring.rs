@@ -59,16 +59,13 @@ impl MasterKey {
             )));
         }
         let mut bytes = [0u8; 32];
-        for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-            let digits = std::str::from_utf8(pair).map_err(|_| not_hex())?;
-            bytes[i] = u8::from_str_radix(digits, 16).map_err(|_| not_hex())?;
-        }
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| not_hex())?;
         Ok(MasterKey(bytes))
     }
 
     /// The 64 hexadecimal digits [`MasterKey::from_hex`] reads.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 
     fn cipher(&self) -> crate::gcm::GcmKey {
@@ -232,6 +229,8 @@ mod tests {
         );
         assert!(MasterKey::from_hex(&"zz".repeat(32)).is_err());
         assert!(MasterKey::from_hex(&"é".repeat(32)).is_err());
+        // A sign is not a digit (a pair-wise integer parse took "+f" as 15).
+        assert!(MasterKey::from_hex(&format!("+f{}", "00".repeat(31))).is_err());
     }
 
     #[test]

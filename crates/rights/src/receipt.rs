@@ -275,17 +275,7 @@ pub fn random_id() -> Result<String, Error> {
     ring::rand::SystemRandom::new()
         .fill(&mut b)
         .map_err(|_| Error::Random)?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
+    Ok(uuid::Builder::from_random_bytes(b).into_uuid().to_string())
 }
 
 #[cfg(test)]

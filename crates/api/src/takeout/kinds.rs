@@ -64,17 +64,8 @@ pub(crate) fn segment_uuid(format: &str, device: &str, start_ms: i64) -> String 
 fn uuid_from(hash: &[u8]) -> String {
     let mut b = [0u8; 16];
     b.copy_from_slice(&hash[..16]);
-    b[6] = (b[6] & 0x0f) | 0x80; // version 8
-    b[8] = (b[8] & 0x3f) | 0x80; // variant 10
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    // Version 8: an id of our own making (a hash), in the UUID layout.
+    uuid::Builder::from_custom_bytes(b).into_uuid().to_string()
 }
 
 #[cfg(test)]
