@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use tributary_log::{MessageId, Record};
+use tributary_log::Record;
 
 pub const TOPIC: &str = "mqtt.topic";
 pub const QOS: &str = "mqtt.qos";
@@ -39,7 +39,7 @@ pub fn key(record: &Record) -> &str {
 /// The headers of a record's Kafka message.
 pub fn headers(record: &Record) -> OwnedHeaders {
     let qos = record.qos.to_string();
-    let message_id = format!("{:032x}", record.message_id.0);
+    let message_id = record.message_id.to_string();
     let received = record.receive_time_ms.to_string();
     let mut headers = OwnedHeaders::new_with_capacity(10)
         .insert(text(TOPIC, &record.topic))
@@ -110,9 +110,9 @@ pub fn record(
             DEVICE => record.device = as_text()?,
             CLIENT_ID => record.client_id = as_text()?,
             MESSAGE_ID => {
-                let id = u128::from_str_radix(&as_text()?, 16)
+                record.message_id = as_text()?
+                    .parse()
                     .map_err(|_| NotARecord("header tributary.message-id is not hex".into()))?;
-                record.message_id = MessageId(id);
             }
             RECEIVED_MS => {
                 record.receive_time_ms = as_text()?.parse().map_err(|_| {
@@ -133,6 +133,7 @@ pub fn record(
 mod tests {
     use super::*;
     use rdkafka::message::BorrowedHeaders;
+    use tributary_log::MessageId;
 
     fn sample() -> Record {
         let properties = tributary_mqtt::Properties {

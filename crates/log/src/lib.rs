@@ -165,9 +165,49 @@ pub enum SubmitError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Offset(pub u64);
 
-/// Unique id of a message, assigned by the broker on receipt.
+/// Unique id of a message, assigned by the broker on receipt. As text (the
+/// Kafka header, the store, a saved session) it is 32 lower-case
+/// hexadecimal digits: a JSON number cannot hold a u128 everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MessageId(pub u128);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Text that is not a message id's 32 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a message id (32 hexadecimal digits): {0:?}")]
+pub struct NotAMessageId(pub String);
+
+impl std::str::FromStr for MessageId {
+    type Err = NotAMessageId;
+
+    /// Exactly 32 hexadecimal digits (`u128::from_str_radix` alone would
+    /// also take a sign or fewer digits).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        match u128::from_str_radix(text, 16) {
+            Ok(id) if digits => Ok(MessageId(id)),
+            _ => Err(NotAMessageId(text.to_owned())),
+        }
+    }
+}
+
+impl serde::Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+        to.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(from: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(from)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Hands out message ids unique across restarts: the start time (Unix
 /// nanoseconds) in the high 64 bits, a counter in the low 64. Shared by

@@ -1148,3 +1148,20 @@ async fn reading_a_deleted_position_is_position_gone() -> TestResult {
     log.close().await?;
     Ok(())
 }
+
+#[test]
+fn a_message_id_reads_back_from_its_32_hex_digits_and_nothing_else() {
+    let id = MessageId(0xabc);
+    let text = id.to_string();
+    assert_eq!(text, "00000000000000000000000000000abc");
+    assert_eq!(text.parse::<MessageId>(), Ok(id));
+    // As JSON (a string), in cluster::directory's tests of the broker.
+    for bad in [
+        "abc",
+        "+0000000000000000000000000000abc",
+        &"g".repeat(32),
+        "",
+    ] {
+        assert!(bad.parse::<MessageId>().is_err(), "{bad:?}");
+    }
+}

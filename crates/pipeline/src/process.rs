@@ -34,7 +34,7 @@ pub fn process_with(record: &Record, max_days: u32) -> Outcome {
     let Some(format) = senml_format(record) else {
         return Outcome::Skip;
     };
-    let message_id = format!("{:032x}", record.message_id.0);
+    let message_id = record.message_id.to_string();
     let received_ms = i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX);
     match tributary_senml::decode(format, &record.payload, received_ms) {
         Ok(measurements) if spans_more_days(&measurements, max_days) => Outcome::Dead(dead_letter(
@@ -102,7 +102,7 @@ pub(crate) fn dead_letter(record: &Record, reason: String) -> DeadLetter {
     DeadLetter {
         owner: record.owner.clone(),
         device: record.device.clone(),
-        message_id: format!("{:032x}", record.message_id.0),
+        message_id: record.message_id.to_string(),
         topic: record.topic.clone(),
         received_ms: i64::try_from(record.receive_time_ms).unwrap_or(i64::MAX),
         reason,

@@ -137,11 +137,19 @@ async fn senml_of_two_owners_is_stored_and_reprocessing_changes_nothing() {
     assert_eq!(ann, [61.0, 62.0, 63.0, 64.0]);
     assert_eq!(bob, [71.0, 72.0, 73.0]);
     assert_eq!(
-        store.dead_letters("ann", 10).await.expect("letters").len(),
+        store
+            .dead_letters("ann", 10, 0)
+            .await
+            .expect("letters")
+            .len(),
         4
     );
     assert_eq!(
-        store.dead_letters("bob", 10).await.expect("letters").len(),
+        store
+            .dead_letters("bob", 10, 0)
+            .await
+            .expect("letters")
+            .len(),
         1
     );
 
@@ -389,13 +397,12 @@ async fn a_pack_spanning_too_many_days_is_a_dead_letter_and_commands_are_no_meas
     result.expect("pipeline");
     assert_eq!(stats.measurements.load(Ordering::Relaxed), 2, "{stats:?}");
     assert_eq!(stats.skipped.load(Ordering::Relaxed), 1, "{stats:?}");
-    let letters = store.dead_letters("ann", 10).await.expect("letters");
+    let letters = store.dead_letters("ann", 10, 0).await.expect("letters");
     assert_eq!(letters.len(), 1);
+    let reason = &letters[0].letter.reason;
     assert!(
-        letters[0].reason.contains("more than 2 different days")
-            && letters[0].reason.contains("max_days_per_message"),
-        "{}",
-        letters[0].reason
+        reason.contains("more than 2 different days") && reason.contains("max_days_per_message"),
+        "{reason}"
     );
     log.close().await.expect("close");
 }
