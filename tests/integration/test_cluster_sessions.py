@@ -9,6 +9,8 @@ share the session directory, a compacted topic (docs/cluster.md, "Sessions acros
 | a 5.0 client with a will delayed 2 s vanishes from A and connects to B within the delay; then vanishes from B | no will while it is back; then exactly one will (from B) |
 | retained messages published on A (one replaced, one cleared); a new node D starts | a subscriber on D gets the latest retained message of each topic that has one |
 | a persistent subscriber leaves A; messages are published; a new node D starts and the subscriber comes back on D | D copied Kafka from where the session needed it: every message arrives |
+| a 5.0 client's QoS 2 publish is answered with PUBREC on A; the client connects to B and resends it | B answers PUBREC again and stores nothing more; PUBREL gets PUBCOMP Success; one message arrives |
+| a 5.0 persistent QoS 2 subscriber on A gets two messages, releases the first (PUBREC, PUBREL) and leaves the second unanswered; it connects to B | B sends PUBREL for the first and the second again with DUP and its packet id; nothing else |
 
 Figures: published / acknowledged / received / lost / duplicated for the moving subscriber.
 """
@@ -20,6 +22,7 @@ import time
 
 import pytest
 
+import mqttraw
 from clients import V5, V311, Client, unique
 from conftest import Broker, unique_topic, wait_for
 from numbered import Publisher
@@ -259,3 +262,69 @@ def test_a_new_node_starts_with_what_was_retained(tmp_path, nodes, cluster_confi
         watcher.disconnect()
     finally:
         d.close()
+
+
+def test_a_qos2_publish_awaiting_pubrel_is_stored_once_when_its_session_moves(nodes):
+    a, b, _ = nodes
+    topic = unique("q2move")
+    watcher = Client(b, V5, unique("q2watch"))
+    watcher.connect()
+    watcher.subscribe([(topic, 2)])
+    client_id = unique("q2mover")
+    expiry = mqttraw.properties((0x11, 300))  # Session Expiry Interval
+    publish = dict(qos=2, packet_id=9)
+    with mqttraw.RawClient(a.host, a.port, timeout=10) as on_a:
+        on_a.connect(V5, client_id, flags=0x00, props=expiry)
+        on_a.send(mqttraw.publish(topic, b"once", **publish))
+        assert mqttraw.parse_ack(on_a.read_packet())[:2] == (9, 0)
+        with mqttraw.RawClient(b.host, b.port, timeout=10) as on_b:
+            connack = on_b.connect(V5, client_id, flags=0x00, props=expiry)
+            assert connack.body[0] & 0x01, "session present on B"
+            dup = (mqttraw.PUBLISH << 4) | 0x08 | (2 << 1)
+            on_b.send(mqttraw.publish(topic, b"once", first_byte=dup, **publish))
+            rec = on_b.read_packet()
+            assert (rec.type, mqttraw.parse_ack(rec)[:2]) == (mqttraw.PUBREC, (9, 0))
+            on_b.send(mqttraw.ack(mqttraw.PUBREL, 9))
+            comp = on_b.read_packet()
+            assert (comp.type, mqttraw.parse_ack(comp)[:2]) == (mqttraw.PUBCOMP, (9, 0))
+    [m] = watcher.wait_messages(1, timeout=10)
+    assert m.payload == b"once"
+    time.sleep(1.0)
+    assert len(watcher.messages(topic)) == 1, "the resend on B was stored again"
+    watcher.disconnect()
+
+
+def test_qos2_deliveries_in_flight_move_with_the_session(nodes):
+    a, b, _ = nodes
+    topic = unique("q2out")
+    client_id = unique("q2sub")
+    expiry = mqttraw.properties((0x11, 300))  # Session Expiry Interval
+    publisher = Client(a, V5, unique("q2pub"))
+    publisher.connect()
+    with mqttraw.RawClient(a.host, a.port, timeout=10) as on_a:
+        on_a.connect(V5, client_id, flags=0x00, props=expiry)
+        on_a.send(mqttraw.subscribe([(topic, 2)]))
+        assert on_a.read_packet().type == mqttraw.SUBACK
+        for payload in (b"first", b"second"):
+            publisher.publish(topic, payload, qos=2)
+        first, second = (mqttraw.parse_publish(on_a.read_packet()) for _ in range(2))
+        assert (first.payload, second.payload) == (b"first", b"second")
+        on_a.send(mqttraw.ack(mqttraw.PUBREC, first.packet_id))
+        rel = on_a.read_packet()
+        assert (rel.type, mqttraw.parse_ack(rel)[0]) == (mqttraw.PUBREL, first.packet_id)
+        with mqttraw.RawClient(b.host, b.port, timeout=10) as on_b:
+            connack = on_b.connect(V5, client_id, flags=0x00, props=expiry)
+            assert connack.body[0] & 0x01, "session present on B"
+            rel = on_b.read_packet()
+            assert (rel.type, mqttraw.parse_ack(rel)[0]) == (mqttraw.PUBREL, first.packet_id)
+            again = mqttraw.parse_publish(on_b.read_packet())
+            assert (again.payload, again.packet_id, again.dup) == (b"second", second.packet_id, True)
+            on_b.send(mqttraw.ack(mqttraw.PUBCOMP, first.packet_id))
+            on_b.send(mqttraw.ack(mqttraw.PUBREC, again.packet_id))
+            rel = on_b.read_packet()
+            assert (rel.type, mqttraw.parse_ack(rel)[0]) == (mqttraw.PUBREL, again.packet_id)
+            on_b.send(mqttraw.ack(mqttraw.PUBCOMP, again.packet_id))
+            with pytest.raises(TimeoutError):
+                extra = on_b.read_packet(timeout=1.0)
+                pytest.fail(f"nothing more is owed, got {extra!r}")
+    publisher.disconnect()

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_accounts::Accounts;
-use tributary_log::{Log, MessageId, MessageIds, Offset};
+use tributary_log::{Log, MessageId, MessageIds, Offset, Record};
 
 use crate::cluster::{Checkpoints, Cluster, SessionDirectory};
 use crate::config::BrokerConfig;
@@ -313,6 +313,18 @@ impl Broker {
     /// `limits.max_retained_per_owner` and `max_retained_bytes_per_owner`.
     pub fn retained_usage(&self, owner: &str) -> crate::RetainedUsage {
         self.retained.usage(owner)
+    }
+
+    /// Whether retaining `record` keeps its owner within
+    /// `limits.max_retained_per_owner` and `max_retained_bytes_per_owner`:
+    /// asked of a retained PUBLISH and of a retained will when it fires.
+    pub(crate) fn retained_admits(&self, record: &Record) -> bool {
+        let limits = &self.config.limits;
+        self.retained.admits(
+            record,
+            limits.max_retained_per_owner,
+            limits.max_retained_bytes_per_owner,
+        )
     }
 
     /// The consents deliveries to services are checked against: the node

@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tributary_log::Offset;
-use tributary_mqtt::ProtocolVersion;
+use tributary_mqtt::{PacketId, ProtocolVersion};
 
 use crate::retained::write_atomically;
-use crate::session::{ClientId, SessionState, Subscription};
+use crate::session::{CarriedFlow, ClientId, SessionState, Subscription};
 
 /// What survives a restart of one persistent session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +26,15 @@ pub struct StoredSession {
     pub subscriptions: Vec<Subscription>,
     /// Unix milliseconds of the last disconnect; `None` while connected.
     pub disconnected_at_ms: Option<u64>,
+    /// Packet ids of the client's QoS 2 publishes stored and answered with
+    /// PUBREC, awaiting PUBREL: a resend of one after a restart, or on
+    /// another node, is answered again and not stored twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbound_qos2: Vec<PacketId>,
+    /// QoS 2 deliveries to the client in flight: carried over, so that a
+    /// message the client already has is not sent again as a new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound_qos2: Vec<CarriedFlow>,
 }
 
 impl StoredSession {
@@ -36,6 +45,8 @@ impl StoredSession {
             expiry_secs: state.expiry_secs,
             subscriptions: state.subscriptions.values().cloned().collect(),
             disconnected_at_ms: (!connected).then(unix_ms),
+            inbound_qos2: state.awaiting_pubrel().collect(),
+            outbound_qos2: state.flows_to_carry(),
         }
     }
 
@@ -61,6 +72,7 @@ impl StoredSession {
             .into_iter()
             .map(|s| (s.filter.clone(), s))
             .collect();
+        state.restore_qos2(self.inbound_qos2, self.outbound_qos2);
         let offline_for = self
             .disconnected_at_ms
             .map_or(0, |at| unix_ms().saturating_sub(at));

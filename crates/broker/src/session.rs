@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
-use tributary_log::{Offset, Record};
+use tributary_log::{MessageId, Offset, Record};
 use tributary_mqtt::{PacketId, ProtocolVersion, QoS, SubscriptionOptions};
 
 /// Start of the log consumer name of every session's cursor.
@@ -190,6 +190,32 @@ pub struct OutboundMessage {
     pub identifiers: Vec<u32>,
 }
 
+/// A QoS 2 delivery that was in flight when the session was last saved,
+/// carried over a broker restart or a move to another node. Its record is
+/// known by message id, as a record's offset differs from node to node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedFlow {
+    pub packet_id: PacketId,
+    /// Text in JSON (`MessageId`'s 32 hexadecimal digits): serde's
+    /// `flatten`, used by the directory's record, refuses a u128 number.
+    pub message_id: MessageId,
+    /// PUBREC came and PUBREL went: the client has the message, and only
+    /// its PUBCOMP is owed. Otherwise the message goes again, with DUP and
+    /// the same packet id, when the session reads its record.
+    pub released: bool,
+}
+
+/// A session's QoS 2 flows beside those in `outbound`.
+#[derive(Debug, Default)]
+struct Qos2Flows {
+    /// The client's publishes made durable and answered with PUBREC,
+    /// awaiting PUBREL; a repeated PUBLISH with one of these packet ids is a
+    /// resend and is not appended again.
+    inbound: BTreeSet<PacketId>,
+    /// Deliveries carried over from where the session was before.
+    carried: Vec<CarriedFlow>,
+}
+
 /// Session state, owned by at most one connection at a time.
 #[derive(Debug)]
 pub struct SessionState {
@@ -204,10 +230,9 @@ pub struct SessionState {
     pub read_pos: Offset,
     /// Outbound QoS 1/2 messages by packet id.
     pub outbound: BTreeMap<PacketId, Outbound>,
-    /// Inbound QoS 2 packet ids that were made durable and answered with
-    /// PUBREC, waiting for PUBREL; a repeated PUBLISH with one of them is a
-    /// resend and is not appended again.
-    pub inbound_qos2: BTreeSet<PacketId>,
+    /// QoS 2 flows in progress; allocated with the first, as most sessions
+    /// never have one and an idle connection should cost least.
+    qos2: Option<Box<Qos2Flows>>,
     next_packet_id: PacketId,
     /// When the last connection ended, for expiry while offline.
     pub disconnected_at: Option<Instant>,
@@ -226,7 +251,7 @@ impl SessionState {
             subscriptions: BTreeMap::new(),
             read_pos,
             outbound: BTreeMap::new(),
-            inbound_qos2: BTreeSet::new(),
+            qos2: None,
             next_packet_id: 1,
             disconnected_at: None,
             pending_will: None,
@@ -238,11 +263,98 @@ impl SessionState {
         for _ in 0..u16::MAX {
             let id = self.next_packet_id;
             self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.outbound.contains_key(&id) {
+            if !self.outbound.contains_key(&id) && !self.carried().iter().any(|c| c.packet_id == id)
+            {
                 return Some(id);
             }
         }
         None
+    }
+
+    /// The QoS 2 deliveries in flight from the log, to carry over a restart
+    /// or a move: those sent here and those still carried from before.
+    pub fn flows_to_carry(&self) -> Vec<CarriedFlow> {
+        let sent = self.outbound.iter().filter_map(|(id, o)| {
+            let released = match o.state {
+                OutboundState::ExpectPubAck => return None,
+                OutboundState::ExpectPubRec => false,
+                OutboundState::ExpectPubComp => true,
+            };
+            o.offset.map(|_| CarriedFlow {
+                packet_id: *id,
+                message_id: o.message.record.message_id,
+                released,
+            })
+        });
+        sent.chain(self.carried().iter().copied()).collect()
+    }
+
+    fn qos2_mut(&mut self) -> &mut Qos2Flows {
+        self.qos2.get_or_insert_with(Box::default)
+    }
+
+    /// The client's QoS 2 publishes awaiting PUBREL, by packet id.
+    pub fn awaiting_pubrel(&self) -> impl Iterator<Item = PacketId> + '_ {
+        self.qos2.iter().flat_map(|q| q.inbound.iter().copied())
+    }
+
+    /// True when the client's QoS 2 publish `packet_id` was stored and
+    /// answered with PUBREC, and its PUBREL has not come.
+    pub fn is_awaiting_pubrel(&self, packet_id: PacketId) -> bool {
+        self.qos2
+            .as_ref()
+            .is_some_and(|q| q.inbound.contains(&packet_id))
+    }
+
+    /// Notes the client's QoS 2 publish `packet_id` as stored and answered.
+    pub fn await_pubrel(&mut self, packet_id: PacketId) {
+        self.qos2_mut().inbound.insert(packet_id);
+    }
+
+    /// Ends the client's QoS 2 flow `packet_id` on its PUBREL; false when
+    /// there was none.
+    pub fn pubrel_came(&mut self, packet_id: PacketId) -> bool {
+        self.qos2
+            .as_mut()
+            .is_some_and(|q| q.inbound.remove(&packet_id))
+    }
+
+    /// The deliveries carried over from where the session was before.
+    pub fn carried(&self) -> &[CarriedFlow] {
+        self.qos2.as_ref().map_or(&[], |q| &q.carried)
+    }
+
+    /// The carried flow of a record the session reads again: a released
+    /// one stays until its PUBCOMP (the record is not sent again); one to
+    /// send again leaves the carried flows for `outbound`.
+    pub fn carried_for(&mut self, message_id: MessageId) -> Option<CarriedFlow> {
+        let carried = &mut self.qos2.as_mut()?.carried;
+        let at = carried.iter().position(|c| c.message_id == message_id)?;
+        let flow = carried[at];
+        if !flow.released {
+            carried.remove(at);
+        }
+        Some(flow)
+    }
+
+    /// Ends a carried flow on its PUBCOMP; false when there is none.
+    pub fn complete_carried(&mut self, packet_id: PacketId) -> bool {
+        let Some(carried) = self.qos2.as_mut().map(|q| &mut q.carried) else {
+            return false;
+        };
+        let before = carried.len();
+        carried.retain(|c| !(c.released && c.packet_id == packet_id));
+        carried.len() < before
+    }
+
+    /// Restores the QoS 2 flows a saved session had in progress.
+    pub fn restore_qos2(&mut self, awaiting_pubrel: Vec<PacketId>, carried: Vec<CarriedFlow>) {
+        if !awaiting_pubrel.is_empty() || !carried.is_empty() {
+            *self.qos2_mut() = Qos2Flows {
+                inbound: awaiting_pubrel.into_iter().collect(),
+                carried,
+            };
+        }
     }
 
     /// True when the session reads the log itself: it has a subscription
@@ -682,6 +794,30 @@ mod tests {
         s.next_packet_id = u16::MAX;
         assert_eq!(s.allocate_packet_id(), Some(u16::MAX));
         assert_eq!(s.allocate_packet_id(), Some(1));
+    }
+
+    #[test]
+    fn carried_flows_keep_their_packet_ids_until_they_end() {
+        let mut s = SessionState::new(ClientId::new("c"), ProtocolVersion::V5, Offset(0));
+        let flow = |packet_id, message_id, released| CarriedFlow {
+            packet_id,
+            message_id: MessageId(message_id),
+            released,
+        };
+        s.restore_qos2(Vec::new(), vec![flow(1, 7, true), flow(2, 8, false)]);
+        assert_eq!(
+            s.allocate_packet_id(),
+            Some(3),
+            "ids of carried flows are in use"
+        );
+        // The one to send again leaves for `outbound`; the released one
+        // stays until its PUBCOMP.
+        assert_eq!(s.carried_for(MessageId(8)), Some(flow(2, 8, false)));
+        assert_eq!(s.carried_for(MessageId(8)), None);
+        assert_eq!(s.carried_for(MessageId(7)), Some(flow(1, 7, true)));
+        assert!(!s.complete_carried(2));
+        assert!(s.complete_carried(1));
+        assert!(s.carried().is_empty());
     }
 
     #[tokio::test]

@@ -49,6 +49,9 @@ pub struct BrokerStats {
     /// (the payload's key is destroyed; docs/erasure.md). Rare: added to
     /// once per record, not batched.
     erased: AtomicU64,
+    /// Retained wills not published because their owner's retained
+    /// messages were at `limits.max_retained_per_owner` or its bytes bound.
+    wills_refused: AtomicU64,
     append: LatencyHistogram,
 }
 
@@ -68,6 +71,15 @@ impl BrokerStats {
     /// Records not delivered because their owner was erased.
     pub fn records_of_erased_owners(&self) -> u64 {
         self.erased.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_will_refused(&self) {
+        self.wills_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retained wills not published: over their owner's retained bounds.
+    pub fn wills_refused(&self) -> u64 {
+        self.wills_refused.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_skipped(&self, count: u64) {

@@ -2,13 +2,14 @@
 //! broker do (principles 5 and 7 of docs/architecture.md), each shown
 //! refusing the abuse while a well-behaved client goes on unaffected:
 //! password guessing locks a name without running Argon2, concurrent
-//! password checks keep to their bound, retained messages are bounded per
-//! owner, and an anonymous client id cannot name an authenticated session.
+//! password checks keep to their bound, retained messages (retained wills
+//! too) are bounded per owner, and an anonymous client id cannot name an
+//! authenticated session.
 
 use bytes::Bytes;
 use tributary_broker::BrokerConfig;
 use tributary_mqtt::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
-use tributary_testkit::{clean, persistent, TestBroker, TestClient};
+use tributary_testkit::{clean, persistent, will, TestBroker, TestClient};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -241,6 +242,89 @@ async fn retained_messages_are_bounded_per_owner() -> TestResult {
     let usage = broker.broker().retained_usage("ann");
     assert_eq!((usage.messages, usage.bytes), (2, 2 * 18 + 3));
     assert_eq!(broker.broker().retained_usage("bob").messages, 2);
+    broker.shutdown().await?;
+    Ok(())
+}
+
+/// A device connection of a1 under `client_id` whose will is retained on `topic`.
+async fn with_retained_will(
+    broker: &TestBroker,
+    secret: &str,
+    client_id: &str,
+    topic: &str,
+    payload: &'static [u8],
+) -> Result<TestClient, Box<dyn std::error::Error>> {
+    let mut connect = login(V5, "a1", secret);
+    connect.client_id = client_id.into();
+    let mut retained_will = will(topic, payload);
+    retained_will.retain = true;
+    connect.will = Some(retained_will);
+    Ok(broker.connect(connect).await?.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_will_keeps_to_its_owners_bound() -> TestResult {
+    let mut config: BrokerConfig = TestBroker::config();
+    config.limits.max_retained_per_owner = 1;
+    let broker = TestBroker::start_with(config).await?;
+    let dir = broker.data_dir();
+    tributary_accounts::add_owner(dir, "ann", Some("ann password"))?;
+    let a1 = tributary_accounts::add_device(dir, "ann", "a1")?;
+    reload(&broker)?;
+    let (mut device, _) = broker.connect(login(V5, "a1", &a1)).await?;
+    assert_eq!(
+        retain(
+            &mut device,
+            "tributary/v1/a1/status",
+            b"on",
+            QoS::AtLeastOnce,
+            1
+        )
+        .await?,
+        Some(ReasonCode::Success)
+    );
+    let (mut watcher, _) = broker.connect(login(V5, "ann", "ann password")).await?;
+    watcher
+        .subscribe("tributary/v1/a1/#", QoS::AtLeastOnce)
+        .await?;
+    assert_eq!(watcher.expect_publish().await?.payload, &b"on"[..]);
+
+    // A will retained on a second topic would be ann's second retained
+    // message: not published. One that replaces her first is.
+    with_retained_will(&broker, &a1, "a1-w1", "tributary/v1/a1/gone", b"x")
+        .await?
+        .drop_connection();
+    with_retained_will(&broker, &a1, "a1-w2", "tributary/v1/a1/status", b"off")
+        .await?
+        .drop_connection();
+    let fired = watcher.expect_publish().await?;
+    assert_eq!(
+        (fired.topic.as_str(), &fired.payload[..]),
+        ("tributary/v1/a1/status", &b"off"[..])
+    );
+    // The two connections end in either order: wait (bounded) for the
+    // first will's refusal to be counted.
+    for _ in 0..50 {
+        if broker.broker().stats().wills_refused() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(broker.broker().stats().wills_refused(), 1);
+    assert_eq!(broker.broker().retained_usage("ann").messages, 1);
+
+    // A new subscriber finds the one retained message, and only it.
+    let mut late = login(V5, "ann", "ann password");
+    late.client_id = "ann-late".into();
+    let (mut late, _) = broker.connect(late).await?;
+    late.subscribe("tributary/v1/a1/#", QoS::AtMostOnce).await?;
+    let retained = late.expect_publish().await?;
+    assert_eq!(
+        (retained.topic.as_str(), &retained.payload[..]),
+        ("tributary/v1/a1/status", &b"off"[..])
+    );
+    late.send(&Packet::PingReq).await?;
+    late.expect_pingresp().await?;
     broker.shutdown().await?;
     Ok(())
 }

@@ -24,6 +24,7 @@ pub const PASSWORD_CHECKS_PEAK: &str = "tributary_password_checks_peak";
 pub const MQTT_RECEIVED_TOTAL: &str = "tributary_mqtt_messages_received_total";
 pub const MQTT_SENT_TOTAL: &str = "tributary_mqtt_messages_sent_total";
 pub const MQTT_SESSION_RECORDS_SKIPPED_TOTAL: &str = "tributary_mqtt_session_records_skipped_total";
+pub const MQTT_WILLS_REFUSED_TOTAL: &str = "tributary_mqtt_wills_refused_total";
 pub const MQTT_RECEIVED_PER_SECOND: &str = "tributary_mqtt_messages_received_per_second";
 pub const MQTT_SENT_PER_SECOND: &str = "tributary_mqtt_messages_sent_per_second";
 pub const LOG_END_OFFSET: &str = "tributary_log_end_offset";
@@ -114,6 +115,11 @@ pub async fn publish(
             MQTT_SESSION_RECORDS_SKIPPED_TOTAL,
             "Log records sessions lost to retention before reading them (away or slow past log.max_bytes or max_age).",
             stats.records_skipped_by_sessions(),
+        );
+        metrics.set_counter(
+            MQTT_WILLS_REFUSED_TOTAL,
+            "Retained wills not published: their owner's retained messages were at limits.max_retained_per_owner or max_retained_bytes_per_owner.",
+            stats.wills_refused(),
         );
         let rate = |of: fn(&Totals) -> u64| {
             last.map_or(0.0, |before| {

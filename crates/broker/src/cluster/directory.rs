@@ -111,9 +111,9 @@ impl SessionDirectory {
     }
 
     /// Claims `client_id` for this node; returns the claim's epoch and what
-    /// the directory knew of the client id just before it, once the
-    /// directory has read the claim back (so every earlier write of the key
-    /// is applied).
+    /// the directory knows of the client id once it has read the claim back
+    /// (so every earlier write of the key is applied): the latest claim is
+    /// this one, the latest state an earlier holder's.
     pub async fn claim(&self, client_id: &ClientId) -> Result<(i64, Option<Entry>), ClaimError> {
         let record = DirRecord {
             node: self.node.clone(),
@@ -398,5 +398,41 @@ pub async fn follow(
                 tokio::time::sleep(RETRY).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{CarriedFlow, SessionState};
+    use tributary_log::Offset;
+    use tributary_mqtt::ProtocolVersion;
+
+    /// The directory's record flattens the stored session into its own;
+    /// QoS 2 flows (message ids too wide for a JSON number there) read back.
+    #[test]
+    fn a_session_with_qos2_flows_reads_back_from_the_file_and_the_directory() {
+        let mut state = SessionState::new(ClientId::new("c"), ProtocolVersion::V5, Offset(0));
+        state.persistent = true;
+        let carried = CarriedFlow {
+            packet_id: 9,
+            message_id: tributary_log::MessageId(u128::MAX - 1),
+            released: true,
+        };
+        state.restore_qos2(vec![3], vec![carried]);
+        let stored = StoredSession::of(&state, false);
+        let file: StoredSession =
+            serde_json::from_slice(&serde_json::to_vec(&stored).unwrap()).unwrap();
+        assert_eq!(file, stored);
+        let directory = ClusterSession {
+            stored: stored.clone(),
+            kafka_cursor: None,
+        };
+        let read: ClusterSession =
+            serde_json::from_slice(&serde_json::to_vec(&directory).unwrap()).unwrap();
+        assert_eq!(read, directory);
+        let back = read.stored.restore(Offset(0));
+        assert_eq!(back.awaiting_pubrel().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(back.carried(), &[carried]);
     }
 }

@@ -467,7 +467,7 @@ impl Connection {
             self.resend_inflight(&mut held);
         }
         // QoS 2 flows awaiting PUBREL still use the client's quota.
-        self.unacked_inbound = held.state.inbound_qos2.len() as u32;
+        self.unacked_inbound = held.state.awaiting_pubrel().count() as u32;
         for key in Subscription::shared_keys(held.state.subscriptions.values()) {
             let sender = self.shared_sender();
             broker.shared.join(&key, self.id, sender);
@@ -507,6 +507,10 @@ impl Connection {
             .iter()
             .map(|(id, o)| (*id, o.state, o.message.clone()))
             .collect();
+        let released = held.state.carried().iter().filter(|c| c.released);
+        for flow in released {
+            self.send(&Packet::PubRel(PubResp::success(flow.packet_id)));
+        }
         for (id, state, message) in pending {
             match state {
                 OutboundState::ExpectPubComp => {
@@ -532,11 +536,18 @@ async fn adopt_from_directory(
     known: Option<crate::cluster::directory::Entry>,
 ) {
     let Some(known) = known else { return };
-    let previous = known.claim.1;
-    let state = if previous != cluster.directory.node() {
-        cluster.directory.handed_over(client_id, &previous).await
-    } else {
-        known.state
+    // `known` already holds this node's claim; the node to wait for is the
+    // one whose latest state says it is still connected: its last state,
+    // written as it closes, has the session as it ended (cursor, QoS 2
+    // flows), not as it was up to a second before.
+    let state = match known.state {
+        Some((_, holder, session))
+            if holder != cluster.directory.node()
+                && session.stored.disconnected_at_ms.is_none() =>
+        {
+            cluster.directory.handed_over(client_id, &holder).await
+        }
+        state => state,
     };
     let Some((_, node, session)) = state else {
         return;

@@ -41,12 +41,14 @@ impl Connection {
                 Ok(())
             }
             Packet::PubComp(comp) => {
-                self.complete_outbound(held, comp.packet_id, OutboundState::ExpectPubComp);
+                if !held.state.complete_carried(comp.packet_id) {
+                    self.complete_outbound(held, comp.packet_id, OutboundState::ExpectPubComp);
+                }
                 Ok(())
             }
             Packet::PubRel(rel) => {
                 let mut comp = PubResp::success(rel.packet_id);
-                if held.state.inbound_qos2.remove(&rel.packet_id) {
+                if held.state.pubrel_came(rel.packet_id) {
                     self.unacked_inbound = self.unacked_inbound.saturating_sub(1);
                 } else if self.version == ProtocolVersion::V5 {
                     comp.reason = ReasonCode::PacketIdentifierNotFound;
@@ -133,11 +135,11 @@ impl Connection {
                 ));
             };
             if publish.qos == QoS::ExactlyOnce
-                && (held.state.inbound_qos2.contains(&packet_id) || self.is_pending(packet_id))
+                && (held.state.is_awaiting_pubrel(packet_id) || self.is_pending(packet_id))
             {
                 // A resend of a QoS 2 message already stored (or being stored):
                 // answer again, never append twice (5.0 §4.3.3).
-                if held.state.inbound_qos2.contains(&packet_id) {
+                if held.state.is_awaiting_pubrel(packet_id) {
                     self.send(&Packet::PubRec(PubResp::success(packet_id)));
                 }
                 return Ok(());
@@ -197,12 +199,7 @@ impl Connection {
             refused = Some((ReasonCode::UnspecifiedError, TEXT));
         }
         if let Some(retained) = record.as_ref().filter(|r| r.retain) {
-            let limits = &self.broker.config.limits;
-            if !self.broker.retained.admits(
-                retained,
-                limits.max_retained_per_owner,
-                limits.max_retained_bytes_per_owner,
-            ) {
+            if !self.broker.retained_admits(retained) {
                 tracing::info!(client_id = %self.client_id, topic = %retained.topic, "retained publish refused: over limits.max_retained_per_owner or max_retained_bytes_per_owner");
                 const TEXT: &str = "the owner's retained messages are at their limit";
                 if publish.qos == QoS::AtMostOnce || self.version == ProtocolVersion::V311 {
@@ -346,7 +343,7 @@ impl Connection {
             }
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
-                    held.state.inbound_qos2.insert(packet_id);
+                    held.state.await_pubrel(packet_id);
                 }
                 self.send(&Packet::PubRec(response));
             }

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_log::{Offset, Record};
 use tributary_mqtt::{Disconnect, Packet, PacketId, ProtocolVersion, QoS, ReasonCode};
 
+use tributary_accounts::rate::TokenBucket;
 use tributary_accounts::Identity;
 
 use crate::broker::Broker;
@@ -60,6 +61,10 @@ const DIRECTORY_EVERY: Duration = Duration::from_secs(1);
 /// How often a service's or admin's connection looks again whether the
 /// audit writer has made room.
 const AUDIT_RETRY: Duration = Duration::from_millis(20);
+
+/// How long a connection being taken over still reads what its client
+/// sent before the new connection's CONNECT (`Connection::last_words`).
+const LAST_WORDS: Duration = Duration::from_millis(10);
 
 /// Topic aliases of one connection (5.0 §3.3.2.3.4).
 #[derive(Default)]
@@ -147,8 +152,8 @@ type Acks = Vec<PendingAck>;
 
 /// A client's publish rate buckets and whether its slowing was logged.
 struct Rates {
-    messages: Option<crate::rate::Bucket>,
-    bytes: Option<crate::rate::Bucket>,
+    messages: Option<TokenBucket>,
+    bytes: Option<TokenBucket>,
     logged: bool,
 }
 
@@ -420,6 +425,35 @@ impl Connection {
         }
     }
 
+    /// How a connection taken over ends: it first reads what its client
+    /// already sent. A client that sent DISCONNECT (say with Session Expiry
+    /// 0, which ends the session) and connected again at once can have its
+    /// new CONNECT seen first, and the session it ended must not be resumed
+    /// (nor its will sent). Called from `finish`, which is boxed, so that
+    /// the idle connection's future does not grow.
+    async fn last_words(&mut self, held: &mut Held) -> Close {
+        let until = Instant::now() + LAST_WORDS;
+        loop {
+            // Its words are read whatever its rate: the connection ends anyway.
+            self.throttled_until = None;
+            match Box::pin(self.handle_input(held)).await {
+                Err(close @ Close::ClientDisconnect { .. }) => return close,
+                Err(_) => return Close::TakenOver,
+                // Stopped by its rate with more in the buffer.
+                Ok(()) if self.throttled_until.is_some() && Instant::now() < until => continue,
+                Ok(()) => {}
+            }
+            let read = self
+                .transport
+                .reader()
+                .read_some(&mut self.rbuf, SMALL_READ as usize);
+            match tokio::time::timeout_at(until, read).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Close::TakenOver,
+            }
+        }
+    }
+
     fn stop_reason(&self) -> Close {
         if self.broker.shutdown.is_cancelled() {
             return Close::Shutdown;
@@ -681,9 +715,9 @@ impl Connection {
         let rates = self.rates.get_or_insert_with(|| {
             Box::new(Rates {
                 messages: (limits.max_messages_per_sec > 0)
-                    .then(|| crate::rate::Bucket::new(f64::from(limits.max_messages_per_sec), now)),
+                    .then(|| TokenBucket::per_second(f64::from(limits.max_messages_per_sec), now)),
                 bytes: (limits.max_bytes_per_sec > 0)
-                    .then(|| crate::rate::Bucket::new(limits.max_bytes_per_sec as f64, now)),
+                    .then(|| TokenBucket::per_second(limits.max_bytes_per_sec as f64, now)),
                 logged: false,
             })
         });
@@ -843,7 +877,10 @@ impl Connection {
 
     /// Ends the connection: finishes appends in flight, sends the last word,
     /// publishes the will, and hands the session back to the registry.
-    async fn finish(mut self: Box<Self>, mut held: Held, close: Close) {
+    async fn finish(mut self: Box<Self>, mut held: Held, mut close: Close) {
+        if close == Close::TakenOver {
+            close = self.last_words(&mut held).await;
+        }
         // Publishes already received are still made durable and, where the
         // socket allows, acknowledged: the client may not resend them.
         while self.ingest.as_ref().is_some_and(|i| !i.is_empty()) {
@@ -987,8 +1024,16 @@ fn claimed_elsewhere(broker: &Broker, client_id: &ClientId, epoch: Option<i64>) 
     }
 }
 
-/// Appends a will message to the log like any publish.
+/// Appends a will message to the log like any publish. A retained will
+/// keeps to its owner's bound on retained messages as a retained PUBLISH
+/// does, checked when it fires (the client is gone and cannot be told, so
+/// the refusal is logged and counted).
 async fn append_will(broker: &Broker, record: Record) {
+    if record.retain && !broker.retained_admits(&record) {
+        broker.stats.add_will_refused();
+        tracing::warn!(client_id = %record.client_id, topic = %record.topic, "retained will not published: over limits.max_retained_per_owner or max_retained_bytes_per_owner");
+        return;
+    }
     let record = Arc::new(record);
     match broker.durability.store(vec![Record::clone(&record)]).await {
         Ok(crate::durable::Durable::InLog(offsets)) => {

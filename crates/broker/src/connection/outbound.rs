@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tributary_log::{Offset, Record};
-use tributary_mqtt::{Properties, ProtocolVersion, PublishHeader, QoS};
+use tributary_mqtt::{PacketId, Properties, ProtocolVersion, PublishHeader, QoS};
 use tributary_rights::owner_keys::Opener;
 
 use super::{Close, Connection};
@@ -19,6 +19,9 @@ use tributary_router::Next;
 enum Origin {
     /// The session's own reading of the log: holds the session cursor.
     Log(Offset),
+    /// The same, for a QoS 2 delivery carried over from where the session
+    /// was before: sent again with DUP under the packet id it had.
+    LogAgain(Offset, PacketId),
     /// A retained message sent on subscribe: holds nothing.
     Retained,
     /// A shared subscription group's message: acknowledged to the group.
@@ -117,16 +120,21 @@ impl Connection {
     /// moves the session's cursor past it.
     fn deliver_record(&mut self, held: &mut Held, offset: Offset, record: &Arc<Record>) {
         if let Some(route) = held.state.route(offset, &record.topic, &record.client_id) {
+            let mut origin = Origin::Log(offset);
+            if !held.state.carried().is_empty() {
+                match held.state.carried_for(record.message_id) {
+                    Some(flow) if flow.released => {
+                        // The client has it; only its PUBCOMP is owed.
+                        held.state.read_pos = Offset(offset.0 + 1);
+                        return;
+                    }
+                    Some(flow) => origin = Origin::LogAgain(offset, flow.packet_id),
+                    None => {}
+                }
+            }
             let qos = route.qos_for(record.qos);
             let retain = route.retain_as_published && record.retain;
-            self.send_record(
-                held,
-                Origin::Log(offset),
-                record,
-                qos,
-                retain,
-                &route.identifiers,
-            );
+            self.send_record(held, origin, record, qos, retain, &route.identifiers);
         }
         held.state.read_pos = Offset(offset.0 + 1);
     }
@@ -207,16 +215,20 @@ impl Connection {
         let Some(properties) = self.outgoing_properties(record, identifiers) else {
             return false; // expired
         };
+        let again = match origin {
+            Origin::LogAgain(_, id) => Some(id),
+            _ => None,
+        };
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
-            match held.state.allocate_packet_id() {
+            match again.or_else(|| held.state.allocate_packet_id()) {
                 Some(id) => Some(id),
                 None => return false,
             }
         };
         let header = PublishHeader {
-            dup: false,
+            dup: again.is_some(),
             qos,
             retain,
             packet_id,
@@ -240,7 +252,7 @@ impl Connection {
             OutboundState::ExpectPubRec
         };
         let (offset, shared) = match origin {
-            Origin::Log(offset) => (Some(offset), None),
+            Origin::Log(offset) | Origin::LogAgain(offset, _) => (Some(offset), None),
             Origin::Retained => (None, None),
             Origin::Shared(key, offset) => (None, Some((key, offset))),
         };
