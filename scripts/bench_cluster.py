@@ -26,6 +26,7 @@ HAProxy, the bench) from /proc, and each node's /metrics afterwards for
 what limits a scenario. The table goes to stdout, every raw JSON line to stderr.
 
     .venv/bin/python scripts/bench_cluster.py [--runs 2] [--scenarios abcd] [--messages 150000] [--inflight 64]
+                                              [--warmups 1]
 
 It needs confluent-kafka (in the tests' .venv) to see when Kafka is ready, Java 17 and Apache
 Kafka's jars under --kafka-home (scripts/provision.sh), and haproxy on PATH. A run cut short by
@@ -304,8 +305,10 @@ def main():
     p.add_argument("--subscribers", type=int, default=3)
     p.add_argument("--messages", type=int, default=150000, help="per publisher")
     p.add_argument("--size", type=int, default=100)
-    p.add_argument("--no-warmup", dest="warmup", action="store_false",
-                   help="skip the unrecorded run that warms Kafka's JVM up")
+    p.add_argument("--warmups", type=int, default=1,
+                   help="unrecorded runs of (b) that warm Kafka's JVM up first (its JIT keeps cutting "
+                        "Kafka's CPU per message over the first few runs)")
+    p.add_argument("--no-warmup", dest="warmups", action="store_const", const=0, help="--warmups 0")
     p.add_argument("--inflight", type=int, default=64,
                    help="unacknowledged QoS 1 messages per publisher (the bench's window)")
     args = p.parse_args()
@@ -320,11 +323,12 @@ def main():
             KAFKA = kafka_helpers.ApacheKafka(workroot / "kafka")
             KAFKA.start()
             print(f"apache kafka ready in {KAFKA.last_start_s:.1f} s at {KAFKA.bootstrap}", file=sys.stderr)
-            if args.warmup:
-                # A fresh JVM compiles its hot paths during the first seconds of load (its C2 compiler
-                # threads took a third of its CPU in a first scenario): one unrecorded run first.
-                print("warm-up run of (b), not recorded:", file=sys.stderr)
-                run_scenario("b", -1, args, KAFKA.bootstrap, workroot)
+            # A fresh JVM compiles its hot paths under load (its C2 compiler threads took a third of
+            # its CPU in a first scenario, and Kafka's CPU per message kept falling over the first
+            # four runs): unrecorded runs first.
+            for warmup in range(args.warmups):
+                print(f"warm-up run {warmup + 1} of {args.warmups} of (b), not recorded:", file=sys.stderr)
+                run_scenario("b", -1 - warmup, args, KAFKA.bootstrap, workroot)
         for run in range(args.runs):
             for key in args.scenarios:
                 results[key].append(run_scenario(key, run, args, KAFKA.bootstrap if KAFKA else None, workroot))

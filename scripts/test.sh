@@ -19,6 +19,7 @@
 # Environment:
 #   TRIBUTARY_TEST_AGAINST=mosquitto  run the integration tests against mosquitto instead
 #   FUZZ_SECONDS=N                    length of the fuzz smoke run per target (default 30)
+#   FUZZ_PROFILE=dev|release          the fuzz build (default dev: quick to build)
 #   PYTEST_ARGS="..."                 extra arguments for pytest (e.g. "-k acceptance")
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
