@@ -7,6 +7,7 @@ share the session directory, a compacted topic (docs/cluster.md, "Sessions acros
 | a persistent subscriber (5.0, session expiry 300 s, QoS 1) moves A → B → C → A while a publisher on A sends numbered QoS 1 messages; it is away for a while between moves; its last node is killed with SIGKILL | it receives every acknowledged number (lost = 0); duplicates are counted |
 | a 3.1.1 persistent subscriber (clean session 0) moves A → B with messages published while it was away | it keeps its subscription (session present) and receives every acknowledged message |
 | a 5.0 client with a will delayed 2 s vanishes from A and connects to B within the delay; then vanishes from B | no will while it is back; then exactly one will (from B) |
+| clients with wills on A (5.0, 3.1.1, one delayed 3 s that comes back on B at once, one that DISCONNECTs first); A is killed with SIGKILL | watchers on B and C each get the 5.0 and 3.1.1 wills once (a live node took them up), neither of the others |
 | retained messages published on A (one replaced, one cleared); a new node D starts | a subscriber on D gets the latest retained message of each topic that has one |
 | a persistent subscriber leaves A; messages are published; a new node D starts and the subscriber comes back on D | D copied Kafka from where the session needed it: every message arrives |
 | a 5.0 client's QoS 2 publish is answered with PUBREC on A; the client connects to B and resends it | B answers PUBREC again and stores nothing more; PUBREL gets PUBCOMP Success; one message arrives |
@@ -238,6 +239,46 @@ def test_a_delayed_will_is_not_sent_when_the_client_comes_back_on_another_node(n
     time.sleep(1)
     assert len(watcher.messages(topic)) == 1
     watcher.disconnect()
+
+
+@pytest.mark.timeout(90)
+def test_the_wills_of_a_killed_nodes_clients_are_published_once(nodes):
+    a, b, c = nodes
+    topic = unique("orphanwill")
+    watchers = []
+    for node in (b, c):
+        watcher = Client(node, V5)
+        watcher.connect()
+        watcher.subscribe([(topic, 1)])
+        watchers.append(watcher)
+    willing = [Client(a, version, will=(topic, payload, 1))
+               for version, payload in ((V5, b"gone 5.0"), (V311, b"gone 3.1.1"))]
+    delayed = Client(a, V5, unique("delayed"), clean=False, session_expiry=60,
+                     will=(topic, b"delayed", 1), will_properties={"WillDelayInterval": 3})
+    polite = Client(a, V5, will=(topic, b"polite", 1))
+    for client in willing + [delayed, polite]:
+        client.connect()
+    polite.disconnect()
+    time.sleep(1)  # paho returns once DISCONNECT is sent; A settles that will when it reads it
+    a.kill()
+    back = Client(b, V5, delayed.client_id, clean=False, session_expiry=60)
+    assert back.connect().session_present
+    # A node is taken for dead 6 s after its last beat; the lowest-named live node then settles
+    # and publishes what it left.
+    expected = sorted([b"gone 5.0", b"gone 3.1.1"])
+    for watcher in watchers:
+        watcher.wait_messages(2, timeout=30, topic=topic)
+    time.sleep(3)
+    for watcher in watchers:
+        assert sorted(m.payload for m in watcher.messages(topic)) == expected, \
+            "each will once, and none of a client that came back or said DISCONNECT"
+    assert sum("publishing the will of a connection on a dead node" in node.log_tail(1 << 20)
+               for node in (b, c)) == 1, "one node took the wills up"
+    back.disconnect()
+    for watcher in watchers:
+        watcher.disconnect()
+    for client in willing + [delayed]:
+        client.close()
 
 
 def test_a_new_node_starts_with_what_was_retained(tmp_path, nodes, cluster_config):

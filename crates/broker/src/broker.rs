@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tributary_accounts::Accounts;
 use tributary_log::{Log, MessageId, MessageIds, Offset, Record};
 
-use crate::cluster::{Checkpoints, Cluster, SessionDirectory};
+use crate::cluster::{Checkpoints, Cluster, Nodes, SessionDirectory};
 use crate::config::BrokerConfig;
 use crate::durable::Durability;
 use crate::persist::SessionFile;
@@ -103,8 +103,8 @@ impl Drop for Broker {
     }
 }
 
-/// The session directory (its topic created when missing) and this node's
-/// checkpoints.
+/// The session directory and the nodes table (their topics created when
+/// missing) and this node's checkpoints.
 async fn open_cluster(
     kafka: &tributary_kafka::KafkaConfig,
     log: &Log,
@@ -116,9 +116,15 @@ async fn open_cluster(
         .await
         .map_err(Error::Kafka)?;
     let directory = SessionDirectory::new(kafka, &topic, node_id).map_err(Error::Kafka)?;
+    let nodes_topic = crate::cluster::nodes_topic(kafka);
+    tributary_kafka::ensure_table(kafka, &nodes_topic)
+        .await
+        .map_err(Error::Kafka)?;
+    let nodes = Nodes::new(kafka, &nodes_topic, node_id).map_err(Error::Kafka)?;
     let checkpoints = Checkpoints::open(data_dir, log.start_offset(), log.end_offset());
     Ok(Cluster {
         directory: Arc::new(directory),
+        nodes: Arc::new(nodes),
         checkpoints: Arc::new(checkpoints),
         caught_up: tokio::sync::watch::channel(false).0,
     })

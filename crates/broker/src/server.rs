@@ -31,6 +31,7 @@ impl Broker {
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         let stop = self.shutdown.clone();
+        let beating = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(upkeep::retained_consumer(
             self.log.clone(),
@@ -70,6 +71,19 @@ impl Broker {
                     self.sessions.clone(),
                     stop.clone(),
                 ));
+                tasks.spawn(crate::cluster::nodes::follow(
+                    cluster.nodes.clone(),
+                    kafka.clone(),
+                    crate::cluster::nodes_topic(kafka),
+                    stop.clone(),
+                ));
+                // Beats go on until the connections closed and settled
+                // their wills: until then no other node takes them up.
+                tasks.spawn(crate::cluster::nodes::beat(
+                    cluster.nodes.clone(),
+                    beating.clone(),
+                ));
+                tasks.spawn(crate::cluster::orphans::take_up(self.clone(), stop.clone()));
             }
         }
         self.wait_caught_up().await;
@@ -109,6 +123,7 @@ impl Broker {
         {
             tracing::warn!("connections still open after the grace period; closing the log anyway");
         }
+        beating.cancel();
         tasks.close();
         tasks.wait().await;
         self.durability.flush(SHUTDOWN_GRACE).await;

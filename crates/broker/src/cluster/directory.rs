@@ -16,6 +16,14 @@
 //!   it. When the previous node was killed, the last state it wrote stands
 //!   (its cursor is at most about a second old: records are sent again,
 //!   none is lost).
+//! - **Wills.** A connection with a will writes it, sealed as its payload
+//!   would be in the log, under its epoch and the key [`will_key`] (apart
+//!   from the session's, which compaction keeps to its latest state);
+//!   when the connection ends its node settles the will (publishes it or
+//!   not, as MQTT says) and writes so. A will never settled because its
+//!   node died is taken up by another node (`orphans`): the first
+//!   settlement of an epoch in the topic is the one that counts, so the
+//!   will is published once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +32,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tributary_kafka::{KafkaConfig, TableReader, TableWriter};
+use tributary_kafka::{KafkaConfig, TableWriter};
 
 use super::checkpoints::KafkaCursor;
 use crate::persist::StoredSession;
@@ -35,8 +43,6 @@ const CLAIM_SEEN: Duration = Duration::from_secs(5);
 /// Longest a node taking a session over waits for the previous holder's
 /// last state.
 pub const HANDOVER: Duration = Duration::from_secs(3);
-/// Pause after a read error before trying again.
-const RETRY: Duration = Duration::from_secs(1);
 
 /// A session as the directory keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +63,9 @@ struct DirRecord {
     /// is its own offset.
     epoch: Option<i64>,
     session: Option<ClusterSession>,
+    /// A claim's time: Unix milliseconds by its node's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at_ms: Option<u64>,
 }
 
 /// What the directory knows of one client id.
@@ -64,8 +73,122 @@ struct DirRecord {
 pub struct Entry {
     /// The latest claim: its epoch and node.
     pub claim: (i64, String),
+    /// When the latest claim was made (Unix ms by its node's clock; `None`
+    /// from a node that did not say).
+    pub claim_at_ms: Option<u64>,
     /// The latest state, with the epoch and node it was written under.
     pub state: Option<(i64, String, ClusterSession)>,
+}
+
+/// The key of a client id's will in the directory topic. U+0000 cannot
+/// begin a client id (MQTT strings never hold it), so no session's key is
+/// ever one of these.
+pub fn will_key(client_id: &ClientId) -> String {
+    format!("{WILL_KEY}{client_id}")
+}
+
+const WILL_KEY: &str = "\0will:";
+
+/// A connection's will as the directory keeps it: the log record it
+/// becomes (its payload sealed), less what is stamped when it is published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterWill {
+    pub topic: String,
+    pub qos: u8,
+    pub retain: bool,
+    /// 5.0 properties in wire encoding, in hex.
+    pub properties: String,
+    /// The payload as the log would hold it (sealed), in hex.
+    pub payload: String,
+    pub owner: String,
+    pub device: String,
+    /// Seconds after the connection's end before it is published (the 5.0
+    /// Will Delay Interval, capped by the session's expiry).
+    pub delay_secs: u32,
+}
+
+impl ClusterWill {
+    /// The will of `record`, published `delay_secs` after its connection ends.
+    pub fn of(record: &tributary_log::Record, delay_secs: u32) -> Self {
+        ClusterWill {
+            topic: record.topic.clone(),
+            qos: record.qos,
+            retain: record.retain,
+            properties: hex::encode(&record.properties),
+            payload: hex::encode(&record.payload),
+            owner: record.owner.clone(),
+            device: record.device.clone(),
+            delay_secs,
+        }
+    }
+
+    /// The log record to publish now for `client_id`, under `message_id`.
+    pub fn to_record(
+        &self,
+        client_id: &ClientId,
+        message_id: tributary_log::MessageId,
+    ) -> Result<tributary_log::Record, hex::FromHexError> {
+        Ok(tributary_log::Record {
+            receive_time_ms: crate::persist::unix_ms(),
+            topic: self.topic.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            properties: hex::decode(&self.properties)?.into(),
+            payload: hex::decode(&self.payload)?.into(),
+            client_id: client_id.as_str().to_owned(),
+            message_id,
+            owner: self.owner.clone(),
+            device: self.device.clone(),
+        })
+    }
+}
+
+/// One record under a [`will_key`]: a connection's will, or (`will: None`)
+/// its settlement by `node`.
+#[derive(Debug, Serialize, Deserialize)]
+struct WillRecord {
+    node: String,
+    /// The epoch of the connection whose will this is.
+    epoch: i64,
+    will: Option<ClusterWill>,
+}
+
+/// What the directory knows of one client id's will.
+#[derive(Debug, Clone, Default)]
+pub struct WillEntry {
+    /// The latest will, with its connection's epoch and node.
+    pub will: Option<(i64, String, ClusterWill)>,
+    /// The latest epoch whose will was settled, and where in its partition
+    /// its first settlement is (the one that counts).
+    pub settled: Option<(i64, i64)>,
+}
+
+impl WillEntry {
+    /// The will nobody settled yet: its epoch, its node and the will.
+    pub fn unsettled(&self) -> Option<(i64, &str, &ClusterWill)> {
+        let (epoch, node, will) = self.will.as_ref()?;
+        if self.settled.as_ref().is_some_and(|(s, _)| s >= epoch) {
+            return None;
+        }
+        Some((*epoch, node, will))
+    }
+
+    /// Applies `record`, read at `offset`.
+    fn apply(&mut self, record: WillRecord, offset: i64) {
+        let WillRecord { node, epoch, will } = record;
+        match will {
+            Some(will) => {
+                if self.will.as_ref().is_none_or(|(old, ..)| epoch >= *old) {
+                    self.will = Some((epoch, node, will));
+                }
+            }
+            None => {
+                if self.settled.as_ref().is_none_or(|(old, _)| epoch > *old) {
+                    self.settled = Some((epoch, offset));
+                }
+            }
+        }
+    }
 }
 
 /// Why a claim could not be made.
@@ -83,6 +206,7 @@ pub struct SessionDirectory {
     node: String,
     writer: TableWriter,
     entries: Mutex<HashMap<ClientId, Entry>>,
+    wills: Mutex<HashMap<ClientId, WillEntry>>,
     /// Per partition, the highest offset applied.
     applied: Mutex<HashMap<i32, i64>>,
     changed: Notify,
@@ -99,6 +223,7 @@ impl SessionDirectory {
             node: node.to_owned(),
             writer: TableWriter::new(config, topic)?,
             entries: Mutex::new(HashMap::new()),
+            wills: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             local: Mutex::new(HashMap::new()),
@@ -119,6 +244,7 @@ impl SessionDirectory {
             node: self.node.clone(),
             epoch: None,
             session: None,
+            at_ms: Some(crate::persist::unix_ms()),
         };
         let value = serde_json::to_vec(&record).expect("a directory record serialises");
         let at = self.writer.put(client_id.as_str(), Some(&value)).await?;
@@ -182,10 +308,106 @@ impl SessionDirectory {
             node: self.node.clone(),
             epoch: Some(epoch),
             session: Some(session),
+            at_ms: None,
         };
         let value = serde_json::to_vec(&record).expect("a directory record serialises");
         let written = self.writer.put(client_id.as_str(), Some(&value));
         async move { written.await.map(|_| ()) }
+    }
+
+    /// Writes the will of this node's connection of `epoch`, for another
+    /// node to publish should this one die before the connection ends.
+    pub async fn put_will(
+        &self,
+        client_id: &ClientId,
+        epoch: i64,
+        will: ClusterWill,
+    ) -> tributary_kafka::Result<()> {
+        self.write_will(client_id, epoch, Some(will))
+            .await
+            .map(|_| ())
+    }
+
+    fn write_will(
+        &self,
+        client_id: &ClientId,
+        epoch: i64,
+        will: Option<ClusterWill>,
+    ) -> impl std::future::Future<Output = tributary_kafka::Result<tributary_kafka::Delivered>>
+           + Send
+           + 'static {
+        let record = WillRecord {
+            node: self.node.clone(),
+            epoch,
+            will,
+        };
+        let value = serde_json::to_vec(&record).expect("a will record serialises");
+        self.writer.put(&will_key(client_id), Some(&value))
+    }
+
+    /// Writes that the will of the connection of `epoch` is settled by
+    /// this node (its connection ended here and the will was dealt with).
+    pub fn will_settled(
+        &self,
+        client_id: &ClientId,
+        epoch: i64,
+    ) -> impl std::future::Future<Output = tributary_kafka::Result<()>> + Send + 'static {
+        let written = self.write_will(client_id, epoch, None);
+        async move { written.await.map(|_| ()) }
+    }
+
+    /// Settles the will of the connection of `epoch` as its taker-up; true
+    /// when it is this node's settlement that counts (the first of that
+    /// epoch in the topic), once read back: this node then publishes it.
+    pub async fn take_up_will(&self, client_id: &ClientId, epoch: i64) -> bool {
+        let at = match self.write_will(client_id, epoch, None).await {
+            Ok(at) => at,
+            Err(e) => {
+                tracing::warn!(client_id = %client_id, error = %e, "session directory: settle a will");
+                return false;
+            }
+        };
+        let seen = tokio::time::timeout(CLAIM_SEEN, self.applied_up_to(at.partition, at.offset));
+        seen.await.is_ok()
+            && self
+                .will_entry(client_id)
+                .is_some_and(|w| w.settled == Some((epoch, at.offset)))
+    }
+
+    /// What the directory knows of `client_id`'s will.
+    pub fn will_entry(&self, client_id: &ClientId) -> Option<WillEntry> {
+        self.wills
+            .lock()
+            .expect("directory lock poisoned")
+            .get(client_id)
+            .cloned()
+    }
+
+    /// The wills left unsettled by connections of nodes `is_gone` says are
+    /// gone, and (once the directory was read whole) by this node's
+    /// connections of an earlier life, killed and restarted: its claims of
+    /// then are not among its live ones. Client id, epoch, node and will.
+    /// One of a connection that just ended here may be among them until its
+    /// settlement is read back; taking it up then loses to that settlement.
+    pub fn orphaned_wills(
+        &self,
+        is_gone: impl Fn(&str) -> bool,
+    ) -> Vec<(ClientId, i64, String, ClusterWill)> {
+        let loaded = self.is_loaded();
+        let local = self.local.lock().expect("directory lock poisoned").clone();
+        let wills = self.wills.lock().expect("directory lock poisoned");
+        wills
+            .iter()
+            .filter_map(|(client_id, w)| {
+                let (epoch, node, will) = w.unsettled()?;
+                let gone = if node == self.node {
+                    loaded && local.get(client_id) != Some(&epoch)
+                } else {
+                    is_gone(node)
+                };
+                gone.then(|| (client_id.clone(), epoch, node.to_owned(), will.clone()))
+            })
+            .collect()
     }
 
     /// Removes the session from the directory (a clean session ended, or
@@ -224,19 +446,22 @@ impl SessionDirectory {
         }
     }
 
+    /// True once the directory was read whole.
+    fn is_loaded(&self) -> bool {
+        self.loading
+            .lock()
+            .expect("directory lock poisoned")
+            .as_ref()
+            .is_some_and(HashMap::is_empty)
+    }
+
     /// Waits (at most `timeout`) until the directory was read whole once;
     /// false when it was not.
     pub async fn loaded(&self, timeout: Duration) -> bool {
         let wait = async {
             loop {
                 let notified = self.changed.notified();
-                let whole = self
-                    .loading
-                    .lock()
-                    .expect("directory lock poisoned")
-                    .as_ref()
-                    .is_some_and(HashMap::is_empty);
-                if whole {
+                if self.is_loaded() {
                     return;
                 }
                 notified.await;
@@ -268,6 +493,36 @@ impl SessionDirectory {
     /// node claimed after this node's last claim of it (its connection here
     /// closes and a will waiting out its delay here is not sent).
     fn apply(&self, entry: tributary_kafka::TableEntry) -> Option<ClientId> {
+        if let Some(client_id) = entry.key.strip_prefix(WILL_KEY) {
+            self.apply_will(
+                ClientId::new(client_id),
+                entry.value.as_deref(),
+                entry.offset,
+            );
+        } else {
+            let partition_offset = (entry.partition, entry.offset);
+            let kick = self.apply_session(entry);
+            self.applied(partition_offset);
+            return kick;
+        }
+        self.applied((entry.partition, entry.offset));
+        None
+    }
+
+    fn apply_will(&self, client_id: ClientId, value: Option<&[u8]>, offset: i64) {
+        let mut wills = self.wills.lock().expect("directory lock poisoned");
+        match value.map(serde_json::from_slice::<WillRecord>) {
+            None => {
+                wills.remove(&client_id);
+            }
+            Some(Ok(record)) => wills.entry(client_id).or_default().apply(record, offset),
+            Some(Err(e)) => {
+                tracing::warn!(client_id = %client_id, error = %e, "session directory: skipped a will record that is not one");
+            }
+        }
+    }
+
+    fn apply_session(&self, entry: tributary_kafka::TableEntry) -> Option<ClientId> {
         let client_id = ClientId::new(entry.key);
         let mut kick = None;
         {
@@ -287,10 +542,14 @@ impl SessionDirectory {
                     let epoch = record.epoch.unwrap_or(entry.offset);
                     let e = entries.entry(client_id.clone()).or_insert_with(|| Entry {
                         claim: (epoch, record.node.clone()),
+                        claim_at_ms: None,
                         state: None,
                     });
                     if epoch >= e.claim.0 {
                         e.claim = (epoch, record.node.clone());
+                        if record.epoch.is_none() {
+                            e.claim_at_ms = record.at_ms;
+                        }
                     }
                     if let Some(session) = record.session {
                         let newer = e.state.as_ref().is_none_or(|(old, ..)| epoch >= *old);
@@ -310,23 +569,24 @@ impl SessionDirectory {
                 }
             }
         }
+        kick
+    }
+
+    /// Notes that every record up to `offset` of `partition` was applied.
+    fn applied(&self, (partition, offset): (i32, i64)) {
         let mut applied = self.applied.lock().expect("directory lock poisoned");
-        let a = applied.entry(entry.partition).or_insert(entry.offset);
-        *a = (*a).max(entry.offset);
+        let a = applied.entry(partition).or_insert(offset);
+        *a = (*a).max(offset);
         if let Some(pending) = self
             .loading
             .lock()
             .expect("directory lock poisoned")
             .as_mut()
         {
-            if pending
-                .get(&entry.partition)
-                .is_some_and(|high| *a + 1 >= *high)
-            {
-                pending.remove(&entry.partition);
+            if pending.get(&partition).is_some_and(|high| *a + 1 >= *high) {
+                pending.remove(&partition);
             }
         }
-        kick
     }
 
     /// True when another node claimed `client_id` after this node's claim
@@ -355,50 +615,20 @@ pub async fn follow(
     registry: Arc<Registry>,
     stop: CancellationToken,
 ) {
-    let reader = loop {
-        let (config, topic) = (config.clone(), topic.clone());
-        match tokio::task::spawn_blocking(move || TableReader::new(&config, &topic)).await {
-            Ok(Ok(reader)) => break reader,
-            Ok(Err(e)) => tracing::error!(error = %e, "session directory: start reading"),
-            Err(e) => tracing::error!(error = %e, "session directory: start reading"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(RETRY) => {}
-        }
+    let Some(reader) = super::open_table(&config, &topic, "session directory", &stop).await else {
+        return;
     };
     // Partitions with records to read before the directory is whole.
-    let pending = reader
-        .ends()
-        .iter()
-        .filter(|(_, (low, high))| high > low)
-        .map(|(p, (_, high))| (*p, *high))
-        .collect();
+    let pending = super::unread_partitions(&reader);
     *directory.loading.lock().expect("directory lock poisoned") = Some(pending);
     directory.changed.notify_waiters();
-    let mut failing = false;
-    loop {
-        let entry = tokio::select! {
-            () = stop.cancelled() => return,
-            entry = reader.recv() => entry,
-        };
-        match entry {
-            Ok(entry) => {
-                failing = false;
-                if let Some(client_id) = directory.apply(entry) {
-                    registry.taken_elsewhere(&client_id);
-                }
-                directory.changed.notify_waiters();
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "session directory: read failed; retrying every second");
-                    failing = true;
-                }
-                tokio::time::sleep(RETRY).await;
-            }
+    super::follow_table(&reader, "session directory", &stop, |entry| {
+        if let Some(client_id) = directory.apply(entry) {
+            registry.taken_elsewhere(&client_id);
         }
-    }
+        directory.changed.notify_waiters();
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -434,5 +664,95 @@ mod tests {
         let back = read.stored.restore(Offset(0));
         assert_eq!(back.awaiting_pubrel().collect::<Vec<_>>(), vec![3]);
         assert_eq!(back.carried(), &[carried]);
+    }
+
+    fn will(payload: &str) -> ClusterWill {
+        ClusterWill {
+            topic: "t".into(),
+            qos: 1,
+            retain: false,
+            properties: String::new(),
+            payload: hex::encode(payload),
+            owner: String::new(),
+            device: String::new(),
+            delay_secs: 0,
+        }
+    }
+
+    fn record(node: &str, epoch: i64, will: Option<ClusterWill>) -> WillRecord {
+        WillRecord {
+            node: node.into(),
+            epoch,
+            will,
+        }
+    }
+
+    /// A will stays unsettled until a settlement of its epoch (or a later
+    /// one) is read; the first settlement of an epoch is the one that counts.
+    #[test]
+    fn a_will_is_settled_once_by_the_first_settlement_of_its_epoch() {
+        let mut entry = WillEntry::default();
+        entry.apply(record("a", 5, Some(will("gone"))), 6);
+        assert_eq!(entry.unsettled().map(|(e, n, _)| (e, n)), Some((5, "a")));
+        // A settlement of an older connection settles nothing newer.
+        entry.apply(record("a", 4, None), 7);
+        assert!(entry.unsettled().is_some());
+        entry.apply(record("a", 5, None), 8);
+        entry.apply(record("a", 5, None), 9);
+        entry.apply(record("c", 5, None), 10);
+        assert_eq!(entry.unsettled().map(|(e, ..)| e), None);
+        assert_eq!(
+            entry.settled,
+            Some((5, 8)),
+            "the first counts, also from one node"
+        );
+        // The next connection's will is its own.
+        entry.apply(record("c", 9, Some(will("gone again"))), 11);
+        assert_eq!(entry.unsettled().map(|(e, n, _)| (e, n)), Some((9, "c")));
+    }
+
+    /// A will reads back as the record it was made from, stamped anew.
+    #[test]
+    fn a_will_in_the_directory_becomes_the_record_it_was_made_from() {
+        let made = tributary_log::Record {
+            receive_time_ms: 1,
+            topic: "tributary/v1/d/status".into(),
+            qos: 1,
+            retain: true,
+            properties: bytes::Bytes::from_static(&[0x01, 0x01]),
+            payload: bytes::Bytes::from_static(b"sealed \x00\xff"),
+            client_id: "d".into(),
+            message_id: tributary_log::MessageId(1),
+            owner: "ann".into(),
+            device: "d".into(),
+        };
+        let kept: ClusterWill =
+            serde_json::from_slice(&serde_json::to_vec(&ClusterWill::of(&made, 3)).unwrap())
+                .unwrap();
+        assert_eq!(kept.delay_secs, 3);
+        let back = kept
+            .to_record(&ClientId::new("d"), tributary_log::MessageId(2))
+            .unwrap();
+        assert_eq!(
+            (
+                back.topic,
+                back.qos,
+                back.retain,
+                back.properties,
+                back.payload
+            ),
+            (
+                made.topic,
+                made.qos,
+                made.retain,
+                made.properties,
+                made.payload
+            )
+        );
+        assert_eq!(
+            (back.owner, back.device, back.client_id),
+            (made.owner, made.device, made.client_id)
+        );
+        assert_eq!(back.message_id, tributary_log::MessageId(2));
     }
 }

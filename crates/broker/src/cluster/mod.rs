@@ -1,11 +1,14 @@
 //! What the nodes of a cluster share beyond the log, on Kafka: the session
-//! directory (`directory`, a compacted topic), and each node's checkpoints
-//! that translate a session's cursor between its local log and Kafka
-//! (`checkpoints`). With the embedded log there is no cluster and none of
-//! this runs.
+//! directory (`directory`, a compacted topic), which nodes are alive
+//! (`nodes`, another), the wills dead nodes left (`orphans`), and each
+//! node's checkpoints that translate a session's cursor between its local
+//! log and Kafka (`checkpoints`). With the embedded log there is no cluster
+//! and none of this runs.
 
 pub mod checkpoints;
 pub mod directory;
+pub mod nodes;
+pub mod orphans;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use tributary_log::Offset;
 
 pub use checkpoints::Checkpoints;
 pub use directory::{ClusterSession, SessionDirectory};
+pub use nodes::Nodes;
 
 use crate::persist::StoredSession;
 use crate::session::SessionState;
@@ -22,6 +26,77 @@ use crate::session::SessionState;
 /// The compacted topic of the session directory: `{group_prefix}.sessions`.
 pub fn directory_topic(config: &tributary_kafka::KafkaConfig) -> String {
     format!("{}.sessions", config.group_prefix)
+}
+
+/// The compacted topic of the nodes' beats: `{group_prefix}.nodes`.
+pub fn nodes_topic(config: &tributary_kafka::KafkaConfig) -> String {
+    format!("{}.nodes", config.group_prefix)
+}
+
+/// Pause after a table's read error before trying again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A reader of the table `topic` from its start, tried again every
+/// [`RETRY`] until it opens; `None` once `stop` is cancelled.
+async fn open_table(
+    config: &tributary_kafka::KafkaConfig,
+    topic: &str,
+    what: &'static str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<TableReader> {
+    loop {
+        let (config, topic) = (config.clone(), topic.to_owned());
+        match tokio::task::spawn_blocking(move || TableReader::new(&config, &topic)).await {
+            Ok(Ok(reader)) => return Some(reader),
+            Ok(Err(e)) => tracing::error!(error = %e, "{what}: start reading"),
+            Err(e) => tracing::error!(error = %e, "{what}: start reading"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+/// Hands every entry `reader` reads to `apply` until `stop`; a failed read
+/// is logged once and tried again every [`RETRY`].
+async fn follow_table(
+    reader: &TableReader,
+    what: &'static str,
+    stop: &tokio_util::sync::CancellationToken,
+    mut apply: impl FnMut(tributary_kafka::TableEntry),
+) {
+    let mut failing = false;
+    loop {
+        let entry = tokio::select! {
+            () = stop.cancelled() => return,
+            entry = reader.recv() => entry,
+        };
+        match entry {
+            Ok(entry) => {
+                failing = false;
+                apply(entry);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "{what}: read failed; retrying every second");
+                    failing = true;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Per partition with records, the high watermark when `reader` opened:
+/// the table was read whole once every one of them was reached.
+fn unread_partitions(reader: &TableReader) -> HashMap<i32, i64> {
+    reader
+        .ends()
+        .iter()
+        .filter(|(_, (low, high))| high > low)
+        .map(|(p, (_, high))| (*p, *high))
+        .collect()
 }
 
 /// The compacted topic of retained messages by MQTT topic:
@@ -44,12 +119,7 @@ pub async fn read_retained(
         .map_err(|e| {
             tributary_kafka::Error::NotStored(format!("read the retained table: {e}"))
         })??;
-    let mut pending: HashMap<i32, i64> = reader
-        .ends()
-        .iter()
-        .filter(|(_, (low, high))| high > low)
-        .map(|(p, (_, high))| (*p, *high))
-        .collect();
+    let mut pending = unread_partitions(&reader);
     let mut latest: HashMap<String, Option<tributary_log::Record>> = HashMap::new();
     let read = async {
         while !pending.is_empty() {
@@ -82,6 +152,7 @@ pub async fn read_retained(
 /// One node's part of the cluster.
 pub struct Cluster {
     pub directory: Arc<SessionDirectory>,
+    pub nodes: Arc<Nodes>,
     pub checkpoints: Arc<Checkpoints>,
     /// True once the node's copy of the Kafka topics reached where the
     /// topics ended when its router group was first assigned: before, a new

@@ -456,6 +456,7 @@ impl Connection {
             // A clean start may have discarded a persistent session.
             self.forget_stored_session().await;
         }
+        self.will_to_directory(state).await;
         let resumed = held.resumed;
         tracing::info!(client_id = %client_id, peer = %self.peer, protocol = protocol.level(), resumed, persistent = terms.persistent, "connected");
         self.send(&Packet::ConnAck(ConnAck {
@@ -539,11 +540,13 @@ async fn adopt_from_directory(
     // `known` already holds this node's claim; the node to wait for is the
     // one whose latest state says it is still connected: its last state,
     // written as it closes, has the session as it ended (cursor, QoS 2
-    // flows), not as it was up to a second before.
+    // flows), not as it was up to a second before. A node taken for dead
+    // writes nothing more: no wait for it.
     let state = match known.state {
         Some((_, holder, session))
             if holder != cluster.directory.node()
-                && session.stored.disconnected_at_ms.is_none() =>
+                && session.stored.disconnected_at_ms.is_none()
+                && !cluster.nodes.is_dead(&holder) =>
         {
             cluster.directory.handed_over(client_id, &holder).await
         }

@@ -252,6 +252,9 @@ pub(crate) struct Connection {
     client_max_packet: u32,
     /// Whether the client asked for reason strings and user properties (5.0).
     problem_information: bool,
+    /// On Kafka: the will is in the session directory, to settle there at
+    /// the connection's end.
+    will_in_directory: bool,
     /// The cursor last committed to the log, to commit only on change.
     committed: Option<Offset>,
     /// On Kafka: the epoch of this connection's claim of its client id in
@@ -307,6 +310,7 @@ impl Connection {
             outbound_window: terms.outbound_window,
             client_max_packet: terms.client_max_packet,
             problem_information: terms.problem_information,
+            will_in_directory: false,
             committed: None,
             cluster_epoch: None,
             cluster_written: None,
@@ -748,7 +752,15 @@ impl Connection {
         properties: &tributary_mqtt::Properties,
         payload: bytes::Bytes,
     ) -> Option<Record> {
-        let mut record = self.plain_record(topic, qos, retain, properties, payload);
+        let record = self.plain_record(topic, qos, retain, properties, payload);
+        self.sealed(record, true)
+    }
+
+    /// `record` with its payload sealed when the connection has a sealer;
+    /// `None` (logged) when sealing failed. With `keep`, the plaintext is
+    /// kept for this node's subscribers (plaintexts.rs): for a record about
+    /// to be appended.
+    fn sealed(&mut self, mut record: Record, keep: bool) -> Option<Record> {
         // An empty payload holds nothing personal, and sealed it would no
         // longer clear a retained message (MQTT's empty retained PUBLISH).
         if record.payload.is_empty() {
@@ -761,8 +773,8 @@ impl Connection {
                     // Kept for this node's subscribers while the key is the
                     // owner's live one (plaintexts.rs).
                     let broker = &self.broker;
-                    if let (Some(recent), Some(keyring)) =
-                        (&broker.recent_plaintexts, broker.keyring.get())
+                    if let (true, Some(recent), Some(keyring)) =
+                        (keep, &broker.recent_plaintexts, broker.keyring.get())
                     {
                         if let Some(live_as_of) = keyring.sealer_still_live(&record.owner, sealer) {
                             recent.keep(&record, &plaintext, live_as_of);
@@ -907,9 +919,7 @@ impl Connection {
                 self.broker.shared.release(&key);
             }
         }
-        if close.publishes_will() {
-            self.publish_will(state).await;
-        }
+        self.publish_will(state, close.publishes_will()).await;
         state.disconnected_at = Some(Instant::now());
         if state.persistent {
             self.sync_cursor(state);
@@ -933,20 +943,67 @@ impl Connection {
         tracing::debug!(client_id = %self.client_id, peer = %self.peer, ?close, "connection closed");
     }
 
-    /// Publishes the will message, if the client set one: at once, or after
-    /// its 5.0 Will Delay Interval (capped by the session expiry, 5.0
-    /// §3.1.3.2.2) unless a connection for the client id arrives first.
-    async fn publish_will(&mut self, state: &mut crate::session::SessionState) {
-        let Some(will) = self.will.take() else { return };
+    /// Seconds a will waits after the connection's end: the 5.0 Will Delay
+    /// Interval, capped by the session expiry (5.0 §3.1.3.2.2); none for a
+    /// session that ends with the connection.
+    fn will_delay(will: &tributary_mqtt::Will, state: &crate::session::SessionState) -> u32 {
         let delay = will.properties.will_delay_interval.unwrap_or(0);
-        let delay = delay.min(if state.persistent {
+        delay.min(if state.persistent {
             state.expiry_secs
         } else {
             0
-        });
+        })
+    }
+
+    /// On Kafka: writes the connection's will to the session directory
+    /// (sealed as it would be appended), so that another node publishes it
+    /// should this one die before the connection ends (cluster/orphans.rs).
+    pub(super) async fn will_to_directory(&mut self, state: &crate::session::SessionState) {
+        let (Some(cluster), Some(epoch)) = (self.broker.cluster.clone(), self.cluster_epoch) else {
+            return;
+        };
+        let Some(will) = self.will.as_deref() else {
+            return;
+        };
+        let delay = Self::will_delay(will, state);
+        let record = self.plain_record(
+            will.topic.clone(),
+            will.qos,
+            will.retain,
+            &will.properties,
+            will.payload.clone(),
+        );
+        let Some(record) = self.sealed(record, false) else {
+            return;
+        };
+        let will = crate::cluster::directory::ClusterWill::of(&record, delay);
+        match cluster
+            .directory
+            .put_will(&self.client_id, epoch, will)
+            .await
+        {
+            Ok(()) => self.will_in_directory = true,
+            Err(e) => {
+                tracing::warn!(client_id = %self.client_id, error = %e, "session directory: the will was not written; should this node die, it is not published");
+            }
+        }
+    }
+
+    /// Publishes the will message, if the client set one: at once, or after
+    /// its 5.0 Will Delay Interval (capped by the session expiry, 5.0
+    /// §3.1.3.2.2) unless a connection for the client id arrives first.
+    /// Settles it in the session directory when it was written there.
+    async fn publish_will(&mut self, state: &mut crate::session::SessionState, publish: bool) {
+        let settle = self.settle_will();
+        let Some(will) = self.will.take().filter(|_| publish) else {
+            settle.await;
+            return;
+        };
+        let delay = Self::will_delay(&will, state);
         if delay > 0 && self.taken_over_elsewhere() {
             // A connection for the client id is open on another node: the
             // delayed will is not sent (5.0 §3.1.3.2.2).
+            settle.await;
             return;
         }
         let Some(record) = self.new_record(
@@ -956,10 +1013,12 @@ impl Connection {
             &will.properties,
             will.payload,
         ) else {
+            settle.await;
             return;
         };
         if delay == 0 {
             append_will(&self.broker, record).await;
+            settle.await;
             return;
         }
         let cancel = CancellationToken::new();
@@ -977,7 +1036,28 @@ impl Connection {
                     }
                 }
             }
+            settle.await;
         });
+    }
+
+    /// What settles this connection's will in the session directory (a
+    /// no-op when it was not written there): to await once the will was
+    /// published, or once it is clear it will not be.
+    fn settle_will(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let settling = match (&self.broker.cluster, self.cluster_epoch) {
+            (Some(cluster), Some(epoch)) if self.will_in_directory => Some((
+                cluster.directory.will_settled(&self.client_id, epoch),
+                self.client_id.clone(),
+            )),
+            _ => None,
+        };
+        async move {
+            if let Some((settled, client_id)) = settling {
+                if let Err(e) = settled.await {
+                    tracing::warn!(client_id = %client_id, error = %e, "session directory: settle the will");
+                }
+            }
+        }
     }
 
     /// On Kafka: true when another node claimed this connection's client id
@@ -1028,7 +1108,7 @@ fn claimed_elsewhere(broker: &Broker, client_id: &ClientId, epoch: Option<i64>) 
 /// keeps to its owner's bound on retained messages as a retained PUBLISH
 /// does, checked when it fires (the client is gone and cannot be told, so
 /// the refusal is logged and counted).
-async fn append_will(broker: &Broker, record: Record) {
+pub(crate) async fn append_will(broker: &Broker, record: Record) {
     if record.retain && !broker.retained_admits(&record) {
         broker.stats.add_will_refused();
         tracing::warn!(client_id = %record.client_id, topic = %record.topic, "retained will not published: over limits.max_retained_per_owner or max_retained_bytes_per_owner");

@@ -1,0 +1,107 @@
+//! Wills left behind by dead nodes. A connection's will is in the session
+//! directory from its CONNECT until its node settles it at the
+//! connection's end; a node killed first never does. Every
+//! [`super::nodes::BEAT`] the lowest-named live node
+//! (`Nodes::is_undertaker`) looks for such wills of nodes taken for dead,
+//! and every node for those of its own earlier life (killed and restarted
+//! under the same name); it settles each in the directory and publishes it
+//! if its settlement is the one that counts (the first of that connection
+//! in the topic), its delay counted from the dead node's last beat: once,
+//! cluster-wide.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::directory::ClusterWill;
+use super::nodes::BEAT;
+use crate::broker::Broker;
+use crate::persist::unix_ms;
+use crate::session::ClientId;
+
+/// Takes up orphaned wills until `stop`.
+pub async fn take_up(broker: Arc<Broker>, stop: CancellationToken) {
+    let Some(cluster) = &broker.cluster else {
+        return;
+    };
+    // Wills being taken up by this node, by client id and epoch.
+    let busy: Arc<Mutex<HashSet<(ClientId, i64)>>> = Arc::default();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(BEAT) => {}
+        }
+        // Every node takes up its own earlier life's wills; other nodes'
+        // only the undertaker.
+        let undertaker = cluster.nodes.is_undertaker();
+        let orphans = cluster
+            .directory
+            .orphaned_wills(|node| undertaker && cluster.nodes.is_dead(node));
+        for (client_id, epoch, node, will) in orphans {
+            let key = (client_id.clone(), epoch);
+            if !busy
+                .lock()
+                .expect("orphans lock poisoned")
+                .insert(key.clone())
+            {
+                continue;
+            }
+            let (broker, busy, stop) = (broker.clone(), busy.clone(), stop.clone());
+            tokio::spawn(async move {
+                publish_orphan(&broker, &client_id, epoch, &node, will, &stop).await;
+                busy.lock().expect("orphans lock poisoned").remove(&key);
+            });
+        }
+    }
+}
+
+/// Settles the will of `client_id`'s connection of `epoch` on the dead
+/// `node` and, when this node's settlement counts, publishes it once its
+/// delay has passed, unless (delay > 0) the client connected again within
+/// it (MQTT 5.0 §3.1.3.2.2).
+async fn publish_orphan(
+    broker: &Broker,
+    client_id: &ClientId,
+    epoch: i64,
+    node: &str,
+    will: ClusterWill,
+    stop: &CancellationToken,
+) {
+    let Some(cluster) = &broker.cluster else {
+        return;
+    };
+    if !cluster.directory.take_up_will(client_id, epoch).await {
+        return;
+    }
+    let last_heard_ms = cluster.nodes.last_beat_ms(node).unwrap_or_else(unix_ms);
+    let due_ms = last_heard_ms + u64::from(will.delay_secs) * 1000;
+    let wait = Duration::from_millis(due_ms.saturating_sub(unix_ms()));
+    tokio::select! {
+        () = stop.cancelled() => {
+            tracing::warn!(client_id = %client_id, node, "node stopping: the will of a connection on a dead node, due later, is not published");
+            return;
+        }
+        () = tokio::time::sleep(wait) => {}
+    }
+    if will.delay_secs > 0 {
+        let back_in_time = cluster
+            .directory
+            .entry(client_id)
+            .is_some_and(|e| e.claim.0 > epoch && e.claim_at_ms.is_none_or(|at| at <= due_ms));
+        if back_in_time {
+            tracing::info!(client_id = %client_id, node, "the client connected again within its will delay: the will of its connection on a dead node is not published");
+            return;
+        }
+    }
+    let record = match will.to_record(client_id, broker.next_message_id()) {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::error!(client_id = %client_id, node, error = %e, "a will in the session directory does not decode; not published");
+            return;
+        }
+    };
+    tracing::info!(client_id = %client_id, node, topic = %record.topic, "publishing the will of a connection on a dead node");
+    crate::connection::append_will(broker, record).await;
+}
