@@ -176,8 +176,10 @@ pub async fn beat(nodes: Arc<Nodes>, stop: CancellationToken) {
             _ => {}
         }
     }
-    if let Err(e) = nodes.writer.put(&nodes.node, None).await {
-        tracing::warn!(error = %e, "nodes table: remove this node's beat");
+    match tokio::time::timeout(2 * BEAT, nodes.writer.put(&nodes.node, None)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "nodes table: remove this node's beat"),
+        Err(_) => tracing::warn!("nodes table: this node's beat was not removed in time; the others take it for gone 6 s after its last beat"),
     }
 }
 

@@ -977,14 +977,14 @@ impl Connection {
             return;
         };
         let will = crate::cluster::directory::ClusterWill::of(&record, delay);
-        match cluster
-            .directory
-            .put_will(&self.client_id, epoch, will)
-            .await
-        {
-            Ok(()) => self.will_in_directory = true,
-            Err(e) => {
+        let written = cluster.directory.put_will(&self.client_id, epoch, will);
+        match tokio::time::timeout(WILL_WRITE_WAIT, written).await {
+            Ok(Ok(())) => self.will_in_directory = true,
+            Ok(Err(e)) => {
                 tracing::warn!(client_id = %self.client_id, error = %e, "session directory: the will was not written; should this node die, it is not published");
+            }
+            Err(_) => {
+                tracing::warn!(client_id = %self.client_id, "session directory: the will was not written within {WILL_WRITE_WAIT:?}; should this node die, it is not published");
             }
         }
     }
@@ -1053,8 +1053,14 @@ impl Connection {
         };
         async move {
             if let Some((settled, client_id)) = settling {
-                if let Err(e) = settled.await {
-                    tracing::warn!(client_id = %client_id, error = %e, "session directory: settle the will");
+                match tokio::time::timeout(WILL_WRITE_WAIT, settled).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(client_id = %client_id, error = %e, "session directory: settle the will");
+                    }
+                    Err(_) => {
+                        tracing::warn!(client_id = %client_id, "session directory: the will was not settled within {WILL_WRITE_WAIT:?}");
+                    }
                 }
             }
         }
@@ -1094,6 +1100,11 @@ impl Connection {
         }
     }
 }
+
+/// Longest a connection waits for Kafka to take its will, or the will's
+/// settlement, in the session directory (Kafka away must not hold a
+/// CONNECT or a connection's end for the producer's whole timeout).
+const WILL_WRITE_WAIT: Duration = Duration::from_secs(3);
 
 /// On Kafka: true when another node claimed `client_id` after the claim
 /// `epoch` of this node.
