@@ -165,12 +165,27 @@ class Broker(ManagedProcess):
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> "Broker":
-        cmd = self._tributary_cmd() if self.kind == "tributary" else self._mosquitto_cmd()
-        self._spawn(cmd, cwd=self.workdir, env={"RUST_BACKTRACE": os.environ.get("RUST_BACKTRACE", "1")})
-        if self not in _LIVE_BROKERS:
-            _LIVE_BROKERS.append(self)
-        self.wait_accepting(self.host, self.port, time.monotonic() + START_DEADLINE_S)
-        return self
+        # A port free when picked can be taken by another process before the broker binds it (the
+        # kernel hands out the same ephemeral ports); a first start then tries new ports, at most
+        # twice more. A restart keeps its ports: the tests reconnect to them.
+        first_start = self.starts == 0
+        for attempt in range(3):
+            cmd = self._tributary_cmd() if self.kind == "tributary" else self._mosquitto_cmd()
+            self._spawn(cmd, cwd=self.workdir, env={"RUST_BACKTRACE": os.environ.get("RUST_BACKTRACE", "1")})
+            if self not in _LIVE_BROKERS:
+                _LIVE_BROKERS.append(self)
+            try:
+                self.wait_accepting(self.host, self.port, time.monotonic() + START_DEADLINE_S)
+                return self
+            except AssertionError as e:
+                taken = "Address already in use" in str(e)
+                if not (first_start and taken and attempt < 2) or self.proc.poll() is None:
+                    raise
+                self._log_file.write(b"=== a port was taken meanwhile: starting again on new ports\n")
+                self._log_file.close()
+                self._log_file = None
+                self.port, self.http_port = free_port(), free_port()
+        raise AssertionError("unreachable")
 
     def close(self):
         """Teardown: stop whatever is still running, without asserting anything."""
