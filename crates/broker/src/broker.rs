@@ -333,6 +333,31 @@ impl Broker {
         )
     }
 
+    /// Appends a will message to the log like any publish. A retained will
+    /// keeps to its owner's bound on retained messages as a retained PUBLISH
+    /// does, checked when it fires (the client is gone and cannot be told,
+    /// so the refusal is logged and counted).
+    pub(crate) async fn append_will(&self, record: Record) {
+        if record.retain && !self.retained_admits(&record) {
+            self.stats.add_will_refused();
+            tracing::warn!(client_id = %record.client_id, topic = %record.topic, "retained will not published: over limits.max_retained_per_owner or max_retained_bytes_per_owner");
+            return;
+        }
+        let retain = record.retain.then(|| record.clone());
+        match self.durability.store(vec![record]).await {
+            Ok(crate::durable::Durable::InLog(offsets)) => {
+                if let (Some(record), Some(offset)) = (retain, offsets.first()) {
+                    self.retained.apply(*offset, &Arc::new(record));
+                }
+            }
+            // The retained map learns it from the local log, which Kafka feeds.
+            Ok(crate::durable::Durable::InKafka) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "append a will message")
+            }
+        }
+    }
+
     /// The consents deliveries to services are checked against: the node
     /// replaces its contents when the store's consents change
     /// (docs/consent.md, "Enforcement").

@@ -39,6 +39,7 @@ mod kafka_tail;
 mod keys;
 mod listener;
 mod node_id;
+mod orphans;
 mod persist;
 mod plaintexts;
 mod proxy;

@@ -83,7 +83,7 @@ impl Broker {
                     cluster.nodes.clone(),
                     beating.clone(),
                 ));
-                tasks.spawn(crate::cluster::orphans::take_up(self.clone(), stop.clone()));
+                tasks.spawn(crate::orphans::take_up(self.clone(), stop.clone()));
             }
         }
         self.wait_caught_up().await;

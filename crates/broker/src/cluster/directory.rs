@@ -21,7 +21,7 @@
 //!   from the session's, which compaction keeps to its latest state);
 //!   when the connection ends its node settles the will (publishes it or
 //!   not, as MQTT says) and writes so. A will never settled because its
-//!   node died is taken up by another node (`orphans`): the first
+//!   node died is taken up by another node (`crate::orphans`): the first
 //!   settlement of an epoch in the topic is the one that counts, so the
 //!   will is published once.
 

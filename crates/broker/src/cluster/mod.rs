@@ -1,14 +1,13 @@
 //! What the nodes of a cluster share beyond the log, on Kafka: the session
 //! directory (`directory`, a compacted topic), which nodes are alive
-//! (`nodes`, another), the wills dead nodes left (`orphans`), and each
-//! node's checkpoints that translate a session's cursor between its local
+//! (`nodes`, another; `crate::orphans` takes up the wills dead nodes
+//! left), and each node's checkpoints that translate a session's cursor between its local
 //! log and Kafka (`checkpoints`). With the embedded log there is no cluster
 //! and none of this runs.
 
 pub mod checkpoints;
 pub mod directory;
 pub mod nodes;
-pub mod orphans;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //!   reading, or cut off from Kafka, judges nobody.
 //!
 //! What a dead node leaves behind, the wills of its connections, is taken
-//! up by the lowest-named live node (`orphans`).
+//! up by the lowest-named live node (`crate::orphans`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

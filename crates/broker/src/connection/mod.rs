@@ -1017,7 +1017,7 @@ impl Connection {
             return;
         };
         if delay == 0 {
-            append_will(&self.broker, record).await;
+            self.broker.append_will(record).await;
             settle.await;
             return;
         }
@@ -1032,7 +1032,7 @@ impl Connection {
                     // A connection on another node within the delay may
                     // have come too late to cancel this task itself.
                     if !claimed_elsewhere(&broker, &client_id, epoch) {
-                        append_will(&broker, record).await;
+                        broker.append_will(record).await;
                     }
                 }
             }
@@ -1112,31 +1112,6 @@ fn claimed_elsewhere(broker: &Broker, client_id: &ClientId, epoch: Option<i64>) 
     match (&broker.cluster, epoch) {
         (Some(cluster), Some(epoch)) => cluster.directory.claimed_after(client_id, epoch),
         _ => false,
-    }
-}
-
-/// Appends a will message to the log like any publish. A retained will
-/// keeps to its owner's bound on retained messages as a retained PUBLISH
-/// does, checked when it fires (the client is gone and cannot be told, so
-/// the refusal is logged and counted).
-pub(crate) async fn append_will(broker: &Broker, record: Record) {
-    if record.retain && !broker.retained_admits(&record) {
-        broker.stats.add_will_refused();
-        tracing::warn!(client_id = %record.client_id, topic = %record.topic, "retained will not published: over limits.max_retained_per_owner or max_retained_bytes_per_owner");
-        return;
-    }
-    let record = Arc::new(record);
-    match broker.durability.store(vec![Record::clone(&record)]).await {
-        Ok(crate::durable::Durable::InLog(offsets)) => {
-            if let (true, Some(offset)) = (record.retain, offsets.first()) {
-                broker.retained.apply(*offset, &record);
-            }
-        }
-        // The retained map learns it from the local log, which Kafka feeds.
-        Ok(crate::durable::Durable::InKafka) => {}
-        Err(e) => {
-            tracing::error!(client_id = %record.client_id, error = %e, "append the will message")
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Wills left behind by dead nodes. A connection's will is in the session
 //! directory from its CONNECT until its node settles it at the
 //! connection's end; a node killed first never does. Every
-//! [`super::nodes::BEAT`] the lowest-named live node
+//! [`BEAT`] the lowest-named live node
 //! (`Nodes::is_undertaker`) looks for such wills of nodes taken for dead,
 //! and every node for those of its own earlier life (killed and restarted
 //! under the same name); it settles each in the directory and publishes it
@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::directory::ClusterWill;
-use super::nodes::BEAT;
 use crate::broker::Broker;
+use crate::cluster::directory::ClusterWill;
+use crate::cluster::nodes::BEAT;
 use crate::persist::unix_ms;
 use crate::session::ClientId;
 
@@ -103,5 +103,5 @@ async fn publish_orphan(
         }
     };
     tracing::info!(client_id = %client_id, node, topic = %record.topic, "publishing the will of a connection on a dead node");
-    crate::connection::append_will(broker, record).await;
+    broker.append_will(record).await;
 }
