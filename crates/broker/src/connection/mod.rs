@@ -957,7 +957,7 @@ impl Connection {
 
     /// On Kafka: writes the connection's will to the session directory
     /// (sealed as it would be appended), so that another node publishes it
-    /// should this one die before the connection ends (cluster/orphans.rs).
+    /// should this one die before the connection ends (orphans.rs).
     pub(super) async fn will_to_directory(&mut self, state: &crate::session::SessionState) {
         let (Some(cluster), Some(epoch)) = (self.broker.cluster.clone(), self.cluster_epoch) else {
             return;
