@@ -394,7 +394,9 @@ impl SessionDirectory {
         is_gone: impl Fn(&str) -> bool,
     ) -> Vec<(ClientId, i64, String, ClusterWill)> {
         let loaded = self.is_loaded();
-        let local = self.local.lock().expect("directory lock poisoned").clone();
+        // Both held at once (nothing takes `local` while holding `wills`),
+        // so a scan each second copies nothing but the orphans.
+        let local = self.local.lock().expect("directory lock poisoned");
         let wills = self.wills.lock().expect("directory lock poisoned");
         wills
             .iter()

@@ -53,7 +53,7 @@ pub struct Nodes {
     heard: Mutex<HashMap<String, Heard>>,
     /// When this node had read the topic whole once: a node never heard of
     /// since counts as heard of then.
-    loaded_at: Mutex<Option<Instant>>,
+    loaded_at: std::sync::OnceLock<Instant>,
 }
 
 impl Nodes {
@@ -62,7 +62,7 @@ impl Nodes {
             node: node.to_owned(),
             writer: TableWriter::new(config, topic)?,
             heard: Mutex::new(HashMap::new()),
-            loaded_at: Mutex::new(None),
+            loaded_at: std::sync::OnceLock::new(),
         })
     }
 
@@ -73,12 +73,7 @@ impl Nodes {
     /// True when this node's view is current enough to judge others: the
     /// topic was read whole and its own latest beat was read back lately.
     fn view_is_current(&self, now: Instant) -> bool {
-        let loaded = self
-            .loaded_at
-            .lock()
-            .expect("nodes lock poisoned")
-            .is_some();
-        loaded
+        self.loaded_at.get().is_some()
             && self
                 .heard()
                 .get(&self.node)
@@ -87,7 +82,7 @@ impl Nodes {
 
     /// When this node last had news of `node` (or began to listen).
     fn last_news(&self, node: &str) -> Option<Instant> {
-        let loaded_at = (*self.loaded_at.lock().expect("nodes lock poisoned"))?;
+        let loaded_at = *self.loaded_at.get()?;
         let read_at = self.heard().get(node).map(|h| h.read_at);
         Some(read_at.map_or(loaded_at, |read| read.max(loaded_at)))
     }
@@ -195,8 +190,7 @@ pub async fn follow(
     };
     let mut unread = super::unread_partitions(&reader);
     let loaded = || {
-        let mut loaded_at = nodes.loaded_at.lock().expect("nodes lock poisoned");
-        loaded_at.get_or_insert_with(Instant::now);
+        nodes.loaded_at.get_or_init(Instant::now);
     };
     if unread.is_empty() {
         loaded();

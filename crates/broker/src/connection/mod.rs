@@ -1042,17 +1042,21 @@ impl Connection {
 
     /// What settles this connection's will in the session directory (a
     /// no-op when it was not written there): to await once the will was
-    /// published, or once it is clear it will not be.
+    /// published, or once it is clear it will not be. Nothing is written
+    /// before it is awaited: a settlement written before the will's append
+    /// would lose the will if the node died between the two.
     fn settle_will(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let settling = match (&self.broker.cluster, self.cluster_epoch) {
             (Some(cluster), Some(epoch)) if self.will_in_directory => Some((
-                cluster.directory.will_settled(&self.client_id, epoch),
+                cluster.directory.clone(),
                 self.client_id.clone(),
+                epoch,
             )),
             _ => None,
         };
         async move {
-            if let Some((settled, client_id)) = settling {
+            if let Some((directory, client_id, epoch)) = settling {
+                let settled = directory.will_settled(&client_id, epoch);
                 match tokio::time::timeout(WILL_WRITE_WAIT, settled).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
