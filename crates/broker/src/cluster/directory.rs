@@ -25,7 +25,7 @@
 //!   settlement of an epoch in the topic is the one that counts, so the
 //!   will is published once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -212,6 +212,10 @@ pub struct SessionDirectory {
     changed: Notify,
     /// This node's claims that are still the latest, by client id.
     local: Mutex<HashMap<ClientId, i64>>,
+    /// Wills of this node's ended connections that it is still publishing
+    /// (a delayed one waits out its delay) and has not settled yet: not
+    /// orphans, although their claims left `local`.
+    settling: Mutex<HashSet<(ClientId, i64)>>,
     /// Per partition, the high watermark when reading began; emptied once
     /// the directory was read up to them (`loaded`).
     loading: Mutex<Option<HashMap<i32, i64>>>,
@@ -227,6 +231,7 @@ impl SessionDirectory {
             applied: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             local: Mutex::new(HashMap::new()),
+            settling: Mutex::new(HashSet::new()),
             loading: Mutex::new(None),
         })
     }
@@ -345,15 +350,33 @@ impl SessionDirectory {
         self.writer.put(&will_key(client_id), Some(&value))
     }
 
+    /// Notes that this node deals with the will of its ended connection of
+    /// `epoch` (publishes it, perhaps after its delay), so that the orphan
+    /// scan leaves it alone until [`Self::will_settled`].
+    pub fn will_pending(&self, client_id: &ClientId, epoch: i64) {
+        self.settling
+            .lock()
+            .expect("directory lock poisoned")
+            .insert((client_id.clone(), epoch));
+    }
+
     /// Writes that the will of the connection of `epoch` is settled by
     /// this node (its connection ended here and the will was dealt with).
-    pub fn will_settled(
+    pub async fn will_settled(
         &self,
         client_id: &ClientId,
         epoch: i64,
-    ) -> impl std::future::Future<Output = tributary_kafka::Result<()>> + Send + 'static {
-        let written = self.write_will(client_id, epoch, None);
-        async move { written.await.map(|_| ()) }
+    ) -> tributary_kafka::Result<()> {
+        self.write_will(client_id, epoch, None).await?;
+        // Until the settlement is read back an orphan scan may see the
+        // will unsettled; its taking-up then loses to this earlier
+        // settlement (the first of the epoch counts). One not written
+        // stays pending: taken up here it would be published twice.
+        self.settling
+            .lock()
+            .expect("directory lock poisoned")
+            .remove(&(client_id.clone(), epoch));
+        Ok(())
     }
 
     /// Settles the will of the connection of `epoch` as its taker-up; true
@@ -387,8 +410,7 @@ impl SessionDirectory {
     /// gone, and (once the directory was read whole) by this node's
     /// connections of an earlier life, killed and restarted: its claims of
     /// then are not among its live ones. Client id, epoch, node and will.
-    /// One of a connection that just ended here may be among them until its
-    /// settlement is read back; taking it up then loses to that settlement.
+    /// Those this node is still publishing (`will_pending`) are left out.
     pub fn orphaned_wills(
         &self,
         is_gone: impl Fn(&str) -> bool,
@@ -398,12 +420,15 @@ impl SessionDirectory {
         // so a scan each second copies nothing but the orphans.
         let local = self.local.lock().expect("directory lock poisoned");
         let wills = self.wills.lock().expect("directory lock poisoned");
+        let settling = self.settling.lock().expect("directory lock poisoned");
         wills
             .iter()
             .filter_map(|(client_id, w)| {
                 let (epoch, node, will) = w.unsettled()?;
                 let gone = if node == self.node {
-                    loaded && local.get(client_id) != Some(&epoch)
+                    loaded
+                        && local.get(client_id) != Some(&epoch)
+                        && !settling.contains(&(client_id.clone(), epoch))
                 } else {
                     is_gone(node)
                 };

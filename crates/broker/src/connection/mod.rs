@@ -1047,11 +1047,10 @@ impl Connection {
     /// would lose the will if the node died between the two.
     fn settle_will(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let settling = match (&self.broker.cluster, self.cluster_epoch) {
-            (Some(cluster), Some(epoch)) if self.will_in_directory => Some((
-                cluster.directory.clone(),
-                self.client_id.clone(),
-                epoch,
-            )),
+            (Some(cluster), Some(epoch)) if self.will_in_directory => {
+                cluster.directory.will_pending(&self.client_id, epoch);
+                Some((cluster.directory.clone(), self.client_id.clone(), epoch))
+            }
             _ => None,
         };
         async move {
