@@ -443,8 +443,16 @@ pub struct Registry {
 }
 
 /// A session held by one connection; dropping it releases the session.
+/// Kept for the connection's whole life in its task (what an idle
+/// connection costs), so what only the handshake needs is in [`Taken`].
 pub struct Held {
     pub state: SessionRef,
+}
+
+/// What taking a session gives a connection: its hold, and what its
+/// handshake needs once.
+pub struct Taken {
+    pub held: Held,
     /// Whether an existing session was resumed (CONNACK Session Present).
     pub resumed: bool,
     /// Shared subscriptions of a persistent session that a clean start
@@ -494,7 +502,7 @@ impl Registry {
         clean_start: bool,
         persistent: bool,
         fresh: impl FnOnce() -> SessionState,
-    ) -> Held {
+    ) -> Taken {
         let state = {
             let mut entries = self.entries.lock().expect("registry lock poisoned");
             let entry = entries.entry(client_id.clone()).or_insert_with(|| Entry {
@@ -511,8 +519,10 @@ impl Registry {
         };
         let Some(state) = state else {
             // No session to resume and none to keep: the connection owns its state.
-            return Held {
-                state: SessionRef::Own(Box::new(fresh())),
+            return Taken {
+                held: Held {
+                    state: SessionRef::Own(Box::new(fresh())),
+                },
                 resumed: false,
                 discarded_shared: Vec::new(),
             };
@@ -531,8 +541,10 @@ impl Registry {
         }
         let state =
             OwnedMutexGuard::map(guard, |s| s.as_mut().expect("session state was just set"));
-        Held {
-            state: SessionRef::Registered(state),
+        Taken {
+            held: Held {
+                state: SessionRef::Registered(state),
+            },
             resumed,
             discarded_shared,
         }
@@ -835,7 +847,7 @@ mod tests {
                 || session_with(&[]),
             )
             .await;
-        first.state.persistent = true;
+        first.held.state.persistent = true;
         let (r, id2) = (registry.clone(), id.clone());
         let second = tokio::spawn(async move {
             r.take(&id2, 2, CancellationToken::new(), false, true, || {

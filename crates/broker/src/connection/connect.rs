@@ -425,12 +425,16 @@ impl Connection {
         let end = broker.log.end_offset();
         let protocol = self.version;
         if let (Some(cluster), Some((epoch, known))) = (&broker.cluster, terms.claim) {
-            self.cluster_epoch = Some(epoch);
+            self.cluster_claim = Some(Box::new(super::ClusterClaim {
+                epoch,
+                written: None,
+                will_in_directory: false,
+            }));
             if terms.persistent && !terms.clean_start {
                 adopt_from_directory(&broker, cluster, &client_id, known).await;
             }
         }
-        let mut held = broker
+        let taken = broker
             .sessions
             .take(
                 &client_id,
@@ -441,9 +445,10 @@ impl Connection {
                 || SessionState::new(client_id.clone(), protocol, end),
             )
             .await;
-        for key in std::mem::take(&mut held.discarded_shared) {
-            broker.shared.release(&key);
+        for key in &taken.discarded_shared {
+            broker.shared.release(key);
         }
+        let (mut held, resumed) = (taken.held, taken.resumed);
         let state = &mut held.state;
         state.protocol = protocol;
         state.persistent = terms.persistent;
@@ -457,7 +462,6 @@ impl Connection {
             self.forget_stored_session().await;
         }
         self.will_to_directory(state).await;
-        let resumed = held.resumed;
         tracing::info!(client_id = %client_id, peer = %self.peer, protocol = protocol.level(), resumed, persistent = terms.persistent, "connected");
         self.send(&Packet::ConnAck(ConnAck {
             session_present: resumed,
