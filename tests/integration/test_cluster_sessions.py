@@ -281,6 +281,64 @@ def test_the_wills_of_a_killed_nodes_clients_are_published_once(nodes):
         client.close()
 
 
+@pytest.mark.timeout(90)
+def test_a_will_waiting_out_its_delay_on_a_killed_node_is_published_by_another(nodes):
+    a, b, c = nodes
+    topic = unique("delayedorphan")
+    watcher = Client(b, V5)
+    watcher.connect()
+    watcher.subscribe([(topic, 1)])
+    delayed = Client(a, V5, unique("delayed"), clean=False, session_expiry=120,
+                     will=(topic, b"late", 1), will_properties={"WillDelayInterval": 10})
+    delayed.connect()
+    delayed.drop()
+    dropped_at = time.monotonic()
+    time.sleep(2)  # A now waits out the delay of the will
+    a.kill()
+    # Its delay counts from A's last beat, so it comes at 10 s to 12 s after the drop
+    # (after the 6 s it takes to find A dead).
+    [m] = watcher.wait_messages(1, timeout=30, topic=topic)
+    published_after = time.monotonic() - dropped_at
+    assert m.payload == b"late"
+    assert published_after >= 9.5, f"published {published_after:.1f} s after the drop, before its delay"
+    time.sleep(2)
+    assert len(watcher.messages(topic)) == 1, "published once"
+    watcher.disconnect()
+
+
+@pytest.mark.timeout(120)
+def test_a_will_taken_up_and_not_yet_due_is_given_back_by_a_node_that_stops(nodes):
+    a, b, c = nodes
+    topic = unique("handback")
+    watchers = {}
+    for node in (b, c):
+        watchers[node] = Client(node, V5)
+        watchers[node].connect()
+        watchers[node].subscribe([(topic, 1)])
+    delayed = Client(a, V5, unique("delayed"), clean=False, session_expiry=120,
+                     will=(topic, b"late", 1), will_properties={"WillDelayInterval": 20})
+    delayed.connect()
+    a.kill()
+    killed_at = time.monotonic()
+    # The lowest-named live node takes the will up about 6 s after the kill; it is due 20 s
+    # after A's last beat. That node stops before then and gives the will back.
+    took_up = "took up the will of a connection on a dead node"
+    wait_for(lambda: any(took_up in node.log_tail(1 << 20) for node in (b, c)), timeout=30,
+             interval=0.5, what="a node to take the will up")
+    taker, other = (b, c) if took_up in b.log_tail(1 << 20) else (c, b)
+    taker.stop()
+    assert "gave back the will of a connection on a dead node" in taker.log_tail(1 << 20)
+    [m] = watchers[other].wait_messages(1, timeout=40, topic=topic)
+    published_after = time.monotonic() - killed_at
+    assert m.payload == b"late"
+    assert published_after >= 18, f"published {published_after:.1f} s after the kill, before its delay"
+    time.sleep(2)
+    assert len(watchers[other].messages(topic)) == 1, "published once"
+    assert "publishing the will of a connection on a dead node" in other.log_tail(1 << 20)
+    watchers[other].disconnect()
+    delayed.close()
+
+
 def test_a_new_node_starts_with_what_was_retained(tmp_path, nodes, cluster_config):
     a, b, _ = nodes
     base = unique("clusterretained")

@@ -7,13 +7,16 @@
 //! under the same name); it settles each in the directory and publishes it
 //! if its settlement is the one that counts (the first of that connection
 //! in the topic), its delay counted from the dead node's last beat: once,
-//! cluster-wide.
+//! cluster-wide. A node stopping (SIGTERM) with such a will still waiting
+//! out its delay gives it back, and a live node takes it up again; a node
+//! killed then loses it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
 use crate::cluster::directory::ClusterWill;
@@ -28,9 +31,15 @@ pub async fn take_up(broker: Arc<Broker>, stop: CancellationToken) {
     };
     // Wills being taken up by this node, by client id and epoch.
     let busy: Arc<Mutex<HashSet<(ClientId, i64)>>> = Arc::default();
+    // Their tasks, waited for at the end: a will due later is given back.
+    let publishing = TaskTracker::new();
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                publishing.close();
+                publishing.wait().await;
+                return;
+            }
             () = tokio::time::sleep(BEAT) => {}
         }
         // Every node takes up its own earlier life's wills; other nodes'
@@ -49,7 +58,7 @@ pub async fn take_up(broker: Arc<Broker>, stop: CancellationToken) {
                 continue;
             }
             let (broker, busy, stop) = (broker.clone(), busy.clone(), stop.clone());
-            tokio::spawn(async move {
+            publishing.spawn(async move {
                 publish_orphan(&broker, &client_id, epoch, &node, will, &stop).await;
                 busy.lock().expect("orphans lock poisoned").remove(&key);
             });
@@ -78,9 +87,12 @@ async fn publish_orphan(
     let last_heard_ms = cluster.nodes.last_beat_ms(node).unwrap_or_else(unix_ms);
     let due_ms = last_heard_ms + u64::from(will.delay_secs) * 1000;
     let wait = Duration::from_millis(due_ms.saturating_sub(unix_ms()));
+    if !wait.is_zero() {
+        tracing::info!(client_id = %client_id, node, "took up the will of a connection on a dead node, due in {wait:?}");
+    }
     tokio::select! {
         () = stop.cancelled() => {
-            tracing::warn!(client_id = %client_id, node, "node stopping: the will of a connection on a dead node, due later, is not published");
+            hand_back(cluster, client_id, epoch, node, will).await;
             return;
         }
         () = tokio::time::sleep(wait) => {}
@@ -104,4 +116,32 @@ async fn publish_orphan(
     };
     tracing::info!(client_id = %client_id, node, topic = %record.topic, "publishing the will of a connection on a dead node");
     broker.append_will(record).await;
+}
+
+/// Longest a stopping node waits for Kafka to take a will it gives back.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Gives a will taken up here, and not yet due, back to the directory for
+/// another node: this node is stopping.
+async fn hand_back(
+    cluster: &crate::cluster::Cluster,
+    client_id: &ClientId,
+    epoch: i64,
+    node: &str,
+    will: ClusterWill,
+) {
+    let given = cluster
+        .directory
+        .hand_back_will(client_id, epoch, node, will);
+    match tokio::time::timeout(HAND_BACK_WAIT, given).await {
+        Ok(Ok(())) => {
+            tracing::info!(client_id = %client_id, node, "node stopping: gave back the will of a connection on a dead node, due later, for a live node to publish");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(client_id = %client_id, node, error = %e, "node stopping: the will of a connection on a dead node, due later, could not be given back and is not published");
+        }
+        Err(_) => {
+            tracing::warn!(client_id = %client_id, node, "node stopping: the will of a connection on a dead node, due later, was not given back within {HAND_BACK_WAIT:?} and is not published");
+        }
+    }
 }

@@ -151,6 +151,11 @@ struct WillRecord {
     /// The epoch of the connection whose will this is.
     epoch: i64,
     will: Option<ClusterWill>,
+    /// A will taken up from a dead node and given back unpublished by its
+    /// taker-up, which is stopping: its settlement no longer counts, so
+    /// that a live node takes it up again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    handed_back: bool,
 }
 
 /// What the directory knows of one client id's will.
@@ -175,11 +180,19 @@ impl WillEntry {
 
     /// Applies `record`, read at `offset`.
     fn apply(&mut self, record: WillRecord, offset: i64) {
-        let WillRecord { node, epoch, will } = record;
+        let WillRecord {
+            node,
+            epoch,
+            will,
+            handed_back,
+        } = record;
         match will {
             Some(will) => {
                 if self.will.as_ref().is_none_or(|(old, ..)| epoch >= *old) {
                     self.will = Some((epoch, node, will));
+                    if handed_back && self.settled.is_some_and(|(s, _)| s == epoch) {
+                        self.settled = None;
+                    }
                 }
             }
             None => {
@@ -345,6 +358,7 @@ impl SessionDirectory {
             node: self.node.clone(),
             epoch,
             will,
+            handed_back: false,
         };
         let value = serde_json::to_vec(&record).expect("a will record serialises");
         self.writer.put(&will_key(client_id), Some(&value))
@@ -395,6 +409,27 @@ impl SessionDirectory {
             && self
                 .will_entry(client_id)
                 .is_some_and(|w| w.settled == Some((epoch, at.offset)))
+    }
+
+    /// Gives back the will of `node`'s connection of `epoch`, taken up here
+    /// and not yet published: this node is stopping, and another takes it
+    /// up (see [`WillRecord::handed_back`]).
+    pub async fn hand_back_will(
+        &self,
+        client_id: &ClientId,
+        epoch: i64,
+        node: &str,
+        will: ClusterWill,
+    ) -> tributary_kafka::Result<()> {
+        let record = WillRecord {
+            node: node.to_owned(),
+            epoch,
+            will: Some(will),
+            handed_back: true,
+        };
+        let value = serde_json::to_vec(&record).expect("a will record serialises");
+        self.writer.put(&will_key(client_id), Some(&value)).await?;
+        Ok(())
     }
 
     /// What the directory knows of `client_id`'s will.
@@ -711,7 +746,40 @@ mod tests {
             node: node.into(),
             epoch,
             will,
+            handed_back: false,
         }
+    }
+
+    /// A will given back by its taker-up is unsettled again, and the next
+    /// settlement of its epoch is the one that counts; a will record that
+    /// is not given back settles nothing anew.
+    #[test]
+    fn a_will_given_back_is_taken_up_again() {
+        let mut entry = WillEntry::default();
+        entry.apply(record("a", 5, Some(will("gone"))), 6);
+        entry.apply(record("b", 5, None), 7);
+        assert!(entry.unsettled().is_none());
+        entry.apply(record("a", 5, Some(will("gone"))), 8);
+        assert!(entry.unsettled().is_none(), "only a hand-back unsettles");
+        let given_back = WillRecord {
+            handed_back: true,
+            ..record("a", 5, Some(will("gone")))
+        };
+        entry.apply(given_back, 9);
+        assert_eq!(entry.unsettled().map(|(e, n, _)| (e, n)), Some((5, "a")));
+        entry.apply(record("c", 5, None), 10);
+        entry.apply(record("b", 5, None), 11);
+        assert_eq!(entry.settled, Some((5, 10)));
+        // A hand-back of an older connection's will changes nothing.
+        entry.apply(record("a", 9, Some(will("later"))), 12);
+        entry.apply(record("a", 9, None), 13);
+        let stale = WillRecord {
+            handed_back: true,
+            ..record("a", 5, Some(will("gone")))
+        };
+        entry.apply(stale, 14);
+        assert_eq!(entry.settled, Some((9, 13)));
+        assert!(entry.unsettled().is_none());
     }
 
     /// A will stays unsettled until a settlement of its epoch (or a later
