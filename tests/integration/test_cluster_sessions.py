@@ -217,15 +217,27 @@ def test_a_new_node_has_what_a_returning_session_needs(tmp_path, nodes, cluster_
         d.close()
 
 
+def watching(node, topic: str) -> Client:
+    """A 5.0 client on `node` subscribed to `topic` at QoS 1."""
+    watcher = Client(node, V5)
+    watcher.connect()
+    watcher.subscribe([(topic, 1)])
+    return watcher
+
+
+def with_delayed_will(node, topic: str, payload: bytes, delay: int, expiry: int) -> Client:
+    """A connected persistent 5.0 client on `node` whose will waits `delay` seconds."""
+    client = Client(node, V5, unique("delayed"), clean=False, session_expiry=expiry,
+                    will=(topic, payload, 1), will_properties={"WillDelayInterval": delay})
+    client.connect()
+    return client
+
+
 def test_a_delayed_will_is_not_sent_when_the_client_comes_back_on_another_node(nodes):
     a, b, c = nodes
     topic = unique("clusterwill")
-    watcher = Client(c, V5)
-    watcher.connect()
-    watcher.subscribe([(topic, 1)])
-    willing = Client(a, V5, unique("willing"), clean=False, session_expiry=30,
-                     will=(topic, b"gone", 1), will_properties={"WillDelayInterval": 2})
-    willing.connect()
+    watcher = watching(c, topic)
+    willing = with_delayed_will(a, topic, b"gone", delay=2, expiry=30)
     willing.drop()
     back = Client(b, V5, willing.client_id, clean=False, session_expiry=30,
                   will=(topic, b"gone", 1), will_properties={"WillDelayInterval": 2})
@@ -285,12 +297,8 @@ def test_the_wills_of_a_killed_nodes_clients_are_published_once(nodes):
 def test_a_will_waiting_out_its_delay_on_a_killed_node_is_published_by_another(nodes):
     a, b, c = nodes
     topic = unique("delayedorphan")
-    watcher = Client(b, V5)
-    watcher.connect()
-    watcher.subscribe([(topic, 1)])
-    delayed = Client(a, V5, unique("delayed"), clean=False, session_expiry=120,
-                     will=(topic, b"late", 1), will_properties={"WillDelayInterval": 10})
-    delayed.connect()
+    watcher = watching(b, topic)
+    delayed = with_delayed_will(a, topic, b"late", delay=10, expiry=120)
     delayed.drop()
     dropped_at = time.monotonic()
     time.sleep(2)  # A now waits out the delay of the will
@@ -310,14 +318,8 @@ def test_a_will_waiting_out_its_delay_on_a_killed_node_is_published_by_another(n
 def test_a_will_taken_up_and_not_yet_due_is_given_back_by_a_node_that_stops(nodes):
     a, b, c = nodes
     topic = unique("handback")
-    watchers = {}
-    for node in (b, c):
-        watchers[node] = Client(node, V5)
-        watchers[node].connect()
-        watchers[node].subscribe([(topic, 1)])
-    delayed = Client(a, V5, unique("delayed"), clean=False, session_expiry=120,
-                     will=(topic, b"late", 1), will_properties={"WillDelayInterval": 20})
-    delayed.connect()
+    watchers = {node: watching(node, topic) for node in (b, c)}
+    delayed = with_delayed_will(a, topic, b"late", delay=20, expiry=120)
     a.kill()
     killed_at = time.monotonic()
     # The lowest-named live node takes the will up about 6 s after the kill; it is due 20 s
