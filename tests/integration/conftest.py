@@ -23,6 +23,7 @@ is attached to the report of a failing test as a section "broker log".
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -184,7 +185,10 @@ class Broker(ManagedProcess):
                 self._log_file.write(b"=== a port was taken meanwhile: starting again on new ports\n")
                 self._log_file.close()
                 self._log_file = None
-                self.port, self.http_port = free_port(), free_port()
+                moved = {self.port: free_port(), self.http_port: free_port()}
+                self.port, self.http_port = moved[self.port], moved[self.http_port]
+                # The config may name the broker's own address (a cluster node advertises it).
+                self.config = _with_ports_moved(self.config, self.host, moved)
         raise AssertionError("unreachable")
 
     def close(self):
@@ -195,6 +199,19 @@ class Broker(ManagedProcess):
 
     def __repr__(self):
         return f"<{self.kind} {self.host}:{self.port} data={self.data_dir}>"
+
+
+def _with_ports_moved(value, host: str, moved: dict[int, int]):
+    """`value` (a config of dicts, lists and scalars) with every "HOST:OLD" in its strings made
+    "HOST:NEW" for each OLD -> NEW in `moved`."""
+    if isinstance(value, dict):
+        return {k: _with_ports_moved(v, host, moved) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_ports_moved(v, host, moved) for v in value]
+    if isinstance(value, str):
+        pattern = re.compile(rf"{re.escape(host)}:(\d+)(?!\d)")
+        return pattern.sub(lambda m: f"{host}:{moved.get(int(m.group(1)), int(m.group(1)))}", value)
+    return value
 
 
 # -- fixtures ----------------------------------------------------------------
