@@ -575,7 +575,7 @@ impl Connection {
                         return Some(close);
                     }
                 }
-                () = woken(&self.routed), if !pending => {}
+                () = routed_woken(&self.routed), if !pending => {}
                 () = tokio::time::sleep(AUDIT_RETRY), if audit_full => {}
             }
         }
@@ -1153,12 +1153,10 @@ fn claimed_elsewhere(broker: &Broker, client_id: &ClientId, epoch: Option<i64>) 
     }
 }
 
-/// Resolves when the router woke the session; pending forever while the
-/// session has no subscriptions of its own.
-/// The router's wake-up of a session with subscriptions of its own;
-/// pending forever without any. The waiter is boxed (64 B), made only for
-/// a session with subscriptions: every idle connection's task has room
-/// for this future, and most connections subscribe to nothing.
+/// The idle wait's wake-up by the router, for a session with subscriptions
+/// of its own; pending forever without any. The waiter is boxed (64 B), made
+/// only for a session with subscriptions: every idle connection's task has
+/// room for this future, and most connections subscribe to nothing.
 fn woken(
     routed: &Option<Box<tributary_router::Registration>>,
 ) -> impl std::future::Future<Output = ()> + '_ {
@@ -1168,6 +1166,16 @@ fn woken(
             Some(waiter) => waiter.await,
             None => std::future::pending().await,
         }
+    }
+}
+
+/// The busy loop's wake-up by the router; pending forever without
+/// subscriptions. Not boxed: the busy loop's future is boxed already, and
+/// it makes this future on every turn (`woken` would allocate each time).
+async fn routed_woken(routed: &Option<Box<tributary_router::Registration>>) {
+    match routed.as_deref() {
+        Some(routed) => routed.woken().await,
+        None => std::future::pending().await,
     }
 }
 
