@@ -6,10 +6,12 @@
 //! and every node for those of its own earlier life (killed and restarted
 //! under the same name); it settles each in the directory and publishes it
 //! if its settlement is the one that counts (the first of that connection
-//! in the topic), its delay counted from the dead node's last beat: once,
-//! cluster-wide. A node stopping (SIGTERM) with such a will still waiting
-//! out its delay gives it back, and a live node takes it up again; a node
-//! killed then loses it.
+//! in the topic): once, cluster-wide. Its delay counts from its
+//! connection's end when the dead node noted that (the will was already
+//! waiting out its delay there), else from the dead node's last beat. A
+//! node stopping (SIGTERM) with such a will still waiting out its delay
+//! gives it back, and a live node takes it up again; a node killed then
+//! loses it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -84,8 +86,13 @@ async fn publish_orphan(
     if !cluster.directory.take_up_will(client_id, epoch).await {
         return;
     }
-    let last_heard_ms = cluster.nodes.last_beat_ms(node).unwrap_or_else(unix_ms);
-    let due_ms = last_heard_ms + u64::from(will.delay_secs) * 1000;
+    // From the connection's end when its node noted it (a will that was
+    // waiting out its delay there), else from the node's last beat.
+    let ended_ms = will
+        .ended_ms
+        .or_else(|| cluster.nodes.last_beat_ms(node))
+        .unwrap_or_else(unix_ms);
+    let due_ms = ended_ms + u64::from(will.delay_secs) * 1000;
     let wait = Duration::from_millis(due_ms.saturating_sub(unix_ms()));
     if !wait.is_zero() {
         tracing::info!(client_id = %client_id, node, "took up the will of a connection on a dead node, due in {wait:?}");

@@ -105,6 +105,13 @@ pub struct ClusterWill {
     /// Seconds after the connection's end before it is published (the 5.0
     /// Will Delay Interval, capped by the session's expiry).
     pub delay_secs: u32,
+    /// When the connection ended (Unix ms), noted by its node once the will
+    /// began waiting out its delay there ([`SessionDirectory::will_waiting`]):
+    /// a node taking the will up from a dead node counts the delay from
+    /// then. `None` until then (the delay then counts from the node's last
+    /// beat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
 }
 
 impl ClusterWill {
@@ -119,6 +126,7 @@ impl ClusterWill {
             owner: record.owner.clone(),
             device: record.device.clone(),
             delay_secs,
+            ended_ms: None,
         }
     }
 
@@ -362,6 +370,34 @@ impl SessionDirectory {
         };
         let value = serde_json::to_vec(&record).expect("a will record serialises");
         self.writer.put(&will_key(client_id), Some(&value))
+    }
+
+    /// Notes when this node's connection of `epoch` ended, its will now
+    /// waiting out its delay here: should this node die meanwhile, the node
+    /// that takes the will up counts the delay from `ended_ms` rather than
+    /// from this node's last beat (orphans.rs). Writes nothing when the
+    /// directory does not hold that will of this node's (it was never
+    /// written, or a newer connection's replaced it).
+    pub async fn will_waiting(
+        &self,
+        client_id: &ClientId,
+        epoch: i64,
+        ended_ms: u64,
+    ) -> tributary_kafka::Result<()> {
+        let waiting = self.will_entry(client_id).and_then(|entry| {
+            let (of, node, will) = entry.will?;
+            (of == epoch && node == self.node).then_some(ClusterWill {
+                ended_ms: Some(ended_ms),
+                ..will
+            })
+        });
+        match waiting {
+            Some(will) => self
+                .write_will(client_id, epoch, Some(will))
+                .await
+                .map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Notes that this node deals with the will of its ended connection of
@@ -738,6 +774,7 @@ mod tests {
             owner: String::new(),
             device: String::new(),
             delay_secs: 0,
+            ended_ms: None,
         }
     }
 
@@ -780,6 +817,39 @@ mod tests {
         entry.apply(stale, 14);
         assert_eq!(entry.settled, Some((9, 13)));
         assert!(entry.unsettled().is_none());
+    }
+
+    /// The note of when a connection ended carries its will again: the will
+    /// keeps its settlement state and gains the time; a record written
+    /// before the note existed reads as a will without it.
+    #[test]
+    fn a_noted_will_keeps_its_settlement_and_gains_its_end() {
+        let mut entry = WillEntry::default();
+        entry.apply(record("a", 5, Some(will("gone"))), 6);
+        let noted = ClusterWill {
+            ended_ms: Some(1_700_000_000_000),
+            ..will("gone")
+        };
+        entry.apply(record("a", 5, Some(noted.clone())), 7);
+        let (epoch, node, kept) = entry.unsettled().expect("still unsettled");
+        assert_eq!(
+            (epoch, node, kept.ended_ms),
+            (5, "a", Some(1_700_000_000_000))
+        );
+        entry.apply(record("a", 5, None), 8);
+        entry.apply(record("a", 5, Some(noted)), 9);
+        assert!(
+            entry.unsettled().is_none(),
+            "a late note settles nothing anew"
+        );
+        let old: ClusterWill = serde_json::from_str(
+            r#"{"topic":"t","qos":1,"retain":false,"properties":"","payload":"","owner":"","device":"","delay_secs":3}"#,
+        )
+        .expect("an older record reads");
+        assert_eq!(old.ended_ms, None);
+        assert!(!serde_json::to_string(&will("x"))
+            .unwrap()
+            .contains("ended_ms"));
     }
 
     /// A will stays unsettled until a settlement of its epoch (or a later

@@ -1054,19 +1054,61 @@ impl Connection {
         state.pending_will = Some(cancel.clone());
         let broker = self.broker.clone();
         let (client_id, epoch) = (self.client_id.clone(), self.cluster_epoch());
+        let due = Instant::now() + Duration::from_secs(u64::from(delay));
+        let noted = self.note_will_waiting();
         tokio::spawn(async move {
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {
-                    // A connection on another node within the delay may
-                    // have come too late to cancel this task itself.
-                    if !claimed_elsewhere(&broker, &client_id, epoch) {
-                        broker.append_will(record).await;
+            let waited = async {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep_until(due) => {
+                        // A connection on another node within the delay may
+                        // have come too late to cancel this task itself.
+                        if !claimed_elsewhere(&broker, &client_id, epoch) {
+                            broker.append_will(record).await;
+                        }
                     }
                 }
-            }
+            };
+            // The note is handed to Kafka when first polled, so before the
+            // settlement, which follows the wait.
+            tokio::join!(noted, waited);
             settle.await;
         });
+    }
+
+    /// The session directory, client id and epoch under which this
+    /// connection's will is in the directory; `None` when it is not there.
+    fn will_in_directory(&self) -> Option<(Arc<crate::cluster::SessionDirectory>, ClientId, i64)> {
+        let cluster = self.broker.cluster.as_ref()?;
+        let epoch = self.cluster_epoch()?;
+        self.cluster_claim
+            .as_ref()
+            .filter(|claim| claim.will_in_directory)?;
+        Some((cluster.directory.clone(), self.client_id.clone(), epoch))
+    }
+
+    /// For a will now waiting out its delay here: notes in the session
+    /// directory when the connection ended, so that a node taking the will
+    /// up should this one die counts the delay from then (orphans.rs). A
+    /// no-op when the will is not in the directory.
+    fn note_will_waiting(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let noting = self.will_in_directory();
+        let ended_ms = crate::persist::unix_ms();
+        async move {
+            let Some((directory, client_id, epoch)) = noting else {
+                return;
+            };
+            let noted = directory.will_waiting(&client_id, epoch, ended_ms);
+            match tokio::time::timeout(WILL_WRITE_WAIT, noted).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(client_id = %client_id, error = %e, "session directory: when the connection of a delayed will ended was not noted; should this node die, the delay counts from its last beat");
+                }
+                Err(_) => {
+                    tracing::warn!(client_id = %client_id, "session directory: when the connection of a delayed will ended was not noted within {WILL_WRITE_WAIT:?}; should this node die, the delay counts from its last beat");
+                }
+            }
+        }
     }
 
     /// What settles this connection's will in the session directory (a
@@ -1075,18 +1117,10 @@ impl Connection {
     /// before it is awaited: a settlement written before the will's append
     /// would lose the will if the node died between the two.
     fn settle_will(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let settling = match (&self.broker.cluster, self.cluster_epoch()) {
-            (Some(cluster), Some(epoch))
-                if self
-                    .cluster_claim
-                    .as_ref()
-                    .is_some_and(|c| c.will_in_directory) =>
-            {
-                cluster.directory.will_pending(&self.client_id, epoch);
-                Some((cluster.directory.clone(), self.client_id.clone(), epoch))
-            }
-            _ => None,
-        };
+        let settling = self.will_in_directory();
+        if let Some((directory, client_id, epoch)) = &settling {
+            directory.will_pending(client_id, *epoch);
+        }
         async move {
             if let Some((directory, client_id, epoch)) = settling {
                 let settled = directory.will_settled(&client_id, epoch);
