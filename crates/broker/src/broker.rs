@@ -127,6 +127,7 @@ async fn open_cluster(
         nodes: Arc::new(nodes),
         checkpoints: Arc::new(checkpoints),
         caught_up: tokio::sync::watch::channel(false).0,
+        retained_at: tokio::sync::watch::channel(tributary_log::Offset(0)).0,
     })
 }
 

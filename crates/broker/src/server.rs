@@ -38,6 +38,7 @@ impl Broker {
             self.retained.clone(),
             self.retained_snapshot.clone(),
             self.retained_applied(),
+            self.cluster.clone(),
             stop.clone(),
         ));
         tasks.spawn(upkeep::expire_sessions(
@@ -142,11 +143,20 @@ impl Broker {
         let Some(cluster) = &self.cluster else {
             return true;
         };
-        let mut caught_up = cluster.caught_up.subscribe();
-        let wait = caught_up.wait_for(|done| *done);
+        let wait = async {
+            let mut caught_up = cluster.caught_up.subscribe();
+            if caught_up.wait_for(|done| *done).await.is_err() {
+                return false;
+            }
+            // And the retained map has applied what the copy holds.
+            let copied = self.log.end_offset();
+            let mut retained = cluster.retained_at.subscribe();
+            let applied = retained.wait_for(|at| *at >= copied).await.is_ok();
+            applied
+        };
         tokio::time::timeout(crate::cluster::CATCH_UP_WAIT, wait)
             .await
-            .is_ok_and(|seen| seen.is_ok())
+            .unwrap_or(false)
     }
 
     /// On Kafka: waits (at most `CATCH_UP_WAIT`) until the node's copy of

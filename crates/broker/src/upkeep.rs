@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_accounts::Accounts;
 use tributary_log::{Log, Offset};
 
+use crate::cluster::Cluster;
 use crate::persist::SessionFile;
 use crate::retained::{Retained, RetainedSnapshot};
 use crate::session::Registry;
@@ -30,15 +31,22 @@ const READ_BATCH: usize = 1024;
 
 /// Follows the log from `applied` (where the retained map stands), applying
 /// retained records, and snapshots the map so a restart replays only what
-/// came after.
+/// came after. On Kafka it tells the cluster how far it has applied.
 pub(crate) async fn retained_consumer(
     log: Log,
     retained: Arc<Retained>,
     snapshot: Arc<RetainedSnapshot>,
     applied: Offset,
+    cluster: Option<Arc<Cluster>>,
     stop: CancellationToken,
 ) {
     let mut pos = applied.max(log.end_offset());
+    let report = |pos: Offset| {
+        if let Some(cluster) = &cluster {
+            cluster.retained_at.send_replace(pos);
+        }
+    };
+    report(pos);
     let mut saved = applied;
     let mut last_save = Instant::now();
     loop {
@@ -55,6 +63,7 @@ pub(crate) async fn retained_consumer(
                     }
                     pos = Offset(offset.0 + 1);
                 }
+                report(pos);
             }
             Err(e) => tracing::error!(error = %e, "read the log for retained messages"),
         }

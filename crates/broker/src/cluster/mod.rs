@@ -158,6 +158,11 @@ pub struct Cluster {
     /// subscription would be sent old messages as they are copied, so the
     /// node does not serve yet.
     pub caught_up: tokio::sync::watch::Sender<bool>,
+    /// Where the retained consumer stands in the local log. The node serves
+    /// once it has applied what the copy holds at catch-up: the copy can
+    /// repeat retained messages older than the retained table the map was
+    /// seeded from, and a subscriber must not be sent those meanwhile.
+    pub retained_at: tokio::sync::watch::Sender<tributary_log::Offset>,
 }
 
 /// Longest a node waits to catch up before it serves anyway.
