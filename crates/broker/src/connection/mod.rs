@@ -1003,17 +1003,10 @@ impl Connection {
         };
         let will = crate::cluster::directory::ClusterWill::of(&record, delay);
         let written = cluster.directory.put_will(&self.client_id, epoch, will);
-        match tokio::time::timeout(WILL_WRITE_WAIT, written).await {
-            Ok(Ok(())) => {
-                if let Some(claim) = self.cluster_claim.as_mut() {
-                    claim.will_in_directory = true;
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(client_id = %self.client_id, error = %e, "session directory: the will was not written; should this node die, it is not published");
-            }
-            Err(_) => {
-                tracing::warn!(client_id = %self.client_id, "session directory: the will was not written within {WILL_WRITE_WAIT:?}; should this node die, it is not published");
+        let failed = "the will was not written; should this node die, it is not published";
+        if will_write_done(&self.client_id, written, failed).await {
+            if let Some(claim) = self.cluster_claim.as_mut() {
+                claim.will_in_directory = true;
             }
         }
     }
@@ -1099,15 +1092,8 @@ impl Connection {
                 return;
             };
             let noted = directory.will_waiting(&client_id, epoch, ended_ms);
-            match tokio::time::timeout(WILL_WRITE_WAIT, noted).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(client_id = %client_id, error = %e, "session directory: when the connection of a delayed will ended was not noted; should this node die, the delay counts from its last beat");
-                }
-                Err(_) => {
-                    tracing::warn!(client_id = %client_id, "session directory: when the connection of a delayed will ended was not noted within {WILL_WRITE_WAIT:?}; should this node die, the delay counts from its last beat");
-                }
-            }
+            let failed = "when the connection of a delayed will ended was not noted; should this node die, the delay counts from its last beat";
+            will_write_done(&client_id, noted, failed).await;
         }
     }
 
@@ -1124,15 +1110,7 @@ impl Connection {
         async move {
             if let Some((directory, client_id, epoch)) = settling {
                 let settled = directory.will_settled(&client_id, epoch);
-                match tokio::time::timeout(WILL_WRITE_WAIT, settled).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(client_id = %client_id, error = %e, "session directory: settle the will");
-                    }
-                    Err(_) => {
-                        tracing::warn!(client_id = %client_id, "session directory: the will was not settled within {WILL_WRITE_WAIT:?}");
-                    }
-                }
+                will_write_done(&client_id, settled, "the will was not settled").await;
             }
         }
     }
@@ -1177,6 +1155,27 @@ impl Connection {
 /// settlement, in the session directory (Kafka away must not hold a
 /// CONNECT or a connection's end for the producer's whole timeout).
 const WILL_WRITE_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits at most [`WILL_WRITE_WAIT`] for a write of `client_id`'s will to
+/// the session directory; true once Kafka took it. When it did not, the log
+/// says so with `failed` (what was not written, and what follows from it).
+async fn will_write_done(
+    client_id: &ClientId,
+    write: impl std::future::Future<Output = tributary_kafka::Result<()>>,
+    failed: &str,
+) -> bool {
+    match tokio::time::timeout(WILL_WRITE_WAIT, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(client_id = %client_id, error = %e, "session directory: {failed}");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(client_id = %client_id, "session directory: {failed} (Kafka did not answer within {WILL_WRITE_WAIT:?})");
+            false
+        }
+    }
+}
 
 /// On Kafka: true when another node claimed `client_id` after the claim
 /// `epoch` of this node.
